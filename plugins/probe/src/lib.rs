@@ -1,0 +1,60 @@
+//! The `probe` plugin: pokes at the sandbox's boundaries so kiln's tests can check them. Not embedded
+//! in kiln; the tests load it with `--plugin`.
+//!
+//! `probe read PATH` prints a file, `probe write PATH TEXT` writes one, `probe spin` loops forever,
+//! `probe alloc MIB` allocates and touches that much memory, `probe env NAME` prints a variable,
+//! `probe exec PROGRAM ARGS…` runs a host program, `probe args …` prints its arguments.
+
+use kiln_sdk::{Command, Context, Outcome, Plugin, exec, log};
+
+struct Probe;
+
+impl Plugin for Probe {
+    fn run(args: Vec<String>, context: Context) -> Outcome {
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["read", path] => match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    log::info(&format!("read {path}: {text}"));
+                    Outcome::success()
+                }
+                Err(e) => Outcome::failure(1, format!("cannot read {path}: {e}")),
+            },
+            ["write", path, text] => match std::fs::write(path, text) {
+                Ok(()) => Outcome::success(),
+                Err(e) => Outcome::failure(1, format!("cannot write {path}: {e}")),
+            },
+            ["spin"] => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            ["alloc", mib] => {
+                let mib: usize = mib.parse().unwrap_or(1);
+                let mut blocks = Vec::new();
+                for _ in 0..mib {
+                    blocks.push(vec![1u8; 1 << 20]);
+                }
+                log::info(&format!("allocated {} MiB", blocks.len()));
+                Outcome::success()
+            }
+            ["env", name] => {
+                log::info(&format!("{name}={}", context.var(name).unwrap_or("")));
+                Outcome::success()
+            }
+            ["exec", argv @ ..] => match exec::run(&Command::new(argv.iter().copied(), &context)) {
+                Ok(exit) if exit.success() => Outcome::success(),
+                Ok(exit) => Outcome::failure(exit.code.unwrap_or(1), format!("{exit:?}")),
+                Err(e) => Outcome::failure(1, e),
+            },
+            ["args", rest @ ..] => {
+                log::info(&format!("args: {}", rest.join("|")));
+                Outcome::success()
+            }
+            _ => Outcome::failure(2, format!("probe does not know `{}`", words.join(" "))),
+        }
+    }
+}
+
+kiln_sdk::plugin!(Probe);

@@ -1,0 +1,98 @@
+//! The `shell` plugin: runs one buildspec command line in sh or bash with CodeBuild 0.2 semantics.
+//!
+//! CodeBuild 0.2 keeps one logical shell session for a whole build: the working directory and the
+//! variables one command sets are seen by the next command and by later phases. kiln gets there
+//! without a long-lived shell (which could not tell one command's exit status and output from the
+//! next): each command runs in a fresh shell started in the session's directory with the session's
+//! environment, and on its way out that shell dumps its directory and exported variables (`export -p`,
+//! a builtin, so no extra process) into a state file, which becomes the session for the next command.
+//! `set -a` makes plain assignments (`FOO=bar`) exported, so they carry over as on CodeBuild; bash
+//! arrays and functions do not, as on CodeBuild.
+//!
+//! Arguments: `<shell> <command>`, where `<shell>` is `sh` or `bash`.
+
+mod export;
+
+use kiln_sdk::{Command, Context, Outcome, Plugin, exec, log};
+
+struct Shell;
+
+/// Variables that belong to one shell process, not to the session.
+const PRIVATE: &[&str] = &["SHLVL", "_", "__kiln_status"];
+
+impl Plugin for Shell {
+    fn run(args: Vec<String>, context: Context) -> Outcome {
+        let [shell, command] = args.as_slice() else {
+            return Outcome::failure(2, "the shell plugin takes a shell and a command line");
+        };
+        let state = format!("{}/shell.state", context.temp_dir.trim_end_matches('/'));
+        let _ = std::fs::remove_file(&state);
+        let script = format!(
+            "set -a; trap '__kiln_status=$?; {{ printf \"%s\\0\" \"$PWD\"; export -p; }} > {} 2>/dev/null; exit $__kiln_status' EXIT; {}\n",
+            quote(&state),
+            command
+        );
+        let run = Command::new([shell.as_str(), "-c", script.as_str()], &context);
+        let exit = match exec::run(&run) {
+            Ok(exit) => exit,
+            Err(e) => return Outcome::failure(127, e),
+        };
+        let mut outcome = match (exit.timed_out, exit.code, exit.signal) {
+            (true, _, _) => Outcome::failure(124, "the command ran out of time and was stopped"),
+            (_, Some(0), _) => Outcome::success(),
+            (_, Some(code), _) => Outcome::failure(code, format!("exit status {code}")),
+            (_, None, Some(signal)) => {
+                Outcome::failure(128 + signal, format!("signal: {}", signal_name(signal)))
+            }
+            (_, None, None) => Outcome::failure(1, "the command ended without a status"),
+        };
+        // No state file after `exec` in the command, or a kill: the session stays as it was.
+        if let Ok(bytes) = std::fs::read(&state) {
+            match parse_state(&bytes) {
+                Ok((cwd, env)) => {
+                    outcome.cwd = Some(cwd);
+                    outcome.env = Some(env);
+                }
+                Err(e) => log::warn(&format!(
+                    "kiln could not read the shell's state after this command ({e}); \
+                     the next command starts from the state before it"
+                )),
+            }
+        }
+        outcome
+    }
+}
+
+fn parse_state(bytes: &[u8]) -> Result<(String, Vec<(String, String)>), String> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "the environment is not UTF-8".to_string())?;
+    let (cwd, exports) = text
+        .split_once('\0')
+        .ok_or_else(|| "the state file is truncated".to_string())?;
+    let env = export::parse(exports)?
+        .into_iter()
+        .filter(|(k, _)| !PRIVATE.contains(&k.as_str()))
+        .collect();
+    Ok((cwd.to_string(), env))
+}
+
+/// Single-quotes a word for sh.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "hangup",
+        2 => "interrupt",
+        3 => "quit",
+        6 => "aborted",
+        9 => "killed",
+        11 => "segmentation fault",
+        13 => "broken pipe",
+        15 => "terminated",
+        _ => "signal",
+    }
+}
+
+kiln_sdk::plugin!(Shell);

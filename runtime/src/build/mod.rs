@@ -1,0 +1,819 @@
+//! The buildspec executor: CodeBuild 0.2 semantics, phase by phase, every step a plugin.
+//!
+//! A build copies the source into a fresh workspace, assembles the environment, then runs `install`,
+//! `pre_build`, `build` and `post_build` in order. Each command line is one step: the `shell` plugin
+//! runs it (or the plugin its first word names), and the shell session (working directory and
+//! variables) carries over from step to step. Transitions follow CodeBuild: a failing command skips the
+//! rest of its phase's `commands`, `finally` always runs, an install or pre_build failure ends the
+//! build, a build failure still runs post_build, and artifacts are still collected after build or
+//! post_build failures; `on-failure` changes that per phase.
+
+pub mod artifacts;
+pub mod env;
+pub mod log;
+pub mod result;
+pub mod workspace;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::sandbox::{self, Confinement, ExecEnv, Policy, Preopen, Reaper, Sandbox, StepContext};
+use crate::spec::buildspec::{self, Buildspec, OnFailure, Parsed, Phase, PhaseName, Version};
+use crate::spec::{Secrets, SpecError};
+
+use self::log::BuildLog;
+use self::result::{BuildResult, PhaseResult, Status};
+
+/// Everything `kiln build` needs to know.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The project's directory.
+    pub source: PathBuf,
+    /// The buildspec; `buildspec.yml` in the source directory by default.
+    pub buildspec: Option<PathBuf>,
+    /// Build in the source directory itself rather than in a copy.
+    pub in_place: bool,
+    /// `--env K=V`, over the buildspec's variables.
+    pub env: Vec<(String, String)>,
+    /// Host variables to pass through besides the defaults.
+    pub pass_env: Vec<String>,
+    /// The local stand-in for Parameter Store and Secrets Manager.
+    pub secrets: Option<PathBuf>,
+    /// Where artifacts go; `<source>/.kiln/out` by default.
+    pub output: Option<PathBuf>,
+    /// Also zip each artifact.
+    pub zip: bool,
+    /// Let commands and plugins reach the network.
+    pub network: bool,
+    /// Refuse to run commands unconfined where the kernel has no Landlock.
+    pub require_sandbox: bool,
+    /// Confine commands at all.
+    pub confine: bool,
+    /// Extra directories commands may write to.
+    pub writable: Vec<PathBuf>,
+    /// The build's time limit (CodeBuild's build timeout).
+    pub timeout: Duration,
+    /// A single step's time limit.
+    pub step_timeout: Option<Duration>,
+    /// Memory limit of one plugin instance, in bytes.
+    pub memory_limit: usize,
+    /// `--plugin NAME=PATH`: components whose name, as a command's first word, runs them.
+    pub plugins: Vec<(String, PathBuf)>,
+    /// The project name (`CODEBUILD_BUILD_ID` starts with it); the source folder's name by default.
+    pub project: Option<String>,
+    /// Where build numbers and logs are kept.
+    pub state_dir: PathBuf,
+    /// Where compiled plugins are cached.
+    pub cache_dir: Option<PathBuf>,
+    /// Where the log goes besides its file.
+    pub console: log::Console,
+    /// Show a status line on terminals.
+    pub progress: bool,
+    /// Show plugins' debug lines.
+    pub verbose: bool,
+    /// `CODEBUILD_INITIATOR`.
+    pub initiator: String,
+}
+
+/// Why a build could not start (as opposed to a build that ran and failed).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    Load(#[from] buildspec::LoadError),
+    #[error("{0}")]
+    Secrets(#[from] crate::spec::secrets::SecretsError),
+    #[error("{0}")]
+    MissingSecret(#[from] env::MissingSecret),
+    #[error("no buildspec found: looked for {}", .0.display())]
+    NoBuildspec(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Snapshot(#[from] workspace::SnapshotError),
+    #[error("{0}")]
+    Confine(#[from] sandbox::process::ConfineError),
+    #[error("run-as `{user}`: {message}")]
+    RunAs { user: String, message: String },
+    #[error("{0}")]
+    Sandbox(String),
+}
+
+impl BuildError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+        move |source| BuildError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Finds the buildspec of a project: the given path, or `buildspec.yml` (then `.yaml`, `.json`).
+pub fn find_buildspec(source: &Path, given: Option<&Path>) -> Result<PathBuf, BuildError> {
+    if let Some(path) = given {
+        let path = if path.is_absolute() || path.exists() {
+            path.to_path_buf()
+        } else {
+            source.join(path)
+        };
+        return Ok(path);
+    }
+    ["buildspec.yml", "buildspec.yaml", "buildspec.json"]
+        .iter()
+        .map(|name| source.join(name))
+        .find(|p| p.exists())
+        .ok_or_else(|| BuildError::NoBuildspec(source.join("buildspec.yml")))
+}
+
+/// The session of the shell: what carries over from one command to the next.
+#[derive(Debug, Clone)]
+struct Session {
+    cwd: PathBuf,
+    env: env::Vars,
+}
+
+/// How one phase ended.
+struct PhaseRun {
+    status: Status,
+    status_code: &'static str,
+    message: String,
+}
+
+/// A build in progress.
+struct Runner<'a> {
+    spec: &'a Buildspec,
+    sandbox: &'a Sandbox,
+    log: Arc<BuildLog>,
+    session: Session,
+    source_dir: PathBuf,
+    temp_dir: PathBuf,
+    build_id: String,
+    exec: ExecEnv,
+    options: &'a BuildOptions,
+    deadline: Instant,
+    run_as: Option<(u32, u32)>,
+}
+
+/// Runs a build to its end. A build that runs and fails is an `Ok` with a failed status; `Err` means it
+/// could not start.
+pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
+    let started = Instant::now();
+    let start_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let source = options
+        .source
+        .canonicalize()
+        .map_err(BuildError::io(&options.source))?;
+    let spec_path = find_buildspec(&source, options.buildspec.as_deref())?;
+    let Parsed {
+        buildspec: spec,
+        warnings,
+        source: spec_text,
+    } = buildspec::load(&spec_path)?;
+    let secrets = match &options.secrets {
+        Some(path) => Secrets::load(path)?,
+        None => Secrets::default(),
+    };
+    let resolved = env::resolve(&spec.env, &secrets, &options.pass_env, &options.env)?;
+
+    let project = options
+        .project
+        .clone()
+        .unwrap_or_else(|| project_name(&source));
+    let records = options.state_dir.join("builds").join(&project);
+    std::fs::create_dir_all(&records).map_err(BuildError::io(&records))?;
+    let build_number = next_build_number(&records).map_err(BuildError::io(&records))?;
+    let build_id = format!("{project}:{}", uuid::Uuid::new_v4());
+    let log_file = records.join(format!("{build_number}.log"));
+    let log = Arc::new(
+        BuildLog::create(Some(&log_file), options.console, options.progress)
+            .map_err(BuildError::io(&log_file))?
+            .verbose(options.verbose),
+    );
+    log.mask(resolved.masked.clone());
+    if !warnings.is_empty() {
+        let rendered =
+            crate::spec::diagnostic::render_all(&spec_path, &spec_text, &warnings, false);
+        for line in rendered.lines() {
+            log.output(line);
+        }
+    }
+
+    // The workspace: a copy of the source (or the source itself), and a private temp dir.
+    let scratch = tempfile::Builder::new()
+        .prefix("kiln-build-")
+        .tempdir()
+        .map_err(|e| BuildError::Io {
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
+    let scratch_dir = scratch
+        .path()
+        .canonicalize()
+        .map_err(BuildError::io(scratch.path()))?;
+    let temp_dir = scratch_dir.join("tmp");
+    std::fs::create_dir_all(&temp_dir).map_err(BuildError::io(&temp_dir))?;
+    log.container(&format!(
+        "Running on kiln {} (local)",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let download_started = Instant::now();
+    log.container("Entering phase DOWNLOAD_SOURCE");
+    let (source_dir, git_head) = if options.in_place {
+        (source.clone(), workspace::git_head(&source))
+    } else {
+        let dir = scratch_dir.join("src");
+        std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
+        let snapshot = workspace::snapshot(&source, &dir)?;
+        log.container(&format!(
+            "Copied {} files of {} into {}",
+            snapshot.files,
+            source.display(),
+            dir.display()
+        ));
+        (dir, snapshot.git_head)
+    };
+    log.container("Phase complete: DOWNLOAD_SOURCE State: SUCCEEDED");
+    log.container("Phase context status code:  Message: ");
+    let mut phases = vec![PhaseResult {
+        name: "DOWNLOAD_SOURCE".into(),
+        status: Status::Succeeded,
+        duration_ms: download_started.elapsed().as_millis() as u64,
+        status_code: String::new(),
+        message: String::new(),
+        attempts: 1,
+    }];
+
+    let mut sandbox = Sandbox::new(options.cache_dir.clone())
+        .map_err(|e| BuildError::Sandbox(format!("cannot start the WebAssembly engine: {e:#}")))?;
+    for (name, path) in &options.plugins {
+        sandbox.register_file(name, path);
+    }
+    let mut writable = vec![source_dir.clone(), temp_dir.clone()];
+    writable.extend(options.writable.iter().cloned());
+    let confinement = Confinement {
+        writable,
+        readable: vec![PathBuf::from("/")],
+        network: options.network,
+        required: options.require_sandbox,
+        enabled: options.confine,
+    };
+    let prepared = confinement.prepare()?;
+    let confined = prepared.is_confined();
+    if options.confine && !confined {
+        log.container(
+            "warning: this kernel has no Landlock: build commands run unconfined (--require-sandbox refuses to)",
+        );
+    }
+    let run_as = spec
+        .run_as
+        .as_deref()
+        .map(resolve_user)
+        .transpose()?
+        .flatten();
+
+    let mut vars = resolved.vars;
+    vars.set("CODEBUILD_SRC_DIR", source_dir.to_string_lossy());
+    vars.set("CODEBUILD_BUILD_ID", build_id.clone());
+    vars.set(
+        "CODEBUILD_BUILD_ARN",
+        format!("arn:aws:codebuild:local:000000000000:build/{build_id}"),
+    );
+    vars.set("CODEBUILD_BUILD_NUMBER", build_number.to_string());
+    vars.set("CODEBUILD_START_TIME", start_time.to_string());
+    vars.set("CODEBUILD_INITIATOR", options.initiator.clone());
+    vars.set(
+        "CODEBUILD_RESOLVED_SOURCE_VERSION",
+        git_head.clone().unwrap_or_default(),
+    );
+    vars.set(
+        "CODEBUILD_SOURCE_VERSION",
+        git_head.clone().unwrap_or_default(),
+    );
+    vars.set("CODEBUILD_BUILD_SUCCEEDING", "1");
+    vars.set("CODEBUILD_CI", "true");
+    vars.set("TMPDIR", temp_dir.to_string_lossy());
+
+    for note in notices(&spec) {
+        log.container(&format!("warning: {note}"));
+    }
+
+    let reaper = Reaper::default();
+    let mut runner = Runner {
+        spec: &spec,
+        sandbox: &sandbox,
+        log: log.clone(),
+        session: Session {
+            cwd: source_dir.clone(),
+            env: vars,
+        },
+        source_dir: source_dir.clone(),
+        temp_dir: temp_dir.clone(),
+        build_id: build_id.clone(),
+        exec: ExecEnv {
+            prepared: Arc::new(prepared),
+            reaper: reaper.clone(),
+            run_as,
+        },
+        options,
+        deadline: Instant::now() + options.timeout,
+        run_as,
+    };
+
+    let mut status = Status::Succeeded;
+    let mut upload = true;
+    for name in PhaseName::ALL {
+        let phase = spec.phases.iter().find(|p| p.name == name);
+        let phase_started = Instant::now();
+        let (run, attempts) = runner.phase_with_retries(name, phase).await;
+        phases.push(PhaseResult {
+            name: name.log_name().into(),
+            status: run.status,
+            duration_ms: phase_started.elapsed().as_millis() as u64,
+            status_code: run.status_code.into(),
+            message: run.message.clone(),
+            attempts,
+        });
+        if run.status == Status::Succeeded {
+            continue;
+        }
+        if status == Status::Succeeded {
+            status = if run.status == Status::TimedOut {
+                Status::TimedOut
+            } else {
+                Status::Failed
+            };
+        }
+        runner.session.env.set("CODEBUILD_BUILD_SUCCEEDING", "0");
+        if run.status == Status::TimedOut && Instant::now() >= runner.deadline {
+            upload = false;
+            break;
+        }
+        match phase.and_then(|p| p.on_failure.as_ref()) {
+            Some(OnFailure::Abort) => {
+                upload = false;
+                break;
+            }
+            Some(OnFailure::Continue) => continue,
+            _ => match name {
+                PhaseName::Install | PhaseName::PreBuild => {
+                    upload = false;
+                    break;
+                }
+                PhaseName::Build | PhaseName::PostBuild => continue,
+            },
+        }
+    }
+
+    let mut artifact_results = Vec::new();
+    if let Some(definition) = spec.artifacts.as_ref().filter(|_| upload) {
+        let phase_started = Instant::now();
+        log.container("Entering phase UPLOAD_ARTIFACTS");
+        let output = options
+            .output
+            .clone()
+            .unwrap_or_else(|| source.join(".kiln").join("out"));
+        let collected = artifacts::collect(&runner.artifact_env(), definition, &output).await;
+        let (phase_status, code, message) = match collected {
+            Ok(results) => {
+                for a in &results {
+                    log.container(&format!(
+                        "Artifact {}: {} file(s) in {}",
+                        a.name,
+                        a.files.len(),
+                        a.path.display()
+                    ));
+                }
+                artifact_results = results;
+                (Status::Succeeded, "", String::new())
+            }
+            Err(e) => {
+                status = Status::Failed;
+                (Status::Failed, e.status_code(), e.to_string())
+            }
+        };
+        log.container(&format!(
+            "Phase complete: UPLOAD_ARTIFACTS State: {}",
+            phase_status.as_str()
+        ));
+        log.container(&format!(
+            "Phase context status code: {code} Message: {message}"
+        ));
+        phases.push(PhaseResult {
+            name: "UPLOAD_ARTIFACTS".into(),
+            status: phase_status,
+            duration_ms: phase_started.elapsed().as_millis() as u64,
+            status_code: code.into(),
+            message,
+            attempts: 1,
+        });
+    }
+
+    let exported_variables: BTreeMap<String, String> = spec
+        .env
+        .exported_variables
+        .iter()
+        .map(|name| {
+            (
+                name.clone(),
+                runner.session.env.get(name).unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (name, value) in &exported_variables {
+        log.container(&format!("Exported variable {name}={value}"));
+    }
+    reaper.kill_all();
+    log.container(&format!("Build {}: {}", build_id, status.as_str()));
+    log.finish();
+
+    let result = BuildResult {
+        build_id,
+        build_number,
+        project,
+        status,
+        source_version: git_head,
+        start_time,
+        duration_ms: started.elapsed().as_millis() as u64,
+        phases,
+        exported_variables,
+        artifacts: artifact_results,
+        log_file: Some(log_file),
+        confined,
+    };
+    if let Ok(json) = serde_json::to_vec_pretty(&result) {
+        let _ = std::fs::write(records.join(format!("{build_number}.json")), json);
+    }
+    Ok(result)
+}
+
+/// Things in the buildspec kiln reads but does not act on, said once per build.
+fn notices(spec: &Buildspec) -> Vec<String> {
+    let mut notes = Vec::new();
+    if spec.batch.is_some() {
+        notes
+            .push("`batch` is read but not run: kiln runs this buildspec as one build".to_string());
+    }
+    for phase in &spec.phases {
+        if !phase.runtime_versions.is_empty() {
+            let asked: Vec<String> = phase
+                .runtime_versions
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            notes.push(format!(
+                "runtime-versions ({}) are not installed by kiln: the host's toolchains are used",
+                asked.join(", ")
+            ));
+        }
+    }
+    notes
+}
+
+impl Runner<'_> {
+    async fn phase_with_retries(
+        &mut self,
+        name: PhaseName,
+        phase: Option<&Phase>,
+    ) -> (PhaseRun, u32) {
+        let mut attempts = 1;
+        loop {
+            let run = self.phase(name, phase).await;
+            let retry = match phase.and_then(|p| p.on_failure.as_ref()) {
+                Some(OnFailure::Retry { count, pattern }) if run.status == Status::Failed => {
+                    attempts <= *count
+                        && pattern.as_ref().is_none_or(|re| re.is_match(&run.message))
+                }
+                _ => false,
+            };
+            if !retry {
+                return (run, attempts);
+            }
+            attempts += 1;
+            self.log.container(&format!(
+                "Phase {} failed; retrying it (attempt {attempts})",
+                name.log_name()
+            ));
+        }
+    }
+
+    async fn phase(&mut self, name: PhaseName, phase: Option<&Phase>) -> PhaseRun {
+        let log_name = name.log_name();
+        self.log.container(&format!("Entering phase {log_name}"));
+        let mut run = PhaseRun {
+            status: Status::Succeeded,
+            status_code: "",
+            message: String::new(),
+        };
+        if let Some(phase) = phase {
+            let run_as = match &phase.run_as {
+                Some(user) => match resolve_user(user) {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        run = PhaseRun {
+                            status: Status::Failed,
+                            status_code: "CLIENT_ERROR",
+                            message: e.to_string(),
+                        };
+                        None
+                    }
+                },
+                None => self.run_as,
+            };
+            if run.status == Status::Succeeded {
+                self.exec.run_as = run_as;
+                for command in &phase.commands {
+                    if let Some(failed) = self.command(log_name, &command.text).await {
+                        run = failed;
+                        break;
+                    }
+                }
+                for command in &phase.finally {
+                    if let Some(failed) = self.command(log_name, &command.text).await {
+                        if run.status == Status::Succeeded {
+                            run = failed;
+                        }
+                        break;
+                    }
+                }
+                self.exec.run_as = self.run_as;
+            }
+        }
+        self.log.container(&format!(
+            "Phase complete: {log_name} State: {}",
+            run.status.as_str()
+        ));
+        self.log.container(&format!(
+            "Phase context status code: {} Message: {}",
+            run.status_code, run.message
+        ));
+        run
+    }
+
+    /// Runs one command line; `Some` when it failed.
+    async fn command(&mut self, phase: &str, text: &str) -> Option<PhaseRun> {
+        self.log.container(&format!("Running command {text}"));
+        self.log
+            .status(&format!("{phase} · {}", text.lines().next().unwrap_or("")));
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = self
+            .options
+            .step_timeout
+            .map_or(remaining, |t| t.min(remaining));
+        let context = StepContext {
+            build_id: self.build_id.clone(),
+            phase: phase.to_string(),
+            source_dir: self.source_dir.clone(),
+            cwd: self.session.cwd.clone(),
+            env: self.session.env.as_slice().to_vec(),
+            temp_dir: self.temp_dir.clone(),
+        };
+        let words = shell_words::split(text).ok();
+        let plugin = words
+            .as_ref()
+            .and_then(|w| w.first())
+            .filter(|first| *first != "shell" && self.sandbox.has(first))
+            .cloned();
+        let (name, args, policy) = match (&plugin, &words) {
+            (Some(name), Some(words)) => {
+                let args = words[1..]
+                    .iter()
+                    .map(|w| expand(w, &self.session.env))
+                    .collect::<Vec<_>>();
+                let policy = Policy {
+                    preopens: vec![
+                        Preopen {
+                            path: self.source_dir.clone(),
+                            writable: true,
+                        },
+                        Preopen {
+                            path: self.temp_dir.clone(),
+                            writable: true,
+                        },
+                    ],
+                    allow_exec: true,
+                    network: self.options.network,
+                    timeout: Some(timeout),
+                    memory_limit: self.options.memory_limit,
+                };
+                (name.as_str(), args, policy)
+            }
+            _ => {
+                let policy = Policy {
+                    preopens: vec![Preopen {
+                        path: self.temp_dir.clone(),
+                        writable: true,
+                    }],
+                    allow_exec: true,
+                    network: false,
+                    timeout: Some(timeout),
+                    memory_limit: self.options.memory_limit,
+                };
+                let args = vec![self.spec.env.shell.program().to_string(), text.to_string()];
+                ("shell", args, policy)
+            }
+        };
+        let exec = policy.allow_exec.then(|| self.exec.clone());
+        let log: Arc<dyn sandbox::LogSink> = self.log.clone();
+        let result = self
+            .sandbox
+            .run(name, &args, &context, &policy, exec, log)
+            .await;
+        match result {
+            Ok(outcome) => {
+                if self.spec.version == Version::V02 || plugin.is_some() {
+                    if let Some(env) = outcome.env {
+                        self.session.env = env::Vars::from_pairs(env);
+                    }
+                    if let Some(cwd) = outcome.cwd {
+                        self.session.cwd = cwd;
+                    }
+                }
+                if outcome.status == 0 {
+                    return None;
+                }
+                let reason = outcome
+                    .message
+                    .unwrap_or_else(|| format!("exit status {}", outcome.status));
+                self.log.container(&format!(
+                    "Command did not exit successfully {text} exit status {}",
+                    outcome.status
+                ));
+                let timed_out = outcome.status == 124 && reason.contains("ran out of time");
+                Some(PhaseRun {
+                    status: if timed_out {
+                        Status::TimedOut
+                    } else {
+                        Status::Failed
+                    },
+                    status_code: "COMMAND_EXECUTION_ERROR",
+                    message: format!("Error while executing command: {text}. Reason: {reason}"),
+                })
+            }
+            Err(e) => {
+                let timed_out = matches!(e, sandbox::StepError::Timeout { .. });
+                self.log
+                    .container(&format!("Command did not exit successfully {text}: {e}"));
+                Some(PhaseRun {
+                    status: if timed_out {
+                        Status::TimedOut
+                    } else {
+                        Status::Failed
+                    },
+                    status_code: "COMMAND_EXECUTION_ERROR",
+                    message: format!("Error while executing command: {text}. Reason: {e}"),
+                })
+            }
+        }
+    }
+
+    fn artifact_env(&self) -> artifacts::ArtifactEnv<'_> {
+        artifacts::ArtifactEnv {
+            sandbox: self.sandbox,
+            log: self.log.clone(),
+            exec: self.exec.clone(),
+            context: StepContext {
+                build_id: self.build_id.clone(),
+                phase: "UPLOAD_ARTIFACTS".into(),
+                source_dir: self.source_dir.clone(),
+                cwd: self.source_dir.clone(),
+                env: self.session.env.as_slice().to_vec(),
+                temp_dir: self.temp_dir.clone(),
+            },
+            shell: self.spec.env.shell.program(),
+            zip: self.options.zip,
+            memory_limit: self.options.memory_limit,
+            timeout: self.deadline.saturating_duration_since(Instant::now()),
+        }
+    }
+}
+
+/// Expands `$NAME` and `${NAME}` in a plugin command's word from the session's variables.
+fn expand(word: &str, vars: &env::Vars) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, tail) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.split_once('}') {
+                Some((name, tail)) => (name, tail),
+                None => ("", after),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(vars.get(name).unwrap_or(""));
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The project name from its folder: letters, digits, `-` and `_`.
+fn project_name(source: &Path) -> String {
+    let name: String = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "project".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "project".into()
+    } else {
+        name
+    }
+}
+
+/// Counts builds of a project on this machine, safely under concurrent builds (an flock on the
+/// counter file).
+fn next_build_number(records: &Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = records.join("build-number");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    // SAFETY: flock on a file descriptor we own; released when the file is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let next = text.trim().parse::<u64>().unwrap_or(0) + 1;
+    file.set_len(0)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    write!(file, "{next}")?;
+    file.sync_all()?;
+    Ok(next)
+}
+
+/// The numeric user and group to switch to for a `run-as` user, or `None` when kiln already runs as
+/// that user. Switching users needs root.
+fn resolve_user(user: &str) -> Result<Option<(u32, u32)>, BuildError> {
+    let err = |message: String| BuildError::RunAs {
+        user: user.to_string(),
+        message,
+    };
+    let name = std::ffi::CString::new(user).map_err(|_| err("not a user name".into()))?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; we copy the two ids out at once.
+    let (uid, gid) = unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            return Err(err("no such user on this machine".into()));
+        }
+        ((*pw).pw_uid, (*pw).pw_gid)
+    };
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 && euid != uid {
+        return Err(err(
+            "switching users needs kiln to run as root; run kiln as that user, or drop run-as"
+                .into(),
+        ));
+    }
+    Ok((euid != uid).then_some((uid, gid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expand_replaces_known_and_empties_unknown() {
+        let vars = env::Vars::from_pairs(vec![("A".into(), "x".into())]);
+        assert_eq!(expand("$A-${A}/$B.$", &vars), "x-x/.$");
+    }
+
+    #[test]
+    fn build_numbers_count_up() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(next_build_number(dir.path()).unwrap(), 1);
+        assert_eq!(next_build_number(dir.path()).unwrap(), 2);
+    }
+}

@@ -1,0 +1,76 @@
+//! What a build reports: its status, its phases, its exported variables and artifacts. Printed as
+//! JSON with `--json` and kept beside the build's log.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// A build's or a phase's status, in CodeBuild's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::TimedOut => "TIMED_OUT",
+            Status::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// One phase as it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseResult {
+    /// `INSTALL`, `PRE_BUILD`, `BUILD`, `POST_BUILD`, `UPLOAD_ARTIFACTS`…
+    pub name: String,
+    pub status: Status,
+    pub duration_ms: u64,
+    /// CodeBuild's phase context: `COMMAND_EXECUTION_ERROR`, `CLIENT_ERROR`, or empty.
+    pub status_code: String,
+    pub message: String,
+    /// How many times the phase ran (more than one with `on-failure: RETRY…`).
+    pub attempts: u32,
+}
+
+/// One artifact as collected.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactResult {
+    /// `primary`, or the key of a secondary artifact.
+    pub identifier: String,
+    /// The artifact's name: `name` expanded, or the identifier.
+    pub name: String,
+    /// The folder holding its files.
+    pub path: PathBuf,
+    /// The zip of the folder, with `--zip`.
+    pub zip: Option<PathBuf>,
+    /// The files in it, relative to `path`, sorted.
+    pub files: Vec<String>,
+}
+
+/// A finished build.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildResult {
+    pub build_id: String,
+    pub build_number: u64,
+    pub project: String,
+    pub status: Status,
+    pub source_version: Option<String>,
+    /// Milliseconds since the Unix epoch, as `CODEBUILD_START_TIME`.
+    pub start_time: u64,
+    pub duration_ms: u64,
+    pub phases: Vec<PhaseResult>,
+    pub exported_variables: BTreeMap<String, String>,
+    pub artifacts: Vec<ArtifactResult>,
+    pub log_file: Option<PathBuf>,
+    /// Whether host programs ran under Landlock.
+    pub confined: bool,
+}

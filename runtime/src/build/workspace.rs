@@ -1,0 +1,170 @@
+//! The build workspace: a fresh copy of the source, so a build never changes the user's tree (unless
+//! `--in-place`), and never sees what git ignores.
+//!
+//! For a git repository the snapshot holds the tracked files and the untracked ones git does not
+//! ignore (`git ls-files --cached --others --exclude-standard`), with their working-tree contents; for
+//! any other directory, every file and empty directory. Symlinks are copied as symlinks. The project's
+//! `.kiln/` folder (where artifacts go by default) is never part of the source.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A source tree copied into a build workspace.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// How many files were copied.
+    pub files: usize,
+    /// The git commit the source was at, when it is a git checkout.
+    pub git_head: Option<String>,
+}
+
+/// Why the source could not be copied.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot copy {}: {source}", path.display())]
+    Copy { path: PathBuf, source: io::Error },
+    #[error("git could not list the files of {}: {message}", dir.display())]
+    Git { dir: PathBuf, message: String },
+}
+
+/// Copies `source` into the empty directory `dest`.
+pub fn snapshot(source: &Path, dest: &Path) -> Result<Snapshot, SnapshotError> {
+    let git_dir = git_toplevel(source);
+    let files = match &git_dir {
+        Some(_) => git_files(source)?,
+        None => walk_files(source)?,
+    };
+    let mut count = 0;
+    // `.kiln/` holds kiln's own output for this project (artifacts of earlier builds), not source.
+    for rel in files.iter().filter(|rel| !rel.starts_with(".kiln")) {
+        let from = source.join(rel);
+        let to = dest.join(rel);
+        let copy_err = |e| SnapshotError::Copy {
+            path: from.clone(),
+            source: e,
+        };
+        let meta = match std::fs::symlink_metadata(&from) {
+            Ok(m) => m,
+            // Listed by git but deleted from the working tree: not part of the snapshot.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(copy_err(e)),
+        };
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(copy_err)?;
+        }
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&from).map_err(copy_err)?;
+            std::os::unix::fs::symlink(target, &to).map_err(copy_err)?;
+        } else if meta.is_file() {
+            std::fs::copy(&from, &to).map_err(copy_err)?;
+        } else if meta.is_dir() {
+            // An empty directory, or a git submodule (copied whole).
+            std::fs::create_dir_all(&to).map_err(copy_err)?;
+            for entry in walk_files(&from)? {
+                let f = from.join(&entry);
+                let t = to.join(&entry);
+                if let Some(parent) = t.parent() {
+                    std::fs::create_dir_all(parent).map_err(copy_err)?;
+                }
+                if std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_dir()) {
+                    std::fs::create_dir_all(&t).map_err(copy_err)?;
+                } else {
+                    std::fs::copy(&f, &t).map_err(copy_err)?;
+                    count += 1;
+                }
+            }
+            continue;
+        } else {
+            continue;
+        }
+        count += 1;
+    }
+    Ok(Snapshot {
+        files: count,
+        git_head: git_dir.and_then(|_| git_head(source)),
+    })
+}
+
+fn git_toplevel(dir: &Path) -> Option<PathBuf> {
+    if !dir.join(".git").exists() {
+        return None;
+    }
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The commit checked out in `dir`, when it is a git checkout with at least one commit.
+pub fn git_head(dir: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn git_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .output()
+        .map_err(|e| SnapshotError::Git {
+            dir: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(SnapshotError::Git {
+            dir: dir.to_path_buf(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let mut files: Vec<PathBuf> = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(p)))
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn walk_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let entry = entry.map_err(|e| SnapshotError::Copy {
+            path: e.path().unwrap_or(dir).to_path_buf(),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| io::Error::other("walk failed")),
+        })?;
+        // Empty directories are part of the source too (git has none to list).
+        if entry.file_type().is_dir()
+            && std::fs::read_dir(entry.path()).map_or(true, |mut d| d.next().is_some())
+        {
+            continue;
+        }
+        if let Ok(rel) = entry.path().strip_prefix(dir) {
+            files.push(rel.to_path_buf());
+        }
+    }
+    Ok(files)
+}

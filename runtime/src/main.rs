@@ -1,0 +1,562 @@
+//! The `kiln` command line: parse arguments, call the library, print. Nothing else lives here.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use kiln::build::{self, BuildOptions, log::Console, result::Status};
+use kiln::spec::{buildspec, diagnostic};
+
+/// Exit codes scripts can rely on.
+mod exit {
+    /// The build (or command) succeeded.
+    pub const OK: u8 = 0;
+    /// The build ran and failed.
+    pub const FAILED: u8 = 1;
+    /// Bad input or usage: a spec with errors, a missing file, a bad flag.
+    pub const BAD_INPUT: u8 = 2;
+    /// kiln itself could not do its work (engine, sandbox, disk).
+    pub const INTERNAL: u8 = 3;
+    /// Interrupted (Ctrl-C).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Run AWS CodeBuild buildspecs locally, every step a WebAssembly plugin in a sandbox.
+///
+/// Exit codes: 0 success, 1 the build failed, 2 bad input or usage, 3 kiln could not work, 130
+/// interrupted.
+#[derive(Parser)]
+#[command(name = "kiln", version, propagate_version = true)]
+struct Cli {
+    /// Where compiled plugins (and other caches) live [default: $XDG_CACHE_HOME/kiln]
+    #[arg(long, env = "KILN_CACHE_DIR", global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Where build numbers, records and logs live [default: $XDG_STATE_HOME/kiln]
+    #[arg(long, env = "KILN_STATE_DIR", global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a project's buildspec.yml phase by phase, as CodeBuild does.
+    Build(BuildArgs),
+    /// Check a buildspec and report every error and warning with its line and column.
+    Validate(ValidateArgs),
+    /// Work with step plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The project directory.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+
+    /// The buildspec, relative to the project [default: buildspec.yml]
+    #[arg(long, short = 'b', value_name = "FILE")]
+    buildspec: Option<PathBuf>,
+
+    /// Build in the project directory itself instead of a fresh copy.
+    #[arg(long)]
+    in_place: bool,
+
+    /// Set a variable, over the buildspec's own (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    env: Vec<(String, String)>,
+
+    /// Pass a variable of kiln's environment through to the build (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pass_env: Vec<String>,
+
+    /// A dotenv file of parameter-store names and secrets-manager references with their values.
+    #[arg(long, value_name = "FILE")]
+    secrets: Option<PathBuf>,
+
+    /// Where artifacts go, one folder each [default: <dir>/.kiln/out]
+    #[arg(long, short = 'o', value_name = "DIR")]
+    output: Option<PathBuf>,
+
+    /// Also write each artifact as <name>.zip.
+    #[arg(long)]
+    zip: bool,
+
+    /// Let build commands and plugins use the network (denied by default).
+    #[arg(long)]
+    network: bool,
+
+    /// Fail rather than run commands unconfined where the kernel has no Landlock.
+    #[arg(long)]
+    require_sandbox: bool,
+
+    /// Run build commands without Landlock confinement.
+    #[arg(long, conflicts_with = "require_sandbox")]
+    no_confine: bool,
+
+    /// Let build commands write below this directory too (repeatable).
+    #[arg(long, value_name = "DIR")]
+    writable: Vec<PathBuf>,
+
+    /// The build's time limit, e.g. 60m.
+    #[arg(long, default_value = "60m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+
+    /// One command's (step's) time limit, e.g. 10m [default: the build's]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    step_timeout: Option<Duration>,
+
+    /// Memory limit of one plugin instance, e.g. 512M or 2G.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    memory_limit: usize,
+
+    /// Register a plugin: commands whose first word is NAME run it (repeatable).
+    #[arg(long, value_name = "NAME=PATH.wasm", value_parser = parse_plugin)]
+    plugin: Vec<(String, PathBuf)>,
+
+    /// The project name [default: the directory's name]
+    #[arg(long)]
+    project: Option<String>,
+
+    /// Print the result as JSON on stdout (the log goes to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// Print no log on the console (it is still written to the log file).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+
+    /// Show plugins' debug lines.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// The buildspec to check [default: ./buildspec.yml]
+    file: Option<PathBuf>,
+
+    /// Print the findings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// List the plugins built into kiln.
+    List,
+    /// Run a plugin once, as a build step would, in the current directory: a test harness for plugin
+    /// authors.
+    Run(PluginRunArgs),
+}
+
+#[derive(Args)]
+struct PluginRunArgs {
+    /// The plugin: a component file (.wasm) or the name of a built-in plugin.
+    plugin: String,
+
+    /// The step's arguments.
+    #[arg(last = true)]
+    args: Vec<String>,
+
+    /// The directory preopened read-write (the step's source directory).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+
+    /// Let the plugin run host programs.
+    #[arg(long)]
+    allow_exec: bool,
+
+    /// Let the plugin use the network.
+    #[arg(long)]
+    network: bool,
+
+    /// The step's time limit.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+
+    /// Memory limit of the instance.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    memory_limit: usize,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, found `{s}`"))
+}
+
+fn parse_plugin(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) =
+        parse_key_value(s).map_err(|_| format!("expected NAME=PATH.wasm, found `{s}`"))?;
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    let path = path.canonicalize().map_err(|e| e.to_string())?;
+    Ok((name, path))
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("expected a size like 512M, found `{s}`"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("unknown size unit `{unit}`: use K, M or G")),
+    };
+    n.checked_shl(shift)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KILN_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start kiln's runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let code = runtime.block_on(async {
+        tokio::select! {
+            code = run(cli) => code,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("kiln: interrupted; stopping the build's processes");
+                exit::INTERRUPTED
+            }
+        }
+    });
+    // Dropping the runtime drops the build, whose guards kill what it started.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    ExitCode::from(code)
+}
+
+fn cache_dir(cli: &Cli) -> Option<PathBuf> {
+    cli.cache_dir
+        .clone()
+        .or_else(|| dirs::cache_dir().map(|d| d.join("kiln")))
+}
+
+fn state_dir(cli: &Cli) -> PathBuf {
+    cli.state_dir
+        .clone()
+        .or_else(|| dirs::state_dir().map(|d| d.join("kiln")))
+        .or_else(|| dirs::home_dir().map(|d| d.join(".local/state/kiln")))
+        .unwrap_or_else(|| std::env::temp_dir().join("kiln-state"))
+}
+
+async fn run(cli: Cli) -> u8 {
+    match &cli.command {
+        Command::Build(args) => build_command(&cli, args).await,
+        Command::Validate(args) => validate_command(args),
+        Command::Plugin(PluginCommand::List) => plugin_list(&cli),
+        Command::Plugin(PluginCommand::Run(args)) => plugin_run(&cli, args).await,
+    }
+}
+
+async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
+    let console = match (args.quiet, args.json) {
+        (true, _) => Console::Quiet,
+        (false, true) => Console::Stderr,
+        (false, false) => Console::Stdout,
+    };
+    let options = BuildOptions {
+        source: args.dir.clone(),
+        buildspec: args.buildspec.clone(),
+        in_place: args.in_place,
+        env: args.env.clone(),
+        pass_env: args.pass_env.clone(),
+        secrets: args.secrets.clone(),
+        output: args.output.clone(),
+        zip: args.zip,
+        network: args.network,
+        require_sandbox: args.require_sandbox,
+        confine: !args.no_confine,
+        writable: args.writable.clone(),
+        timeout: args.timeout,
+        step_timeout: args.step_timeout,
+        memory_limit: args.memory_limit,
+        plugins: args.plugin.clone(),
+        project: args.project.clone(),
+        state_dir: state_dir(cli),
+        cache_dir: cache_dir(cli).map(|d| d.join("components")),
+        console,
+        progress: true,
+        verbose: args.verbose,
+        initiator: format!(
+            "kiln/{}",
+            std::env::var("USER").unwrap_or_else(|_| "local".into())
+        ),
+    };
+    match build::run(&options).await {
+        Ok(result) => {
+            if args.json {
+                match serde_json::to_string_pretty(&result) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("error: cannot print the result: {e}");
+                        return exit::INTERNAL;
+                    }
+                }
+            } else if !args.quiet {
+                for a in &result.artifacts {
+                    println!("artifact {}: {}", a.name, a.path.display());
+                    if let Some(zip) = &a.zip {
+                        println!("artifact {}: {}", a.name, zip.display());
+                    }
+                }
+                println!(
+                    "build {} {} in {:.1}s (log: {})",
+                    result.build_number,
+                    result.status.as_str(),
+                    result.duration_ms as f64 / 1000.0,
+                    result
+                        .log_file
+                        .as_ref()
+                        .map_or_else(String::new, |p| p.display().to_string())
+                );
+            }
+            if result.status == Status::Succeeded {
+                exit::OK
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                build::BuildError::Sandbox(_) | build::BuildError::Io { .. } => exit::INTERNAL,
+                _ => exit::BAD_INPUT,
+            }
+        }
+    }
+}
+
+fn validate_command(args: &ValidateArgs) -> u8 {
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("buildspec.yml"));
+    let color = !args.json && std::io::stderr().is_terminal();
+    match buildspec::load(&path) {
+        Ok(parsed) => {
+            if args.json {
+                print_findings(&path, &parsed.warnings, true);
+            } else {
+                if let Some(w) = parsed.render_warnings(&path, color) {
+                    eprintln!("{w}\n");
+                }
+                let commands: usize = parsed
+                    .buildspec
+                    .phases
+                    .iter()
+                    .map(|p| p.commands.len() + p.finally.len())
+                    .sum();
+                println!(
+                    "{}: valid buildspec {} ({} phases, {} commands, {} warnings)",
+                    path.display(),
+                    serde_json::to_value(parsed.buildspec.version)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    parsed.buildspec.phases.len(),
+                    commands,
+                    parsed.warnings.len()
+                );
+            }
+            exit::OK
+        }
+        Err(buildspec::LoadError::Invalid(e)) => {
+            if args.json {
+                print_findings(&path, &e.diagnostics, false);
+            } else {
+                eprintln!("{}", e.render(color));
+                let n = e.errors().count();
+                eprintln!(
+                    "\n{}: {n} error{}",
+                    path.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            exit::BAD_INPUT
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::BAD_INPUT
+        }
+    }
+}
+
+fn print_findings(path: &std::path::Path, findings: &[diagnostic::Diagnostic], valid: bool) {
+    let list: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "severity": match d.severity {
+                    diagnostic::Severity::Error => "error",
+                    diagnostic::Severity::Warning => "warning",
+                },
+                "file": path,
+                "line": d.span.line,
+                "column": d.span.column,
+                "message": d.message,
+                "help": d.help,
+            })
+        })
+        .collect();
+    let out = serde_json::json!({ "file": path, "valid": valid, "diagnostics": list });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+}
+
+fn plugin_list(cli: &Cli) -> u8 {
+    match kiln::sandbox::Sandbox::new(cache_dir(cli).map(|d| d.join("components"))) {
+        Ok(sandbox) => {
+            for name in sandbox.names() {
+                let digest = sandbox
+                    .digest(name)
+                    .map(|d| d.to_hex().to_string())
+                    .unwrap_or_default();
+                println!("{name}\tblake3:{digest}");
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::INTERNAL
+        }
+    }
+}
+
+async fn plugin_run(cli: &Cli, args: &PluginRunArgs) -> u8 {
+    use kiln::sandbox::{
+        Confinement, ExecEnv, LogSink, Policy, Preopen, Reaper, Sandbox, StepContext,
+    };
+    use std::sync::Arc;
+    let mut sandbox = match Sandbox::new(cache_dir(cli).map(|d| d.join("components"))) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::INTERNAL;
+        }
+    };
+    let name = if args.plugin.ends_with(".wasm") || std::path::Path::new(&args.plugin).is_file() {
+        sandbox.register_file("plugin", std::path::Path::new(&args.plugin));
+        "plugin".to_string()
+    } else {
+        args.plugin.clone()
+    };
+    let dir = match args.dir.canonicalize() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.dir.display());
+            return exit::BAD_INPUT;
+        }
+    };
+    let temp = match tempfile::tempdir() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot make a temp dir: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let temp_dir = temp
+        .path()
+        .canonicalize()
+        .unwrap_or_else(|_| temp.path().to_path_buf());
+    let log = match build::log::BuildLog::create(None, Console::Stdout, false) {
+        Ok(l) => Arc::new(l.verbose(true)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let confinement = Confinement {
+        writable: vec![dir.clone(), temp_dir.clone()],
+        readable: vec![PathBuf::from("/")],
+        network: args.network,
+        required: false,
+        enabled: true,
+    };
+    let prepared = match confinement.prepare() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let context = StepContext {
+        build_id: "plugin-run".into(),
+        phase: "BUILD".into(),
+        source_dir: dir.clone(),
+        cwd: dir.clone(),
+        env: std::env::vars().collect(),
+        temp_dir: temp_dir.clone(),
+    };
+    let policy = Policy {
+        preopens: vec![
+            Preopen {
+                path: dir,
+                writable: true,
+            },
+            Preopen {
+                path: temp_dir,
+                writable: true,
+            },
+        ],
+        allow_exec: args.allow_exec,
+        network: args.network,
+        timeout: Some(args.timeout),
+        memory_limit: args.memory_limit,
+    };
+    let exec = args.allow_exec.then(|| ExecEnv {
+        prepared: Arc::new(prepared),
+        reaper: Reaper::default(),
+        run_as: None,
+    });
+    let sink: Arc<dyn LogSink> = log;
+    match sandbox
+        .run(&name, &args.args, &context, &policy, exec, sink)
+        .await
+    {
+        Ok(outcome) => {
+            if outcome.status == 0 {
+                eprintln!("plugin succeeded");
+                exit::OK
+            } else {
+                eprintln!(
+                    "plugin failed with status {}: {}",
+                    outcome.status,
+                    outcome.message.unwrap_or_default()
+                );
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                kiln::sandbox::StepError::UnknownPlugin(_)
+                | kiln::sandbox::StepError::Load { .. } => exit::BAD_INPUT,
+                _ => exit::FAILED,
+            }
+        }
+    }
+}

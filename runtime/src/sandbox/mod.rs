@@ -1,0 +1,435 @@
+//! Running one step: a WASI preview-2 plugin component on wasmtime, with only what its [`Policy`]
+//! grants.
+//!
+//! The [`Sandbox`] owns the engine, the plugins known by name, and their compiled forms. Components are
+//! compiled once and cached on disk (keyed by the component's BLAKE3 digest and the engine's
+//! configuration), then instantiated from an `InstancePre` for each step, so a step costs an
+//! instantiation, not a compilation. Each step gets a fresh instance: no state leaks from one step to
+//! the next except what the step returns.
+//!
+//! Limits: a wall-clock limit (epoch interruption for code running in the guest, a timer around host
+//! calls, the process group killed for host programs), a memory limit per instance, no network unless
+//! granted, and host programs confined by Landlock (see [`process`]).
+
+mod components;
+mod host;
+pub mod process;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+pub use host::Level;
+pub use process::{Confinement, Prepared, Reaper};
+
+wasmtime::component::bindgen!({
+    path: "../sdk/wit",
+    world: "step",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+use kiln::plugin::types as wit;
+
+/// The interface version kiln speaks (the WIT package `kiln:plugin`).
+pub const INTERFACE_VERSION: &str = "0.1.0";
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where a step's output and log lines go: the build log.
+pub trait LogSink: Send + Sync {
+    /// A line a plugin or host program wrote to stdout or stderr.
+    fn output(&self, stream: Stream, line: &str);
+    /// A line a plugin wrote through the `log` interface.
+    fn plugin(&self, level: Level, message: &str);
+}
+
+/// A directory a step can reach, at the same path inside as outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    pub path: PathBuf,
+    pub writable: bool,
+}
+
+/// What a step may do.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Directories opened to the plugin through WASI.
+    pub preopens: Vec<Preopen>,
+    /// Whether the plugin may run host programs (`exec`).
+    pub allow_exec: bool,
+    /// Whether the plugin may open sockets.
+    pub network: bool,
+    /// Wall-clock limit for the whole step, host programs included.
+    pub timeout: Option<Duration>,
+    /// Linear memory limit of the plugin instance, in bytes.
+    pub memory_limit: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            preopens: Vec::new(),
+            allow_exec: false,
+            network: false,
+            timeout: Some(Duration::from_secs(3600)),
+            memory_limit: 512 << 20,
+        }
+    }
+}
+
+/// What the host programs a step starts run under.
+#[derive(Clone)]
+pub struct ExecEnv {
+    pub prepared: Arc<Prepared>,
+    pub reaper: Reaper,
+    /// Numeric user and group for host programs (`run-as`).
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// The step's context, as the plugin receives it.
+#[derive(Debug, Clone, Default)]
+pub struct StepContext {
+    pub build_id: String,
+    pub phase: String,
+    pub source_dir: PathBuf,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub temp_dir: PathBuf,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub status: i32,
+    pub message: Option<String>,
+    pub env: Option<Vec<(String, String)>>,
+    pub cwd: Option<PathBuf>,
+}
+
+/// Why a step could not run to an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("no plugin named `{0}`")]
+    UnknownPlugin(String),
+    #[error("plugin `{name}` cannot be loaded: {message}")]
+    Load { name: String, message: String },
+    #[error("plugin `{name}` ran out of time after {limit:?} and was stopped")]
+    Timeout { name: String, limit: Duration },
+    #[error("plugin `{name}` went past its memory limit of {limit_mib} MiB and was stopped")]
+    Memory { name: String, limit_mib: usize },
+    #[error("plugin `{name}` failed: {message}")]
+    Trap { name: String, message: String },
+    #[error("cannot open {} for the step: {message}", path.display())]
+    Preopen { path: PathBuf, message: String },
+}
+
+/// Where a plugin's component comes from.
+enum Source {
+    Embedded(&'static [u8]),
+    File(PathBuf),
+}
+
+struct Plugin {
+    source: Source,
+    loaded: OnceLock<Result<Arc<Loaded>, String>>,
+}
+
+struct Loaded {
+    pre: StepPre<host::StepState>,
+}
+
+/// The engine, the plugins and their compiled forms.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<host::StepState>,
+    plugins: HashMap<String, Plugin>,
+    cache_dir: Option<PathBuf>,
+    ticker: Arc<AtomicBool>,
+}
+
+/// How often the epoch advances: the resolution of plugin time limits.
+const EPOCH: Duration = Duration::from_millis(10);
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+}
+
+impl Sandbox {
+    /// A sandbox with kiln's embedded plugins registered (`shell`, `artifacts`). Compiled components are
+    /// cached under `cache_dir` when given.
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Step::add_to_linker::<_, HasSelf<host::StepState>>(&mut linker, |state| state)?;
+
+        let ticker = Arc::new(AtomicBool::new(true));
+        {
+            let engine = engine.clone();
+            let running = ticker.clone();
+            std::thread::Builder::new()
+                .name("kiln-epoch".into())
+                .spawn(move || {
+                    while running.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH);
+                        engine.increment_epoch();
+                    }
+                })?;
+        }
+        let mut sandbox = Self {
+            engine,
+            linker,
+            plugins: HashMap::new(),
+            cache_dir,
+            ticker,
+        };
+        for (name, bytes) in embedded::EMBEDDED {
+            sandbox.plugins.insert(
+                (*name).to_string(),
+                Plugin {
+                    source: Source::Embedded(bytes),
+                    loaded: OnceLock::new(),
+                },
+            );
+        }
+        Ok(sandbox)
+    }
+
+    /// Registers a plugin from a component file under `name`, replacing any plugin of that name.
+    pub fn register_file(&mut self, name: &str, path: &Path) {
+        self.plugins.insert(
+            name.to_string(),
+            Plugin {
+                source: Source::File(path.to_path_buf()),
+                loaded: OnceLock::new(),
+            },
+        );
+    }
+
+    /// Whether a plugin of this name is registered.
+    pub fn has(&self, name: &str) -> bool {
+        self.plugins.contains_key(name)
+    }
+
+    /// The names of the registered plugins.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
+        names.sort();
+        names
+    }
+
+    /// The BLAKE3 digest of a plugin's component (what the action cache keys on).
+    pub fn digest(&self, name: &str) -> Result<blake3::Hash, StepError> {
+        let plugin = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| StepError::UnknownPlugin(name.to_string()))?;
+        Ok(blake3::hash(&self.bytes(name, plugin)?))
+    }
+
+    /// Compiles (or loads from the cache) a plugin now rather than at its first step.
+    pub fn preload(&self, name: &str) -> Result<(), StepError> {
+        self.loaded(name).map(|_| ())
+    }
+
+    fn bytes(
+        &self,
+        name: &str,
+        plugin: &Plugin,
+    ) -> Result<std::borrow::Cow<'static, [u8]>, StepError> {
+        match &plugin.source {
+            Source::Embedded(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
+            Source::File(path) => std::fs::read(path)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| StepError::Load {
+                    name: name.to_string(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                }),
+        }
+    }
+
+    fn loaded(&self, name: &str) -> Result<Arc<Loaded>, StepError> {
+        let plugin = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| StepError::UnknownPlugin(name.to_string()))?;
+        plugin
+            .loaded
+            .get_or_init(|| {
+                let bytes = self.bytes(name, plugin).map_err(|e| e.to_string())?;
+                let component = components::load(&self.engine, &bytes, self.cache_dir.as_deref())
+                    .map_err(|e| format!("{e:#}"))?;
+                components::check_interface(&self.engine, &component)?;
+                let pre = self
+                    .linker
+                    .instantiate_pre(&component)
+                    .and_then(StepPre::new)
+                    .map_err(|e| format!("{e:#}"))?;
+                Ok(Arc::new(Loaded { pre }))
+            })
+            .clone()
+            .map_err(|message| StepError::Load {
+                name: name.to_string(),
+                message,
+            })
+    }
+
+    /// Runs one step of plugin `name` with `args`, under `policy`.
+    pub async fn run(
+        &self,
+        name: &str,
+        args: &[String],
+        context: &StepContext,
+        policy: &Policy,
+        exec: Option<ExecEnv>,
+        log: Arc<dyn LogSink>,
+    ) -> Result<StepOutcome, StepError> {
+        let loaded = self.loaded(name)?;
+        let deadline = policy.timeout.map(|t| tokio::time::Instant::now() + t);
+        let wasi = wasi_ctx(context, policy, log.clone())?;
+        let state = host::StepState::new(
+            wasi,
+            policy.memory_limit,
+            log,
+            exec,
+            deadline,
+            policy.preopens.clone(),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        match policy.timeout {
+            Some(limit) => {
+                let ticks = (limit.as_millis() / EPOCH.as_millis()).max(1) as u64 + 1;
+                store.set_epoch_deadline(ticks);
+            }
+            None => store.set_epoch_deadline(u64::MAX / 2),
+        }
+        store.epoch_deadline_trap();
+
+        let ctx = wit::Context {
+            build_id: context.build_id.clone(),
+            phase: context.phase.clone(),
+            source_dir: path_string(&context.source_dir),
+            cwd: path_string(&context.cwd),
+            env: context.env.clone(),
+            temp_dir: path_string(&context.temp_dir),
+            preopens: policy
+                .preopens
+                .iter()
+                .map(|p| wit::Preopen {
+                    path: path_string(&p.path),
+                    writable: p.writable,
+                })
+                .collect(),
+        };
+        let call = async {
+            let instance = loaded.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, args, &ctx).await
+        };
+        let result = match policy.timeout {
+            // The epoch stops guest code; this timer stops a step blocked in a host call.
+            Some(limit) => match tokio::time::timeout(limit + EPOCH * 5, call).await {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(StepError::Timeout {
+                        name: name.to_string(),
+                        limit,
+                    });
+                }
+            },
+            None => call.await,
+        };
+        match result {
+            Ok(outcome) => Ok(StepOutcome {
+                status: outcome.status,
+                message: outcome.message,
+                env: outcome.env,
+                cwd: outcome.cwd.map(PathBuf::from),
+            }),
+            Err(error) => {
+                if store.data().limits.exceeded {
+                    return Err(StepError::Memory {
+                        name: name.to_string(),
+                        limit_mib: policy.memory_limit >> 20,
+                    });
+                }
+                if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+                    return Err(StepError::Timeout {
+                        name: name.to_string(),
+                        limit: policy.timeout.unwrap_or_default(),
+                    });
+                }
+                Err(StepError::Trap {
+                    name: name.to_string(),
+                    message: format!("{error:#}"),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker.store(false, Ordering::Relaxed);
+    }
+}
+
+fn path_string(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn wasi_ctx(
+    context: &StepContext,
+    policy: &Policy,
+    log: Arc<dyn LogSink>,
+) -> Result<WasiCtx, StepError> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .envs(&context.env)
+        .stdout(host::LogOutput::new(log.clone(), Stream::Stdout))
+        .stderr(host::LogOutput::new(log, Stream::Stderr))
+        .allow_tcp(policy.network)
+        .allow_udp(policy.network)
+        .allow_ip_name_lookup(policy.network);
+    if policy.network {
+        builder.inherit_network();
+    }
+    for preopen in &policy.preopens {
+        let perms = if preopen.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        builder
+            .preopened_dir(&preopen.path, path_string(&preopen.path), perms)
+            .map_err(|e| StepError::Preopen {
+                path: preopen.path.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    if policy
+        .preopens
+        .iter()
+        .any(|p| context.cwd.starts_with(&p.path))
+    {
+        builder.initial_cwd(path_string(&context.cwd));
+    }
+    Ok(builder.build())
+}

@@ -1,0 +1,132 @@
+//! Errors and warnings that point into a spec file: `buildspec.yml:12:7`, the line, a caret, what was
+//! expected and what to do.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use annotate_snippets::{Level, Renderer, Snippet};
+
+/// A place in a file: 1-based line and column, and the byte range it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub line: usize,
+    pub column: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding about a spec file.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub span: Span,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(span: Span, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            span,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn warning(span: Span, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(span, message)
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Renders the diagnostic against the file's text, as a compiler would.
+    pub fn render(&self, path: &Path, source: &str, color: bool) -> String {
+        let level = match self.severity {
+            Severity::Error => Level::Error,
+            Severity::Warning => Level::Warning,
+        };
+        let origin = format!("{}:{}:{}", path.display(), self.span.line, self.span.column);
+        let end = self.span.end.clamp(self.span.start, source.len());
+        let start = self.span.start.min(end);
+        let mut message = level.title(&self.message).snippet(
+            Snippet::source(source)
+                .line_start(1)
+                .origin(&origin)
+                .fold(true)
+                .annotation(level.span(start..end.max(start))),
+        );
+        if let Some(help) = &self.help {
+            message = message.footer(Level::Help.title(help));
+        }
+        let renderer = if color {
+            Renderer::styled()
+        } else {
+            Renderer::plain()
+        };
+        // annotate-snippets prints the origin with its own line:column; ours is already in it.
+        renderer.render(message).to_string()
+    }
+}
+
+/// A spec file that could not be read: every error found, and the warnings, ready to print.
+#[derive(Debug, Clone)]
+pub struct SpecError {
+    pub path: PathBuf,
+    pub source: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl SpecError {
+    /// The errors (not the warnings).
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+
+    /// Renders every diagnostic, errors and warnings, in file order.
+    pub fn render(&self, color: bool) -> String {
+        render_all(&self.path, &self.source, &self.diagnostics, color)
+    }
+}
+
+/// Renders diagnostics in file order, separated by blank lines.
+pub fn render_all(path: &Path, source: &str, diagnostics: &[Diagnostic], color: bool) -> String {
+    let mut sorted: Vec<&Diagnostic> = diagnostics.iter().collect();
+    sorted.sort_by_key(|d| (d.span.start, d.severity == Severity::Warning));
+    sorted
+        .iter()
+        .map(|d| d.render(path, source, color))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.errors().count();
+        write!(
+            f,
+            "{}\n\n{} is not a valid spec: {} error{}",
+            self.render(false),
+            self.path.display(),
+            count,
+            if count == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for SpecError {}

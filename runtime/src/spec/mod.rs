@@ -1,0 +1,12 @@
+//! What to do: the files users write (buildspec, and later appspec and pipeline files), their types,
+//! parsing and validation, with errors that point at the line and column.
+
+pub mod buildspec;
+pub mod diagnostic;
+pub mod read;
+pub mod secrets;
+pub mod yaml;
+
+pub use buildspec::{Buildspec, PhaseName};
+pub use diagnostic::{Diagnostic, Span, SpecError};
+pub use secrets::Secrets;

@@ -1,0 +1,182 @@
+//! Reading typed values out of a YAML node tree, collecting every error and warning with its place.
+//!
+//! A `Reader` never stops at the first problem: it records a diagnostic and hands back a harmless
+//! default, so a user fixing a file sees all its errors at once.
+
+use super::diagnostic::{Diagnostic, Span};
+use super::yaml::{Node, NodeKind};
+
+/// Collects diagnostics while a spec is read.
+#[derive(Default)]
+pub struct Reader {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Reader {
+    pub fn error(&mut self, span: Span, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::error(span, message));
+    }
+
+    pub fn error_help(&mut self, span: Span, message: impl Into<String>, help: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::error(span, message).with_help(help));
+    }
+
+    pub fn warning(&mut self, span: Span, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::warning(span, message));
+    }
+
+    /// The entries of a mapping. `what` names it in messages ("phases", "env"). Keys that are not
+    /// scalars are reported; a null node reads as an empty mapping.
+    pub fn map<'n>(&mut self, node: &'n Node, what: &str) -> Vec<(&'n str, Span, &'n Node)> {
+        match &node.kind {
+            NodeKind::Null => Vec::new(),
+            NodeKind::Map(entries) => {
+                let mut out = Vec::with_capacity(entries.len());
+                for (key, value) in entries {
+                    match key.as_str() {
+                        Some(k) => {
+                            if out.iter().any(|(seen, _, _)| *seen == k) {
+                                self.error(key.span, format!("`{k}` is given twice in {what}"));
+                            }
+                            out.push((k, key.span, value));
+                        }
+                        None => self.error(
+                            key.span,
+                            format!("expected a key in {what}, found {}", key.describe()),
+                        ),
+                    }
+                }
+                out
+            }
+            _ => {
+                self.error(
+                    node.span,
+                    format!("expected a mapping for {what}, found {}", node.describe()),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Warns about a key that kiln does not know, listing the ones it does.
+    pub fn unknown_key(&mut self, key: &str, span: Span, what: &str, known: &[&str]) {
+        self.diagnostics.push(
+            Diagnostic::warning(
+                span,
+                format!("unknown key `{key}` in {what}; it is ignored"),
+            )
+            .with_help(format!("the keys of {what} are: {}", known.join(", "))),
+        );
+    }
+
+    /// A scalar as the user wrote it. Numbers and booleans are kept as their text.
+    pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.kind {
+            NodeKind::Scalar { text, .. } => Some(text.clone()),
+            _ => {
+                self.error(
+                    node.span,
+                    format!("expected a string for {what}, found {}", node.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string or nothing: null reads as `None` without complaint.
+    pub fn optional_string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match node.kind {
+            NodeKind::Null => None,
+            _ => self.string(node, what),
+        }
+    }
+
+    /// YAML 1.1 booleans as CodeBuild reads them: yes/no, true/false, on/off.
+    pub fn boolean(&mut self, node: &Node, what: &str) -> bool {
+        let text = node.as_str().map(str::to_ascii_lowercase);
+        match text.as_deref() {
+            Some("yes" | "true" | "on" | "y") => true,
+            Some("no" | "false" | "off" | "n") => false,
+            _ => {
+                self.error_help(
+                    node.span,
+                    format!("expected yes or no for {what}, found {}", node.describe()),
+                    "write `yes` or `no` (true and false work too)",
+                );
+                false
+            }
+        }
+    }
+
+    /// A list of strings, or a single string standing for a list of one. Null items are skipped, as
+    /// CodeBuild skips them.
+    pub fn strings(&mut self, node: &Node, what: &str) -> Vec<(String, Span)> {
+        match &node.kind {
+            NodeKind::Null => Vec::new(),
+            NodeKind::Scalar { text, .. } => vec![(text.clone(), node.span)],
+            NodeKind::Seq(items) => items
+                .iter()
+                .filter_map(|item| match &item.kind {
+                    NodeKind::Null => None,
+                    NodeKind::Scalar { text, .. } => Some((text.clone(), item.span)),
+                    NodeKind::Map(entries) => {
+                        let hint = entries
+                            .first()
+                            .and_then(|(k, _)| k.as_str())
+                            .map(|k| {
+                                format!(
+                                    "YAML reads `{k}: …` as a mapping because of the `: `; \
+                                     quote the whole item: - \"{k}: …\""
+                                )
+                            })
+                            .unwrap_or_else(|| "quote the item".into());
+                        self.error_help(
+                            item.span,
+                            format!("expected a string in {what}, found a mapping"),
+                            hint,
+                        );
+                        None
+                    }
+                    NodeKind::Seq(_) => {
+                        self.error(
+                            item.span,
+                            format!("expected a string in {what}, found a list"),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            NodeKind::Map(_) => {
+                self.error(
+                    node.span,
+                    format!("expected a list of strings for {what}, found a mapping"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// A mapping of names to scalar values, in the order written (`env.variables` and the like).
+    pub fn string_map(&mut self, node: &Node, what: &str) -> Vec<(String, String, Span)> {
+        let mut out = Vec::new();
+        for (key, span, value) in self.map(node, what) {
+            let text = match &value.kind {
+                NodeKind::Null => String::new(),
+                NodeKind::Scalar { text, .. } => text.clone(),
+                _ => {
+                    self.error(
+                        value.span,
+                        format!(
+                            "expected a string value for `{key}` in {what}, found {}",
+                            value.describe()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            out.push((key.to_string(), text, span));
+        }
+        out
+    }
+}

@@ -1,0 +1,163 @@
+//! The local stand-in for Parameter Store and Secrets Manager: a dotenv-format file whose keys are the
+//! parameter names and secret references exactly as the buildspec writes them.
+//!
+//! ```text
+//! # parameter-store
+//! /app/db/host=db.internal
+//! # secrets-manager, with a JSON key
+//! prod/db:password="s3cr3t with spaces"
+//! ```
+//!
+//! Keys run up to the first `=`; values may be single-quoted (taken literally) or double-quoted (with
+//! `\n`, `\"` and `\\` escapes); `export ` before a key and `#` comment lines are allowed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::diagnostic::{Diagnostic, SpecError};
+use super::yaml::LineIndex;
+
+/// Parameter names and secret references with their values.
+#[derive(Debug, Default, Clone)]
+pub struct Secrets {
+    values: BTreeMap<String, String>,
+}
+
+impl Secrets {
+    /// Reads a secrets file.
+    pub fn load(path: &Path) -> Result<Self, SecretsError> {
+        let source = std::fs::read_to_string(path).map_err(|e| SecretsError::Read {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Self::parse(path, &source).map_err(SecretsError::Invalid)
+    }
+
+    /// Parses secrets-file text; `path` is only used in messages.
+    pub fn parse(path: &Path, source: &str) -> Result<Self, SpecError> {
+        let lines = LineIndex::new(source);
+        let mut values = BTreeMap::new();
+        let mut diagnostics = Vec::new();
+        for (n, raw) in source.lines().enumerate() {
+            let line = raw.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let indent = raw.chars().count() - line.chars().count();
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((key, value)) = line.split_once('=') else {
+                diagnostics.push(
+                    Diagnostic::error(
+                        lines.span(n + 1, indent, line.chars().count()),
+                        "expected `NAME=value`",
+                    )
+                    .with_help(
+                        "each line names a parameter or secret reference, `=`, and its value",
+                    ),
+                );
+                continue;
+            };
+            let key = key.trim();
+            match unquote(value.trim()) {
+                Ok(v) => {
+                    values.insert(key.to_string(), v);
+                }
+                Err(message) => {
+                    let col = indent + raw.trim_start().find('=').unwrap_or(0) + 1;
+                    diagnostics.push(Diagnostic::error(lines.span(n + 1, col, 1), message));
+                }
+            }
+        }
+        if diagnostics.is_empty() {
+            Ok(Self { values })
+        } else {
+            Err(SpecError {
+                path: path.to_path_buf(),
+                source: source.to_string(),
+                diagnostics,
+            })
+        }
+    }
+
+    /// The value for a parameter name or secret reference: from the file first, then from kiln's own
+    /// environment under the same name.
+    pub fn get(&self, reference: &str) -> Option<String> {
+        self.values
+            .get(reference)
+            .cloned()
+            .or_else(|| std::env::var(reference).ok())
+    }
+}
+
+fn unquote(value: &str) -> Result<String, String> {
+    if let Some(inner) = value.strip_prefix('\'') {
+        return inner
+            .strip_suffix('\'')
+            .map(str::to_string)
+            .ok_or_else(|| "this single-quoted value has no closing quote".to_string());
+    }
+    if let Some(inner) = value.strip_prefix('"') {
+        let inner = inner
+            .strip_suffix('"')
+            .ok_or_else(|| "this double-quoted value has no closing quote".to_string())?;
+        let mut out = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(other) => out.push(other),
+                    None => out.push('\\'),
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        return Ok(out);
+    }
+    // An unquoted value ends at a ` #` comment.
+    Ok(value
+        .split_once(" #")
+        .map_or(value, |(v, _)| v)
+        .trim_end()
+        .to_string())
+}
+
+/// Why a secrets file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("cannot read the secrets file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(SpecError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_references_as_written() {
+        let s = Secrets::parse(
+            Path::new("s.env"),
+            "# c\n/app/db/host=db.internal\nprod/db:password=\"a \\\"b\\\"\"\nexport K='x y' \n",
+        )
+        .unwrap();
+        assert_eq!(s.get("/app/db/host").as_deref(), Some("db.internal"));
+        assert_eq!(s.get("prod/db:password").as_deref(), Some("a \"b\""));
+        assert_eq!(s.get("K").as_deref(), Some("x y"));
+    }
+
+    #[test]
+    fn a_line_without_equals_is_an_error_with_a_place() {
+        let e = Secrets::parse(Path::new("s.env"), "A=1\n  oops\n").unwrap_err();
+        assert_eq!(
+            (e.diagnostics[0].span.line, e.diagnostics[0].span.column),
+            (2, 3)
+        );
+    }
+}

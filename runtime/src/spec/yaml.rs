@@ -1,0 +1,261 @@
+//! A YAML document as a tree of nodes that remember where they were written.
+//!
+//! kiln reads buildspecs and appspecs through this tree rather than through serde, for two reasons a
+//! user sees: every error and warning can point at the line and column of the offending node, and a
+//! scalar keeps the text the user wrote (`1.10` stays `1.10`, `yes` stays `yes`), which is what
+//! CodeBuild passes to the shell. JSON documents parse too, JSON being (for these files) a subset of YAML.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::diagnostic::{Diagnostic, Span};
+
+/// A node of the document and where it starts.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub span: Span,
+}
+
+/// What a node holds.
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// `~`, `null` or nothing at all.
+    Null,
+    /// A scalar as written (after YAML unquoting), with whether it was quoted.
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// What the node is, in the words an error message uses: "a string", "a list", "a mapping".
+    pub fn describe(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Null => "nothing (null)",
+            NodeKind::Scalar { .. } => "a scalar",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+        }
+    }
+
+    /// The scalar's text, if the node is a scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `source` into its first document's root node. An empty document gives a `Null` root.
+pub fn parse(source: &str) -> Result<Node, Diagnostic> {
+    let lines = LineIndex::new(source);
+    let mut builder = Builder {
+        lines: &lines,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        root: None,
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(source);
+    if let Err(e) = parser.load(&mut builder, false) {
+        let span = lines.span(e.marker().line(), e.marker().col(), 1);
+        return Err(
+            Diagnostic::error(span, format!("this is not valid YAML: {}", e.info()))
+                .with_help("check the indentation and quoting around this place"),
+        );
+    }
+    if let Some(error) = builder.error {
+        return Err(error);
+    }
+    Ok(builder.root.unwrap_or(Node {
+        kind: NodeKind::Null,
+        span: lines.span(1, 0, 0),
+    }))
+}
+
+/// Byte offsets of line starts, to turn the parser's (line, char column) into byte spans.
+pub struct LineIndex<'a> {
+    source: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(source: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        Self { source, starts }
+    }
+
+    /// The span of `len` characters at 1-based `line` and 0-based character `col`.
+    pub fn span(&self, line: usize, col: usize, len: usize) -> Span {
+        let line = line.clamp(1, self.starts.len());
+        let start_of_line = self.starts[line - 1];
+        let text = &self.source[start_of_line..];
+        let text = text.split('\n').next().unwrap_or("");
+        let byte_col = text.char_indices().nth(col).map_or(text.len(), |(i, _)| i);
+        let end_col = text
+            .char_indices()
+            .nth(col + len)
+            .map_or(text.len(), |(i, _)| i)
+            .max(byte_col);
+        Span {
+            line,
+            column: col + 1,
+            start: start_of_line + byte_col,
+            end: start_of_line + end_col,
+        }
+    }
+}
+
+enum Open {
+    Seq(Span, Vec<Node>, usize),
+    Map(Option<Span>, Vec<(Node, Node)>, Option<Node>, usize),
+}
+
+struct Builder<'a, 'b> {
+    lines: &'b LineIndex<'a>,
+    stack: Vec<Open>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+    error: Option<Diagnostic>,
+}
+
+impl Builder<'_, '_> {
+    fn push(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+            Some(Open::Seq(_, items, _)) => items.push(node),
+            Some(Open::Map(span, entries, pending, _)) => match pending.take() {
+                None => {
+                    span.get_or_insert(node.span);
+                    *pending = Some(node);
+                }
+                Some(key) => entries.push((key, node)),
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder<'_, '_> {
+    fn on_event(&mut self, event: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        match event {
+            Event::Scalar(text, style, anchor, _tag) => {
+                let quoted = style != TScalarStyle::Plain;
+                let len = if matches!(style, TScalarStyle::Plain) {
+                    text.chars().count()
+                } else {
+                    1
+                };
+                let span = self.lines.span(mark.line(), mark.col(), len.max(1));
+                let kind =
+                    if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+                        NodeKind::Null
+                    } else {
+                        NodeKind::Scalar { text, quoted }
+                    };
+                self.push(Node { kind, span }, anchor);
+            }
+            Event::SequenceStart(anchor, _) => {
+                let span = self.lines.span(mark.line(), mark.col(), 1);
+                self.stack.push(Open::Seq(span, Vec::new(), anchor));
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Open::Map(None, Vec::new(), None, anchor));
+            }
+            Event::SequenceEnd => {
+                if let Some(Open::Seq(span, items, anchor)) = self.stack.pop() {
+                    self.push(
+                        Node {
+                            kind: NodeKind::Seq(items),
+                            span,
+                        },
+                        anchor,
+                    );
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Open::Map(span, entries, _, anchor)) = self.stack.pop() {
+                    let span = span.unwrap_or_else(|| self.lines.span(mark.line(), mark.col(), 1));
+                    self.push(
+                        Node {
+                            kind: NodeKind::Map(entries),
+                            span,
+                        },
+                        anchor,
+                    );
+                }
+            }
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(node) => self.push(node, 0),
+                None => {
+                    let span = self.lines.span(mark.line(), mark.col(), 1);
+                    self.error = Some(Diagnostic::error(span, "this alias names no anchor"));
+                }
+            },
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_keep_the_text_written() {
+        let root = parse("a: 1.10\nb: yes\nc: '007'\nd:\n").unwrap();
+        let NodeKind::Map(entries) = root.kind else {
+            panic!("not a map")
+        };
+        let texts: Vec<_> = entries.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(texts, [Some("1.10"), Some("yes"), Some("007"), None]);
+    }
+
+    #[test]
+    fn spans_are_one_based_lines_and_columns() {
+        let root = parse("x:\n  - écho a\n  - b\n").unwrap();
+        let NodeKind::Map(entries) = root.kind else {
+            panic!("not a map")
+        };
+        let NodeKind::Seq(items) = &entries[0].1.kind else {
+            panic!("not a seq")
+        };
+        assert_eq!((items[1].span.line, items[1].span.column), (3, 5));
+        let src = "x:\n  - écho a\n  - b\n";
+        assert_eq!(&src[items[0].span.start..items[0].span.end], "écho a");
+    }
+
+    #[test]
+    fn json_parses_as_yaml() {
+        let root =
+            parse(r#"{"version": 0.2, "phases": {"build": {"commands": ["make"]}}}"#).unwrap();
+        assert!(matches!(root.kind, NodeKind::Map(_)));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_place() {
+        let err = parse("a: [b\n").unwrap_err();
+        assert_eq!(err.span.line, 2);
+    }
+}
