@@ -1,1 +1,12 @@
-fn main() {}
+//! kiln's end-to-end tests: each drives the `kiln` binary as a user would, in a temp project.
+//! One file per capability.
+
+mod support;
+
+mod artifacts;
+mod env;
+mod phases;
+mod plugins;
+mod sandbox;
+mod source;
+mod validate;

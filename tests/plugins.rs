@@ -1,0 +1,111 @@
+//! Plugins as commands: a command whose first word names a registered plugin runs it inside the
+//! sandbox; a third-party plugin built with the SDK runs through `kiln build` and `kiln plugin run`.
+
+use crate::support::{Build, build_commands, example_plugin, kiln, probe_plugin};
+
+#[test]
+fn a_command_naming_a_plugin_runs_the_plugin_with_expanded_arguments() {
+    let run = Build::new()
+        .buildspec(&build_commands(&[
+            "export WHO=world",
+            "probe args hello \"$WHO\" ${WHO}s 'quoted words'",
+        ]))
+        .args(["--plugin", &format!("probe={}", probe_plugin())])
+        .run();
+    run.success()
+        .log_has("args: hello|world|worlds|quoted words");
+}
+
+#[test]
+fn a_plugin_sees_the_session_environment() {
+    Build::new()
+        .buildspec(&build_commands(&["export STAGE=blue", "probe env STAGE"]))
+        .args(["--plugin", &format!("probe={}", probe_plugin())])
+        .run()
+        .success()
+        .log_has("STAGE=blue");
+}
+
+#[test]
+fn a_plugin_runs_host_programs_through_exec() {
+    Build::new()
+        .buildspec(&build_commands(&["probe exec sh -c 'echo via-exec'"]))
+        .args(["--plugin", &format!("probe={}", probe_plugin())])
+        .run()
+        .success()
+        .log_has("via-exec");
+}
+
+#[test]
+fn without_the_plugin_registered_the_word_is_a_shell_command() {
+    Build::new()
+        .buildspec(&build_commands(&["probe args x"]))
+        .run()
+        .failure()
+        .log_has("probe: not found");
+}
+
+#[test]
+fn a_third_party_plugin_built_with_the_sdk_runs_in_a_build() {
+    let plugin = example_plugin();
+    let run = Build::new()
+        .write("dist/a.txt", "aaa")
+        .write("dist/sub/b.txt", "bb")
+        .buildspec(&build_commands(&[
+            "manifest dist MANIFEST.txt",
+            "cat MANIFEST.txt",
+        ]))
+        .args(["--plugin", &format!("manifest={}", plugin.display())])
+        .run();
+    run.success()
+        .log_has("manifest: 2 files listed in MANIFEST.txt");
+    let lines = run.output_lines();
+    assert!(lines.contains(&"3 a.txt"), "{lines:?}");
+    assert!(lines.contains(&"2 sub/b.txt"), "{lines:?}");
+}
+
+#[test]
+fn plugin_run_is_a_test_harness_for_plugin_authors() {
+    let plugin = example_plugin();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("d")).unwrap();
+    std::fs::write(dir.path().join("d/x"), "12345").unwrap();
+    let out = kiln()
+        .args(["plugin", "run"])
+        .arg(&plugin)
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--", "d", "out.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "5 x\n"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_plugin_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("fake.wasm");
+    std::fs::write(&fake, b"\0asm\x01\0\0\0").unwrap();
+    let run = Build::new()
+        .buildspec(&build_commands(&["fake run"]))
+        .args(["--plugin", &format!("fake={}", fake.display())])
+        .run();
+    run.failure().log_has("plugin `fake` cannot be loaded");
+}
+
+#[test]
+fn plugin_list_names_the_embedded_plugins() {
+    let out = kiln().args(["plugin", "list"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("shell\tblake3:"), "{stdout}");
+    assert!(stdout.contains("artifacts\tblake3:"), "{stdout}");
+}

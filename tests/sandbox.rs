@@ -1,0 +1,233 @@
+//! The sandbox's boundaries, each proven from the outside: what a plugin can read, what a command can
+//! write, time and memory limits, the network, and that a command's children die with it.
+
+use crate::support::{Build, build_commands, probe_plugin};
+
+fn landlock() -> bool {
+    // SAFETY: landlock_create_ruleset with the VERSION flag only queries the ABI; it touches no memory.
+    let version = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    version > 0
+}
+
+/// Tests of OS confinement need a kernel with Landlock. CI's has it; elsewhere say so loudly.
+fn require_landlock() -> bool {
+    if landlock() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run on a kernel with Landlock"
+    );
+    eprintln!("SKIPPED: this kernel has no Landlock; kiln cannot confine commands here");
+    false
+}
+
+fn probe(b: Build) -> Build {
+    b.args(["--plugin", &format!("probe={}", probe_plugin())])
+}
+
+#[test]
+fn a_plugin_reads_its_workspace_but_nothing_outside_its_preopens() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "top secret").unwrap();
+    let run = probe(
+        Build::new()
+            .write("inside.txt", "inside-content")
+            .buildspec(&build_commands(&[
+                "probe read $CODEBUILD_SRC_DIR/inside.txt",
+                &format!("probe read {}", secret.display()),
+            ])),
+    )
+    .run();
+    run.failure()
+        .log_has("read ")
+        .log_has("inside-content")
+        .log_lacks("top secret")
+        .log_has(&format!("cannot read {}", secret.display()));
+}
+
+#[test]
+fn a_plugin_cannot_read_system_files() {
+    probe(Build::new().buildspec(&build_commands(&["probe read /etc/passwd"])))
+        .run()
+        .failure()
+        .log_lacks("root:x:0")
+        .log_has("cannot read /etc/passwd");
+}
+
+#[test]
+fn a_build_command_cannot_write_outside_the_workspace() {
+    if !require_landlock() {
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("escaped.txt");
+    let run = Build::new()
+        .buildspec(&build_commands(&[
+            "echo ok > inside.txt && echo wrote-inside",
+            "echo x > $TMPDIR/tmp-ok && echo wrote-tmp",
+            &format!("echo x > {}", target.display()),
+        ]))
+        .run();
+    run.failure().log_has("wrote-inside").log_has("wrote-tmp");
+    assert!(!target.exists(), "a command wrote outside the workspace");
+    assert_eq!(run.json["confined"], true);
+}
+
+#[test]
+fn writable_grants_one_more_directory() {
+    if !require_landlock() {
+        return;
+    }
+    let extra = tempfile::tempdir().unwrap();
+    let target = extra.path().join("granted.txt");
+    Build::new()
+        .buildspec(&build_commands(&[&format!(
+            "echo x > {}",
+            target.display()
+        )]))
+        .args(["--writable", extra.path().to_str().unwrap()])
+        .run()
+        .success();
+    assert!(target.exists());
+}
+
+#[test]
+fn commands_have_no_network_unless_granted() {
+    if !require_landlock() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            drop(stream);
+        }
+    });
+    let spec = format!(
+        "version: 0.2\nenv:\n  shell: bash\nphases:\n  build:\n    commands:\n      - exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected\n"
+    );
+    Build::new()
+        .buildspec(&spec)
+        .run()
+        .failure()
+        .log_lacks("\nconnected");
+    Build::new()
+        .buildspec(&spec)
+        .args(["--network"])
+        .run()
+        .success()
+        .log_has("connected");
+}
+
+#[test]
+fn a_looping_plugin_is_stopped_at_its_time_limit() {
+    let started = std::time::Instant::now();
+    let run = probe(Build::new().buildspec(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - probe spin\n  post_build:\n    commands:\n      - echo post-ran\n",
+    ))
+    .args(["--step-timeout", "1s"])
+    .run();
+    run.failure()
+        .phase("BUILD", "TIMED_OUT")
+        .log_has("ran out of time")
+        .log_has("post-ran");
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_looping_command_is_stopped_at_its_time_limit() {
+    let started = std::time::Instant::now();
+    Build::new()
+        .buildspec(&build_commands(&["while :; do :; done"]))
+        .args(["--step-timeout", "1s"])
+        .run()
+        .failure()
+        .phase("BUILD", "TIMED_OUT");
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_plugin_past_its_memory_limit_is_stopped_and_on_failure_applies() {
+    let run = probe(Build::new().buildspec(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - probe alloc 64\n  post_build:\n    commands:\n      - echo post-ran\n",
+    ))
+    .args(["--memory-limit", "16M"])
+    .run();
+    run.failure()
+        .phase("BUILD", "FAILED")
+        .log_has("went past its memory limit of 16 MiB")
+        .log_has("post-ran");
+    // The same plugin within its limit succeeds.
+    probe(Build::new().buildspec(&build_commands(&["probe alloc 4"])))
+        .args(["--memory-limit", "64M"])
+        .run()
+        .success()
+        .log_has("allocated 4 MiB");
+}
+
+#[test]
+fn background_children_are_killed_when_the_step_times_out() {
+    let b = Build::new()
+        .buildspec(&build_commands(&["sleep 300 & echo $! > child.pid; wait"]))
+        .args(["--step-timeout", "1s", "--in-place"]);
+    b.run().failure().phase("BUILD", "TIMED_OUT");
+    let pid: i32 = std::fs::read_to_string(b.path().join("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !alive(pid),
+        "the background child {pid} outlived its command"
+    );
+}
+
+#[test]
+fn background_children_left_running_are_killed_when_the_build_ends() {
+    let b = Build::new()
+        .buildspec(&build_commands(&[
+            "(sleep 300 > /dev/null 2>&1 & echo $! > daemon.pid)",
+            "echo next-command",
+        ]))
+        .args(["--in-place"]);
+    b.run().success().log_has("next-command");
+    let pid: i32 = std::fs::read_to_string(b.path().join("daemon.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(pid), "the daemon {pid} outlived the build");
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes: /proc says state Z.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn require_sandbox_runs_where_landlock_exists() {
+    if !require_landlock() {
+        return;
+    }
+    Build::new()
+        .buildspec(&build_commands(&["echo confined"]))
+        .args(["--require-sandbox"])
+        .run()
+        .success()
+        .log_has("confined");
+}

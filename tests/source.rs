@@ -1,0 +1,99 @@
+//! The build workspace: what of the source a build sees, and that the source is left alone.
+
+use crate::support::{Build, build_commands};
+
+fn git_available() -> bool {
+    std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_git_source_is_snapshotted_without_ignored_files() {
+    if !git_available() {
+        panic!("git is needed for this test: apt-get install git");
+    }
+    let b = Build::new()
+        .write(".gitignore", "ignored.txt\nbuild/\n")
+        .write("tracked.txt", "t")
+        .write("ignored.txt", "i")
+        .write("build/old.o", "o")
+        .sh("git init -q . && git add .gitignore tracked.txt && git -c user.email=k@example.com -c user.name=k commit -qm init")
+        .write("untracked.txt", "u")
+        .buildspec(&build_commands(&[
+            "ls -A | grep -v '^\\.git$' | sort | tr '\\n' ' '; echo",
+            "echo version=$CODEBUILD_RESOLVED_SOURCE_VERSION",
+            "echo made > made-by-build.txt",
+        ]));
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(b.path())
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let run = b.run();
+    run.success();
+    let lines = run.output_lines();
+    assert_eq!(
+        lines[0],
+        ".gitignore buildspec.yml tracked.txt untracked.txt "
+    );
+    assert_eq!(lines[1], format!("version={head}"));
+    assert_eq!(run.json["source_version"], head);
+    assert!(
+        !b.path().join("made-by-build.txt").exists(),
+        "the build wrote into the source"
+    );
+}
+
+#[test]
+fn a_plain_directory_is_copied_whole_with_empty_dirs() {
+    let run = Build::new()
+        .write("a/b.txt", "b")
+        .sh("mkdir -p empty/inner")
+        .buildspec(&build_commands(&[
+            "test -d empty/inner && cat a/b.txt && echo",
+        ]))
+        .run();
+    run.success();
+    assert_eq!(run.output_lines(), ["b"]);
+}
+
+#[test]
+fn in_place_builds_in_the_directory_itself() {
+    let b = Build::new()
+        .buildspec(&build_commands(&["echo made > made.txt"]))
+        .args(["--in-place"]);
+    b.run().success();
+    assert!(b.path().join("made.txt").exists());
+}
+
+#[test]
+fn a_buildspec_can_be_named() {
+    let run = Build::new()
+        .write("ci/other.yml", &build_commands(&["echo from-other"]))
+        .args(["--buildspec", "ci/other.yml"])
+        .run();
+    run.success();
+    assert_eq!(run.output_lines(), ["from-other"]);
+}
+
+#[test]
+fn a_json_buildspec_runs() {
+    let run = Build::new()
+        .write(
+            "buildspec.json",
+            r#"{"version": 0.2, "phases": {"build": {"commands": ["echo from-json"]}}}"#,
+        )
+        .run();
+    run.success();
+    assert_eq!(run.output_lines(), ["from-json"]);
+}
+
+#[test]
+fn no_buildspec_is_a_usage_error() {
+    let run = Build::new().run();
+    run.code(2);
+    assert!(run.stderr.contains("no buildspec found"), "{}", run.stderr);
+}

@@ -1,0 +1,312 @@
+//! A small builder that drives the real `kiln` binary the way a user does, in a temp project.
+//!
+//! ```ignore
+//! Build::new()
+//!     .buildspec("version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n")
+//!     .run()
+//!     .success()
+//!     .phase("BUILD", "SUCCEEDED")
+//!     .log_has("hi");
+//! ```
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::rc::Rc;
+
+use serde_json::Value;
+
+/// The kiln binary under test.
+pub fn kiln() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    // Compiled plugins are shared by every test (writes are atomic); records and logs are per test.
+    cmd.env("KILN_CACHE_DIR", shared_cache());
+    cmd.env_remove("KILN_STATE_DIR");
+    cmd
+}
+
+/// A cache directory shared by all tests of this run, so each plugin is compiled once.
+pub fn shared_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kiln-test-cache")
+}
+
+/// The probe plugin (see plugins/probe), built by kiln's build script.
+pub fn probe_plugin() -> &'static str {
+    env!("KILN_TEST_PLUGIN_PROBE")
+}
+
+/// A project in a temp directory, and how to build it.
+pub struct Build {
+    pub dir: Rc<tempfile::TempDir>,
+    state: Rc<tempfile::TempDir>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Build {
+    pub fn new() -> Self {
+        Self {
+            dir: Rc::new(tempfile::tempdir().expect("temp dir")),
+            state: Rc::new(tempfile::tempdir().expect("temp dir")),
+            args: Vec::new(),
+            envs: Vec::new(),
+        }
+    }
+
+    /// Writes `buildspec.yml`.
+    pub fn buildspec(self, text: &str) -> Self {
+        self.write("buildspec.yml", text)
+    }
+
+    /// Writes a file of the project, creating its folders.
+    pub fn write(self, path: &str, contents: &str) -> Self {
+        let path = self.dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    /// Adds arguments to `kiln build`.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets a variable in kiln's own environment.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs a command in the project directory (git, chmod…).
+    pub fn sh(self, script: &str) -> Self {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "setup failed: {script}");
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// Runs `kiln build <dir> --json --output <dir>/out` with the added arguments.
+    pub fn run(&self) -> Run {
+        let out = self.dir.path().join("out");
+        let mut cmd = kiln();
+        cmd.arg("--state-dir")
+            .arg(self.state.path())
+            .arg("build")
+            .arg(self.dir.path())
+            .arg("--json")
+            .arg("--output")
+            .arg(&out)
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let output = cmd.output().expect("kiln runs");
+        let mut run = Run::new(output, out);
+        run.keep = vec![self.dir.clone(), self.state.clone()];
+        run
+    }
+}
+
+/// What one `kiln` invocation did. It keeps the project's temp dirs alive while it is looked at.
+pub struct Run {
+    keep: Vec<Rc<tempfile::TempDir>>,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub json: Value,
+    pub output: PathBuf,
+}
+
+impl Run {
+    pub fn new(output: Output, out_dir: PathBuf) -> Self {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        Self {
+            keep: Vec::new(),
+            code: output.status.code(),
+            stdout,
+            stderr,
+            json,
+            output: out_dir,
+        }
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "exit code {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    pub fn code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "{}", self.context());
+        self
+    }
+
+    /// Exit 0 and status SUCCEEDED.
+    pub fn success(&self) -> &Self {
+        self.code(0);
+        assert_eq!(self.json["status"], "SUCCEEDED", "{}", self.context());
+        self
+    }
+
+    /// Exit 1 and a failed status.
+    pub fn failure(&self) -> &Self {
+        self.code(1);
+        assert_ne!(self.json["status"], "SUCCEEDED", "{}", self.context());
+        self
+    }
+
+    /// The phase ran with this status.
+    pub fn phase(&self, name: &str, status: &str) -> &Self {
+        let phase = self.find_phase(name);
+        assert!(
+            phase.is_some_and(|p| p["status"] == status),
+            "phase {name} should be {status}, phases were {}\n{}",
+            self.json["phases"],
+            self.context()
+        );
+        self
+    }
+
+    /// The phase did not run at all.
+    pub fn no_phase(&self, name: &str) -> &Self {
+        assert!(
+            self.find_phase(name).is_none(),
+            "phase {name} should not have run\n{}",
+            self.context()
+        );
+        self
+    }
+
+    pub fn find_phase(&self, name: &str) -> Option<&Value> {
+        self.json["phases"]
+            .as_array()
+            .and_then(|phases| phases.iter().find(|p| p["name"] == name))
+    }
+
+    /// The build log (stderr under --json) has this text.
+    pub fn log_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "log should contain {text:?}\n{}",
+            self.context()
+        );
+        self
+    }
+
+    /// The build log does not have this text.
+    pub fn log_lacks(&self, text: &str) -> &Self {
+        assert!(
+            !self.stderr.contains(text),
+            "log should not contain {text:?}\n{}",
+            self.context()
+        );
+        self
+    }
+
+    /// The lines of output the build's commands printed (not kiln's own `[Container]` lines).
+    pub fn output_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.starts_with("[Container]"))
+            .collect()
+    }
+
+    /// The files of an artifact folder, relative to it, sorted.
+    pub fn artifact_files(&self, name: &str) -> Vec<String> {
+        let root = self.output.join(name);
+        let mut files: Vec<String> = walkdir(&root)
+            .into_iter()
+            .map(|p| {
+                p.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+/// Every file below `root`.
+pub fn walkdir(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A buildspec with one build phase running these commands.
+pub fn build_commands(commands: &[&str]) -> String {
+    let mut text = String::from("version: 0.2\nphases:\n  build:\n    commands:\n");
+    for c in commands {
+        text.push_str(&format!("      - {}\n", serde_json::to_string(c).unwrap()));
+    }
+    text
+}
+
+/// The example plugin `examples/plugin-manifest`, built once per test run with cargo, as its author would.
+pub fn example_plugin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/plugin-manifest/Cargo.toml");
+            let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("example-plugin");
+            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cmd.args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target);
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy().into_owned();
+                if key.starts_with("CARGO_") && key != "CARGO_HOME" || key.starts_with("RUSTC") {
+                    cmd.env_remove(key);
+                }
+            }
+            let out = cmd.output().expect("cargo runs");
+            assert!(
+                out.status.success(),
+                "building the example plugin failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            target.join("wasm32-wasip2/release/kiln_plugin_manifest.wasm")
+        })
+        .clone()
+}

@@ -1,0 +1,180 @@
+//! `kiln validate` and bad input: errors name the file, line and column, show the line with a caret and
+//! say what was expected; warnings do not fail.
+
+use crate::support::{Build, kiln};
+
+fn validate(text: &str) -> (Option<i32>, String, String) {
+    let b = Build::new().buildspec(text);
+    let out = kiln()
+        .arg("validate")
+        .arg(b.path().join("buildspec.yml"))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_type_error_points_at_line_and_column_with_a_caret() {
+    let (code, _, stderr) =
+        validate("version: 0.2\nphases:\n  build:\n    commands:\n      - make: all\n");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("buildspec.yml:5:9"), "{stderr}");
+    assert!(stderr.contains("- make: all"), "{stderr}");
+    assert!(stderr.contains('^'), "{stderr}");
+    assert!(stderr.contains("expected a string"), "{stderr}");
+    assert!(stderr.contains("quote"), "{stderr}");
+}
+
+#[test]
+fn a_yaml_syntax_error_has_a_place() {
+    let (code, _, stderr) = validate("version: 0.2\nphases:\n  build:\n    commands: [echo a\n");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("not valid YAML"), "{stderr}");
+    assert!(stderr.contains("buildspec.yml:5:"), "{stderr}");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let (code, _, stderr) = validate(
+        "version: 0.2\nenv:\n  shell: fish\nphases:\n  build:\n    on-failure: SOMETIMES\n    commands: make\n",
+    );
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("buildspec.yml:3:10"), "{stderr}");
+    assert!(stderr.contains("buildspec.yml:6:17"), "{stderr}");
+    assert!(stderr.contains("buildspec.yml:7:15"), "{stderr}");
+    assert!(stderr.contains("3 errors"), "{stderr}");
+}
+
+#[test]
+fn unknown_keys_warn_with_their_place_and_do_not_fail() {
+    let (code, stdout, stderr) =
+        validate("version: 0.2\nphases:\n  build:\n    comands:\n      - make\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("warning"), "{stderr}");
+    assert!(stderr.contains("buildspec.yml:4:5"), "{stderr}");
+    assert!(stderr.contains("unknown key `comands`"), "{stderr}");
+    assert!(stdout.contains("valid buildspec"), "{stdout}");
+}
+
+#[test]
+fn an_unsupported_version_is_an_error() {
+    let (code, _, stderr) = validate("version: 1.0\nphases: {}\n");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("buildspec.yml:1:10"), "{stderr}");
+    assert!(stderr.contains("version"), "{stderr}");
+}
+
+#[test]
+fn validate_json_lists_findings() {
+    let b = Build::new().buildspec("version: 0.2\nphases:\n  bild:\n    commands: [x]\n");
+    let out = kiln()
+        .args(["validate", "--json"])
+        .arg(b.path().join("buildspec.yml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["diagnostics"][0]["severity"], "warning");
+    assert_eq!(json["diagnostics"][0]["line"], 3);
+    assert_eq!(json["diagnostics"][0]["column"], 3);
+}
+
+#[test]
+fn every_buildspec_key_is_understood() {
+    let (code, stdout, stderr) = validate(
+        r#"version: 0.2
+run-as: root
+env:
+  shell: bash
+  variables:
+    A: "1"
+  parameter-store:
+    P: /p
+  secrets-manager:
+    S: s:k:AWSCURRENT
+  exported-variables:
+    - A
+  git-credential-helper: yes
+proxy:
+  upload-artifacts: yes
+  logs: yes
+batch:
+  fast-fail: false
+  build-list: []
+phases:
+  install:
+    run-as: root
+    on-failure: ABORT
+    runtime-versions:
+      nodejs: 18
+    commands:
+      - echo install
+    finally:
+      - echo done
+  pre_build:
+    on-failure: RETRY-2-flaky
+    commands: [echo pre]
+  build:
+    commands: [echo build]
+  post_build:
+    commands: [echo post]
+reports:
+  junit:
+    files: ['**/*.xml']
+    base-directory: reports
+    discard-paths: no
+    file-format: JUNITXML
+artifacts:
+  files:
+    - '**/*'
+  name: app
+  discard-paths: no
+  base-directory: out
+  exclude-paths: ['**/*.tmp']
+  enable-symlinks: no
+  s3-prefix: builds
+  secondary-artifacts:
+    docs:
+      files: [README.md]
+cache:
+  key: deps-1
+  fallback-keys: [deps-]
+  action: restore
+  paths:
+    - /root/.m2/**/*
+"#,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(
+        stdout.contains("valid buildspec 0.2 (4 phases, 5 commands, 0 warnings)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_build_with_an_invalid_buildspec_runs_nothing_and_exits_2() {
+    let b = Build::new()
+        .buildspec("version: 0.2\nphases:\n  build:\n    commands:\n      - echo ran > ran.txt\n    on-failure: NEVER\n")
+        .args(["--in-place"]);
+    let run = b.run();
+    run.code(2);
+    assert!(run.stderr.contains("buildspec.yml:6:17"), "{}", run.stderr);
+    assert!(!b.path().join("ran.txt").exists());
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let b = Build::new().buildspec("version: 0.2\n");
+    let out = kiln()
+        .args(["build", "--timeout", "soon"])
+        .arg(b.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
