@@ -6,3 +6,9 @@
 pub mod build;
 pub mod sandbox;
 pub mod spec;
+
+// The shell plugin's `export -p` reader runs inside WebAssembly; its unit tests run here, on the
+// host, so that `cargo test` covers them.
+#[cfg(test)]
+#[path = "../../plugins/shell/src/export.rs"]
+mod shell_export;

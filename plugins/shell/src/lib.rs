@@ -9,7 +9,9 @@
 //! `set -a` makes plain assignments (`FOO=bar`) exported, so they carry over as on CodeBuild; bash
 //! arrays and functions do not, as on CodeBuild.
 //!
-//! Arguments: `<shell> <command>`, where `<shell>` is `sh` or `bash`.
+//! Arguments: `<shell> <command> [<state-dir>]`, where `<shell>` is `sh` or `bash` and `<state-dir>`
+//! (the context's temp dir by default) is where the state file goes: kiln puts it in memory (`/dev/shm`)
+//! where it can, as writing a file per command to disk costs about as much as the shell itself.
 
 mod export;
 
@@ -22,11 +24,18 @@ const PRIVATE: &[&str] = &["SHLVL", "_", "__kiln_status"];
 
 impl Plugin for Shell {
     fn run(args: Vec<String>, context: Context) -> Outcome {
-        let [shell, command] = args.as_slice() else {
-            return Outcome::failure(2, "the shell plugin takes a shell and a command line");
+        let (shell, command, state_dir) = match args.as_slice() {
+            [shell, command] => (shell, command, context.temp_dir.as_str()),
+            [shell, command, dir] => (shell, command, dir.as_str()),
+            _ => return Outcome::failure(2, "the shell plugin takes a shell, a command line and a state dir"),
         };
-        let state = format!("{}/shell.state", context.temp_dir.trim_end_matches('/'));
-        let _ = std::fs::remove_file(&state);
+        // A fresh name per command: creating a file is cheaper than truncating one, and two steps
+        // never share it.
+        let nonce = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new().build_hasher().finish()
+        };
+        let state = format!("{}/state-{nonce:016x}", state_dir.trim_end_matches('/'));
         let script = format!(
             "set -a; trap '__kiln_status=$?; {{ printf \"%s\\0\" \"$PWD\"; export -p; }} > {} 2>/dev/null; exit $__kiln_status' EXIT; {}\n",
             quote(&state),
@@ -48,6 +57,7 @@ impl Plugin for Shell {
         };
         // No state file after `exec` in the command, or a kill: the session stays as it was.
         if let Ok(bytes) = std::fs::read(&state) {
+            let _ = std::fs::remove_file(&state);
             match parse_state(&bytes) {
                 Ok((cwd, env)) => {
                     outcome.cwd = Some(cwd);

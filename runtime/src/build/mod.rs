@@ -153,6 +153,7 @@ struct Runner<'a> {
     session: Session,
     source_dir: PathBuf,
     temp_dir: PathBuf,
+    session_dir: PathBuf,
     build_id: String,
     exec: ExecEnv,
     options: &'a BuildOptions,
@@ -220,6 +221,21 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         .map_err(BuildError::io(scratch.path()))?;
     let temp_dir = scratch_dir.join("tmp");
     std::fs::create_dir_all(&temp_dir).map_err(BuildError::io(&temp_dir))?;
+    // The shell session's state passes through a file per command: in memory where the system has a
+    // tmpfs for it, private to this build either way (it holds the session's variables, secrets too).
+    let session = tempfile::Builder::new()
+        .prefix("kiln-session-")
+        .tempdir_in("/dev/shm")
+        .or_else(|_| {
+            tempfile::Builder::new()
+                .prefix("session-")
+                .tempdir_in(&scratch_dir)
+        })
+        .map_err(BuildError::io(&scratch_dir))?;
+    let session_dir = session
+        .path()
+        .canonicalize()
+        .map_err(BuildError::io(session.path()))?;
     log.container(&format!(
         "Running on kiln {} (local)",
         env!("CARGO_PKG_VERSION")
@@ -256,7 +272,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     for (name, path) in &options.plugins {
         sandbox.register_file(name, path);
     }
-    let mut writable = vec![source_dir.clone(), temp_dir.clone()];
+    let mut writable = vec![source_dir.clone(), temp_dir.clone(), session_dir.clone()];
     writable.extend(options.writable.iter().cloned());
     let confinement = Confinement {
         writable,
@@ -316,6 +332,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         },
         source_dir: source_dir.clone(),
         temp_dir: temp_dir.clone(),
+        session_dir,
         build_id: build_id.clone(),
         exec: ExecEnv {
             prepared: Arc::new(prepared),
@@ -608,7 +625,7 @@ impl Runner<'_> {
             _ => {
                 let policy = Policy {
                     preopens: vec![Preopen {
-                        path: self.temp_dir.clone(),
+                        path: self.session_dir.clone(),
                         writable: true,
                     }],
                     allow_exec: true,
@@ -616,7 +633,11 @@ impl Runner<'_> {
                     timeout: Some(timeout),
                     memory_limit: self.options.memory_limit,
                 };
-                let args = vec![self.spec.env.shell.program().to_string(), text.to_string()];
+                let args = vec![
+                    self.spec.env.shell.program().to_string(),
+                    text.to_string(),
+                    self.session_dir.to_string_lossy().into_owned(),
+                ];
                 ("shell", args, policy)
             }
         };

@@ -401,7 +401,11 @@ fn wasi_ctx(
     log: Arc<dyn LogSink>,
 ) -> Result<WasiCtx, StepError> {
     let mut builder = WasiCtxBuilder::new();
+    // A step's file operations run on the thread that runs the step rather than hopping to tokio's
+    // blocking pool for each one: steps are few and run one at a time, and a command's state file is
+    // opened, read and removed in a few microseconds.
     builder
+        .allow_blocking_current_thread(true)
         .envs(&context.env)
         .stdout(host::LogOutput::new(log.clone(), Stream::Stdout))
         .stderr(host::LogOutput::new(log, Stream::Stderr))

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -203,6 +203,29 @@ impl Drop for Reaper {
     }
 }
 
+/// Whether any process of the group is still alive.
+fn group_alive(pgid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the group exists; no signal is sent.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
+/// The executable a program name stands for, searched in `path` as execvp would; `None` leaves the
+/// search to the system (and its error to the spawn).
+fn resolve_program(program: &str, path: Option<&str>, cwd: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return None;
+    }
+    path?.split(':').find_map(|dir| {
+        let dir = if dir.is_empty() { cwd } else { Path::new(dir) };
+        let candidate = dir.join(program);
+        std::fs::metadata(&candidate)
+            .ok()
+            .filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .map(|_| candidate)
+    })
+}
+
 fn kill_group(pgid: i32) {
     // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
     unsafe {
@@ -238,7 +261,14 @@ pub async fn run(
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
-    let mut cmd = std::process::Command::new(program);
+    // Looked up here rather than by the child trying each PATH entry in turn: one exec, not many.
+    let path_var = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let resolved = resolve_program(program, path_var, &spec.cwd);
+    let mut cmd = std::process::Command::new(resolved.as_deref().unwrap_or(Path::new(program)));
     cmd.args(args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -310,7 +340,9 @@ pub async fn run(
         None => child.wait().await?,
     };
     // The program is gone; its background children (if any) live on until the build ends.
-    if let Some(pgid) = guard.pgid.take() {
+    if let Some(pgid) = guard.pgid.take()
+        && group_alive(pgid)
+    {
         reaper.keep(pgid);
     }
     let mut captured = Vec::new();

@@ -1,0 +1,2 @@
+#!/bin/sh
+test -f /var/www/hello-web/index.html
