@@ -5,6 +5,7 @@ mod support;
 
 mod artifacts;
 mod env;
+mod examples;
 mod phases;
 mod plugins;
 mod sandbox;

@@ -131,52 +131,37 @@ fn collect(r: &Request, context: &Context) -> Result<(), String> {
     let mut seen = std::collections::BTreeMap::<PathBuf, PathBuf>::new();
     for base in &bases {
         for (rel, is_dir) in walk(base) {
-            if !include.is_match(&rel) || exclude.is_match(&rel) {
+            // Patterns select files, as on CodeBuild: `dir/*` is the files directly in `dir`, and
+            // `dir/**/*` everything below it.
+            if is_dir || !include.is_match(&rel) || exclude.is_match(&rel) {
                 continue;
             }
-            // A pattern that names a directory brings the files below it.
-            let picked: Vec<PathBuf> = if is_dir {
-                walk(&base.join(&rel))
-                    .into_iter()
-                    .filter(|(_, d)| !d)
-                    .map(|(sub, _)| rel.join(sub))
-                    .filter(|p| !exclude.is_match(p))
-                    .collect()
+            let dest_rel = if r.discard_paths {
+                PathBuf::from(rel.file_name().unwrap_or_default())
             } else {
-                vec![rel]
+                rel.clone()
             };
-            for rel in picked {
-                let dest_rel = if r.discard_paths {
-                    PathBuf::from(rel.file_name().unwrap_or_default())
-                } else {
-                    rel.clone()
-                };
-                let from = base.join(&rel);
-                if let Some(previous) = seen.insert(dest_rel.clone(), from.clone()) {
-                    if previous != from {
-                        log::warn(&format!(
-                            "{} and {} both go to {} in the artifact; the last one wins",
-                            previous.display(),
-                            from.display(),
-                            dest_rel.display()
-                        ));
-                    } else {
-                        continue;
-                    }
-                }
-                let to = out_root.join(&dest_rel);
-                if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| format!("{}: {e}", parent.display()))?;
-                }
-                std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
-                // WASI carries no modes: keep the executable bit through the host.
-                let path = from.to_string_lossy();
-                if files::mode(&path).is_ok_and(|mode| mode & 0o111 != 0) {
-                    let _ = files::set_mode(&to.to_string_lossy(), 0o755);
-                }
-                copied += 1;
+            let from = base.join(&rel);
+            if let Some(previous) = seen.insert(dest_rel.clone(), from.clone()) {
+                log::warn(&format!(
+                    "{} and {} both go to {} in the artifact; the last one wins",
+                    previous.display(),
+                    from.display(),
+                    dest_rel.display()
+                ));
             }
+            let to = out_root.join(&dest_rel);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+            // WASI carries no modes: keep the executable bit through the host.
+            let path = from.to_string_lossy();
+            if files::mode(&path).is_ok_and(|mode| mode & 0o111 != 0) {
+                let _ = files::set_mode(&to.to_string_lossy(), 0o755);
+            }
+            copied += 1;
         }
     }
     if copied == 0 {

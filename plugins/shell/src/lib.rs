@@ -27,13 +27,20 @@ impl Plugin for Shell {
         let (shell, command, state_dir) = match args.as_slice() {
             [shell, command] => (shell, command, context.temp_dir.as_str()),
             [shell, command, dir] => (shell, command, dir.as_str()),
-            _ => return Outcome::failure(2, "the shell plugin takes a shell, a command line and a state dir"),
+            _ => {
+                return Outcome::failure(
+                    2,
+                    "the shell plugin takes a shell, a command line and a state dir",
+                );
+            }
         };
         // A fresh name per command: creating a file is cheaper than truncating one, and two steps
         // never share it.
         let nonce = {
             use std::hash::{BuildHasher, Hasher};
-            std::collections::hash_map::RandomState::new().build_hasher().finish()
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
         };
         let state = format!("{}/state-{nonce:016x}", state_dir.trim_end_matches('/'));
         let script = format!(
