@@ -260,3 +260,15 @@ fn the_artifacts_plugin_cannot_write_into_the_workspace() {
     entries.sort();
     assert_eq!(entries, ["a.txt", "buildspec.yml", "out"]);
 }
+
+#[test]
+fn a_name_with_slashes_nests_and_cannot_escape_the_output() {
+    let run = Build::new()
+        .write("a.txt", "a")
+        .buildspec(
+            "version: 0.2\nartifacts:\n  name: builds/$CODEBUILD_BUILD_NUMBER/../../my-artifacts\n  files: [a.txt]\n",
+        )
+        .run();
+    run.success();
+    assert_eq!(run.artifact_files("builds/1/my-artifacts"), ["a.txt"]);
+}

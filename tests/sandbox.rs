@@ -231,3 +231,44 @@ fn require_sandbox_runs_where_landlock_exists() {
         .success()
         .log_has("confined");
 }
+
+#[test]
+fn ctrl_c_stops_the_build_and_kills_its_commands() {
+    let b = Build::new().buildspec(&build_commands(&[
+        "sleep 300 & echo $! > child.pid; wait",
+        "echo never > never.txt",
+    ]));
+    let mut kiln = crate::support::kiln()
+        .arg("--state-dir")
+        .arg(b.state_dir())
+        .arg("build")
+        .arg(b.path())
+        .arg("--in-place")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = b.path().join("child.pid");
+    let started = std::time::Instant::now();
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SAFETY: sending SIGINT to the kiln process this test started.
+    unsafe {
+        libc::kill(kiln.id() as i32, libc::SIGINT);
+    }
+    let status = kiln.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(!alive(pid), "the command's child {pid} outlived Ctrl-C");
+    assert!(!b.path().join("never.txt").exists());
+}

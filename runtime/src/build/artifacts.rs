@@ -149,6 +149,9 @@ async fn collect_one(
     let files = list_files(&files_dir);
 
     let final_dir = output.join(&name);
+    if let Some(parent) = final_dir.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
     swap_into_place(&files_dir, &final_dir, output)?;
     let zip = if env.zip {
         let zip_path = output.join(format!("{name}.zip"));
@@ -166,15 +169,18 @@ async fn collect_one(
     })
 }
 
-/// An artifact name usable as a folder name: no separators, not `.` or `..`.
+/// An artifact name as a relative path below the output folder. `/` nests, as on CodeBuild
+/// (`builds/$CODEBUILD_BUILD_NUMBER/app` lands in `builds/7/app`); empty, `.` and `..` components are
+/// dropped, so a name cannot lead outside the output folder.
 fn sanitize(name: &str, fallback: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| if c == '/' || c == '\0' { '-' } else { c })
+    let parts: Vec<&str> = name
+        .split('/')
+        .filter(|part| !matches!(*part, "" | "." | ".."))
         .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => fallback.to_string(),
-        _ => cleaned,
+    if parts.is_empty() {
+        fallback.to_string()
+    } else {
+        parts.join("/").replace('\0', "-")
     }
 }
 

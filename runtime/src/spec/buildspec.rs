@@ -538,6 +538,14 @@ fn read_on_failure(r: &mut Reader, node: &Node) -> Option<OnFailure> {
     let text = r.string(node, "on-failure")?;
     let help =
         "write ABORT, CONTINUE, RETRY, RETRY-<count>, RETRY-<regex> or RETRY-<count>-<regex>";
+    // The keyword is read without regard to case (the CodeBuild docs write `Retry-3-…` too); a retry
+    // pattern keeps its case.
+    let keyword_len = text.find('-').unwrap_or(text.len());
+    let text = format!(
+        "{}{}",
+        text[..keyword_len].to_ascii_uppercase(),
+        &text[keyword_len..]
+    );
     match text.as_str() {
         "ABORT" => return Some(OnFailure::Abort),
         "CONTINUE" => return Some(OnFailure::Continue),
@@ -656,6 +664,8 @@ fn read_reports(r: &mut Reader, node: &Node) -> Vec<Report> {
                 "discard-paths" => report.discard_paths = r.boolean(value, key),
                 "file-format" => {
                     let format = r.string(value, key);
+                    // CodeBuild reads the format without regard to case.
+                    let format = format.map(|f| f.to_ascii_uppercase());
                     if let Some(f) = &format
                         && !REPORT_FORMATS.contains(&f.as_str())
                     {
@@ -787,7 +797,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let p =
-            ok("version: 0.2\nphases:\n  build:\n    on-failure: RETRY-flaky\n    commands: [x]\n");
+            ok("version: 0.2\nphases:\n  build:\n    on-failure: Retry-flaky\n    commands: [x]\n");
         assert!(matches!(
             &p.buildspec.phases[0].on_failure,
             Some(OnFailure::Retry {
