@@ -97,3 +97,31 @@ fn no_buildspec_is_a_usage_error() {
     run.code(2);
     assert!(run.stderr.contains("no buildspec found"), "{}", run.stderr);
 }
+
+#[test]
+fn a_folder_inside_a_git_repository_follows_its_ignore_rules() {
+    let b = Build::new()
+        .write(".gitignore", "*.log\n")
+        .write("app/main.txt", "m")
+        .write("app/debug.log", "d")
+        .sh("git init -q . && git add -A && git -c user.email=k@example.com -c user.name=k commit -qm init")
+        .write("app/buildspec.yml", &build_commands(&["ls | sort | tr '\\n' ' '; echo"]));
+    let out = tempfile::tempdir().unwrap();
+    let output = crate::support::kiln()
+        .arg("--state-dir")
+        .arg(b.state_dir())
+        .arg("build")
+        .arg(b.path().join("app"))
+        .args(["--json", "--output"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let run = crate::support::Run::new(output, out.path().to_path_buf());
+    run.success();
+    assert_eq!(run.output_lines(), ["buildspec.yml main.txt "]);
+    assert!(
+        run.json["source_version"]
+            .as_str()
+            .is_some_and(|v| v.len() == 40)
+    );
+}

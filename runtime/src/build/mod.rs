@@ -643,11 +643,12 @@ impl Runner<'_> {
         };
         let exec = policy.allow_exec.then(|| self.exec.clone());
         let log: Arc<dyn sandbox::LogSink> = self.log.clone();
+        let started = Instant::now();
         let result = self
             .sandbox
             .run(name, &args, &context, &policy, exec, log)
             .await;
-        match result {
+        let reason = match result {
             Ok(outcome) => {
                 if self.spec.version == Version::V02 || plugin.is_some() {
                     if let Some(env) = outcome.env {
@@ -660,39 +661,32 @@ impl Runner<'_> {
                 if outcome.status == 0 {
                     return None;
                 }
-                let reason = outcome
-                    .message
-                    .unwrap_or_else(|| format!("exit status {}", outcome.status));
                 self.log.container(&format!(
                     "Command did not exit successfully {text} exit status {}",
                     outcome.status
                 ));
-                let timed_out = outcome.status == 124 && reason.contains("ran out of time");
-                Some(PhaseRun {
-                    status: if timed_out {
-                        Status::TimedOut
-                    } else {
-                        Status::Failed
-                    },
-                    status_code: "COMMAND_EXECUTION_ERROR",
-                    message: format!("Error while executing command: {text}. Reason: {reason}"),
-                })
+                outcome
+                    .message
+                    .unwrap_or_else(|| format!("exit status {}", outcome.status))
             }
             Err(e) => {
-                let timed_out = matches!(e, sandbox::StepError::Timeout { .. });
                 self.log
                     .container(&format!("Command did not exit successfully {text}: {e}"));
-                Some(PhaseRun {
-                    status: if timed_out {
-                        Status::TimedOut
-                    } else {
-                        Status::Failed
-                    },
-                    status_code: "COMMAND_EXECUTION_ERROR",
-                    message: format!("Error while executing command: {text}. Reason: {e}"),
-                })
+                e.to_string()
             }
-        }
+        };
+        // Whatever stopped it (the epoch, the host timer, the killed process group), a step that used
+        // up its time limit timed out.
+        let timed_out = started.elapsed() >= timeout;
+        Some(PhaseRun {
+            status: if timed_out {
+                Status::TimedOut
+            } else {
+                Status::Failed
+            },
+            status_code: "COMMAND_EXECUTION_ERROR",
+            message: format!("Error while executing command: {text}. Reason: {reason}"),
+        })
     }
 
     fn artifact_env(&self) -> artifacts::ArtifactEnv<'_> {

@@ -1,7 +1,7 @@
 //! The build workspace: a fresh copy of the source, so a build never changes the user's tree (unless
 //! `--in-place`), and never sees what git ignores.
 //!
-//! For a git repository the snapshot holds the tracked files and the untracked ones git does not
+//! For a folder of a git work tree (its root or below) the snapshot holds the tracked files and the untracked ones git does not
 //! ignore (`git ls-files --cached --others --exclude-standard`), with their working-tree contents; for
 //! any other directory, every file and empty directory. Symlinks are copied as symlinks. The project's
 //! `.kiln/` folder (where artifacts go by default) is never part of the source.
@@ -30,10 +30,11 @@ pub enum SnapshotError {
 
 /// Copies `source` into the empty directory `dest`.
 pub fn snapshot(source: &Path, dest: &Path) -> Result<Snapshot, SnapshotError> {
-    let git_dir = git_toplevel(source);
-    let files = match &git_dir {
-        Some(_) => git_files(source)?,
-        None => walk_files(source)?,
+    let in_git = in_git_work_tree(source);
+    let files = if in_git {
+        git_files(source)?
+    } else {
+        walk_files(source)?
     };
     let mut count = 0;
     // `.kiln/` holds kiln's own output for this project (artifacts of earlier builds), not source.
@@ -82,36 +83,31 @@ pub fn snapshot(source: &Path, dest: &Path) -> Result<Snapshot, SnapshotError> {
     }
     Ok(Snapshot {
         files: count,
-        git_head: git_dir.and_then(|_| git_head(source)),
+        git_head: if in_git { git_head(source) } else { None },
     })
 }
 
-fn git_toplevel(dir: &Path) -> Option<PathBuf> {
-    if !dir.join(".git").exists() {
-        return None;
-    }
+/// What `git -C dir <args>` prints, when git is there and succeeds.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["rev-parse", "--show-toplevel"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
-
-/// The commit checked out in `dir`, when it is a git checkout with at least one commit.
-pub fn git_head(dir: &Path) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "HEAD"])
+        .args(args)
         .output()
         .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Whether `dir` is inside a git work tree (its root or any folder below it).
+fn in_git_work_tree(dir: &Path) -> bool {
+    git(dir, &["rev-parse", "--is-inside-work-tree"]).as_deref() == Some("true")
+}
+
+/// The commit checked out in `dir`, when it is a git checkout with at least one commit.
+pub fn git_head(dir: &Path) -> Option<String> {
+    git(dir, &["rev-parse", "HEAD"])
 }
 
 fn git_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {

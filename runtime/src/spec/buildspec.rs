@@ -393,67 +393,43 @@ fn read_env(r: &mut Reader, node: &Node) -> Env {
                     }
                 }
             }
-            "variables" => env.variables = pairs(r.string_map(value, "env.variables")),
-            "parameter-store" => {
-                env.parameter_store = pairs(r.string_map(value, "env.parameter-store"))
-            }
+            "variables" => env.variables = variables(r, value, "env.variables"),
+            "parameter-store" => env.parameter_store = variables(r, value, "env.parameter-store"),
             "secrets-manager" => {
-                let entries = r.string_map(value, "env.secrets-manager");
-                for (name, reference, span) in &entries {
+                env.secrets_manager = variables(r, value, "env.secrets-manager");
+                for (name, reference) in &env.secrets_manager {
                     if reference.is_empty() {
                         r.error_help(
-                            *span,
+                            value.span,
                             format!("`{name}` names no secret"),
                             "write `secret-id:json-key:version-stage:version-id` (all but the id optional)",
                         );
                     }
                 }
-                env.secrets_manager = pairs(entries);
             }
             "exported-variables" => {
-                env.exported_variables = r
-                    .strings(value, "env.exported-variables")
-                    .into_iter()
-                    .map(|(s, _)| s)
-                    .collect()
+                env.exported_variables = r.string_list(value, "env.exported-variables")
             }
             "git-credential-helper" => env.git_credential_helper = r.boolean(value, key),
             _ => r.unknown_key(key, span, "env", ENV_KEYS),
         }
     }
-    for (name, _) in env
-        .variables
-        .iter()
-        .chain(&env.parameter_store)
-        .chain(&env.secrets_manager)
-    {
-        if !is_variable_name(name) {
-            // Found again to report its place: names are few, so a second scan is cheap.
-            if let Some((_, span, _)) = find_key(node, name) {
-                r.error_help(
-                    span,
-                    format!("`{name}` is not a valid environment variable name"),
-                    "names are letters, digits and `_`, not starting with a digit",
-                );
-            }
-        }
-    }
     env
 }
 
-fn find_key<'n>(node: &'n Node, name: &str) -> Option<(&'n Node, Span, &'n Node)> {
-    let NodeKind::Map(entries) = &node.kind else {
-        return None;
-    };
-    for (key, value) in entries {
-        if key.as_str() == Some(name) {
-            return Some((key, key.span, value));
-        }
-        if let Some(found) = find_key(value, name) {
-            return Some(found);
+/// A mapping of environment variable names to values, each name checked where it is written.
+fn variables(r: &mut Reader, node: &Node, what: &str) -> Vec<(String, String)> {
+    let entries = r.string_map(node, what);
+    for (name, _, span) in &entries {
+        if !is_variable_name(name) {
+            r.error_help(
+                *span,
+                format!("`{name}` is not a valid environment variable name"),
+                "names are letters, digits and `_`, not starting with a digit",
+            );
         }
     }
-    None
+    pairs(entries)
 }
 
 fn is_variable_name(name: &str) -> bool {
@@ -605,11 +581,7 @@ fn read_artifacts(r: &mut Reader, node: &Node, identifier: &str, primary: bool) 
         match key {
             "files" => {
                 files_seen = true;
-                artifacts.files = r
-                    .strings(value, "artifacts.files")
-                    .into_iter()
-                    .map(|(s, _)| s)
-                    .collect();
+                artifacts.files = r.string_list(value, "artifacts.files");
             }
             "name" => artifacts.name = r.optional_string(value, "artifacts.name"),
             "discard-paths" => artifacts.discard_paths = r.boolean(value, key),
@@ -617,11 +589,7 @@ fn read_artifacts(r: &mut Reader, node: &Node, identifier: &str, primary: bool) 
                 artifacts.base_directory = r.optional_string(value, "artifacts.base-directory")
             }
             "exclude-paths" => {
-                artifacts.exclude_paths = r
-                    .strings(value, "artifacts.exclude-paths")
-                    .into_iter()
-                    .map(|(s, _)| s)
-                    .collect()
+                artifacts.exclude_paths = r.string_list(value, "artifacts.exclude-paths")
             }
             "enable-symlinks" => artifacts.enable_symlinks = r.boolean(value, key),
             "s3-prefix" => artifacts.s3_prefix = r.optional_string(value, key),
@@ -653,13 +621,7 @@ fn read_reports(r: &mut Reader, node: &Node) -> Vec<Report> {
         let what = format!("reports.{name}");
         for (key, span, value) in r.map(def, &what) {
             match key {
-                "files" => {
-                    report.files = r
-                        .strings(value, "reports.files")
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect()
-                }
+                "files" => report.files = r.string_list(value, "reports.files"),
                 "base-directory" => report.base_directory = r.optional_string(value, key),
                 "discard-paths" => report.discard_paths = r.boolean(value, key),
                 "file-format" => {
@@ -689,21 +651,9 @@ fn read_cache(r: &mut Reader, node: &Node) -> Cache {
     let mut cache = Cache::default();
     for (key, span, value) in r.map(node, "cache") {
         match key {
-            "paths" => {
-                cache.paths = r
-                    .strings(value, "cache.paths")
-                    .into_iter()
-                    .map(|(s, _)| s)
-                    .collect()
-            }
+            "paths" => cache.paths = r.string_list(value, "cache.paths"),
             "key" => cache.key = r.optional_string(value, "cache.key"),
-            "fallback-keys" => {
-                cache.fallback_keys = r
-                    .strings(value, "cache.fallback-keys")
-                    .into_iter()
-                    .map(|(s, _)| s)
-                    .collect()
-            }
+            "fallback-keys" => cache.fallback_keys = r.string_list(value, "cache.fallback-keys"),
             "action" => {
                 cache.action = match value.as_str() {
                     Some("restore") => Some(CacheAction::Restore),
@@ -823,6 +773,14 @@ mod tests {
             .map(|w| (w.span.line, w.span.column))
             .collect();
         assert_eq!(places, [(2, 1), (5, 5)]);
+    }
+
+    #[test]
+    fn invalid_variable_names_are_errors_at_their_key() {
+        let e = err("version: 0.2\nenv:\n  variables:\n    OK: 1\n    9BAD: 2\n");
+        let d = &e.diagnostics[0];
+        assert_eq!((d.span.line, d.span.column), (5, 5));
+        assert!(d.message.contains("9BAD"));
     }
 
     #[test]

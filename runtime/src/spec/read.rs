@@ -157,6 +157,14 @@ impl Reader {
         }
     }
 
+    /// Like [`Reader::strings`], without the places.
+    pub fn string_list(&mut self, node: &Node, what: &str) -> Vec<String> {
+        self.strings(node, what)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    }
+
     /// A mapping of names to scalar values, in the order written (`env.variables` and the like).
     pub fn string_map(&mut self, node: &Node, what: &str) -> Vec<(String, String, Span)> {
         let mut out = Vec::new();
