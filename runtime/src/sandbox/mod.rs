@@ -35,7 +35,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use kiln::plugin::types as wit;
+use self::kiln::plugin::types as wit;
 
 /// The interface version kiln speaks (the WIT package `kiln:plugin`).
 pub const INTERFACE_VERSION: &str = "0.1.0";
