@@ -272,3 +272,24 @@ fn ctrl_c_stops_the_build_and_kills_its_commands() {
     assert!(!alive(pid), "the command's child {pid} outlived Ctrl-C");
     assert!(!b.path().join("never.txt").exists());
 }
+
+#[test]
+fn plugins_have_no_network_unless_granted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            drop(stream);
+        }
+    });
+    let spec = build_commands(&[&format!("probe connect {addr}")]);
+    probe(Build::new().buildspec(&spec))
+        .run()
+        .failure()
+        .log_has(&format!("cannot connect to {addr}"));
+    probe(Build::new().buildspec(&spec))
+        .args(["--network"])
+        .run()
+        .success()
+        .log_has(&format!("connected to {addr}"));
+}

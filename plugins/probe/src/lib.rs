@@ -3,7 +3,8 @@
 //!
 //! `probe read PATH` prints a file, `probe write PATH TEXT` writes one, `probe spin` loops forever,
 //! `probe alloc MIB` allocates and touches that much memory, `probe env NAME` prints a variable,
-//! `probe exec PROGRAM ARGS…` runs a host program, `probe args …` prints its arguments.
+//! `probe exec PROGRAM ARGS…` runs a host program, `probe connect HOST:PORT` opens a TCP connection,
+//! `probe args …` prints its arguments.
 
 use kiln_sdk::{Command, Context, Outcome, Plugin, exec, log};
 
@@ -39,6 +40,13 @@ impl Plugin for Probe {
                 log::info(&format!("allocated {} MiB", blocks.len()));
                 Outcome::success()
             }
+            ["connect", addr] => match std::net::TcpStream::connect(addr) {
+                Ok(_) => {
+                    log::info(&format!("connected to {addr}"));
+                    Outcome::success()
+                }
+                Err(e) => Outcome::failure(1, format!("cannot connect to {addr}: {e}")),
+            },
             ["env", name] => {
                 log::info(&format!("{name}={}", context.var(name).unwrap_or("")));
                 Outcome::success()
