@@ -96,14 +96,14 @@ fn exclude_paths_are_relative_to_the_base_directory() {
 #[test]
 fn patterns_resolve_against_the_source_directory_not_the_shell_cwd() {
     let run = Build::new()
-        .write("out/app.bin", "bin")
+        .write("target/app.bin", "bin")
         .write("elsewhere/x", "")
         .buildspec(
-            "version: 0.2\nphases:\n  build:\n    commands:\n      - cd elsewhere\nartifacts:\n  files: ['out/app.bin']\n",
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - cd elsewhere\nartifacts:\n  files: ['target/app.bin']\n",
         )
         .run();
     run.success();
-    assert_eq!(run.artifact_files("primary"), ["out/app.bin"]);
+    assert_eq!(run.artifact_files("primary"), ["target/app.bin"]);
 }
 
 #[test]

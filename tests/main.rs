@@ -4,6 +4,7 @@
 mod support;
 
 mod artifacts;
+mod cache;
 mod env;
 mod examples;
 mod phases;

@@ -125,3 +125,14 @@ fn a_folder_inside_a_git_repository_follows_its_ignore_rules() {
             .is_some_and(|v| v.len() == 40)
     );
 }
+
+#[test]
+fn an_output_folder_inside_the_project_is_not_part_of_its_source() {
+    let run = Build::new()
+        .write("keep.txt", "k")
+        .write("out/stale/old.txt", "from an earlier build")
+        .buildspec(&build_commands(&["ls | sort | tr '\\n' ' '; echo"]))
+        .run();
+    run.success();
+    assert_eq!(run.output_lines(), ["buildspec.yml keep.txt "]);
+}

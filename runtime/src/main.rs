@@ -51,6 +51,26 @@ enum Command {
     /// Work with step plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Look after the build cache (the content-addressed store).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Blobs, bytes, action cache entries, and the hit rate of recent builds.
+    Stats {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the least recently used blobs until the store is at most this size (e.g. 10G).
+    Prune {
+        #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+        max_size: usize,
+    },
+    /// Re-hash every blob; remove corrupt ones and the entries that name them. Exit 1 if any was found.
+    Verify,
 }
 
 #[derive(Args)]
@@ -122,6 +142,18 @@ struct BuildArgs {
     /// The project name [default: the directory's name]
     #[arg(long)]
     project: Option<String>,
+
+    /// Build even when the cache holds this build's result (the new result is saved).
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Say why the cache missed or hit: which inputs changed since the project's last build.
+    #[arg(long)]
+    explain_cache: bool,
+
+    /// Cache the result even though --network lets the build reach the network.
+    #[arg(long, requires = "network")]
+    cache_network: bool,
 
     /// Print the result as JSON on stdout (the log goes to stderr).
     #[arg(long)]
@@ -270,6 +302,79 @@ async fn run(cli: Cli) -> u8 {
         Command::Validate(args) => validate_command(args),
         Command::Plugin(PluginCommand::List) => plugin_list(&cli),
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(&cli, args).await,
+        Command::Cache(command) => cache_command(&cli, command),
+    }
+}
+
+fn cas_dir(cli: &Cli) -> Option<PathBuf> {
+    cache_dir(cli).map(|d| d.join("cas"))
+}
+
+fn cache_command(cli: &Cli, command: &CacheCommand) -> u8 {
+    let Some(dir) = cas_dir(cli) else {
+        eprintln!("error: no cache directory: set --cache-dir or KILN_CACHE_DIR");
+        return exit::BAD_INPUT;
+    };
+    let store = match kiln::cas::LocalStore::open(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    match command {
+        CacheCommand::Stats { json } => {
+            let stats = store.stats();
+            let (hits, builds) = build::cache::hit_rate(&state_dir(cli), 100);
+            if *json {
+                let out = serde_json::json!({
+                    "path": dir, "blobs": stats.blobs, "bytes": stats.bytes,
+                    "entries": stats.entries, "recent_builds": builds, "recent_hits": hits,
+                });
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            } else {
+                println!("cache:   {}", dir.display());
+                println!(
+                    "blobs:   {} ({:.1} MiB)",
+                    stats.blobs,
+                    stats.bytes as f64 / 1048576.0
+                );
+                println!("entries: {}", stats.entries);
+                if builds > 0 {
+                    println!(
+                        "hits:    {hits} of the last {builds} builds ({:.0}%)",
+                        100.0 * hits as f64 / builds as f64
+                    );
+                }
+            }
+            exit::OK
+        }
+        CacheCommand::Prune { max_size } => {
+            let report = store.prune(*max_size as u64);
+            println!(
+                "removed {} blobs ({:.1} MiB) and {} entries",
+                report.removed_blobs,
+                report.freed_bytes as f64 / 1048576.0,
+                report.removed_entries
+            );
+            exit::OK
+        }
+        CacheCommand::Verify => {
+            let report = store.verify();
+            for digest in &report.corrupt {
+                println!("corrupt blob {digest} removed");
+            }
+            println!(
+                "{} corrupt blobs, {} entries removed",
+                report.corrupt.len(),
+                report.removed_entries
+            );
+            if report.corrupt.is_empty() {
+                exit::OK
+            } else {
+                exit::FAILED
+            }
+        }
     }
 }
 
@@ -306,6 +411,10 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
             "kiln/{}",
             std::env::var("USER").unwrap_or_else(|_| "local".into())
         ),
+        cas_dir: cas_dir(cli),
+        no_cache: args.no_cache,
+        explain_cache: args.explain_cache,
+        cache_network: args.cache_network,
     };
     match build::run(&options).await {
         Ok(result) => {

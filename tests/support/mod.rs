@@ -31,6 +31,16 @@ pub fn shared_cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kiln-test-cache")
 }
 
+/// A cache directory of one test's own: an empty build cache, and the shared compiled plugins
+/// (writes there are atomic, so tests can share them).
+pub fn own_cache() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let components = shared_cache().join("components");
+    std::fs::create_dir_all(&components).expect("shared cache");
+    std::os::unix::fs::symlink(&components, dir.path().join("components")).expect("symlink");
+    dir
+}
+
 /// The probe plugin (see plugins/probe), built by kiln's build script.
 pub fn probe_plugin() -> &'static str {
     env!("KILN_TEST_PLUGIN_PROBE")
@@ -40,6 +50,7 @@ pub fn probe_plugin() -> &'static str {
 pub struct Build {
     pub dir: Rc<tempfile::TempDir>,
     state: Rc<tempfile::TempDir>,
+    cache: Rc<tempfile::TempDir>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
 }
@@ -55,6 +66,7 @@ impl Build {
         Self {
             dir: Rc::new(tempfile::tempdir().expect("temp dir")),
             state: Rc::new(tempfile::tempdir().expect("temp dir")),
+            cache: Rc::new(own_cache()),
             args: Vec::new(),
             envs: Vec::new(),
         }
@@ -105,11 +117,23 @@ impl Build {
         self.state.path()
     }
 
+    /// This project's cache directory (its build cache is its own; compiled plugins are shared).
+    pub fn cache_dir(&self) -> &Path {
+        self.cache.path()
+    }
+
     /// Runs `kiln build <dir> --json --output <dir>/out` with the added arguments.
     pub fn run(&self) -> Run {
+        self.run_with(&[])
+    }
+
+    /// Like [`Build::run`], with more arguments for this run only.
+    pub fn run_with(&self, extra: &[&str]) -> Run {
         let out = self.dir.path().join("out");
         let mut cmd = kiln();
-        cmd.arg("--state-dir")
+        cmd.arg("--cache-dir")
+            .arg(self.cache.path())
+            .arg("--state-dir")
             .arg(self.state.path())
             .arg("build")
             .arg(self.dir.path())
@@ -117,10 +141,11 @@ impl Build {
             .arg("--output")
             .arg(&out)
             .args(&self.args)
+            .args(extra)
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
         let output = cmd.output().expect("kiln runs");
         let mut run = Run::new(output, out);
-        run.keep = vec![self.dir.clone(), self.state.clone()];
+        run.keep = vec![self.dir.clone(), self.state.clone(), self.cache.clone()];
         run
     }
 }

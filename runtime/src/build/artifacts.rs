@@ -185,7 +185,11 @@ fn sanitize(name: &str, fallback: &str) -> String {
 }
 
 /// Replaces `dest` with `staged` by renames, so `dest` is always either the old or the new folder.
-fn swap_into_place(staged: &Path, dest: &Path, output: &Path) -> Result<(), ArtifactError> {
+pub(crate) fn swap_into_place(
+    staged: &Path,
+    dest: &Path,
+    output: &Path,
+) -> Result<(), ArtifactError> {
     if dest.exists() {
         let trash = tempfile::Builder::new()
             .prefix(".kiln-old-")
@@ -201,7 +205,7 @@ fn swap_into_place(staged: &Path, dest: &Path, output: &Path) -> Result<(), Arti
     Ok(())
 }
 
-fn list_files(dir: &Path) -> Vec<String> {
+pub(crate) fn list_files(dir: &Path) -> Vec<String> {
     let mut files: Vec<String> = walkdir::WalkDir::new(dir)
         .into_iter()
         .filter_map(Result::ok)
@@ -218,7 +222,7 @@ fn list_files(dir: &Path) -> Vec<String> {
 }
 
 /// Zips an artifact folder: entries sorted, a fixed timestamp, modes kept to the executable bit.
-fn write_zip(
+pub(crate) fn write_zip(
     dir: &Path,
     files: &[String],
     dest: &Path,

@@ -9,6 +9,7 @@
 //! post_build failures; `on-failure` changes that per phase.
 
 pub mod artifacts;
+pub mod cache;
 pub mod env;
 pub mod log;
 pub mod result;
@@ -19,10 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::cas::LocalStore;
 use crate::sandbox::{self, Confinement, ExecEnv, Policy, Preopen, Reaper, Sandbox, StepContext};
 use crate::spec::buildspec::{self, Buildspec, OnFailure, Parsed, Phase, PhaseName, Version};
 use crate::spec::{Secrets, SpecError};
 
+use self::cache::CacheInfo;
 use self::log::BuildLog;
 use self::result::{BuildResult, PhaseResult, Status};
 
@@ -75,6 +78,14 @@ pub struct BuildOptions {
     pub verbose: bool,
     /// `CODEBUILD_INITIATOR`.
     pub initiator: String,
+    /// The content-addressed store; `None` turns caching off.
+    pub cas_dir: Option<PathBuf>,
+    /// Build even when the cache has the result (the result is still saved).
+    pub no_cache: bool,
+    /// Say why the cache missed (or hit).
+    pub explain_cache: bool,
+    /// Cache builds that may reach the network.
+    pub cache_network: bool,
 }
 
 /// Why a build could not start (as opposed to a build that ran and failed).
@@ -103,6 +114,8 @@ pub enum BuildError {
     RunAs { user: String, message: String },
     #[error("{0}")]
     Sandbox(String),
+    #[error("the cache: {0}")]
+    Cache(String),
 }
 
 impl BuildError {
@@ -177,6 +190,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         buildspec: spec,
         warnings,
         source: spec_text,
+        canonical,
     } = buildspec::load(&spec_path)?;
     let secrets = match &options.secrets {
         Some(path) => Secrets::load(path)?,
@@ -240,6 +254,15 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         "Running on kiln {} (local)",
         env!("CARGO_PKG_VERSION")
     ));
+    // Where artifacts go, absolute, so that one inside the project can be left out of its source.
+    let output = match &options.output {
+        Some(dir) if dir.is_absolute() => dir.clone(),
+        Some(dir) => std::env::current_dir()
+            .map_err(BuildError::io(dir))?
+            .join(dir),
+        None => source.join(".kiln").join("out"),
+    };
+    let output = output.canonicalize().unwrap_or(output);
     let download_started = Instant::now();
     log.container("Entering phase DOWNLOAD_SOURCE");
     let (source_dir, git_head) = if options.in_place {
@@ -247,7 +270,15 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     } else {
         let dir = scratch_dir.join("src");
         std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
-        let snapshot = workspace::snapshot(&source, &dir)?;
+        // Outputs written inside the project (`-o out`) are not part of its source.
+        let outputs: Vec<PathBuf> = output
+            .strip_prefix(&source)
+            .ok()
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        let snapshot = workspace::snapshot(&source, &dir, &outputs)?;
         log.container(&format!(
             "Copied {} files of {} into {}",
             snapshot.files,
@@ -295,6 +326,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         .transpose()?
         .flatten();
 
+    let key_vars = resolved.vars.clone();
     let mut vars = resolved.vars;
     vars.set("CODEBUILD_SRC_DIR", source_dir.to_string_lossy());
     vars.set("CODEBUILD_BUILD_ID", build_id.clone());
@@ -319,6 +351,94 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
 
     for note in notices(&spec) {
         log.container(&format!("warning: {note}"));
+    }
+
+    let store = options
+        .cas_dir
+        .as_deref()
+        .map(LocalStore::open)
+        .transpose()
+        .map_err(|e| BuildError::Cache(e.to_string()))?;
+    let mut cache_info = CacheInfo::default();
+    let uncacheable = if store.is_none() {
+        Some("the cache is off")
+    } else if options.in_place {
+        Some("a build --in-place changes its own source")
+    } else if options.network && !options.cache_network {
+        Some("the build may reach the network (--network); --cache-network caches it anyway")
+    } else {
+        None
+    };
+    let mut to_save = None;
+    match (&store, uncacheable) {
+        (Some(store), None) => {
+            let inputs = cache::key_inputs(
+                &canonical,
+                spec_path.strip_prefix(&source).ok(),
+                &source_dir,
+                &key_vars,
+                spec.env.shell.program(),
+                &sandbox,
+            )
+            .map_err(|e| BuildError::Cache(e.to_string()))?;
+            let key = inputs.key();
+            cache_info.key = Some(key.hex());
+            let hit = if options.no_cache {
+                None
+            } else {
+                store.get_action(&key)
+            };
+            if options.explain_cache {
+                cache::explain(&records, &inputs, hit.is_some(), &log);
+            }
+            cache::remember(&records, &inputs);
+            if let Some((entry, trees)) = hit {
+                let restored = cache::restore(store, &entry, &trees, &output, options.zip, &log);
+                match restored {
+                    Ok(artifacts) => {
+                        cache_info.hit = true;
+                        cache_info.restored_from =
+                            entry.result["build_id"].as_str().map(str::to_string);
+                        log.container(&format!(
+                            "Build {build_id}: SUCCEEDED (restored from the cache)"
+                        ));
+                        log.finish();
+                        let result = BuildResult {
+                            build_id,
+                            build_number,
+                            project,
+                            status: Status::Succeeded,
+                            source_version: git_head,
+                            start_time,
+                            duration_ms: started.elapsed().as_millis() as u64,
+                            phases: serde_json::from_value(entry.result["phases"].clone())
+                                .unwrap_or_default(),
+                            exported_variables: serde_json::from_value(
+                                entry.result["exported_variables"].clone(),
+                            )
+                            .unwrap_or_default(),
+                            artifacts,
+                            log_file: Some(log_file),
+                            confined,
+                            cache: cache_info,
+                        };
+                        write_record(&records, &result);
+                        return Ok(result);
+                    }
+                    // A hit that cannot be restored (a blob went bad since the lookup) is a miss.
+                    Err(e) => log.container(&format!(
+                        "warning: the cached result could not be restored ({e}); building"
+                    )),
+                }
+            }
+            to_save = Some((key, inputs));
+        }
+        (_, reason) => {
+            cache_info.uncacheable = reason.map(str::to_string);
+            if let Some(reason) = reason {
+                log.container(&format!("Not cached: {reason}"));
+            }
+        }
     }
 
     let reaper = Reaper::default();
@@ -393,10 +513,6 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     if let Some(definition) = spec.artifacts.as_ref().filter(|_| upload) {
         let phase_started = Instant::now();
         log.container("Entering phase UPLOAD_ARTIFACTS");
-        let output = options
-            .output
-            .clone()
-            .unwrap_or_else(|| source.join(".kiln").join("out"));
         let collected = artifacts::collect(&runner.artifact_env(), definition, &output).await;
         let (phase_status, code, message) = match collected {
             Ok(results) => {
@@ -451,7 +567,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     log.container(&format!("Build {}: {}", build_id, status.as_str()));
     log.finish();
 
-    let result = BuildResult {
+    let mut result = BuildResult {
         build_id,
         build_number,
         project,
@@ -462,13 +578,26 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         phases,
         exported_variables,
         artifacts: artifact_results,
-        log_file: Some(log_file),
+        log_file: Some(log_file.clone()),
         confined,
+        cache: cache_info,
     };
-    if let Ok(json) = serde_json::to_vec_pretty(&result) {
-        let _ = std::fs::write(records.join(format!("{build_number}.json")), json);
+    if let (Some(store), Some((key, inputs)), Status::Succeeded) = (&store, &to_save, result.status)
+    {
+        match cache::save(store, key, inputs, &result, &log_file) {
+            Ok(()) => result.cache.saved = true,
+            Err(e) => eprintln!("warning: the build could not be saved to the cache: {e}"),
+        }
     }
+    write_record(&records, &result);
     Ok(result)
+}
+
+/// Keeps a build's result beside its log.
+fn write_record(records: &Path, result: &BuildResult) {
+    if let Ok(json) = serde_json::to_vec_pretty(result) {
+        let _ = std::fs::write(records.join(format!("{}.json", result.build_number)), json);
+    }
 }
 
 /// Things in the buildspec kiln reads but does not act on, said once per build.

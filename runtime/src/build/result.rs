@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A build's or a phase's status, in CodeBuild's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Succeeded,
@@ -28,7 +28,7 @@ impl Status {
 }
 
 /// One phase as it ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseResult {
     /// `INSTALL`, `PRE_BUILD`, `BUILD`, `POST_BUILD`, `UPLOAD_ARTIFACTS`…
     pub name: String,
@@ -73,4 +73,6 @@ pub struct BuildResult {
     pub log_file: Option<PathBuf>,
     /// Whether host programs ran under Landlock.
     pub confined: bool,
+    /// How the action cache took part.
+    pub cache: super::cache::CacheInfo,
 }

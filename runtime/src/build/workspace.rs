@@ -28,8 +28,13 @@ pub enum SnapshotError {
     Git { dir: PathBuf, message: String },
 }
 
-/// Copies `source` into the empty directory `dest`.
-pub fn snapshot(source: &Path, dest: &Path) -> Result<Snapshot, SnapshotError> {
+/// Copies `source` into the empty directory `dest`, leaving out the folders in `exclude` (relative
+/// to `source`: where kiln writes this project's outputs).
+pub fn snapshot(
+    source: &Path,
+    dest: &Path,
+    exclude: &[PathBuf],
+) -> Result<Snapshot, SnapshotError> {
     let in_git = in_git_work_tree(source);
     let files = if in_git {
         git_files(source)?
@@ -38,7 +43,9 @@ pub fn snapshot(source: &Path, dest: &Path) -> Result<Snapshot, SnapshotError> {
     };
     let mut count = 0;
     // `.kiln/` holds kiln's own output for this project (artifacts of earlier builds), not source.
-    for rel in files.iter().filter(|rel| !rel.starts_with(".kiln")) {
+    let excluded =
+        |rel: &Path| rel.starts_with(".kiln") || exclude.iter().any(|e| rel.starts_with(e));
+    for rel in files.iter().filter(|rel| !excluded(rel)) {
         let from = source.join(rel);
         let to = dest.join(rel);
         let copy_err = |e| SnapshotError::Copy {

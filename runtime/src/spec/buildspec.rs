@@ -195,6 +195,8 @@ pub struct Parsed {
     pub buildspec: Buildspec,
     pub warnings: Vec<Diagnostic>,
     pub source: String,
+    /// The buildspec's content in a canonical form: what the action cache keys on.
+    pub canonical: String,
 }
 
 impl Parsed {
@@ -296,6 +298,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Parsed, SpecError> {
             buildspec,
             warnings,
             source: source.to_string(),
+            canonical: root.canonical(),
         })
     } else {
         Err(fail(errors.into_iter().chain(warnings).collect()))

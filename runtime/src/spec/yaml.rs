@@ -53,6 +53,31 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The node's content in a canonical form (JSON, mapping keys sorted, scalars as written), so
+    /// that comments, layout, quoting style and key order do not change it.
+    pub fn canonical(&self) -> String {
+        match &self.kind {
+            NodeKind::Null => "null".into(),
+            NodeKind::Scalar { text, .. } => serde_json::Value::String(text.clone()).to_string(),
+            NodeKind::Seq(items) => {
+                let inner: Vec<String> = items.iter().map(Node::canonical).collect();
+                format!("[{}]", inner.join(","))
+            }
+            NodeKind::Map(entries) => {
+                let mut inner: Vec<(String, String)> = entries
+                    .iter()
+                    .map(|(k, v)| (k.canonical(), v.canonical()))
+                    .collect();
+                inner.sort();
+                let inner: Vec<String> =
+                    inner.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                format!("{{{}}}", inner.join(","))
+            }
+        }
+    }
+}
+
 /// Parses `source` into its first document's root node. An empty document gives a `Null` root.
 pub fn parse(source: &str) -> Result<Node, Diagnostic> {
     let lines = LineIndex::new(source);
@@ -244,6 +269,15 @@ mod tests {
         assert_eq!((items[1].span.line, items[1].span.column), (3, 5));
         let src = "x:\n  - écho a\n  - b\n";
         assert_eq!(&src[items[0].span.start..items[0].span.end], "écho a");
+    }
+
+    #[test]
+    fn canonical_ignores_comments_layout_and_order() {
+        let a = parse("# c\nb: [1, '2']\na: x\n").unwrap();
+        let b = parse("a: \"x\"\nb:\n  - 1\n  - \"2\"\n").unwrap();
+        assert_eq!(a.canonical(), b.canonical());
+        let c = parse("a: x\nb: [1, 3]\n").unwrap();
+        assert_ne!(a.canonical(), c.canonical());
     }
 
     #[test]

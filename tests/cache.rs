@@ -1,0 +1,352 @@
+//! The action cache: an unchanged build is restored, not re-run; every key input invalidates it;
+//! the store survives corruption, crashes and pruning.
+
+use std::path::Path;
+
+use crate::support::{Build, Run, kiln};
+
+/// A build that leaves a trace outside its workspace each time a command really runs, and an
+/// artifact.
+fn traced() -> (Build, tempfile::TempDir) {
+    let trace = tempfile::tempdir().unwrap();
+    let b = Build::new()
+        .write("src/app.txt", "payload-v1")
+        .buildspec(
+            "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - echo ran >> $TRACE/trace\n      - mkdir -p dist && cp src/app.txt dist/\n      - export VERSION=7\nartifacts:\n  base-directory: dist\n  files: ['**/*']\n",
+        )
+        .args([
+            "--writable",
+            trace.path().to_str().unwrap(),
+            "--env",
+            &format!("TRACE={}", trace.path().display()),
+        ]);
+    (b, trace)
+}
+
+fn runs(trace: &Path) -> usize {
+    std::fs::read_to_string(trace.join("trace"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_unchanged_build_is_restored_and_runs_no_command() {
+    let (b, trace) = traced();
+    let first = b.run();
+    first.success();
+    assert_eq!(first.json["cache"]["hit"], false);
+    assert_eq!(first.json["cache"]["saved"], true);
+    assert_eq!(runs(trace.path()), 1);
+
+    std::fs::remove_dir_all(&first.output).unwrap();
+    let second = b.run();
+    second
+        .success()
+        .log_has("from the cache: no command runs")
+        .log_has("Running command echo ran >> $TRACE/trace")
+        .log_has("End of the restored log");
+    assert_eq!(runs(trace.path()), 1, "a command ran on a cache hit");
+    assert_eq!(second.json["cache"]["hit"], true);
+    assert_eq!(
+        second.json["cache"]["restored_from"],
+        first.json["build_id"]
+    );
+    assert_eq!(second.json["exported_variables"]["VERSION"], "7");
+    assert_eq!(second.artifact_files("primary"), ["app.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(second.output.join("primary/app.txt")).unwrap(),
+        "payload-v1"
+    );
+}
+
+#[test]
+fn changing_the_source_misses_and_says_why() {
+    let (b, trace) = traced();
+    b.run().success();
+    std::fs::write(b.path().join("src/app.txt"), "payload-v2").unwrap();
+    let run = b.run_with(&["--explain-cache"]);
+    run.success()
+        .log_has("Cache miss: since the last build of this project, the source files changed");
+    assert_eq!(runs(trace.path()), 2);
+    assert_eq!(
+        std::fs::read_to_string(run.output.join("primary/app.txt")).unwrap(),
+        "payload-v2"
+    );
+}
+
+#[test]
+fn changing_the_buildspec_misses_but_comments_and_layout_do_not() {
+    let (b, trace) = traced();
+    b.run().success();
+    let path = b.path().join("buildspec.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "# a comment\n{}",
+            text.replace("[VERSION]", "\n    - VERSION")
+        ),
+    )
+    .unwrap();
+    b.run_with(&["--explain-cache"])
+        .success()
+        .log_has("Cache hit: nothing changed");
+    assert_eq!(runs(trace.path()), 1);
+    std::fs::write(&path, text.replace("export VERSION=7", "export VERSION=8")).unwrap();
+    b.run_with(&["--explain-cache"])
+        .success()
+        .log_has("the buildspec changed");
+    assert_eq!(runs(trace.path()), 2);
+}
+
+#[test]
+fn changing_a_variable_misses() {
+    let (b, trace) = traced();
+    b.run_with(&["--env", "STAGE=a"]).success();
+    b.run_with(&["--env", "STAGE=a"]).success();
+    assert_eq!(runs(trace.path()), 1);
+    b.run_with(&["--env", "STAGE=b", "--explain-cache"])
+        .success()
+        .log_has("variable STAGE changed");
+    assert_eq!(runs(trace.path()), 2);
+}
+
+#[test]
+fn changing_a_secret_misses_and_the_key_holds_no_secret() {
+    let (b, trace) = traced();
+    let b = b.write("secrets.env", "/db/pw=first-secret-value\n");
+    let spec = b.path().join("buildspec.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("env:\n", "env:\n  parameter-store:\n    PW: /db/pw\n"),
+    )
+    .unwrap();
+    let secrets = b.path().join("secrets.env");
+    let secrets_arg = secrets.to_str().unwrap().to_string();
+    b.run_with(&["--secrets", &secrets_arg]).success();
+    b.run_with(&["--secrets", &secrets_arg]).success();
+    assert_eq!(runs(trace.path()), 1);
+    std::fs::write(&secrets, "/db/pw=second-secret-value\n").unwrap();
+    b.run_with(&["--secrets", &secrets_arg, "--explain-cache"])
+        .success()
+        .log_has("variable PW changed");
+    assert_eq!(runs(trace.path()), 2);
+    for file in crate::support::walkdir(&b.cache_dir().join("cas")) {
+        let bytes = std::fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("first-secret-value"),
+            "{} holds a secret",
+            file.display()
+        );
+        assert!(
+            !text.contains("second-secret-value"),
+            "{} holds a secret",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn changing_a_plugin_misses() {
+    let (b, trace) = traced();
+    let probe = format!("tool={}", crate::support::probe_plugin());
+    let other = format!("tool={}", crate::support::example_plugin().display());
+    b.run_with(&["--plugin", &probe]).success();
+    b.run_with(&["--plugin", &probe]).success();
+    assert_eq!(runs(trace.path()), 1);
+    b.run_with(&["--plugin", &other, "--explain-cache"])
+        .success()
+        .log_has("plugin tool changed");
+    assert_eq!(runs(trace.path()), 2);
+}
+
+#[test]
+fn what_is_not_an_input_does_not_miss() {
+    let (b, trace) = traced();
+    b.run().success();
+    // Touching files, another project name, the previous outputs inside the project: the same build.
+    let f = std::fs::File::options()
+        .append(true)
+        .open(b.path().join("src/app.txt"))
+        .unwrap();
+    f.set_modified(std::time::UNIX_EPOCH).unwrap();
+    let run = b.run_with(&["--project", "renamed"]);
+    run.success();
+    assert_eq!(run.json["cache"]["hit"], true);
+    assert!(run.output.join("primary/app.txt").exists());
+    assert_eq!(runs(trace.path()), 1);
+}
+
+#[test]
+fn failed_builds_are_not_cached() {
+    let (b, trace) = traced();
+    let spec = b.path().join("buildspec.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("export VERSION=7", "false")).unwrap();
+    b.run().failure();
+    let second = b.run();
+    second.failure();
+    assert_eq!(second.json["cache"]["hit"], false);
+    assert_eq!(runs(trace.path()), 2);
+}
+
+#[test]
+fn no_cache_builds_again_and_saves() {
+    let (b, trace) = traced();
+    b.run().success();
+    let run = b.run_with(&["--no-cache"]);
+    run.success();
+    assert_eq!(run.json["cache"]["hit"], false);
+    assert_eq!(run.json["cache"]["saved"], true);
+    assert_eq!(runs(trace.path()), 2);
+}
+
+#[test]
+fn builds_that_may_reach_the_network_are_not_cached_unless_marked() {
+    let (b, trace) = traced();
+    let run = b.run_with(&["--network"]);
+    run.success()
+        .log_has("Not cached: the build may reach the network");
+    b.run_with(&["--network"]).success();
+    assert_eq!(runs(trace.path()), 2);
+    b.run_with(&["--network", "--cache-network"]).success();
+    b.run_with(&["--network", "--cache-network"]).success();
+    assert_eq!(runs(trace.path()), 3);
+}
+
+fn blob_of(b: &Build, content: &[u8]) -> std::path::PathBuf {
+    let hex = blake3::hash(content).to_hex().to_string();
+    b.cache_dir()
+        .join("cas/blobs")
+        .join(&hex[..2])
+        .join(&hex[2..])
+}
+
+#[test]
+fn a_corrupt_blob_is_detected_and_the_build_runs_again() {
+    let (b, trace) = traced();
+    b.run().success();
+    let blob = blob_of(&b, b"payload-v1");
+    assert!(blob.exists(), "the artifact's blob should be in the store");
+    std::fs::write(&blob, b"tampered!!").unwrap();
+    let run = b.run();
+    run.success().log_has("corrupt").log_has("building");
+    assert_eq!(runs(trace.path()), 2);
+    assert_eq!(
+        std::fs::read_to_string(run.output.join("primary/app.txt")).unwrap(),
+        "payload-v1"
+    );
+    // The rebuild stored the good blob again: the next build is a hit.
+    let third = b.run();
+    assert_eq!(third.json["cache"]["hit"], true);
+    assert_eq!(std::fs::read(&blob).unwrap(), b"payload-v1");
+}
+
+fn cache_cmd(b: &Build, args: &[&str]) -> (Option<i32>, String) {
+    let out = kiln()
+        .arg("--cache-dir")
+        .arg(b.cache_dir())
+        .arg("--state-dir")
+        .arg(b.state_dir())
+        .arg("cache")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn verify_finds_and_removes_corrupt_blobs() {
+    let (b, _trace) = traced();
+    b.run().success();
+    assert_eq!(cache_cmd(&b, &["verify"]).0, Some(0));
+    let blob = blob_of(&b, b"payload-v1");
+    std::fs::write(&blob, b"bit rot").unwrap();
+    let (code, out) = cache_cmd(&b, &["verify"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("corrupt blob"), "{out}");
+    assert!(!blob.exists());
+    assert_eq!(cache_cmd(&b, &["verify"]).0, Some(0));
+}
+
+#[test]
+fn prune_keeps_the_store_usable() {
+    let (b, trace) = traced();
+    b.run().success();
+    let (_, stats) = cache_cmd(&b, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(stats["blobs"].as_u64().unwrap() >= 3, "{stats}");
+    assert_eq!(stats["entries"], 1);
+    let (code, out) = cache_cmd(&b, &["prune", "--max-size", "0"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (_, stats) = cache_cmd(&b, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["blobs"], 0);
+    assert_eq!(stats["entries"], 0);
+    // A pruned result is a miss, and the build refills the store.
+    let run = b.run();
+    run.success();
+    assert_eq!(run.json["cache"]["hit"], false);
+    assert_eq!(runs(trace.path()), 2);
+    assert_eq!(b.run().json["cache"]["hit"], true);
+}
+
+#[test]
+fn stats_count_recent_hits() {
+    let (b, _trace) = traced();
+    b.run().success();
+    b.run().success();
+    let (_, stats) = cache_cmd(&b, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["recent_builds"], 2, "{stats}");
+    assert_eq!(stats["recent_hits"], 1, "{stats}");
+}
+
+#[test]
+fn a_build_killed_while_writing_the_cache_leaves_it_consistent() {
+    // A large artifact makes the cache write take a while; kill -9 lands somewhere in it (or after:
+    // either way the store must be whole).
+    let b = Build::new()
+        .buildspec(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p dist && head -c 400000000 /dev/urandom > dist/big.bin\nartifacts:\n  base-directory: dist\n  files: ['**/*']\n",
+        );
+    let mut child = kiln()
+        .arg("--cache-dir")
+        .arg(b.cache_dir())
+        .arg("--state-dir")
+        .arg(b.state_dir())
+        .arg("build")
+        .arg(b.path())
+        .arg("-q")
+        .spawn()
+        .unwrap();
+    let tmp = b.cache_dir().join("cas/tmp");
+    let started = std::time::Instant::now();
+    loop {
+        let writing = std::fs::read_dir(&tmp).is_ok_and(|mut d| d.next().is_some());
+        if writing || started.elapsed().as_secs() > 60 {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let (code, out) = cache_cmd(&b, &["verify"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the store has corrupt blobs after a crash: {out}"
+    );
+    // Whatever the crash left, the next build succeeds, and the one after it is a hit.
+    let run: Run = b.run();
+    run.success();
+    assert_eq!(b.run().json["cache"]["hit"], true);
+}
