@@ -350,3 +350,128 @@ fn a_build_killed_while_writing_the_cache_leaves_it_consistent() {
     run.success();
     assert_eq!(b.run().json["cache"]["hit"], true);
 }
+
+/// A project whose build "installs dependencies" into deps/ (logging whether they were already
+/// there) under a key derived from its lock file.
+fn with_deps(cache: &str) -> Build {
+    Build::new().write("deps.lock", "left-pad 1.0\n").buildspec(&format!(
+        "version: 0.2\nphases:\n  install:\n    commands:\n      - if [ -f deps/left-pad ]; then echo deps-restored; else mkdir -p deps && cp deps.lock deps/left-pad && echo deps-installed; fi\n{cache}"
+    ))
+}
+
+#[test]
+fn cache_paths_are_saved_and_restored_by_key() {
+    let b = with_deps(
+        "cache:\n  key: deps-$(codebuild-hash-files deps.lock)\n  paths:\n    - deps/**/*\n",
+    );
+    b.run()
+        .success()
+        .log_has("deps-installed")
+        .log_has("No cache found for key deps-");
+    // --no-cache skips the action cache only: the cache: section still restores.
+    b.run_with(&["--no-cache"])
+        .success()
+        .log_has("deps-restored")
+        .log_has("Restored cache deps-");
+    // A new lock file is a new key: nothing to restore.
+    std::fs::write(b.path().join("deps.lock"), "left-pad 2.0\n").unwrap();
+    b.run().success().log_has("deps-installed");
+}
+
+#[test]
+fn fallback_keys_match_by_prefix() {
+    let b = with_deps("cache:\n  key: deps-one\n  paths: [deps/**/*]\n");
+    b.run().success().log_has("deps-installed");
+    let spec = b.path().join("buildspec.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace(
+            "key: deps-one",
+            "key: deps-two\n  fallback-keys: [nomatch-, deps-]",
+        ),
+    )
+    .unwrap();
+    b.run()
+        .success()
+        .log_has("deps-restored")
+        .log_has("Restored cache deps-one (1 files) for key deps-two");
+}
+
+#[test]
+fn a_keyed_cache_entry_is_written_once() {
+    let b = with_deps("cache:\n  key: fixed\n  paths: [deps/**/*]\n");
+    b.run().success();
+    std::fs::write(b.path().join("deps.lock"), "changed\n").unwrap();
+    b.run_with(&["--no-cache"])
+        .success()
+        .log_has("Cache for key fixed exists; not updated");
+}
+
+#[test]
+fn without_a_key_the_project_cache_is_updated_each_build() {
+    let b = with_deps("cache:\n  paths: [deps/**/*]\n");
+    b.run()
+        .success()
+        .log_has("deps-installed")
+        .log_has("Saved cache for key project/");
+    b.run_with(&["--no-cache"])
+        .success()
+        .log_has("deps-restored")
+        .log_has("Saved cache for key project/");
+}
+
+#[test]
+fn action_restore_only_restores_and_save_only_saves() {
+    let save_only = with_deps("cache:\n  key: k\n  action: save\n  paths: [deps/**/*]\n");
+    save_only.run().success().log_has("Saved cache for key k");
+    save_only
+        .run_with(&["--no-cache"])
+        .success()
+        .log_has("deps-installed")
+        .log_lacks("Restored cache");
+    let restore_only = with_deps("cache:\n  key: k\n  action: restore\n  paths: [deps/**/*]\n");
+    restore_only
+        .run()
+        .success()
+        .log_has("No cache found for key k")
+        .log_lacks("Saved cache");
+}
+
+#[test]
+fn hash_files_changes_exactly_when_the_files_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.lock"), "1").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+    let hash = || {
+        let out = kiln()
+            .args(["hash-files", "*.lock"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let first = hash();
+    assert_eq!(first.len(), 64);
+    std::fs::write(dir.path().join("notes.txt"), "y").unwrap();
+    assert_eq!(hash(), first);
+    std::fs::write(dir.path().join("a.lock"), "2").unwrap();
+    assert_ne!(hash(), first);
+}
+
+#[test]
+fn a_dependency_folder_that_changed_by_one_file_stores_one_new_blob() {
+    let b = Build::new()
+        .sh("mkdir -p deps && for i in $(seq 1 50); do echo $i > deps/f$i; done")
+        .buildspec("version: 0.2\ncache:\n  paths: ['deps/**/*']\nphases:\n  build:\n    commands: [true]\n");
+    b.run().success();
+    let blobs = |b: &Build| crate::support::walkdir(&b.cache_dir().join("cas/blobs")).len();
+    let before = blobs(&b);
+    std::fs::write(b.path().join("deps/f7"), "changed").unwrap();
+    b.run().success();
+    // One new file blob, one new tree, a new log, and the new source tree's action entry blobs:
+    // the 49 unchanged files are not stored again.
+    let added = blobs(&b) - before;
+    assert!(added <= 4, "{added} new blobs");
+}

@@ -54,6 +54,13 @@ enum Command {
     /// Look after the build cache (the content-addressed store).
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print one digest of the files matching the patterns, for cache keys (also reachable inside
+    /// builds as `codebuild-hash-files`).
+    HashFiles {
+        /// Globs relative to the current directory, e.g. package-lock.json or '**/*.lock'.
+        #[arg(required = true)]
+        patterns: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,6 +310,19 @@ async fn run(cli: Cli) -> u8 {
         Command::Plugin(PluginCommand::List) => plugin_list(&cli),
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(&cli, args).await,
         Command::Cache(command) => cache_command(&cli, command),
+        Command::HashFiles { patterns } => {
+            let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            match build::paths::hash_files(&dir, patterns) {
+                Ok(digest) => {
+                    println!("{digest}");
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::BAD_INPUT
+                }
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod cache;
 pub mod env;
 pub mod log;
+pub mod paths;
 pub mod result;
 pub mod workspace;
 
@@ -303,7 +304,14 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     for (name, path) in &options.plugins {
         sandbox.register_file(name, path);
     }
+    // The `cache:` section's folders: restored into and saved from, so commands may write them.
+    let cache_paths = spec
+        .cache
+        .as_ref()
+        .map(|c| paths::resolve(c, &source_dir, resolved.vars.get("HOME")))
+        .unwrap_or_default();
     let mut writable = vec![source_dir.clone(), temp_dir.clone(), session_dir.clone()];
+    writable.extend(cache_paths.iter().map(|p| p.root.clone()));
     writable.extend(options.writable.iter().cloned());
     let confinement = Confinement {
         writable,
@@ -348,6 +356,12 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     vars.set("CODEBUILD_BUILD_SUCCEEDING", "1");
     vars.set("CODEBUILD_CI", "true");
     vars.set("TMPDIR", temp_dir.to_string_lossy());
+    // `codebuild-hash-files`, as on CodeBuild's images, for cache keys.
+    let tools = scratch_dir.join("bin");
+    if write_tools(&tools).is_ok() {
+        let path = vars.get("PATH").unwrap_or("/usr/bin:/bin").to_string();
+        vars.set("PATH", format!("{}:{path}", tools.display()));
+    }
 
     for note in notices(&spec) {
         log.container(&format!("warning: {note}"));
@@ -464,6 +478,41 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         run_as,
     };
 
+    // The `cache:` section: restore before install.
+    let mut paths_key = None;
+    if let (Some(cache), Some(store)) = (&spec.cache, &store) {
+        let (restore, save) = paths::actions(cache);
+        let key = match &cache.key {
+            Some(key) => runner.expand(key).await.map(|k| (k, false)),
+            None => Some((format!("project/{project}"), true)),
+        };
+        match key {
+            Some((key, update)) => {
+                if restore {
+                    match paths::find(store, &key, &cache.fallback_keys) {
+                        Some(entry) => match paths::restore(store, &entry) {
+                            Ok(files) => log.container(&format!(
+                                "Restored cache {} ({files} files) for key {key}",
+                                entry.key
+                            )),
+                            Err(e) => log.container(&format!(
+                                "warning: cache {} could not be restored: {e}",
+                                entry.key
+                            )),
+                        },
+                        None => log.container(&format!("No cache found for key {key}")),
+                    }
+                }
+                if save {
+                    paths_key = Some((key, update));
+                }
+            }
+            None => {
+                log.container("warning: the cache key could not be expanded; cache: is skipped")
+            }
+        }
+    }
+
     let mut status = Status::Succeeded;
     let mut upload = true;
     for name in PhaseName::ALL {
@@ -549,6 +598,14 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         });
     }
 
+    if let (Some(store), Some((key, update)), Status::Succeeded) = (&store, &paths_key, status) {
+        match paths::save(store, key, &cache_paths, *update) {
+            Ok(true) => log.container(&format!("Saved cache for key {key}")),
+            Ok(false) => log.container(&format!("Cache for key {key} exists; not updated")),
+            Err(e) => log.container(&format!("warning: the cache could not be saved: {e}")),
+        }
+    }
+
     let exported_variables: BTreeMap<String, String> = spec
         .env
         .exported_variables
@@ -591,6 +648,22 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     }
     write_record(&records, &result);
     Ok(result)
+}
+
+/// Writes the helper programs builds find on their PATH.
+fn write_tools(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let kiln = std::env::current_exe()?;
+    let script = dir.join("codebuild-hash-files");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec '{}' hash-files \"$@\"\n",
+            kiln.display().to_string().replace('\'', "'\\''")
+        ),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
 }
 
 /// Keeps a build's result beside its log.
@@ -816,6 +889,55 @@ impl Runner<'_> {
             status_code: "COMMAND_EXECUTION_ERROR",
             message: format!("Error while executing command: {text}. Reason: {reason}"),
         })
+    }
+
+    /// Expands a string with the shell, in the session (for `cache.key`); `None` when the shell fails.
+    async fn expand(&mut self, text: &str) -> Option<String> {
+        let out = self.session_dir.join("expanded");
+        let script = format!(
+            "printf '%s' \"{}\" > '{}'",
+            text.replace('\\', "\\\\").replace('"', "\\\""),
+            out.display()
+        );
+        let context = StepContext {
+            build_id: self.build_id.clone(),
+            phase: "DOWNLOAD_SOURCE".into(),
+            source_dir: self.source_dir.clone(),
+            cwd: self.session.cwd.clone(),
+            env: self.session.env.as_slice().to_vec(),
+            temp_dir: self.temp_dir.clone(),
+        };
+        let policy = Policy {
+            preopens: vec![Preopen {
+                path: self.session_dir.clone(),
+                writable: true,
+            }],
+            allow_exec: true,
+            network: false,
+            timeout: Some(Duration::from_secs(60)),
+            memory_limit: self.options.memory_limit,
+        };
+        let args = vec![
+            self.spec.env.shell.program().to_string(),
+            script,
+            self.session_dir.to_string_lossy().into_owned(),
+        ];
+        let log: Arc<dyn sandbox::LogSink> = self.log.clone();
+        let outcome = self
+            .sandbox
+            .run(
+                "shell",
+                &args,
+                &context,
+                &policy,
+                Some(self.exec.clone()),
+                log,
+            )
+            .await
+            .ok()?;
+        let text = std::fs::read_to_string(&out).ok();
+        let _ = std::fs::remove_file(&out);
+        (outcome.status == 0).then_some(text).flatten()
     }
 
     fn artifact_env(&self) -> artifacts::ArtifactEnv<'_> {
