@@ -325,10 +325,21 @@ fn a_build_killed_while_writing_the_cache_leaves_it_consistent() {
         .arg("-q")
         .spawn()
         .unwrap();
-    let tmp = b.cache_dir().join("cas/tmp");
+    let blobs = b.cache_dir().join("cas/blobs");
     let started = std::time::Instant::now();
     loop {
-        let writing = std::fs::read_dir(&tmp).is_ok_and(|mut d| d.next().is_some());
+        // A blob being written is a `.tmp…` file beside its final place.
+        let writing = std::fs::read_dir(&blobs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|shard| {
+                std::fs::read_dir(shard.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|f| f.file_name().to_string_lossy().starts_with(".tmp"))
+            });
         if writing || started.elapsed().as_secs() > 60 {
             break;
         }
@@ -474,4 +485,23 @@ fn a_dependency_folder_that_changed_by_one_file_stores_one_new_blob() {
     // the 49 unchanged files are not stored again.
     let added = blobs(&b) - before;
     assert!(added <= 4, "{added} new blobs");
+}
+
+#[test]
+fn absolute_cache_paths_outside_the_project_are_restored() {
+    let outside = tempfile::tempdir().unwrap();
+    let repo = outside.path().join("m2");
+    let b = Build::new().buildspec(&format!(
+        "version: 0.2\ncache:\n  key: m2\n  paths: ['{repo}/**/*']\nphases:\n  install:\n    commands:\n      - if [ -f {repo}/lib.jar ]; then echo jar-restored; else mkdir -p {repo} && echo jar > {repo}/lib.jar && echo jar-downloaded; fi\n",
+        repo = repo.display()
+    ));
+    b.run().success().log_has("jar-downloaded");
+    std::fs::remove_dir_all(&repo).unwrap();
+    b.run_with(&["--no-cache"])
+        .success()
+        .log_has("jar-restored");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("lib.jar")).unwrap(),
+        "jar\n"
+    );
 }

@@ -78,6 +78,10 @@ enum CacheCommand {
     },
     /// Re-hash every blob; remove corrupt ones and the entries that name them. Exit 1 if any was found.
     Verify,
+    /// Store a directory as a tree; print its digest.
+    Add { dir: PathBuf },
+    /// Write a stored tree out into a new or empty directory.
+    Restore { digest: String, dir: PathBuf },
 }
 
 #[derive(Args)]
@@ -378,6 +382,41 @@ fn cache_command(cli: &Cli, command: &CacheCommand) -> u8 {
                 report.removed_entries
             );
             exit::OK
+        }
+        CacheCommand::Add { dir } => match kiln::cas::tree::Tree::store_dir(&store, dir) {
+            Ok((digest, tree)) => {
+                println!("{digest}");
+                eprintln!("{} entries stored", tree.entries.len());
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::BAD_INPUT
+            }
+        },
+        CacheCommand::Restore { digest, dir } => {
+            let Some(digest) = kiln::cas::Digest::parse(digest) else {
+                eprintln!("error: `{digest}` is not a BLAKE3 digest (64 hex digits)");
+                return exit::BAD_INPUT;
+            };
+            if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+                eprintln!("error: {} is not empty", dir.display());
+                return exit::BAD_INPUT;
+            }
+            let restored = kiln::cas::tree::Tree::load(&store, &digest).and_then(|tree| {
+                std::fs::create_dir_all(dir).map_err(kiln::cas::io_err(dir))?;
+                tree.restore(&store, dir).map(|()| tree.entries.len())
+            });
+            match restored {
+                Ok(n) => {
+                    eprintln!("{n} entries restored into {}", dir.display());
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::FAILED
+                }
+            }
         }
         CacheCommand::Verify => {
             let report = store.verify();

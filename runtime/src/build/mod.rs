@@ -311,6 +311,10 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         .map(|c| paths::resolve(c, &source_dir, resolved.vars.get("HOME")))
         .unwrap_or_default();
     let mut writable = vec![source_dir.clone(), temp_dir.clone(), session_dir.clone()];
+    // Landlock grants only what exists: make the folders first (as the restore would).
+    for path in &cache_paths {
+        let _ = std::fs::create_dir_all(&path.root);
+    }
     writable.extend(cache_paths.iter().map(|p| p.root.clone()));
     writable.extend(options.writable.iter().cloned());
     let confinement = Confinement {

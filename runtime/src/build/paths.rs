@@ -202,7 +202,7 @@ pub fn save(
     })?;
     let mut tmp = store.temp_file()?;
     std::io::Write::write_all(&mut tmp, &bytes).map_err(io_err(&dest))?;
-    store.commit(tmp, &dest)?;
+    store.commit_with(tmp, &dest, true)?;
     Ok(true)
 }
 

@@ -116,7 +116,7 @@ impl LocalStore {
         })?;
         let mut tmp = self.temp_file()?;
         std::io::Write::write_all(&mut tmp, &bytes).map_err(io_err(&dest))?;
-        self.commit(tmp, &dest)
+        self.commit_with(tmp, &dest, true)
     }
 
     /// The entry for a key, when it is there and everything it names is in the store. An entry that

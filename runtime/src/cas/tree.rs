@@ -44,6 +44,11 @@ pub struct Tree {
 impl Tree {
     /// Reads a directory: files hashed on all cores, symlinks kept as links, empty directories kept.
     pub fn scan(root: &Path) -> Result<Tree, CasError> {
+        Self::scan_into(root, None)
+    }
+
+    /// [`Tree::scan`], storing each file the store lacks as it is hashed (one read of each file).
+    fn scan_into(root: &Path, store: Option<&LocalStore>) -> Result<Tree, CasError> {
         let mut paths = Vec::new();
         for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
             let entry = entry.map_err(|e| CasError::Io {
@@ -85,8 +90,21 @@ impl Tree {
                     Kind::File => {
                         use std::os::unix::fs::PermissionsExt;
                         let meta = std::fs::metadata(&full).map_err(io_err(&full))?;
+                        let digest = match store {
+                            // Small files are read once: hashed and, when new, stored from memory.
+                            Some(store) if meta.len() <= SMALL => {
+                                let bytes = std::fs::read(&full).map_err(io_err(&full))?;
+                                store.put_bytes(&bytes)?
+                            }
+                            Some(store) => {
+                                let digest = hash_file(&full)?;
+                                store.put_file(&full, &digest)?;
+                                digest
+                            }
+                            None => hash_file(&full)?,
+                        };
                         Entry::File {
-                            digest: hash_file(&full)?,
+                            digest,
                             size: meta.len(),
                             executable: meta.permissions().mode() & 0o111 != 0,
                             path: rel,
@@ -111,13 +129,7 @@ impl Tree {
 
     /// Scans `root` and stores its files (only those the store lacks) and the tree itself.
     pub fn store_dir(store: &LocalStore, root: &Path) -> Result<(Digest, Tree), CasError> {
-        let tree = Tree::scan(root)?;
-        tree.entries.par_iter().try_for_each(|entry| match entry {
-            Entry::File { path, digest, .. } => {
-                store.put_file(&root.join(path), digest).map(|_| ())
-            }
-            _ => Ok(()),
-        })?;
+        let tree = Tree::scan_into(root, Some(store))?;
         let digest = store.put_bytes(&tree.to_bytes())?;
         Ok((digest, tree))
     }
@@ -182,6 +194,9 @@ impl Tree {
         })
     }
 }
+
+/// Files up to this size are read whole rather than mapped and copied by the kernel.
+const SMALL: u64 = 1 << 20;
 
 enum Kind {
     File,
