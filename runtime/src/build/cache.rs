@@ -11,7 +11,6 @@ use super::result::{ArtifactResult, BuildResult};
 use crate::cas::action::{ActionEntry, CachedArtifact, KeyInputs};
 use crate::cas::tree::Tree;
 use crate::cas::{CasError, Digest, LocalStore};
-use crate::sandbox::Sandbox;
 
 /// How the cache took part in a build, for `--json` and the log.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -36,7 +35,7 @@ pub fn key_inputs(
     source_dir: &Path,
     vars: &Vars,
     shell: &str,
-    sandbox: &Sandbox,
+    plugins: &[(String, blake3::Hash)],
 ) -> Result<KeyInputs, CasError> {
     let mut tree = Tree::scan(source_dir)?;
     if let Some(rel) = buildspec_in_source {
@@ -48,12 +47,10 @@ pub fn key_inputs(
         .iter()
         .map(|(k, v)| (k.clone(), Digest::of(v.as_bytes())))
         .collect();
-    let mut plugins = BTreeMap::new();
-    for name in sandbox.names() {
-        if let Ok(digest) = sandbox.digest(name) {
-            plugins.insert(name.to_string(), Digest::from(digest));
-        }
-    }
+    let plugins: BTreeMap<String, Digest> = plugins
+        .iter()
+        .map(|(name, digest)| (name.clone(), Digest::from(*digest)))
+        .collect();
     Ok(KeyInputs {
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
         buildspec: Digest::of(canonical_buildspec.as_bytes()),

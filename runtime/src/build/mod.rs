@@ -299,11 +299,6 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         attempts: 1,
     }];
 
-    let mut sandbox = Sandbox::new(options.cache_dir.clone())
-        .map_err(|e| BuildError::Sandbox(format!("cannot start the WebAssembly engine: {e:#}")))?;
-    for (name, path) in &options.plugins {
-        sandbox.register_file(name, path);
-    }
     // The `cache:` section's folders: restored into and saved from, so commands may write them.
     let cache_paths = spec
         .cache
@@ -396,7 +391,8 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                 &source_dir,
                 &key_vars,
                 spec.env.shell.program(),
-                &sandbox,
+                &Sandbox::plugin_digests(&options.plugins)
+                    .map_err(|e| BuildError::Sandbox(e.to_string()))?,
             )
             .map_err(|e| BuildError::Cache(e.to_string()))?;
             let key = inputs.key();
@@ -459,6 +455,12 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         }
     }
 
+    // The engine starts only for a build that runs (a cache hit returned above).
+    let mut sandbox = Sandbox::new(options.cache_dir.clone())
+        .map_err(|e| BuildError::Sandbox(format!("cannot start the WebAssembly engine: {e:#}")))?;
+    for (name, path) in &options.plugins {
+        sandbox.register_file(name, path);
+    }
     let reaper = Reaper::default();
     let mut runner = Runner {
         spec: &spec,

@@ -35,7 +35,7 @@ pub fn snapshot(
     dest: &Path,
     exclude: &[PathBuf],
 ) -> Result<Snapshot, SnapshotError> {
-    let in_git = in_git_work_tree(source);
+    let (in_git, head) = git_work_tree(source);
     let files = if in_git {
         git_files(source)?
     } else {
@@ -90,7 +90,7 @@ pub fn snapshot(
     }
     Ok(Snapshot {
         files: count,
-        git_head: if in_git { git_head(source) } else { None },
+        git_head: head,
     })
 }
 
@@ -107,9 +107,31 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Whether `dir` is inside a git work tree (its root or any folder below it).
-fn in_git_work_tree(dir: &Path) -> bool {
-    git(dir, &["rev-parse", "--is-inside-work-tree"]).as_deref() == Some("true")
+/// Whether `dir` is inside a git work tree (its root or any folder below it), and its commit when it
+/// has one. One git process for both: each costs milliseconds, which a cached build notices.
+fn git_work_tree(dir: &Path) -> (bool, Option<String>) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "rev-parse",
+            "--is-inside-work-tree",
+            "--verify",
+            "-q",
+            "HEAD",
+        ])
+        .output();
+    let Ok(out) = out else {
+        return (false, None);
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let inside = lines.next() == Some("true");
+    let head = lines
+        .next()
+        .filter(|h| h.len() == 40 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(str::to_string);
+    (inside, head)
 }
 
 /// The commit checked out in `dir`, when it is a git checkout with at least one commit.

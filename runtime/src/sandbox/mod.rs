@@ -212,6 +212,27 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// The BLAKE3 digest of every plugin a sandbox with these extra plugin files would have, by name,
+    /// without starting an engine (a build restored from the cache never needs one).
+    pub fn plugin_digests(
+        extra: &[(String, PathBuf)],
+    ) -> Result<Vec<(String, blake3::Hash)>, StepError> {
+        let mut digests: HashMap<String, blake3::Hash> = embedded::EMBEDDED
+            .iter()
+            .map(|(name, bytes)| ((*name).to_string(), blake3::hash(bytes)))
+            .collect();
+        for (name, path) in extra {
+            let bytes = std::fs::read(path).map_err(|e| StepError::Load {
+                name: name.clone(),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            digests.insert(name.clone(), blake3::hash(&bytes));
+        }
+        let mut digests: Vec<_> = digests.into_iter().collect();
+        digests.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(digests)
+    }
+
     /// Registers a plugin from a component file under `name`, replacing any plugin of that name.
     pub fn register_file(&mut self, name: &str, path: &Path) {
         self.plugins.insert(
