@@ -792,14 +792,7 @@ impl Runner<'_> {
             .options
             .step_timeout
             .map_or(remaining, |t| t.min(remaining));
-        let context = StepContext {
-            build_id: self.build_id.clone(),
-            phase: phase.to_string(),
-            source_dir: self.source_dir.clone(),
-            cwd: self.session.cwd.clone(),
-            env: self.session.env.as_slice().to_vec(),
-            temp_dir: self.temp_dir.clone(),
-        };
+        let context = self.context(phase);
         let words = shell_words::split(text).ok();
         let plugin = words
             .as_ref()
@@ -831,21 +824,7 @@ impl Runner<'_> {
                 (name.as_str(), args, policy)
             }
             _ => {
-                let policy = Policy {
-                    preopens: vec![Preopen {
-                        path: self.session_dir.clone(),
-                        writable: true,
-                    }],
-                    allow_exec: true,
-                    network: false,
-                    timeout: Some(timeout),
-                    memory_limit: self.options.memory_limit,
-                };
-                let args = vec![
-                    self.spec.env.shell.program().to_string(),
-                    text.to_string(),
-                    self.session_dir.to_string_lossy().into_owned(),
-                ];
+                let (args, policy) = self.shell_step(text, timeout);
                 ("shell", args, policy)
             }
         };
@@ -897,6 +876,39 @@ impl Runner<'_> {
         })
     }
 
+    /// The context of a step of `phase` in the current session.
+    fn context(&self, phase: &str) -> StepContext {
+        StepContext {
+            build_id: self.build_id.clone(),
+            phase: phase.to_string(),
+            source_dir: self.source_dir.clone(),
+            cwd: self.session.cwd.clone(),
+            env: self.session.env.as_slice().to_vec(),
+            temp_dir: self.temp_dir.clone(),
+        }
+    }
+
+    /// The shell plugin's arguments and policy for one script: only the session dir is opened to it,
+    /// and host programs are its whole job.
+    fn shell_step(&self, script: &str, timeout: Duration) -> (Vec<String>, Policy) {
+        let args = vec![
+            self.spec.env.shell.program().to_string(),
+            script.to_string(),
+            self.session_dir.to_string_lossy().into_owned(),
+        ];
+        let policy = Policy {
+            preopens: vec![Preopen {
+                path: self.session_dir.clone(),
+                writable: true,
+            }],
+            allow_exec: true,
+            network: false,
+            timeout: Some(timeout),
+            memory_limit: self.options.memory_limit,
+        };
+        (args, policy)
+    }
+
     /// Expands a string with the shell, in the session (for `cache.key`); `None` when the shell fails.
     async fn expand(&mut self, text: &str) -> Option<String> {
         let out = self.session_dir.join("expanded");
@@ -905,29 +917,8 @@ impl Runner<'_> {
             text.replace('\\', "\\\\").replace('"', "\\\""),
             out.display()
         );
-        let context = StepContext {
-            build_id: self.build_id.clone(),
-            phase: "DOWNLOAD_SOURCE".into(),
-            source_dir: self.source_dir.clone(),
-            cwd: self.session.cwd.clone(),
-            env: self.session.env.as_slice().to_vec(),
-            temp_dir: self.temp_dir.clone(),
-        };
-        let policy = Policy {
-            preopens: vec![Preopen {
-                path: self.session_dir.clone(),
-                writable: true,
-            }],
-            allow_exec: true,
-            network: false,
-            timeout: Some(Duration::from_secs(60)),
-            memory_limit: self.options.memory_limit,
-        };
-        let args = vec![
-            self.spec.env.shell.program().to_string(),
-            script,
-            self.session_dir.to_string_lossy().into_owned(),
-        ];
+        let context = self.context("DOWNLOAD_SOURCE");
+        let (args, policy) = self.shell_step(&script, Duration::from_secs(60));
         let log: Arc<dyn sandbox::LogSink> = self.log.clone();
         let outcome = self
             .sandbox
@@ -951,13 +942,10 @@ impl Runner<'_> {
             sandbox: self.sandbox,
             log: self.log.clone(),
             exec: self.exec.clone(),
+            // Artifact paths resolve against the source directory, not the shell's current one.
             context: StepContext {
-                build_id: self.build_id.clone(),
-                phase: "UPLOAD_ARTIFACTS".into(),
-                source_dir: self.source_dir.clone(),
                 cwd: self.source_dir.clone(),
-                env: self.session.env.as_slice().to_vec(),
-                temp_dir: self.temp_dir.clone(),
+                ..self.context("UPLOAD_ARTIFACTS")
             },
             shell: self.spec.env.shell.program(),
             zip: self.options.zip,
