@@ -9,6 +9,7 @@ mod env;
 mod examples;
 mod phases;
 mod plugins;
+mod revision;
 mod sandbox;
 mod source;
 mod validate;

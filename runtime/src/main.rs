@@ -54,6 +54,9 @@ enum Command {
     /// Look after the build cache (the content-addressed store).
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Package a folder (or a build's primary artifact) as a deterministic revision: a zip or tar.gz
+    /// with appspec.yml at its root, and its manifest beside it.
+    Package(PackageArgs),
     /// Print one digest of the files matching the patterns, for cache keys (also reachable inside
     /// builds as `codebuild-hash-files`).
     HashFiles {
@@ -118,6 +121,11 @@ struct BuildArgs {
     #[arg(long)]
     zip: bool,
 
+    /// After a successful build, package the primary artifact as a revision: <output>/<name>.zip
+    /// with its manifest (the artifact must have appspec.yml at its root).
+    #[arg(long)]
+    package: bool,
+
     /// Let build commands and plugins use the network (denied by default).
     #[arg(long)]
     network: bool,
@@ -177,6 +185,37 @@ struct BuildArgs {
     /// Show plugins' debug lines.
     #[arg(long, short = 'v')]
     verbose: bool,
+}
+
+#[derive(Args)]
+struct PackageArgs {
+    /// The folder to package.
+    #[arg(conflicts_with = "from_build")]
+    dir: Option<PathBuf>,
+
+    /// Package the primary artifact of this build number of the project instead.
+    #[arg(long, value_name = "NUMBER")]
+    from_build: Option<u64>,
+
+    /// The project of --from-build [default: the current directory's name]
+    #[arg(long)]
+    project: Option<String>,
+
+    /// The revision file to write [default: revision.zip or revision.tar.gz]
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+
+    /// zip (CodeDeploy's default) or tgz.
+    #[arg(long, default_value = "zip", value_parser = ["zip", "tgz"])]
+    format: String,
+
+    /// Package a folder without an appspec.yml.
+    #[arg(long)]
+    no_appspec: bool,
+
+    /// Print the manifest as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -314,6 +353,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Plugin(PluginCommand::List) => plugin_list(&cli),
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(&cli, args).await,
         Command::Cache(command) => cache_command(&cli, command),
+        Command::Package(args) => package_command(&cli, args),
         Command::HashFiles { patterns } => {
             let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
             match build::paths::hash_files(&dir, patterns) {
@@ -326,6 +366,69 @@ async fn run(cli: Cli) -> u8 {
                     exit::BAD_INPUT
                 }
             }
+        }
+    }
+}
+
+fn package_command(cli: &Cli, args: &PackageArgs) -> u8 {
+    use kiln::revision::{Format, PackageOptions};
+    let (dir, origin) = match (args.from_build, &args.dir) {
+        (Some(number), _) => {
+            let project = args.project.clone().unwrap_or_else(|| {
+                build::project_of(&std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+            });
+            match build::recorded_artifact(&state_dir(cli), &project, number) {
+                Ok((dir, origin)) => (dir, Some(origin)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::BAD_INPUT;
+                }
+            }
+        }
+        (None, dir) => (dir.clone().unwrap_or_else(|| PathBuf::from(".")), None),
+    };
+    let format = if args.format == "tgz" {
+        Format::Tgz
+    } else {
+        Format::Zip
+    };
+    let output = args.output.clone().unwrap_or_else(|| {
+        PathBuf::from(match format {
+            Format::Zip => "revision.zip",
+            Format::Tgz => "revision.tar.gz",
+        })
+    });
+    let options = PackageOptions {
+        format,
+        require_appspec: !args.no_appspec,
+        timestamp: None,
+    };
+    match kiln::revision::package(&dir, &output, &options, origin) {
+        Ok(manifest) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&manifest).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "{}: {} files, {} bytes, blake3:{} {}",
+                    output.display(),
+                    manifest.files,
+                    manifest.size,
+                    manifest.blake3,
+                    manifest.sha256
+                );
+            }
+            exit::OK
+        }
+        Err(e @ kiln::revision::RevisionError::Io { .. }) => {
+            eprintln!("error: {e}");
+            exit::INTERNAL
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::BAD_INPUT
         }
     }
 }
@@ -477,8 +580,45 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
     };
     match build::run(&options).await {
         Ok(result) => {
+            let mut revision = None;
+            if args.package && result.status == Status::Succeeded {
+                let primary = result
+                    .artifacts
+                    .iter()
+                    .find(|a| a.identifier == "primary")
+                    .or_else(|| result.artifacts.first());
+                let Some(primary) = primary else {
+                    eprintln!("error: --package: the build has no artifact to package");
+                    return exit::FAILED;
+                };
+                let out = primary
+                    .path
+                    .with_file_name(format!("{}.zip", primary.name.replace('/', "-")));
+                let origin = kiln::revision::Origin {
+                    build_id: result.build_id.clone(),
+                    build_number: result.build_number,
+                    source_version: result.source_version.clone(),
+                    exported_variables: result.exported_variables.clone(),
+                };
+                let options = kiln::revision::PackageOptions {
+                    format: kiln::revision::Format::Zip,
+                    require_appspec: true,
+                    timestamp: None,
+                };
+                match kiln::revision::package(&primary.path, &out, &options, Some(origin)) {
+                    Ok(manifest) => revision = Some((out, manifest)),
+                    Err(e) => {
+                        eprintln!("error: --package: {e}");
+                        return exit::FAILED;
+                    }
+                }
+            }
             if args.json {
-                match serde_json::to_string_pretty(&result) {
+                let mut value = serde_json::to_value(&result).unwrap_or_default();
+                if let Some((path, manifest)) = &revision {
+                    value["revision"] = serde_json::json!({ "path": path, "manifest": manifest });
+                }
+                match serde_json::to_string_pretty(&value) {
                     Ok(json) => println!("{json}"),
                     Err(e) => {
                         eprintln!("error: cannot print the result: {e}");
@@ -486,6 +626,9 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
                     }
                 }
             } else if !args.quiet {
+                if let Some((path, manifest)) = &revision {
+                    println!("revision: {} (blake3:{})", path.display(), manifest.blake3);
+                }
                 for a in &result.artifacts {
                     println!("artifact {}: {}", a.name, a.path.display());
                     if let Some(zip) = &a.zip {

@@ -155,7 +155,7 @@ async fn collect_one(
     swap_into_place(&files_dir, &final_dir, output)?;
     let zip = if env.zip {
         let zip_path = output.join(format!("{name}.zip"));
-        write_zip(&final_dir, &files, &zip_path, output)?;
+        write_zip(&final_dir, &zip_path)?;
         Some(zip_path)
     } else {
         None
@@ -221,54 +221,14 @@ pub(crate) fn list_files(dir: &Path) -> Vec<String> {
     files
 }
 
-/// Zips an artifact folder: entries sorted, a fixed timestamp, modes kept to the executable bit.
-pub(crate) fn write_zip(
-    dir: &Path,
-    files: &[String],
-    dest: &Path,
-    output: &Path,
-) -> Result<(), ArtifactError> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = tempfile::NamedTempFile::new_in(output).map_err(io(output))?;
-    let mut writer = zip::ZipWriter::new(tmp);
-    for rel in files {
-        let path = dir.join(rel);
-        let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
-        let mode = if meta.permissions().mode() & 0o111 != 0 {
-            0o755
-        } else {
-            0o644
-        };
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .last_modified_time(zip::DateTime::default())
-            .unix_permissions(mode);
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&path).map_err(io(&path))?;
-            writer
-                .add_symlink(rel, target.to_string_lossy(), options)
-                .map_err(|e| zip_err(dest, e))?;
-            continue;
-        }
-        writer
-            .start_file(rel, options)
-            .map_err(|e| zip_err(dest, e))?;
-        let mut file = std::fs::File::open(&path).map_err(io(&path))?;
-        std::io::copy(&mut file, &mut writer).map_err(io(&path))?;
-    }
-    let mut tmp = writer.finish().map_err(|e| zip_err(dest, e))?;
-    tmp.flush().map_err(io(dest))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(io(dest))?;
-    tmp.persist(dest).map_err(|e| io(dest)(e.error))?;
-    Ok(())
-}
-
-fn zip_err(path: &Path, e: zip::result::ZipError) -> ArtifactError {
-    ArtifactError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    }
+/// Zips an artifact folder as a revision is zipped: deterministic bytes, a manifest beside it.
+pub(crate) fn write_zip(dir: &Path, dest: &Path) -> Result<(), ArtifactError> {
+    let options = crate::revision::PackageOptions {
+        format: crate::revision::Format::Zip,
+        require_appspec: false,
+        timestamp: None,
+    };
+    crate::revision::package(dir, dest, &options, None)
+        .map(|_| ())
+        .map_err(|e| ArtifactError::Plugin(e.to_string()))
 }

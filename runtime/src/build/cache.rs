@@ -105,7 +105,7 @@ pub fn restore(
         let files = artifacts::list_files(&final_dir);
         let zip = if zip {
             let zip_path = output.join(format!("{}.zip", artifact.name));
-            artifacts::write_zip(&final_dir, &files, &zip_path, &output)?;
+            artifacts::write_zip(&final_dir, &zip_path)?;
             Some(zip_path)
         } else {
             None

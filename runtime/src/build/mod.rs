@@ -672,6 +672,58 @@ fn write_tools(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
 }
 
+/// The primary artifact folder of a recorded build, and where it came from, for packaging it
+/// (`kiln package --from-build N`).
+pub fn recorded_artifact(
+    state_dir: &Path,
+    project: &str,
+    number: u64,
+) -> Result<(PathBuf, crate::revision::Origin), String> {
+    let record = state_dir
+        .join("builds")
+        .join(project)
+        .join(format!("{number}.json"));
+    let bytes = std::fs::read(&record).map_err(|e| {
+        format!(
+            "no record of build {number} of project {project} ({}: {e})",
+            record.display()
+        )
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", record.display()))?;
+    if json["status"] != "SUCCEEDED" {
+        return Err(format!(
+            "build {number} of project {project} did not succeed"
+        ));
+    }
+    let artifacts = json["artifacts"].as_array().cloned().unwrap_or_default();
+    let artifact = artifacts
+        .iter()
+        .find(|a| a["identifier"] == "primary")
+        .or_else(|| artifacts.first())
+        .ok_or_else(|| format!("build {number} of project {project} has no artifact"))?;
+    let path = PathBuf::from(artifact["path"].as_str().unwrap_or_default());
+    if !path.is_dir() {
+        return Err(format!(
+            "the artifact of build {number} ({}) is gone; build again",
+            path.display()
+        ));
+    }
+    let origin = crate::revision::Origin {
+        build_id: json["build_id"].as_str().unwrap_or_default().to_string(),
+        build_number: number,
+        source_version: json["source_version"].as_str().map(str::to_string),
+        exported_variables: serde_json::from_value(json["exported_variables"].clone())
+            .unwrap_or_default(),
+    };
+    Ok((path, origin))
+}
+
+/// The project name kiln gives a folder (the default of `--project`).
+pub fn project_of(dir: &Path) -> String {
+    project_name(&dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()))
+}
+
 /// Keeps a build's result beside its log.
 fn write_record(records: &Path, result: &BuildResult) {
     if let Ok(json) = serde_json::to_vec_pretty(result) {
@@ -1000,10 +1052,12 @@ fn project_name(source: &Path) -> String {
             }
         })
         .collect();
+    // A leading `-` would read as a flag wherever the name is passed on (`.hidden` gives `hidden`).
+    let name = name.trim_start_matches('-');
     if name.is_empty() {
         "project".into()
     } else {
-        name
+        name.to_string()
     }
 }
 
