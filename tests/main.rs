@@ -12,4 +12,5 @@ mod plugins;
 mod revision;
 mod sandbox;
 mod source;
+mod store;
 mod validate;

@@ -8,6 +8,7 @@ pub mod cas;
 pub mod revision;
 pub mod sandbox;
 pub mod spec;
+pub mod store;
 
 // The shell plugin's `export -p` reader runs inside WebAssembly; its unit tests run here, on the
 // host, so that `cargo test` covers them.

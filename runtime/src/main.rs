@@ -19,14 +19,18 @@ mod exit {
     pub const BAD_INPUT: u8 = 2;
     /// kiln itself could not do its work (engine, sandbox, disk).
     pub const INTERNAL: u8 = 3;
+    /// A revision or store that does not exist.
+    pub const NOT_FOUND: u8 = 4;
+    /// A revision that fails verification, or a bundle refused by safe extraction.
+    pub const INTEGRITY: u8 = 7;
     /// Interrupted (Ctrl-C).
     pub const INTERRUPTED: u8 = 130;
 }
 
 /// Run AWS CodeBuild buildspecs locally, every step a WebAssembly plugin in a sandbox.
 ///
-/// Exit codes: 0 success, 1 the build failed, 2 bad input or usage, 3 kiln could not work, 130
-/// interrupted.
+/// Exit codes: 0 success, 1 the build failed, 2 bad input or usage, 3 kiln could not work, 4 not
+/// found, 7 a revision failed verification or was refused, 130 interrupted.
 #[derive(Parser)]
 #[command(name = "kiln", version, propagate_version = true)]
 struct Cli {
@@ -57,6 +61,34 @@ enum Command {
     /// Package a folder (or a build's primary artifact) as a deterministic revision: a zip or tar.gz
     /// with appspec.yml at its root, and its manifest beside it.
     Package(PackageArgs),
+    /// Push a revision file (and its manifest) to a store: file:///path/app.zip.
+    Push {
+        /// The revision file.
+        revision: PathBuf,
+        /// Where to: file:///path/to/app.zip.
+        reference: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull a revision, verify it against its manifest, and extract it safely into a new folder.
+    Pull {
+        /// Where from: file:///path/to/app.zip.
+        reference: String,
+        /// The folder to create.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// Refuse bundles that expand past this size, e.g. 10G.
+        #[arg(long, default_value = "10G", value_parser = parse_size)]
+        max_size: usize,
+    },
+    /// List the revisions under a prefix: file:///path/to/folder.
+    Ls {
+        prefix: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print one digest of the files matching the patterns, for cache keys (also reachable inside
     /// builds as `codebuild-hash-files`).
     HashFiles {
@@ -354,6 +386,70 @@ async fn run(cli: Cli) -> u8 {
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(&cli, args).await,
         Command::Cache(command) => cache_command(&cli, command),
         Command::Package(args) => package_command(&cli, args),
+        Command::Push {
+            revision,
+            reference,
+            json,
+        } => match kiln::store::push(revision, reference) {
+            Ok(pushed) => {
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&pushed).unwrap_or_default()
+                    );
+                } else if pushed.uploaded == 0 {
+                    println!("{}: unchanged (blake3:{})", pushed.reference, pushed.blake3);
+                } else {
+                    println!(
+                        "{}: {} bytes pushed (blake3:{})",
+                        pushed.reference, pushed.uploaded, pushed.blake3
+                    );
+                }
+                exit::OK
+            }
+            Err(e) => store_error(e),
+        },
+        Command::Pull {
+            reference,
+            output,
+            max_size,
+        } => {
+            let limits = kiln::revision::extract::Limits {
+                max_size: *max_size as u64,
+                ..Default::default()
+            };
+            match kiln::store::pull(reference, output, limits) {
+                Ok(files) => {
+                    println!("{reference}: {files} files in {}", output.display());
+                    exit::OK
+                }
+                Err(e) => store_error(e),
+            }
+        }
+        Command::Ls { prefix, json } => match kiln::store::list(prefix) {
+            Ok(revisions) => {
+                if *json {
+                    let list: Vec<_> = revisions
+                        .iter()
+                        .map(|(r, m)| serde_json::json!({ "reference": r, "manifest": m }))
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&list).unwrap_or_default()
+                    );
+                } else {
+                    for (reference, manifest) in &revisions {
+                        println!(
+                            "{reference}\t{}\tblake3:{}",
+                            manifest["size"],
+                            manifest["blake3"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                exit::OK
+            }
+            Err(e) => store_error(e),
+        },
         Command::HashFiles { patterns } => {
             let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
             match build::paths::hash_files(&dir, patterns) {
@@ -430,6 +526,18 @@ fn package_command(cli: &Cli, args: &PackageArgs) -> u8 {
             eprintln!("error: {e}");
             exit::BAD_INPUT
         }
+    }
+}
+
+fn store_error(e: kiln::store::StoreError) -> u8 {
+    use kiln::store::StoreError;
+    eprintln!("error: {e}");
+    match e {
+        StoreError::BadRef(_) | StoreError::Unsupported(..) => exit::BAD_INPUT,
+        StoreError::NotFound(_) => exit::NOT_FOUND,
+        StoreError::Extract(kiln::revision::extract::ExtractError::Io { .. }) => exit::INTERNAL,
+        StoreError::Mismatch { .. } | StoreError::Extract(_) => exit::INTEGRITY,
+        StoreError::Io { .. } => exit::INTERNAL,
     }
 }
 

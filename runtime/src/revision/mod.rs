@@ -5,6 +5,8 @@
 //! (`SOURCE_DATE_EPOCH` when set, else 1980-01-01, the zip format's first day), modes normalised to
 //! 0644/0755 by the executable bit, directories 0755, no owner or group names, no extra fields.
 
+pub mod extract;
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
