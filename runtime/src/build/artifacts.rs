@@ -145,15 +145,30 @@ async fn collect_one(
     let name_file = staging_path.join("name");
     let name = std::fs::read_to_string(&name_file).map_err(io(&name_file))?;
     let name = sanitize(name.trim(), &artifact.identifier);
-    let files_dir = staging_path.join("files");
-    let files = list_files(&files_dir);
+    publish(
+        &staging_path.join("files"),
+        output,
+        &artifact.identifier,
+        name,
+        env.zip,
+    )
+}
 
+/// Puts a staged artifact folder in its place as `<output>/<name>` (and `<name>.zip` when `zip`).
+pub(crate) fn publish(
+    staged: &Path,
+    output: &Path,
+    identifier: &str,
+    name: String,
+    zip: bool,
+) -> Result<ArtifactResult, ArtifactError> {
     let final_dir = output.join(&name);
     if let Some(parent) = final_dir.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    swap_into_place(&files_dir, &final_dir, output)?;
-    let zip = if env.zip {
+    swap_into_place(staged, &final_dir, output)?;
+    let files = list_files(&final_dir);
+    let zip = if zip {
         let zip_path = output.join(format!("{name}.zip"));
         write_zip(&final_dir, &zip_path)?;
         Some(zip_path)
@@ -161,7 +176,7 @@ async fn collect_one(
         None
     };
     Ok(ArtifactResult {
-        identifier: artifact.identifier.clone(),
+        identifier: identifier.to_string(),
         name,
         path: final_dir,
         zip,
@@ -185,11 +200,7 @@ fn sanitize(name: &str, fallback: &str) -> String {
 }
 
 /// Replaces `dest` with `staged` by renames, so `dest` is always either the old or the new folder.
-pub(crate) fn swap_into_place(
-    staged: &Path,
-    dest: &Path,
-    output: &Path,
-) -> Result<(), ArtifactError> {
+fn swap_into_place(staged: &Path, dest: &Path, output: &Path) -> Result<(), ArtifactError> {
     if dest.exists() {
         let trash = tempfile::Builder::new()
             .prefix(".kiln-old-")
@@ -205,7 +216,7 @@ pub(crate) fn swap_into_place(
     Ok(())
 }
 
-pub(crate) fn list_files(dir: &Path) -> Vec<String> {
+fn list_files(dir: &Path) -> Vec<String> {
     let mut files: Vec<String> = walkdir::WalkDir::new(dir)
         .into_iter()
         .filter_map(Result::ok)
@@ -222,7 +233,7 @@ pub(crate) fn list_files(dir: &Path) -> Vec<String> {
 }
 
 /// Zips an artifact folder as a revision is zipped: deterministic bytes, a manifest beside it.
-pub(crate) fn write_zip(dir: &Path, dest: &Path) -> Result<(), ArtifactError> {
+fn write_zip(dir: &Path, dest: &Path) -> Result<(), ArtifactError> {
     let options = crate::revision::PackageOptions {
         format: crate::revision::Format::Zip,
         require_appspec: false,

@@ -97,32 +97,20 @@ pub fn restore(
         let files_dir = staging.path().join("files");
         std::fs::create_dir_all(&files_dir).map_err(io(&files_dir))?;
         tree.restore(store, &files_dir).map_err(cas)?;
-        let final_dir = output.join(&artifact.name);
-        if let Some(parent) = final_dir.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        artifacts::swap_into_place(&files_dir, &final_dir, &output)?;
-        let files = artifacts::list_files(&final_dir);
-        let zip = if zip {
-            let zip_path = output.join(format!("{}.zip", artifact.name));
-            artifacts::write_zip(&final_dir, &zip_path)?;
-            Some(zip_path)
-        } else {
-            None
-        };
+        let result = artifacts::publish(
+            &files_dir,
+            &output,
+            &artifact.identifier,
+            artifact.name.clone(),
+            zip,
+        )?;
         log.container(&format!(
             "Artifact {}: {} file(s) restored in {}",
-            artifact.name,
-            files.len(),
-            final_dir.display()
+            result.name,
+            result.files.len(),
+            result.path.display()
         ));
-        results.push(ArtifactResult {
-            identifier: artifact.identifier.clone(),
-            name: artifact.name.clone(),
-            path: final_dir,
-            zip,
-            files,
-        });
+        results.push(result);
     }
     Ok(results)
 }

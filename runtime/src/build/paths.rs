@@ -196,13 +196,7 @@ pub fn save(
             .map_or(0, |d| d.as_millis() as u64),
         paths: saved,
     };
-    let bytes = serde_json::to_vec_pretty(&entry).map_err(|e| CasError::BadEntry {
-        path: dest.clone(),
-        message: e.to_string(),
-    })?;
-    let mut tmp = store.temp_file()?;
-    std::io::Write::write_all(&mut tmp, &bytes).map_err(io_err(&dest))?;
-    store.commit_with(tmp, &dest, true)?;
+    store.write_entry(&dest, &entry)?;
     Ok(true)
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::tree::Tree;
-use super::{CasError, Digest, LocalStore, io_err};
+use super::{CasError, Digest, LocalStore};
 
 /// Everything that decides a build's result. Two builds with equal inputs give the same outputs, so
 /// the second is restored rather than run.
@@ -109,14 +109,7 @@ impl LocalStore {
 
     /// Writes an entry. Its blobs must be stored already: the entry is what makes them a hit.
     pub fn put_action(&self, key: &Digest, entry: &ActionEntry) -> Result<(), CasError> {
-        let dest = self.entry_path(key);
-        let bytes = serde_json::to_vec_pretty(entry).map_err(|e| CasError::BadEntry {
-            path: dest.clone(),
-            message: e.to_string(),
-        })?;
-        let mut tmp = self.temp_file()?;
-        std::io::Write::write_all(&mut tmp, &bytes).map_err(io_err(&dest))?;
-        self.commit_with(tmp, &dest, true)
+        self.write_entry(&self.entry_path(key), entry)
     }
 
     /// The entry for a key, when it is there and everything it names is in the store. An entry that

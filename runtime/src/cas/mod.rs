@@ -186,6 +186,17 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Writes an entry (JSON) at `dest`: synced, then renamed into place, so it is whole or absent.
+    pub(crate) fn write_entry(&self, dest: &Path, entry: &impl Serialize) -> Result<(), CasError> {
+        let bytes = serde_json::to_vec_pretty(entry).map_err(|e| CasError::BadEntry {
+            path: dest.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(&bytes).map_err(io_err(dest))?;
+        self.commit_with(tmp, dest, true)
+    }
+
     /// Stores bytes; returns their digest. An existing blob is not written again.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, CasError> {
         let digest = Digest::of(bytes);
