@@ -267,7 +267,13 @@ fn zip_time(timestamp: u64) -> zip::DateTime {
         .unwrap_or_default()
 }
 
+/// Files up to this size are compressed in parallel, each in memory; larger ones are streamed.
+const PARALLEL_FILE: u64 = 16 << 20;
+/// How much a batch of files compressed in parallel may hold in memory at once.
+const BATCH_BYTES: u64 = 64 << 20;
+
 fn write_zip(file: File, items: &[Item], timestamp: u64) -> io::Result<()> {
+    use rayon::prelude::*;
     let mut writer = zip::ZipWriter::new(io::BufWriter::new(file));
     let time = zip_time(timestamp);
     let options = |mode: u32| {
@@ -277,7 +283,49 @@ fn write_zip(file: File, items: &[Item], timestamp: u64) -> io::Result<()> {
             .unix_permissions(mode)
             .large_file(false)
     };
+    let file_mode = |executable: bool| if executable { 0o755 } else { 0o644 };
+    // Small files are deflated on every core, each into a one-entry zip in memory, then copied
+    // into the revision in order, compressed bytes as they are (so the output does not depend on
+    // the number of cores).
+    let mut batch: Vec<(&str, &Path, bool)> = Vec::new();
+    let mut batch_bytes = 0u64;
+    let flush = |batch: &mut Vec<(&str, &Path, bool)>,
+                 writer: &mut zip::ZipWriter<io::BufWriter<File>>|
+     -> io::Result<()> {
+        let compressed: Vec<io::Result<Vec<u8>>> = batch
+            .par_iter()
+            .map(|(path, source, executable)| {
+                let mut one = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+                one.start_file(*path, options(file_mode(*executable)))
+                    .map_err(io::Error::other)?;
+                io::copy(&mut File::open(source)?, &mut one)?;
+                Ok(one.finish().map_err(io::Error::other)?.into_inner())
+            })
+            .collect();
+        for bytes in compressed {
+            let mut archive =
+                zip::ZipArchive::new(io::Cursor::new(bytes?)).map_err(io::Error::other)?;
+            let entry = archive.by_index_raw(0).map_err(io::Error::other)?;
+            writer.raw_copy_file(entry).map_err(io::Error::other)?;
+        }
+        batch.clear();
+        Ok(())
+    };
     for item in items {
+        if let Item::File(path, source, executable) = item {
+            let size = std::fs::metadata(source)?.len();
+            if size <= PARALLEL_FILE {
+                batch.push((path, source, *executable));
+                batch_bytes += size;
+                if batch_bytes >= BATCH_BYTES || batch.len() >= 1024 {
+                    flush(&mut batch, &mut writer)?;
+                    batch_bytes = 0;
+                }
+                continue;
+            }
+        }
+        flush(&mut batch, &mut writer)?;
+        batch_bytes = 0;
         match item {
             Item::Dir(path) => writer
                 .add_directory(path, options(0o755))
@@ -286,15 +334,18 @@ fn write_zip(file: File, items: &[Item], timestamp: u64) -> io::Result<()> {
                 .add_symlink(path, target, options(0o777))
                 .map_err(io::Error::other)?,
             Item::File(path, source, executable) => {
-                let mode = if *executable { 0o755 } else { 0o644 };
                 let size = std::fs::metadata(source)?.len();
                 writer
-                    .start_file(path, options(mode).large_file(size >= u32::MAX as u64))
+                    .start_file(
+                        path,
+                        options(file_mode(*executable)).large_file(size >= u32::MAX as u64),
+                    )
                     .map_err(io::Error::other)?;
                 io::copy(&mut File::open(source)?, &mut writer)?;
             }
         }
     }
+    flush(&mut batch, &mut writer)?;
     let mut out = writer.finish().map_err(io::Error::other)?;
     out.flush()
 }
