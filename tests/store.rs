@@ -5,8 +5,18 @@ use std::path::Path;
 
 use crate::support::kiln;
 
-fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = kiln().args(args).output().unwrap();
+pub fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    run_env(args, &[])
+}
+
+/// Runs kiln with extra environment variables.
+pub fn run_env(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = kiln();
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -14,7 +24,7 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-fn app_revision(dir: &Path) -> std::path::PathBuf {
+pub fn app_revision(dir: &Path) -> std::path::PathBuf {
     let src = dir.join("src");
     std::fs::create_dir_all(src.join("scripts")).unwrap();
     std::fs::write(src.join("appspec.yml"), "version: 0.0\nos: linux\n").unwrap();
@@ -91,8 +101,72 @@ fn a_tampered_revision_is_refused_before_extraction() {
     assert!(!dest.exists(), "a refused revision left a folder");
 }
 
+/// Where a test pushes: a reference for a name, and the flags and environment the store needs.
+pub struct Target {
+    pub prefix: String,
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+}
+
+impl Target {
+    pub fn file(dir: &Path) -> Target {
+        Target {
+            prefix: format!("file://{}/store/", dir.display()),
+            args: Vec::new(),
+            envs: Vec::new(),
+        }
+    }
+
+    /// The reference of a revision called `name` (a tag for registries).
+    pub fn reference(&self, name: &str) -> String {
+        if self.prefix.starts_with("oci://") {
+            format!(
+                "{}:{}",
+                self.prefix.trim_end_matches('/'),
+                name.replace('.', "-")
+            )
+        } else {
+            format!("{}{name}", self.prefix)
+        }
+    }
+
+    /// Starts kiln with `args`, this store's flags and environment, and `envs`; stderr piped.
+    pub fn spawn(&self, args: &[&str], envs: &[(&str, &str)]) -> std::process::Child {
+        let mut cmd = kiln();
+        cmd.args(args)
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .envs(envs.iter().copied())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    }
+
+    /// Pushes `rev` to `reference`, pulls it back into a new folder below `dir`, and checks that
+    /// the files came back whole.
+    pub fn push_and_pull_back(&self, rev: &Path, reference: &str, dir: &Path, bytes: u64) {
+        let (code, _, err) = self.run(&["push", rev.to_str().unwrap(), reference]);
+        assert_eq!(code, Some(0), "{err}");
+        let dest = dir.join("pulled-back");
+        let (code, _, err) = self.run(&["pull", reference, "-o", dest.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(crate::support::services::bytes_below(&dest), bytes);
+    }
+
+    /// Runs kiln with `args` and this store's flags and environment.
+    pub fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(self.args.iter().map(String::as_str));
+        let envs: Vec<(&str, &str)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        run_env(&all, &envs)
+    }
+}
+
 /// Writes a zip with the given entries (name, content, unix mode incl. file type) and pushes it.
-fn push_zip(dir: &Path, entries: &[(&str, &[u8], u32)]) -> String {
+fn push_zip(dir: &Path, entries: &[(&str, &[u8], u32)], target: &Target) -> String {
     let path = dir.join("evil.zip");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
     for (name, content, mode) in entries {
@@ -106,19 +180,23 @@ fn push_zip(dir: &Path, entries: &[(&str, &[u8], u32)]) -> String {
         }
     }
     zip.finish().unwrap();
-    let reference = format!("file://{}/store/evil.zip", dir.display());
-    assert_eq!(
-        run(&["push", path.to_str().unwrap(), &reference]).0,
-        Some(0)
-    );
+    let reference = target.reference(&format!("evil{}.zip", entries.len()));
+    let (code, _, err) = target.run(&["push", path.to_str().unwrap(), &reference]);
+    assert_eq!(code, Some(0), "{err}");
     reference
 }
 
 fn refused(entries: &[(&str, &[u8], u32)], why: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let reference = push_zip(dir.path(), entries);
-    let dest = dir.path().join("target/app");
-    let (code, _, err) = run(&[
+    refused_from(entries, why, &Target::file(dir.path()), dir.path());
+}
+
+/// Pushes a malicious bundle to `target` and checks that pulling it is refused, naming the entry,
+/// with nothing written in or beside the target folder.
+pub fn refused_from(entries: &[(&str, &[u8], u32)], why: &str, target: &Target, dir: &Path) {
+    let reference = push_zip(dir, entries, target);
+    let dest = dir.join("target/app");
+    let (code, _, err) = target.run(&[
         "pull",
         &reference,
         "-o",
@@ -129,8 +207,68 @@ fn refused(entries: &[(&str, &[u8], u32)], why: &str) {
     assert_eq!(code, Some(7), "{err}");
     assert!(err.contains(why), "{err}");
     assert!(!dest.exists(), "a refused bundle left {}", dest.display());
-    assert!(!dir.path().join("target/escaped").exists());
-    assert!(!dir.path().join("escaped").exists());
+    assert!(!dir.join("target/escaped").exists());
+    assert!(!dir.join("escaped").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("target"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "left beside the target: {leftovers:?}"
+    );
+}
+
+/// A zip's entries: name, content, unix mode (with the file type).
+type Entries = Vec<(&'static str, Vec<u8>, u32)>;
+
+/// Every malicious bundle kiln must refuse, and what the refusal says.
+pub fn malicious_bundles() -> Vec<(Entries, &'static str)> {
+    vec![
+        (
+            vec![("../escaped", b"x".to_vec(), 0o100644)],
+            "refused entry `../escaped`",
+        ),
+        (
+            vec![("a/../../escaped", b"x".to_vec(), 0o100644)],
+            "refused entry `a/../../escaped`",
+        ),
+        (
+            vec![
+                ("link", b"../../escaped".to_vec(), 0o120777),
+                ("ok.txt", b"x".to_vec(), 0o100644),
+            ],
+            "refused entry `link`: a symlink to `../../escaped` leads outside",
+        ),
+        (
+            vec![("abs", b"/etc".to_vec(), 0o120777)],
+            "a symlink to `/etc` leads outside",
+        ),
+        (
+            vec![("/tmp/kiln-escaped-abs", b"x".to_vec(), 0o100644)],
+            "refused entry `/tmp/kiln-escaped-abs`",
+        ),
+        (
+            vec![("bomb.bin", vec![0u8; 3 << 20], 0o100644)],
+            "expands past",
+        ),
+    ]
+}
+
+/// Pushes every malicious bundle to `target` and checks each is refused on pull.
+pub fn every_malicious_bundle_is_refused(target: &Target) {
+    for (i, (entries, why)) in malicious_bundles().into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<(&str, &[u8], u32)> = entries
+            .iter()
+            .map(|(n, c, m)| (*n, c.as_slice(), *m))
+            .collect();
+        let mut named = entries.clone();
+        // A distinct revision name per bundle.
+        let pad = format!("pad{i}");
+        named.push((pad.as_str(), b"", 0o100644));
+        refused_from(&named, why, target, dir.path());
+    }
+    assert!(!Path::new("/tmp/kiln-escaped-abs").exists());
 }
 
 #[test]
@@ -179,9 +317,12 @@ fn store_errors_have_their_own_exit_codes() {
         dir.path().join("x").to_str().unwrap(),
     ]);
     assert_eq!(code, Some(4), "{err}");
-    let (code, _, err) = run(&["pull", "s3://bucket/app.zip", "-o", "x"]);
-    assert_eq!(code, Some(2));
-    assert!(err.contains("S3"), "{err}");
+    let (code, _, err) = run_env(
+        &["pull", "s3://bucket/app.zip", "-o", "x"],
+        &[("AWS_ENDPOINT_URL", "http://127.0.0.1:1")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--allow-http"), "{err}");
     let (code, _, _) = run(&["pull", "ftp://x", "-o", "x"]);
     assert_eq!(code, Some(2));
 }

@@ -21,6 +21,10 @@ mod exit {
     pub const INTERNAL: u8 = 3;
     /// A revision or store that does not exist.
     pub const NOT_FOUND: u8 = 4;
+    /// A store refused the credentials (401/403).
+    pub const DENIED: u8 = 5;
+    /// A store could not be reached, or kept failing (connection refused, timeouts, 5xx).
+    pub const UNREACHABLE: u8 = 6;
     /// A revision that fails verification, or a bundle refused by safe extraction.
     pub const INTEGRITY: u8 = 7;
     /// Interrupted (Ctrl-C).
@@ -30,7 +34,8 @@ mod exit {
 /// Run AWS CodeBuild buildspecs locally, every step a WebAssembly plugin in a sandbox.
 ///
 /// Exit codes: 0 success, 1 the build failed, 2 bad input or usage, 3 kiln could not work, 4 not
-/// found, 7 a revision failed verification or was refused, 130 interrupted.
+/// found, 5 access denied by a store, 6 a store unreachable, 7 a revision failed verification or was
+/// refused, 130 interrupted.
 #[derive(Parser)]
 #[command(name = "kiln", version, propagate_version = true)]
 struct Cli {
@@ -61,19 +66,22 @@ enum Command {
     /// Package a folder (or a build's primary artifact) as a deterministic revision: a zip or tar.gz
     /// with appspec.yml at its root, and its manifest beside it.
     Package(PackageArgs),
-    /// Push a revision file (and its manifest) to a store: file:///path/app.zip.
+    /// Push a revision file (and its manifest) to a store: file:///path/app.zip,
+    /// s3://bucket/key/app.zip or oci://host[:port]/repository:tag.
     Push {
         /// The revision file.
         revision: PathBuf,
-        /// Where to: file:///path/to/app.zip.
+        /// Where to.
         reference: String,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        access: AccessArgs,
     },
-    /// Pull a revision, verify it against its manifest, and extract it safely into a new folder.
+    /// Pull a revision, verify its digests, and extract it safely into a new folder.
     Pull {
-        /// Where from: file:///path/to/app.zip.
+        /// Where from: file:///path/app.zip, s3://bucket/key, oci://host/repo:tag or @sha256:….
         reference: String,
         /// The folder to create.
         #[arg(long, short = 'o')]
@@ -81,13 +89,20 @@ enum Command {
         /// Refuse bundles that expand past this size, e.g. 10G.
         #[arg(long, default_value = "10G", value_parser = parse_size)]
         max_size: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        access: AccessArgs,
     },
-    /// List the revisions under a prefix: file:///path/to/folder.
+    /// List the revisions under a prefix: file:///folder, s3://bucket/prefix/, oci://host/repo.
     Ls {
         prefix: String,
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        access: AccessArgs,
     },
     /// Print one digest of the files matching the patterns, for cache keys (also reachable inside
     /// builds as `codebuild-hash-files`).
@@ -96,6 +111,47 @@ enum Command {
         #[arg(required = true)]
         patterns: Vec<String>,
     },
+}
+
+/// How to reach a store.
+#[derive(Args, Clone)]
+struct AccessArgs {
+    /// Registry user name; the password is read from standard input (--password-stdin).
+    /// Without it, credentials come from the Docker config file ($DOCKER_CONFIG/config.json or
+    /// ~/.docker/config.json).
+    #[arg(long, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the registry password from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Allow plain HTTP to a registry that is not on this machine (localhost always may).
+    #[arg(long)]
+    insecure: bool,
+    /// Allow plain HTTP to the S3 endpoint set by AWS_ENDPOINT_URL.
+    #[arg(long)]
+    allow_http: bool,
+}
+
+impl AccessArgs {
+    /// The access the flags ask for; `None` (after saying why) when the password cannot be read.
+    fn access(&self) -> Option<kiln::store::Access> {
+        let password = if self.password_stdin {
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                eprintln!("error: cannot read the password from standard input: {e}");
+                return None;
+            }
+            Some(text.trim_end_matches(['\n', '\r']).to_string())
+        } else {
+            None
+        };
+        Some(kiln::store::Access {
+            username: self.username.clone(),
+            password,
+            insecure: self.insecure,
+            allow_http: self.allow_http,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -205,6 +261,20 @@ struct BuildArgs {
     /// Cache the result even though --network lets the build reach the network.
     #[arg(long, requires = "network")]
     cache_network: bool,
+
+    /// A shared cache behind the local one: s3://bucket/prefix. Builds look there when the local
+    /// store misses and send it what they store (only the blobs it lacks).
+    #[arg(long = "cache", env = "KILN_CACHE", value_name = "URL")]
+    remote_cache: Option<String>,
+
+    /// Read the shared cache but never write it: for builds of changes not trusted to write it
+    /// (a shared cache takes entries only from trusted writers, such as CI on the main branch).
+    #[arg(long, env = "KILN_CACHE_READ_ONLY")]
+    cache_read_only: bool,
+
+    /// Allow plain HTTP to the remote cache's endpoint (AWS_ENDPOINT_URL).
+    #[arg(long)]
+    allow_http: bool,
 
     /// Print the result as JSON on stdout (the log goes to stderr).
     #[arg(long)]
@@ -354,6 +424,7 @@ fn main() -> ExitCode {
         tokio::select! {
             code = run(cli) => code,
             _ = tokio::signal::ctrl_c() => {
+                kiln::revision::extract::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
                 eprintln!("kiln: interrupted; stopping the build's processes");
                 exit::INTERRUPTED
             }
@@ -390,66 +461,89 @@ async fn run(cli: Cli) -> u8 {
             revision,
             reference,
             json,
-        } => match kiln::store::push(revision, reference) {
-            Ok(pushed) => {
-                if *json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&pushed).unwrap_or_default()
-                    );
-                } else if pushed.uploaded == 0 {
-                    println!("{}: unchanged (blake3:{})", pushed.reference, pushed.blake3);
-                } else {
-                    println!(
-                        "{}: {} bytes pushed (blake3:{})",
-                        pushed.reference, pushed.uploaded, pushed.blake3
-                    );
-                }
-                exit::OK
-            }
-            Err(e) => store_error(e),
-        },
-        Command::Pull {
-            reference,
-            output,
-            max_size,
+            access,
         } => {
-            let limits = kiln::revision::extract::Limits {
-                max_size: *max_size as u64,
-                ..Default::default()
+            let Some(access) = access.access() else {
+                return exit::BAD_INPUT;
             };
-            match kiln::store::pull(reference, output, limits) {
-                Ok(files) => {
-                    println!("{reference}: {files} files in {}", output.display());
+            match kiln::store::push(revision, reference, &access).await {
+                Ok(pushed) => {
+                    if *json {
+                        print_json(&pushed);
+                    } else if pushed.uploaded == 0 {
+                        println!("{}: unchanged (blake3:{})", pushed.reference, pushed.blake3);
+                    } else {
+                        println!(
+                            "{}: {} bytes pushed (blake3:{})",
+                            pushed.reference, pushed.uploaded, pushed.blake3
+                        );
+                    }
+                    if !*json && let Some(digest) = &pushed.manifest_digest {
+                        println!("manifest: {digest}");
+                    }
                     exit::OK
                 }
                 Err(e) => store_error(e),
             }
         }
-        Command::Ls { prefix, json } => match kiln::store::list(prefix) {
-            Ok(revisions) => {
-                if *json {
-                    let list: Vec<_> = revisions
-                        .iter()
-                        .map(|(r, m)| serde_json::json!({ "reference": r, "manifest": m }))
-                        .collect();
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&list).unwrap_or_default()
-                    );
-                } else {
-                    for (reference, manifest) in &revisions {
+        Command::Pull {
+            reference,
+            output,
+            max_size,
+            json,
+            access,
+        } => {
+            let Some(access) = access.access() else {
+                return exit::BAD_INPUT;
+            };
+            let limits = kiln::revision::extract::Limits {
+                max_size: *max_size as u64,
+                ..Default::default()
+            };
+            match kiln::store::pull(reference, output, limits, &access).await {
+                Ok(pulled) => {
+                    if *json {
+                        print_json(&pulled);
+                    } else {
                         println!(
-                            "{reference}\t{}\tblake3:{}",
-                            manifest["size"],
-                            manifest["blake3"].as_str().unwrap_or("")
+                            "{reference}: {} files in {} (blake3:{} verified)",
+                            pulled.files,
+                            output.display(),
+                            pulled.blake3
                         );
                     }
+                    exit::OK
                 }
-                exit::OK
+                Err(e) => store_error(e),
             }
-            Err(e) => store_error(e),
-        },
+        }
+        Command::Ls {
+            prefix,
+            json,
+            access,
+        } => {
+            let Some(access) = access.access() else {
+                return exit::BAD_INPUT;
+            };
+            match kiln::store::list(prefix, &access).await {
+                Ok(revisions) => {
+                    if *json {
+                        print_json(&revisions);
+                    } else {
+                        for r in &revisions {
+                            println!(
+                                "{}\t{}\tblake3:{}",
+                                r.reference,
+                                r.size.map_or_else(|| "-".to_string(), |s| s.to_string()),
+                                r.blake3.as_deref().unwrap_or("-")
+                            );
+                        }
+                    }
+                    exit::OK
+                }
+                Err(e) => store_error(e),
+            }
+        }
         Command::HashFiles { patterns } => {
             let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
             match build::paths::hash_files(&dir, patterns) {
@@ -529,13 +623,26 @@ fn package_command(cli: &Cli, args: &PackageArgs) -> u8 {
     }
 }
 
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
 fn store_error(e: kiln::store::StoreError) -> u8 {
     use kiln::store::StoreError;
     eprintln!("error: {e}");
     match e {
-        StoreError::BadRef(_) | StoreError::Unsupported(..) => exit::BAD_INPUT,
+        StoreError::BadRef(_) | StoreError::Usage(_) => exit::BAD_INPUT,
         StoreError::NotFound(_) => exit::NOT_FOUND,
+        StoreError::Denied { .. } => exit::DENIED,
+        StoreError::Unreachable { .. } => exit::UNREACHABLE,
+        StoreError::Remote { .. } => exit::INTERNAL,
         StoreError::Extract(kiln::revision::extract::ExtractError::Io { .. }) => exit::INTERNAL,
+        StoreError::Extract(kiln::revision::extract::ExtractError::Interrupted) => {
+            exit::INTERRUPTED
+        }
         StoreError::Mismatch { .. } | StoreError::Extract(_) => exit::INTEGRITY,
         StoreError::Io { .. } => exit::INTERNAL,
     }
@@ -654,6 +761,25 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
         (false, true) => Console::Stderr,
         (false, false) => Console::Stdout,
     };
+    let remote_cache = match args.remote_cache.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let access = kiln::store::Access {
+                allow_http: args.allow_http,
+                ..Default::default()
+            };
+            match kiln::cas::remote::RemoteCache::open(url, &access) {
+                Ok(mut remote) => {
+                    remote.read_only = args.cache_read_only;
+                    Some(remote)
+                }
+                Err(e) => {
+                    eprintln!("error: --cache: {e}");
+                    return exit::BAD_INPUT;
+                }
+            }
+        }
+        None => None,
+    };
     let options = BuildOptions {
         source: args.dir.clone(),
         buildspec: args.buildspec.clone(),
@@ -685,6 +811,7 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
         no_cache: args.no_cache,
         explain_cache: args.explain_cache,
         cache_network: args.cache_network,
+        remote_cache,
     };
     match build::run(&options).await {
         Ok(result) => {

@@ -17,6 +17,8 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
+pub mod services;
+
 /// The kiln binary under test.
 pub fn kiln() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));

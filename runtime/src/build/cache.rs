@@ -25,6 +25,9 @@ pub struct CacheInfo {
     pub uncacheable: Option<String>,
     /// Whether the result was saved to the cache.
     pub saved: bool,
+    /// What the save sent to the remote cache, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploaded: Option<crate::cas::remote::Transfer>,
 }
 
 /// The inputs of the action cache key for a build about to run. The buildspec file itself is left out

@@ -87,6 +87,8 @@ pub struct BuildOptions {
     pub explain_cache: bool,
     /// Cache builds that may reach the network.
     pub cache_network: bool,
+    /// A shared store behind the local one (`--cache s3://bucket/prefix`).
+    pub remote_cache: Option<crate::cas::remote::RemoteCache>,
 }
 
 /// Why a build could not start (as opposed to a build that ran and failed).
@@ -400,7 +402,13 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             let hit = if options.no_cache {
                 None
             } else {
-                store.get_action(&key)
+                match store.get_action(&key) {
+                    Some(hit) => Some(hit),
+                    None => match &options.remote_cache {
+                        Some(remote) => fetch_remote(remote, store, &key, &log).await,
+                        None => None,
+                    },
+                }
             };
             if options.explain_cache {
                 cache::explain(&records, &inputs, hit.is_some(), &log);
@@ -651,9 +659,60 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             Ok(()) => result.cache.saved = true,
             Err(e) => eprintln!("warning: the build could not be saved to the cache: {e}"),
         }
+        if let (true, Some(remote)) = (
+            result.cache.saved,
+            options.remote_cache.as_ref().filter(|r| !r.read_only),
+        ) {
+            match remote.upload_action(store, key).await {
+                Ok(t) => {
+                    result.cache.uploaded = Some(t);
+                    tracing::info!(
+                        "cache: {} of {} blobs ({} bytes) sent to {}",
+                        t.moved,
+                        t.blobs,
+                        t.bytes,
+                        remote.url()
+                    );
+                }
+                Err(e) => eprintln!(
+                    "warning: the build could not be saved to the remote cache {}: {e}",
+                    remote.url()
+                ),
+            }
+        }
     }
     write_record(&records, &result);
     Ok(result)
+}
+
+/// Looks a key up in the remote cache, bringing what it names into the local store; any failure is
+/// a miss (the build runs), with a warning.
+async fn fetch_remote(
+    remote: &crate::cas::remote::RemoteCache,
+    store: &LocalStore,
+    key: &crate::cas::Digest,
+    log: &BuildLog,
+) -> Option<(crate::cas::action::ActionEntry, Vec<crate::cas::tree::Tree>)> {
+    match remote.fetch_action(store, key).await {
+        Ok(Some(t)) => {
+            log.container(&format!(
+                "Cache: found in {}; fetched {} of {} blobs ({} bytes)",
+                remote.url(),
+                t.moved,
+                t.blobs,
+                t.bytes
+            ));
+            store.get_action(key)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            log.container(&format!(
+                "warning: the remote cache {} could not be read: {e}",
+                remote.url()
+            ));
+            None
+        }
+    }
 }
 
 /// Writes the helper programs builds find on their PATH.

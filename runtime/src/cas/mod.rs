@@ -15,6 +15,7 @@
 //! blob is reported, removed and treated as missing, never served.
 
 pub mod action;
+pub mod remote;
 pub mod tree;
 
 use std::fmt;
@@ -228,6 +229,27 @@ impl LocalStore {
         io::copy(&mut source, tmp.as_file_mut()).map_err(io_err(path))?;
         self.commit(tmp, &dest)?;
         Ok(true)
+    }
+
+    /// Takes in a file written elsewhere (a download into [`LocalStore::temp_file`]) as the blob
+    /// `digest`, after checking that it hashes to it.
+    pub(crate) fn adopt(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        digest: &Digest,
+    ) -> Result<(), CasError> {
+        let actual = hash_file(tmp.path())?;
+        if actual != *digest {
+            return Err(CasError::Corrupt {
+                digest: *digest,
+                actual,
+            });
+        }
+        let dest = self.blob_path(digest);
+        if dest.exists() {
+            return Ok(());
+        }
+        self.commit(tmp, &dest)
     }
 
     /// Reads a whole blob, verified. A corrupt blob is removed and reported.

@@ -39,7 +39,13 @@ pub enum ExtractError {
     Io { path: PathBuf, source: io::Error },
     #[error("{0} is not a zip or tar.gz revision")]
     Unknown(String),
+    #[error("interrupted: nothing was extracted")]
+    Interrupted,
 }
+
+/// Set when the user interrupts kiln (Ctrl-C): an extraction under way stops at its next block and
+/// removes its staging folder, so an interrupted pull leaves nothing behind.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExtractError + '_ {
     move |source| ExtractError::Io {
@@ -102,6 +108,9 @@ struct Budget {
 
 impl Budget {
     fn take(&mut self, n: u64) -> Result<(), ExtractError> {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ExtractError::Interrupted);
+        }
         self.used += n;
         let ratio_cap = self
             .archive_size

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs every server kiln's end-to-end tests start, idempotently: the OCI registry
+# (docker-registry, apache2-utils for htpasswd), the S3 server (s3s-fs, built by cargo), and the
+# standard S3 client the interop test reads back with (Debian's python3-boto3).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+packages=()
+command -v docker-registry >/dev/null || packages+=(docker-registry)
+command -v htpasswd >/dev/null || packages+=(apache2-utils)
+command -v curl >/dev/null || packages+=(curl)
+/usr/bin/python3 -c 'import boto3' 2>/dev/null || packages+=(python3-boto3)
+if [ ${#packages[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing: ${packages[*]}; run: sudo apt-get install ${packages[*]}" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+"$here/registry.sh" install
+"$here/s3.sh" install
