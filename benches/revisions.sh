@@ -6,13 +6,13 @@
 #   2. push and pull of a 200 MB revision to a local registry (tests/services/registry.sh) against
 #      plain `curl` upload (monolithic PUT) and download of a blob of the same size.
 #
-#   apt-get install zip docker-registry apache2-utils; cargo build --release && benches/revisions.sh [RUNS]
+#   apt-get install zip unzip docker-registry apache2-utils; cargo build --release && benches/revisions.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN:-$PWD/target/release/kiln}
 RUNS=${1:-3}
 [ -x "$KILN" ] || { echo "build kiln first: cargo build --release" >&2; exit 2; }
-command -v zip >/dev/null || { echo "zip is needed: apt-get install zip" >&2; exit 2; }
+command -v zip >/dev/null && command -v unzip >/dev/null || { echo "zip and unzip are needed: apt-get install zip unzip" >&2; exit 2; }
 command -v docker-registry >/dev/null || { echo "run tests/services/registry.sh install" >&2; exit 2; }
 
 work=$(mktemp -d)
@@ -91,11 +91,14 @@ best t_cpush curl_push
 best t_kpush bash -c "'$KILN' push '$work/big.zip' oci://$addr/kiln\$RANDOM\$RANDOM:v1"
 unset -f prep
 digest=sha256:$(sha256sum "$work/curl.bin" | cut -d' ' -f1)
-prep() { rm -rf "$work/pulled" "$work/curl.out"; }
+prep() { rm -rf "$work/pulled" "$work/curl.out" "$work/kept.zip" "$work/unzipped"; }
 best t_cpull curl -sSf -o "$work/curl.out" "http://$addr/v2/curl1/blobs/$digest"
 "$KILN" push "$work/big.zip" "oci://$addr/kiln/app:v1" >/dev/null
+best t_karch "$KILN" pull "oci://$addr/kiln/app:v1" --archive "$work/kept.zip"
 best t_kpull "$KILN" pull "oci://$addr/kiln/app:v1" -o "$work/pulled"
+best t_cunzip bash -c "curl -sSf -o '$work/curl.out' 'http://$addr/v2/kiln/app/blobs/$(sha256sum "$work/big.zip" | cut -d' ' -f1 | sed 's/^/sha256:/')' && unzip -q '$work/curl.out' -d '$work/unzipped'"
 unset -f prep
 echo "push / pull of a $(stat -c %s "$work/big.zip")-byte revision, local registry (best of $RUNS):"
 echo "  curl upload (sha256sum + POST + PUT) $(ms $t_cpush) ms, kiln push $(ms $t_kpush) ms = $(ratio $t_kpush $t_cpush)x"
-echo "  curl download $(ms $t_cpull) ms, kiln pull (download, verify sha256 + blake3, extract) $(ms $t_kpull) ms = $(ratio $t_kpull $t_cpull)x"
+echo "  curl download $(ms $t_cpull) ms, kiln pull --archive (download + verify) $(ms $t_karch) ms = $(ratio $t_karch $t_cpull)x"
+echo "  curl download + unzip $(ms $t_cunzip) ms, kiln pull -o (download, verify, safe extraction) $(ms $t_kpull) ms = $(ratio $t_kpull $t_cunzip)x"

@@ -145,6 +145,12 @@ fn push_pull_an_artifact_with_the_right_shape_and_no_reupload() {
         );
     }
 
+    // --archive keeps the verified revision file itself: the bytes that were pushed.
+    let kept = dir.path().join("kept.zip");
+    let (code, _, err) = t.run(&["pull", &reference, "--archive", kept.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(std::fs::read(&kept).unwrap(), std::fs::read(&rev).unwrap());
+
     // ls: both tags, with their digests.
     let (code, out, err) = t.run(&[
         "ls",

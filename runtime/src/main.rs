@@ -83,9 +83,17 @@ enum Command {
     Pull {
         /// Where from: file:///path/app.zip, s3://bucket/key, oci://host/repo:tag or @sha256:….
         reference: String,
-        /// The folder to create.
-        #[arg(long, short = 'o')]
-        output: PathBuf,
+        /// The folder to extract into (it must not exist).
+        #[arg(
+            long,
+            short = 'o',
+            required_unless_present = "archive",
+            conflicts_with = "archive"
+        )]
+        output: Option<PathBuf>,
+        /// Keep the verified revision file here instead of extracting it.
+        #[arg(long, value_name = "FILE")]
+        archive: Option<PathBuf>,
         /// Refuse bundles that expand past this size, e.g. 10G.
         #[arg(long, default_value = "10G", value_parser = parse_size)]
         max_size: usize,
@@ -489,6 +497,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Pull {
             reference,
             output,
+            archive,
             max_size,
             json,
             access,
@@ -500,15 +509,27 @@ async fn run(cli: Cli) -> u8 {
                 max_size: *max_size as u64,
                 ..Default::default()
             };
-            match kiln::store::pull(reference, output, limits, &access).await {
+            let into = match (output, archive) {
+                (Some(dir), _) => kiln::store::PullInto::Folder(dir.clone(), limits),
+                (None, Some(file)) => kiln::store::PullInto::Archive(file.clone()),
+                (None, None) => return exit::BAD_INPUT,
+            };
+            match kiln::store::pull(reference, &into, &access).await {
                 Ok(pulled) => {
                     if *json {
                         print_json(&pulled);
+                    } else if let kiln::store::PullInto::Archive(file) = &into {
+                        println!(
+                            "{reference}: {} bytes in {} (blake3:{} verified)",
+                            pulled.size,
+                            file.display(),
+                            pulled.blake3
+                        );
                     } else {
                         println!(
                             "{reference}: {} files in {} (blake3:{} verified)",
                             pulled.files,
-                            output.display(),
+                            pulled.output.display(),
                             pulled.blake3
                         );
                     }

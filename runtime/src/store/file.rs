@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use tokio::io::AsyncReadExt;
+
+use super::sink::{Computed, Sink};
 use super::{Expected, Listed, Outgoing, Pushed, StoreError, io_err, manifest_path};
 
 pub(super) fn push(
@@ -35,8 +38,12 @@ pub(super) fn push(
     Ok(outgoing.pushed(reference, uploaded, None))
 }
 
-/// Copies the revision to `into` and returns what its manifest says of it.
-pub(super) fn fetch(source: &Path, reference: &str, into: &Path) -> Result<Expected, StoreError> {
+/// Copies the revision to `into`, hashing it on the way; returns what its manifest says of it.
+pub(super) async fn fetch(
+    source: &Path,
+    reference: &str,
+    into: &Path,
+) -> Result<(Expected, Computed), StoreError> {
     if !source.is_file() {
         return Err(StoreError::NotFound(reference.to_string()));
     }
@@ -47,13 +54,25 @@ pub(super) fn fetch(source: &Path, reference: &str, into: &Path) -> Result<Expec
             reference: reference.to_string(),
             what: "it has no manifest to verify it against".into(),
         })?;
-    std::fs::copy(source, into).map_err(io_err(source))?;
-    Ok(Expected {
+    let expected = Expected {
         blake3: manifest["blake3"].as_str().map(str::to_string),
         sha256: manifest["sha256"].as_str().map(str::to_string),
         size: manifest["size"].as_u64(),
         manifest,
-    })
+    };
+    let mut sink = Sink::create(into, expected.blake3.is_none()).map_err(io_err(into))?;
+    let mut file = tokio::fs::File::open(source)
+        .await
+        .map_err(io_err(source))?;
+    loop {
+        let mut buf = bytes::BytesMut::with_capacity(1 << 20);
+        let n = file.read_buf(&mut buf).await.map_err(io_err(source))?;
+        if n == 0 || sink.write(buf.freeze()).await.is_err() {
+            break;
+        }
+    }
+    let computed = sink.finish().await.map_err(io_err(into))?;
+    Ok((expected, computed))
 }
 
 /// The revisions under a folder: every file with a manifest beside it.

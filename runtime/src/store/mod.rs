@@ -15,6 +15,7 @@ pub mod credentials;
 mod file;
 mod oci;
 pub(crate) mod s3;
+mod sink;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -254,19 +255,32 @@ pub async fn push(revision: &Path, reference: &str, access: &Access) -> Result<P
     }
 }
 
-/// Pulls the revision at `reference`, verifies it, and extracts it into `dest` (which must not
-/// exist). Nothing is extracted from bytes that fail verification, and nothing is left behind when
-/// the pull fails or is interrupted.
-pub async fn pull(
-    reference: &str,
-    dest: &Path,
-    limits: Limits,
-    access: &Access,
-) -> Result<Pulled, StoreError> {
+/// What to do with a pulled revision once it is verified.
+#[derive(Debug, Clone)]
+pub enum PullInto {
+    /// Extract it into this folder, which must not exist.
+    Folder(PathBuf, Limits),
+    /// Keep the revision file itself, here (written whole, then renamed into place).
+    Archive(PathBuf),
+}
+
+impl PullInto {
+    fn path(&self) -> &Path {
+        match self {
+            PullInto::Folder(p, _) | PullInto::Archive(p) => p,
+        }
+    }
+}
+
+/// Pulls the revision at `reference` and verifies it, then extracts it into a new folder or keeps
+/// the file. Nothing is extracted from bytes that fail verification, and nothing is left behind
+/// when the pull fails or is interrupted.
+pub async fn pull(reference: &str, into: &PullInto, access: &Access) -> Result<Pulled, StoreError> {
+    let dest = into.path();
     if dest.exists() {
         return Err(io_err(dest)(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
-            "the folder to pull into exists already",
+            "the folder or file to pull into exists already",
         )));
     }
     let parent = dest
@@ -280,72 +294,73 @@ pub async fn pull(
         .tempfile_in(parent)
         .map_err(io_err(parent))?;
     let source = Ref::parse(reference)?;
-    let expected = match source {
-        Ref::File(path) => file::fetch(&path, reference, local.path())?,
+    let (expected, computed) = match source {
+        Ref::File(path) => file::fetch(&path, reference, local.path()).await?,
         Ref::S3 { bucket, key } => {
             s3::fetch(&bucket, &key, reference, local.path(), access).await?
         }
         Ref::Oci(image) => oci::fetch(&image, reference, local.path(), access).await?,
     };
-    let reference = reference.to_string();
-    let dest = dest.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let (blake3, sha256, size) =
-            crate::revision::digests(local.path()).map_err(io_err(local.path()))?;
-        let sha256 = format!("sha256:{sha256}");
-        verify(&reference, &expected, &blake3, &sha256, size)?;
-        let files = extract::extract(local.path(), &dest, limits)?;
-        Ok(Pulled {
-            reference,
-            blake3,
-            sha256,
-            size,
-            files,
-            output: dest,
-            manifest: expected.manifest,
+    verify(reference, &expected, &computed)?;
+    let pulled = Pulled {
+        reference: reference.to_string(),
+        blake3: computed.blake3.clone(),
+        sha256: computed
+            .sha256
+            .clone()
+            .or(expected.sha256.clone())
+            .unwrap_or_default(),
+        size: computed.size,
+        files: 0,
+        output: dest.to_path_buf(),
+        manifest: expected.manifest,
+    };
+    match into.clone() {
+        PullInto::Archive(path) => {
+            local.persist(&path).map_err(|e| io_err(&path)(e.error))?;
+            Ok(pulled)
+        }
+        PullInto::Folder(path, limits) => tokio::task::spawn_blocking(move || {
+            let files = extract::extract(local.path(), &path, limits)?;
+            Ok(Pulled { files, ..pulled })
         })
-    })
-    .await
-    .map_err(|e| StoreError::Usage(e.to_string()))?
+        .await
+        .map_err(|e| StoreError::Usage(e.to_string()))?,
+    }
 }
 
-/// Checks downloaded bytes against what the store said of them. At least one digest must be known.
+/// Checks downloaded bytes against what the store said of them: BLAKE3 when the store gives it,
+/// else SHA-256 (computed during the download). At least one must be known.
 fn verify(
     reference: &str,
     expected: &Expected,
-    blake3: &str,
-    sha256: &str,
-    size: u64,
+    computed: &sink::Computed,
 ) -> Result<(), StoreError> {
     let mismatch = |what: String| StoreError::Mismatch {
         reference: reference.to_string(),
         what,
     };
-    if expected.blake3.is_none() && expected.sha256.is_none() {
-        return Err(mismatch(
-            "the store has no digest to verify it against".into(),
-        ));
-    }
-    if let Some(want) = &expected.blake3
-        && want != blake3
-    {
-        return Err(mismatch(format!(
-            "expected blake3:{want}, its bytes hash to blake3:{blake3}"
-        )));
-    }
-    if let Some(want) = &expected.sha256
-        && want != sha256
-    {
-        return Err(mismatch(format!(
-            "expected {want}, its bytes hash to {sha256}"
-        )));
-    }
     if let Some(want) = expected.size
-        && want != size
+        && want != computed.size
     {
-        return Err(mismatch(format!("expected {want} bytes, got {size}")));
+        return Err(mismatch(format!(
+            "expected {want} bytes, got {}",
+            computed.size
+        )));
     }
-    Ok(())
+    match (&expected.blake3, &expected.sha256, &computed.sha256) {
+        (Some(want), _, _) if *want != computed.blake3 => Err(mismatch(format!(
+            "expected blake3:{want}, its bytes hash to blake3:{}",
+            computed.blake3
+        ))),
+        (_, Some(want), Some(got)) if want != got => Err(mismatch(format!(
+            "expected {want}, its bytes hash to {got}"
+        ))),
+        (Some(_), _, _) | (None, Some(_), Some(_)) => Ok(()),
+        _ => Err(mismatch(
+            "the store has no digest to verify it against".into(),
+        )),
+    }
 }
 
 /// The revisions under a prefix: a folder, an S3 prefix, or an OCI repository (its tags).
@@ -461,17 +476,29 @@ mod tests {
 
     #[test]
     fn verification_needs_a_digest_and_a_match() {
+        let computed = |b: &str, s: Option<&str>, size| sink::Computed {
+            blake3: b.into(),
+            sha256: s.map(str::to_string),
+            size,
+        };
         let none = Expected::default();
-        assert!(verify("r", &none, "b", "sha256:s", 1).is_err());
+        assert!(verify("r", &none, &computed("b", Some("sha256:s"), 1)).is_err());
         let good = Expected {
             blake3: Some("b".into()),
             sha256: Some("sha256:s".into()),
             size: Some(1),
             ..Default::default()
         };
-        assert!(verify("r", &good, "b", "sha256:s", 1).is_ok());
-        assert!(verify("r", &good, "x", "sha256:s", 1).is_err());
-        assert!(verify("r", &good, "b", "sha256:x", 1).is_err());
-        assert!(verify("r", &good, "b", "sha256:s", 2).is_err());
+        assert!(verify("r", &good, &computed("b", Some("sha256:s"), 1)).is_ok());
+        assert!(verify("r", &good, &computed("b", None, 1)).is_ok());
+        assert!(verify("r", &good, &computed("x", Some("sha256:s"), 1)).is_err());
+        assert!(verify("r", &good, &computed("b", Some("sha256:x"), 1)).is_err());
+        assert!(verify("r", &good, &computed("b", Some("sha256:s"), 2)).is_err());
+        let sha_only = Expected {
+            sha256: Some("sha256:s".into()),
+            ..Default::default()
+        };
+        assert!(verify("r", &sha_only, &computed("b", Some("sha256:s"), 1)).is_ok());
+        assert!(verify("r", &sha_only, &computed("b", None, 1)).is_err());
     }
 }

@@ -19,6 +19,7 @@ use object_store::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::sink::{Computed, Sink};
 use super::{Access, Expected, Listed, Outgoing, Pushed, StoreError};
 
 /// Objects larger than this go up in parts of this size.
@@ -312,11 +313,29 @@ pub(super) async fn fetch(
     reference: &str,
     into: &Path,
     access: &Access,
-) -> Result<Expected, StoreError> {
+) -> Result<(Expected, Computed), StoreError> {
     let store = client(bucket, access)?;
     let path = object_path(key, reference)?;
     let err = |e| error(e, bucket, reference);
-    let (size, attributes) = download(&store, &path, into).await.map_err(err)?;
+    let result = store
+        .get_opts(&path, GetOptions::default())
+        .await
+        .map_err(err)?;
+    // The object's own metadata is what the bytes are checked against.
+    let expected = Expected {
+        blake3: metadata(&result.attributes, META_BLAKE3).map(str::to_string),
+        sha256: metadata(&result.attributes, META_SHA256).map(str::to_string),
+        size: Some(result.meta.size),
+        manifest: serde_json::Value::Null,
+    };
+    let mut sink = Sink::create(into, expected.blake3.is_none()).map_err(super::io_err(into))?;
+    let mut stream = result.into_stream();
+    while let Some(chunk) = stream.next().await {
+        if sink.write(chunk.map_err(err)?).await.is_err() {
+            break;
+        }
+    }
+    let computed = sink.finish().await.map_err(super::io_err(into))?;
     let manifest = match store
         .get(&ObjectPath::from(format!("{key}.manifest.json")))
         .await
@@ -328,13 +347,13 @@ pub(super) async fn fetch(
         Err(object_store::Error::NotFound { .. }) => serde_json::Value::Null,
         Err(e) => return Err(err(e)),
     };
-    // The object's own metadata is what is checked; the manifest only describes.
-    Ok(Expected {
-        blake3: metadata(&attributes, META_BLAKE3).map(str::to_string),
-        sha256: metadata(&attributes, META_SHA256).map(str::to_string),
-        size: Some(size),
-        manifest,
-    })
+    Ok((
+        Expected {
+            manifest,
+            ..expected
+        },
+        computed,
+    ))
 }
 
 pub(super) async fn list(
