@@ -5,6 +5,7 @@ mod support;
 
 mod artifacts;
 mod cache;
+mod deploy;
 mod env;
 mod examples;
 mod oci;

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod cas;
+pub mod deploy;
 pub mod revision;
 pub mod sandbox;
 pub mod spec;

@@ -112,6 +112,21 @@ enum Command {
         #[command(flatten)]
         access: AccessArgs,
     },
+    /// Deploy a revision on this host as the CodeDeploy agent does: the appspec.yml lifecycle, with
+    /// automatic rollback to the last successful revision.
+    Deploy(DeployArgs),
+    /// List the deployments made on this host, with status, revision digest and duration.
+    Deployments {
+        /// Only this deployment group's.
+        #[arg(long)]
+        group: Option<String>,
+        /// The deployment root [default: $XDG_STATE_HOME/kiln/deployment-root]
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print one digest of the files matching the patterns, for cache keys (also reachable inside
     /// builds as `codebuild-hash-files`).
     HashFiles {
@@ -119,6 +134,48 @@ enum Command {
         #[arg(required = true)]
         patterns: Vec<String>,
     },
+}
+
+#[derive(Args)]
+struct DeployArgs {
+    /// The revision: a store reference (file:///…, s3://…, oci://…) or a revision file.
+    revision: String,
+    /// The deployment group.
+    #[arg(long)]
+    group: String,
+    /// The application's name (APPLICATION_NAME for the hooks) [default: the group's name]
+    #[arg(long)]
+    application: Option<String>,
+    /// The deployment root [default: $XDG_STATE_HOME/kiln/deployment-root]
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// What Install does with files already at their destination when the AppSpec does not say:
+    /// DISALLOW (fail), OVERWRITE or RETAIN.
+    #[arg(long, default_value = "DISALLOW", value_parser = parse_file_exists)]
+    file_exists_behavior: kiln::spec::appspec::FileExists,
+    /// Go on when the previous revision's ApplicationStop (or BlockTraffic) scripts fail.
+    #[arg(long)]
+    ignore_application_stop_failures: bool,
+    /// Keep a failed deployment as it is instead of redeploying the last successful revision.
+    #[arg(long)]
+    no_rollback: bool,
+    /// How many deployment folders of the group to keep.
+    #[arg(long, default_value_t = 5)]
+    max_revisions: usize,
+    /// Confine hook scripts (Landlock): they may write only the destinations, the deployment's
+    /// folder and the temp dir. By default they run unconfined, as the agent runs them.
+    #[arg(long)]
+    confine_hooks: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+fn parse_file_exists(s: &str) -> Result<kiln::spec::appspec::FileExists, String> {
+    kiln::spec::appspec::FileExists::parse(s)
+        .ok_or_else(|| format!("`{s}` is not DISALLOW, OVERWRITE or RETAIN"))
 }
 
 /// How to reach a store.
@@ -330,7 +387,8 @@ struct PackageArgs {
 
 #[derive(Args)]
 struct ValidateArgs {
-    /// The buildspec to check [default: ./buildspec.yml]
+    /// The buildspec or AppSpec to check [default: ./buildspec.yml]; a file named appspec.yml (or
+    /// .yaml) is checked as an AppSpec.
     file: Option<PathBuf>,
 
     /// Print the findings as JSON.
@@ -565,6 +623,34 @@ async fn run(cli: Cli) -> u8 {
                 Err(e) => store_error(e),
             }
         }
+        Command::Deploy(args) => deploy_command(&cli, args).await,
+        Command::Deployments { group, root, json } => {
+            let root = root.clone().unwrap_or_else(|| deploy_root(&cli));
+            let list = kiln::deploy::list(&root, group.as_deref());
+            if *json {
+                print_json(&list);
+            } else {
+                for d in &list {
+                    println!(
+                        "{}\t{}\t{:?}\t{}\t{} ms\t{}{}",
+                        d.id,
+                        d.group,
+                        d.status,
+                        d.digest
+                            .as_deref()
+                            .map(|h| format!("blake3:{}", &h[..h.len().min(16)]))
+                            .unwrap_or_else(|| "-".into()),
+                        d.duration_ms,
+                        d.revision,
+                        d.rollback_of
+                            .as_deref()
+                            .map(|r| format!(" (rollback of {r})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            exit::OK
+        }
         Command::HashFiles { patterns } => {
             let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
             match build::paths::hash_files(&dir, patterns) {
@@ -640,6 +726,68 @@ fn package_command(cli: &Cli, args: &PackageArgs) -> u8 {
         Err(e) => {
             eprintln!("error: {e}");
             exit::BAD_INPUT
+        }
+    }
+}
+
+fn deploy_root(cli: &Cli) -> PathBuf {
+    state_dir(cli).join("deployment-root")
+}
+
+async fn deploy_command(cli: &Cli, args: &DeployArgs) -> u8 {
+    let Some(access) = args.access.access() else {
+        return exit::BAD_INPUT;
+    };
+    let options = kiln::deploy::DeployOptions {
+        revision: args.revision.clone(),
+        group: args.group.clone(),
+        application: args
+            .application
+            .clone()
+            .unwrap_or_else(|| args.group.clone()),
+        root: args.root.clone().unwrap_or_else(|| deploy_root(cli)),
+        ignore_application_stop_failures: args.ignore_application_stop_failures,
+        rollback: !args.no_rollback,
+        max_revisions: args.max_revisions,
+        confine_hooks: args.confine_hooks,
+        file_exists_behavior: args.file_exists_behavior,
+        access,
+        cache_dir: cache_dir(cli).map(|d| d.join("components")),
+        echo: !args.json,
+    };
+    match kiln::deploy::deploy(&options).await {
+        Ok((deployment, rollback)) => {
+            if args.json {
+                print_json(&serde_json::json!({ "deployment": deployment, "rollback": rollback }));
+            } else {
+                println!(
+                    "{} {:?}: {} to {} in {} ms",
+                    deployment.id,
+                    deployment.status,
+                    deployment.revision,
+                    deployment.group,
+                    deployment.duration_ms
+                );
+                if let Some(e) = &deployment.error {
+                    eprintln!("error: {e}");
+                    eprintln!(
+                        "see the deployment log at {}",
+                        deployment.dir.join("logs/scripts.log").display()
+                    );
+                }
+                if let Some(r) = &rollback {
+                    println!("{} {:?}: rolled back to {}", r.id, r.status, r.revision);
+                }
+            }
+            if deployment.status == kiln::deploy::Status::Succeeded {
+                exit::OK
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INTERNAL
         }
     }
 }
@@ -918,12 +1066,68 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
     }
 }
 
+fn validate_appspec(path: &std::path::Path, json: bool, color: bool) -> u8 {
+    use kiln::spec::appspec;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return exit::BAD_INPUT;
+        }
+    };
+    match appspec::parse(path, &text) {
+        Ok((spec, warnings)) => {
+            if json {
+                print_findings(path, &warnings, true);
+            } else {
+                if !warnings.is_empty() {
+                    eprintln!(
+                        "{}\n",
+                        kiln::spec::diagnostic::render_all(path, &text, &warnings, color)
+                    );
+                }
+                let scripts: usize = spec.hooks.values().map(Vec::len).sum();
+                println!(
+                    "{}: valid AppSpec 0.0 ({} files entries, {} permissions, {} hook scripts, {} warnings)",
+                    path.display(),
+                    spec.files.len(),
+                    spec.permissions.len(),
+                    scripts,
+                    warnings.len()
+                );
+            }
+            exit::OK
+        }
+        Err(e) => {
+            if json {
+                print_findings(path, &e.diagnostics, false);
+            } else {
+                eprintln!("{}", e.render(color));
+                let n = e.errors().count();
+                eprintln!(
+                    "\n{}: {n} error{}",
+                    path.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            exit::BAD_INPUT
+        }
+    }
+}
+
 fn validate_command(args: &ValidateArgs) -> u8 {
     let path = args
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from("buildspec.yml"));
     let color = !args.json && std::io::stderr().is_terminal();
+    let is_appspec = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("appspec."));
+    if is_appspec {
+        return validate_appspec(&path, args.json, color);
+    }
     match buildspec::load(&path) {
         Ok(parsed) => {
             if args.json {

@@ -1,6 +1,7 @@
 //! What to do: the files users write (buildspec, and later appspec and pipeline files), their types,
 //! parsing and validation, with errors that point at the line and column.
 
+pub mod appspec;
 pub mod buildspec;
 pub mod diagnostic;
 pub mod read;

@@ -1,0 +1,626 @@
+//! `kiln deploy`: what the CodeDeploy agent does on an EC2 or on-premises host, from a revision in a
+//! file, S3 or OCI store.
+//!
+//! The deployment root is laid out as the agent lays it out:
+//!
+//! ```text
+//! <root>/<group-id>/<deployment-id>/bundle.tar            the revision as pulled (zip or tar.gz)
+//! <root>/<group-id>/<deployment-id>/deployment-archive/   the revision, extracted
+//! <root>/<group-id>/<deployment-id>/logs/scripts.log      what the hook scripts wrote
+//! <root>/deployment-instructions/<group-id>_last_successful_install   the last deployment that installed
+//! <root>/deployment-instructions/<group-id>_most_recent_install
+//! <root>/deployment-instructions/<group-id>-cleanup       what that deployment installed
+//! <root>/deployment-instructions/<group-id>-install.json
+//! <root>/deployment-logs/codedeploy-agent-deployments.log
+//! <root>/deployment-records/<group-id>/<deployment-id>.json   kiln's record of each deployment
+//! ```
+
+pub mod hooks;
+pub mod install;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::process::{Confinement, Reaper};
+use crate::sandbox::{LogSink, Sandbox};
+use crate::spec::appspec::{self, AppSpec, FileExists};
+use crate::store::{Access, PullInto};
+
+use self::hooks::{HookEnv, ScriptLog};
+
+/// Why a deployment failed, or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{event}: {message}{}", if tail.is_empty() { String::new() } else { format!("\n--- the end of its output ---\n{tail}") })]
+    Hook {
+        event: String,
+        script: String,
+        message: String,
+        tail: String,
+    },
+    #[error("Install: {0}")]
+    Install(String),
+    #[error("DownloadBundle: {0}")]
+    Download(String),
+    #[error("{0}")]
+    AppSpec(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl DeployError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> DeployError {
+        DeployError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// How to deploy.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// A store reference (file://, s3://, oci://) or a revision file on this machine.
+    pub revision: String,
+    pub group: String,
+    pub application: String,
+    pub root: PathBuf,
+    pub ignore_application_stop_failures: bool,
+    /// Redeploy the last successful revision when this deployment fails.
+    pub rollback: bool,
+    pub max_revisions: usize,
+    /// Confine hook scripts to the destinations and the deployment's folder.
+    pub confine_hooks: bool,
+    /// The deployment's file_exists_behavior, when the AppSpec gives none.
+    pub file_exists_behavior: FileExists,
+    pub access: Access,
+    /// Where compiled plugins are cached.
+    pub cache_dir: Option<PathBuf>,
+    /// Echo hook output on stderr.
+    pub echo: bool,
+}
+
+/// A deployment's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum Status {
+    InProgress,
+    Succeeded,
+    Failed,
+}
+
+/// One lifecycle event as it ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub name: String,
+    pub status: Status,
+    pub scripts: usize,
+    pub duration_ms: u64,
+}
+
+/// What kiln remembers of a deployment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    pub group: String,
+    pub group_id: String,
+    pub application: String,
+    pub revision: String,
+    /// BLAKE3 of the revision's bytes.
+    pub digest: Option<String>,
+    pub status: Status,
+    pub rollback_of: Option<String>,
+    pub rolled_back_by: Option<String>,
+    pub started: String,
+    pub duration_ms: u64,
+    pub events: Vec<EventRecord>,
+    pub error: Option<String>,
+    pub dir: PathBuf,
+}
+
+/// The paths of one deployment group under the root.
+struct Layout {
+    root: PathBuf,
+    group_id: String,
+}
+
+impl Layout {
+    fn group_dir(&self) -> PathBuf {
+        self.root.join(&self.group_id)
+    }
+    fn instructions(&self) -> PathBuf {
+        self.root.join("deployment-instructions")
+    }
+    fn last_installed(&self) -> PathBuf {
+        self.instructions()
+            .join(format!("{}_last_successful_install", self.group_id))
+    }
+    fn most_recent(&self) -> PathBuf {
+        self.instructions()
+            .join(format!("{}_most_recent_install", self.group_id))
+    }
+    fn cleanup(&self) -> PathBuf {
+        self.instructions()
+            .join(format!("{}-cleanup", self.group_id))
+    }
+    fn install_json(&self) -> PathBuf {
+        self.instructions()
+            .join(format!("{}-install.json", self.group_id))
+    }
+    fn records(&self) -> PathBuf {
+        self.root.join("deployment-records").join(&self.group_id)
+    }
+    fn agent_log(&self) -> PathBuf {
+        self.root
+            .join("deployment-logs/codedeploy-agent-deployments.log")
+    }
+}
+
+/// A deployment group's id: stable for its name, shaped like CodeDeploy's (a UUID).
+pub fn group_id(group: &str) -> String {
+    let h = blake3::hash(format!("kiln deployment group {group}").as_bytes());
+    let b = h.as_bytes();
+    let hex: String = b[..16].iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A deployment id in CodeDeploy's shape: `d-` and nine letters and digits.
+fn new_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let tail: String = bytes[..9]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    format!("d-{tail}")
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DeployError> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(|e| DeployError::io(parent, e))?;
+    let tmp = tempfile::NamedTempFile::new_in(parent).map_err(|e| DeployError::io(parent, e))?;
+    std::fs::write(tmp.path(), bytes).map_err(|e| DeployError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| DeployError::io(path, e.error))?;
+    Ok(())
+}
+
+fn save(layout: &Layout, d: &Deployment) -> Result<(), DeployError> {
+    let path = layout.records().join(format!("{}.json", d.id));
+    write_atomic(&path, &serde_json::to_vec_pretty(d).unwrap_or_default())
+}
+
+fn agent_log(layout: &Layout, id: &str, message: &str) {
+    let path = layout.agent_log();
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        use std::io::Write;
+        let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f");
+        let _ = writeln!(f, "[{now}] [{id}]{message}");
+    }
+}
+
+/// Every recorded deployment of a group (all groups when `group` is None), oldest first.
+pub fn list(root: &Path, group: Option<&str>) -> Vec<Deployment> {
+    let records = root.join("deployment-records");
+    let dirs: Vec<PathBuf> = match group {
+        Some(g) => vec![records.join(group_id(g))],
+        None => std::fs::read_dir(&records)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default(),
+    };
+    let mut out: Vec<Deployment> = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect();
+    out.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
+    out
+}
+
+/// Deploys `options.revision` to the group; on failure, unless told not to, redeploys the last
+/// successful revision (a new deployment, recorded as a rollback). Returns the deployment and, when
+/// there was one, its rollback.
+pub async fn deploy(
+    options: &DeployOptions,
+) -> Result<(Deployment, Option<Deployment>), DeployError> {
+    let layout = Layout {
+        root: options.root.clone(),
+        group_id: group_id(&options.group),
+    };
+    let sandbox = Sandbox::new(options.cache_dir.clone())
+        .map_err(|e| DeployError::Usage(format!("cannot start the plugin engine: {e}")))?;
+    let good = list(&options.root, Some(&options.group))
+        .into_iter()
+        .rev()
+        .find(|d| d.status == Status::Succeeded);
+    let mut first = run(options, &layout, &sandbox, &options.revision, None).await?;
+    if first.status != Status::Failed || !options.rollback {
+        return Ok((first, None));
+    }
+    let Some(good) = good else {
+        agent_log(
+            &layout,
+            &first.id,
+            "no earlier successful deployment: no rollback",
+        );
+        return Ok((first, None));
+    };
+    let bundle = good.dir.join("bundle.tar");
+    let rollback = run(
+        options,
+        &layout,
+        &sandbox,
+        &bundle.to_string_lossy(),
+        Some((&first.id, &good)),
+    )
+    .await?;
+    first.rolled_back_by = Some(rollback.id.clone());
+    save(&layout, &first)?;
+    Ok((first, Some(rollback)))
+}
+
+/// Runs one deployment through the lifecycle. A failure in the lifecycle is a failed deployment
+/// (recorded); an error here means it could not be recorded at all.
+async fn run(
+    options: &DeployOptions,
+    layout: &Layout,
+    sandbox: &Sandbox,
+    revision: &str,
+    rollback_of: Option<(&str, &Deployment)>,
+) -> Result<Deployment, DeployError> {
+    let id = new_id();
+    let dir = layout.group_dir().join(&id);
+    std::fs::create_dir_all(dir.join("logs")).map_err(|e| DeployError::io(&dir, e))?;
+    let started = Instant::now();
+    let mut d = Deployment {
+        id: id.clone(),
+        group: options.group.clone(),
+        group_id: layout.group_id.clone(),
+        application: options.application.clone(),
+        revision: rollback_of
+            .map(|(_, good)| good.revision.clone())
+            .unwrap_or_else(|| revision.to_string()),
+        digest: None,
+        status: Status::InProgress,
+        rollback_of: rollback_of.map(|(id, _)| id.to_string()),
+        rolled_back_by: None,
+        started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        duration_ms: 0,
+        events: Vec::new(),
+        error: None,
+        dir: dir.clone(),
+    };
+    save(layout, &d)?;
+    agent_log(
+        layout,
+        &id,
+        &format!(
+            "{} {} to {}",
+            if rollback_of.is_some() {
+                "rolling back with"
+            } else {
+                "deploying"
+            },
+            d.revision,
+            options.group
+        ),
+    );
+    let log = ScriptLog::open(&dir.join("logs/scripts.log"), options.echo)
+        .map_err(|e| DeployError::io(&dir, e))?;
+    let result = lifecycle(options, layout, sandbox, revision, &mut d, &log).await;
+    d.duration_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(()) => {
+            d.status = Status::Succeeded;
+            agent_log(layout, &id, "succeeded");
+        }
+        Err(e) => {
+            d.status = Status::Failed;
+            d.error = Some(e.to_string());
+            agent_log(layout, &id, &format!("failed: {e}"));
+        }
+    }
+    save(layout, &d)?;
+    prune(layout, &d, options.max_revisions);
+    Ok(d)
+}
+
+async fn lifecycle(
+    options: &DeployOptions,
+    layout: &Layout,
+    sandbox: &Sandbox,
+    revision: &str,
+    d: &mut Deployment,
+    log: &Arc<ScriptLog>,
+) -> Result<(), DeployError> {
+    let archive = d.dir.join("deployment-archive");
+    let previous = std::fs::read_to_string(layout.last_installed())
+        .ok()
+        .map(|p| PathBuf::from(p.trim()))
+        .filter(|p| p.join("deployment-archive").is_dir());
+    let previous_spec = previous
+        .as_ref()
+        .and_then(|p| appspec::load(&p.join("deployment-archive")).ok())
+        .map(|(spec, _, _)| spec);
+    let mut destinations: Vec<PathBuf> = Vec::new();
+    let mut spec: Option<AppSpec> = None;
+    let confinement = Confinement {
+        writable: Vec::new(),
+        readable: vec![PathBuf::from("/")],
+        network: true,
+        required: false,
+        enabled: false,
+    };
+    let reaper = Reaper::default();
+    let mut env = HookEnv {
+        vars: hook_vars(options, d),
+        prepared: Arc::new(
+            confinement
+                .prepare()
+                .map_err(|e| DeployError::Usage(e.to_string()))?,
+        ),
+        reaper: reaper.clone(),
+    };
+    for (event, _) in appspec::EVENTS {
+        let started = Instant::now();
+        let outcome: Result<usize, DeployError> = match *event {
+            "BeforeBlockTraffic" | "AfterBlockTraffic" | "ApplicationStop" => {
+                match (&previous, &previous_spec) {
+                    (Some(prev), Some(prev_spec)) => {
+                        let r = hooks::run_event(
+                            event,
+                            prev_spec,
+                            &prev.join("deployment-archive"),
+                            &env,
+                            log,
+                        )
+                        .await;
+                        match r {
+                            Err(e) if options.ignore_application_stop_failures => {
+                                log.line(&format!(
+                                    "{event} failed and is ignored \
+                                     (--ignore-application-stop-failures): {e}"
+                                ));
+                                Ok(0)
+                            }
+                            other => other,
+                        }
+                    }
+                    _ => Ok(0),
+                }
+            }
+            "DownloadBundle" => download(revision, &d.dir, &archive, &options.access)
+                .await
+                .map(|digest| {
+                    d.digest = Some(digest);
+                    0
+                })
+                .and_then(|n| {
+                    write_atomic(
+                        layout.most_recent().as_path(),
+                        d.dir.to_string_lossy().as_bytes(),
+                    )?;
+                    let (s, warnings, path) =
+                        appspec::load(&archive).map_err(|e| DeployError::AppSpec(e.to_string()))?;
+                    if !warnings.is_empty()
+                        && let Ok(text) = std::fs::read_to_string(&path)
+                    {
+                        eprint!(
+                            "{}",
+                            crate::spec::diagnostic::render_all(&path, &text, &warnings, false)
+                        );
+                    }
+                    destinations = s
+                        .files
+                        .iter()
+                        .map(|f| PathBuf::from(&f.destination))
+                        .collect();
+                    if options.confine_hooks {
+                        let mut writable = destinations.clone();
+                        writable.push(d.dir.clone());
+                        writable.push(std::env::temp_dir());
+                        let confined = Confinement {
+                            writable,
+                            enabled: true,
+                            ..confinement.clone()
+                        };
+                        env.prepared = Arc::new(
+                            confined
+                                .prepare()
+                                .map_err(|e| DeployError::Usage(e.to_string()))?,
+                        );
+                    }
+                    spec = Some(s);
+                    Ok(n)
+                }),
+            "Install" => {
+                let step = install::InstallStep {
+                    sandbox,
+                    deployment_dir: &d.dir,
+                    archive: &archive,
+                    cleanup: &layout.cleanup(),
+                    install_json: &layout.install_json(),
+                    behavior: options.file_exists_behavior,
+                    log: log.clone() as Arc<dyn LogSink>,
+                };
+                let s = spec
+                    .as_ref()
+                    .ok_or_else(|| DeployError::Install("no AppSpec".into()))?;
+                let step = install::InstallStep {
+                    behavior: if spec_has_behavior(&archive) {
+                        s.file_exists_behavior
+                    } else {
+                        options.file_exists_behavior
+                    },
+                    ..step
+                };
+                let installed = install::install(s, &step).await;
+                match installed {
+                    Ok(i) => {
+                        log.line(&format!(
+                            "Install: {} files, {} folders, {} permissions ({} entries of the \
+                             previous deployment removed)",
+                            i.files, i.folders, i.permissions, i.removed
+                        ));
+                        // As the agent: the last deployment that installed is where the next
+                        // ApplicationStop comes from.
+                        write_atomic(&layout.last_installed(), d.dir.to_string_lossy().as_bytes())?;
+                        Ok(i.files)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            other => match &spec {
+                Some(s) => hooks::run_event(other, s, &archive, &env, log).await,
+                None => Ok(0),
+            },
+        };
+        let status = if outcome.is_ok() {
+            Status::Succeeded
+        } else {
+            Status::Failed
+        };
+        d.events.push(EventRecord {
+            name: event.to_string(),
+            status,
+            scripts: *outcome.as_ref().unwrap_or(&0),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        outcome?;
+    }
+    reaper.kill_all();
+    Ok(())
+}
+
+/// Whether the revision's AppSpec sets file_exists_behavior itself (it then wins over the
+/// deployment's, as on CodeDeploy).
+fn spec_has_behavior(archive: &Path) -> bool {
+    ["appspec.yml", "appspec.yaml"]
+        .iter()
+        .filter_map(|n| std::fs::read_to_string(archive.join(n)).ok())
+        .any(|t| {
+            t.lines()
+                .any(|l| l.trim_start().starts_with("file_exists_behavior"))
+        })
+}
+
+/// The variables every hook script sees: kiln's environment and CodeDeploy's.
+fn hook_vars(options: &DeployOptions, d: &Deployment) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("AWS_SECRET") && k != "KILN_CACHE")
+        .collect();
+    vars.extend([
+        ("DEPLOYMENT_ID".to_string(), d.id.clone()),
+        ("APPLICATION_NAME".to_string(), options.application.clone()),
+        ("DEPLOYMENT_GROUP_NAME".to_string(), options.group.clone()),
+        ("DEPLOYMENT_GROUP_ID".to_string(), d.group_id.clone()),
+    ]);
+    if let Ok(crate::store::Ref::S3 { bucket, key }) = crate::store::Ref::parse(&d.revision) {
+        vars.push(("BUNDLE_BUCKET".into(), bucket));
+        vars.push(("BUNDLE_KEY".into(), key));
+    }
+    vars
+}
+
+/// DownloadBundle: the revision into `<dir>/bundle.tar` (verified), then extracted into the
+/// archive folder. Returns its BLAKE3.
+async fn download(
+    revision: &str,
+    dir: &Path,
+    archive: &Path,
+    access: &Access,
+) -> Result<String, DeployError> {
+    let bundle = dir.join("bundle.tar");
+    let digest = if crate::store::Ref::parse(revision).is_ok() {
+        crate::store::pull(revision, &PullInto::Archive(bundle.clone()), access)
+            .await
+            .map_err(|e| DeployError::Download(e.to_string()))?
+            .blake3
+    } else {
+        let source = Path::new(revision);
+        if !source.is_file() {
+            return Err(DeployError::Download(format!(
+                "{revision} is neither a revision file nor a store reference \
+                 (file:///…, s3://…, oci://…)"
+            )));
+        }
+        std::fs::copy(source, &bundle).map_err(|e| DeployError::io(source, e))?;
+        blake3::Hasher::new()
+            .update_mmap(&bundle)
+            .map_err(|e| DeployError::io(&bundle, e))?
+            .finalize()
+            .to_hex()
+            .to_string()
+    };
+    let bundle2 = bundle.clone();
+    let archive2 = archive.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        crate::revision::extract::extract(&bundle2, &archive2, Default::default())
+    })
+    .await
+    .map_err(|e| DeployError::Download(e.to_string()))?
+    .map_err(|e| DeployError::Download(e.to_string()))?;
+    Ok(digest)
+}
+
+/// Keeps at most `max` deployment folders of the group (the current one included), never the last
+/// one that installed nor the last that succeeded; the oldest go first.
+fn prune(layout: &Layout, current: &Deployment, max: usize) {
+    let keep: Vec<PathBuf> = [layout.last_installed()]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|p| PathBuf::from(p.trim()))
+        .chain(
+            list(&layout.root, None)
+                .into_iter()
+                .rfind(|d| d.group_id == layout.group_id && d.status == Status::Succeeded)
+                .map(|d| d.dir),
+        )
+        .collect();
+    let Ok(entries) = std::fs::read_dir(layout.group_dir()) else {
+        return;
+    };
+    let mut others: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && *p != current.dir)
+        .map(|p| {
+            let t = std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, p)
+        })
+        .collect();
+    let extra = (others.len() + 1).saturating_sub(max.max(1));
+    if extra == 0 {
+        return;
+    }
+    others.retain(|(_, p)| !keep.contains(p));
+    others.sort();
+    for (_, p) in others.into_iter().take(extra) {
+        let _ = std::fs::remove_dir_all(&p);
+    }
+}

@@ -1,0 +1,657 @@
+//! The EC2/on-premises AppSpec (`appspec.yml`, version 0.0), as the CodeDeploy agent reads it:
+//! `os`, `files`, `file_exists_behavior`, `permissions`, `hooks`. Every error is reported at once
+//! with its line and column. The AppSpecs of Lambda and ECS deployments (`Resources`) are recognised
+//! and refused: they do not deploy to a host.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::diagnostic::{Diagnostic, Severity, SpecError};
+use super::read::Reader;
+use super::yaml::{self, Node, NodeKind};
+
+/// The lifecycle events of an in-place deployment, in the agent's order, and whether scripts may
+/// hook them. The traffic events are the load balancer's; on one host their scripts run in place,
+/// as `codedeploy-local` runs them.
+pub const EVENTS: &[(&str, bool)] = &[
+    ("BeforeBlockTraffic", true),
+    ("AfterBlockTraffic", true),
+    ("ApplicationStop", true),
+    ("DownloadBundle", false),
+    ("BeforeInstall", true),
+    ("Install", false),
+    ("AfterInstall", true),
+    ("ApplicationStart", true),
+    ("ValidateService", true),
+    ("BeforeAllowTraffic", true),
+    ("AfterAllowTraffic", true),
+];
+
+/// The longest a script may run, in seconds (CodeDeploy's limit).
+pub const MAX_TIMEOUT: u64 = 3600;
+
+/// A parsed AppSpec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppSpec {
+    pub os: String,
+    pub files: Vec<FileMapping>,
+    pub file_exists_behavior: FileExists,
+    pub permissions: Vec<Permission>,
+    /// Scripts by lifecycle event, in the order written.
+    pub hooks: BTreeMap<String, Vec<Script>>,
+}
+
+/// `files`: copy `source` (relative to the revision; `/` is all of it) to `destination`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMapping {
+    pub source: String,
+    pub destination: String,
+}
+
+/// What Install does with a file that is already at its destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FileExists {
+    /// Fail the deployment (CodeDeploy's default).
+    #[default]
+    Disallow,
+    /// Replace it.
+    Overwrite,
+    /// Keep it; the revision's file is not copied.
+    Retain,
+}
+
+impl FileExists {
+    pub fn parse(text: &str) -> Option<FileExists> {
+        match text.to_ascii_uppercase().as_str() {
+            "DISALLOW" => Some(FileExists::Disallow),
+            "OVERWRITE" => Some(FileExists::Overwrite),
+            "RETAIN" => Some(FileExists::Retain),
+            _ => None,
+        }
+    }
+}
+
+/// Which kinds of entries a permission applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectType {
+    File,
+    Directory,
+}
+
+/// `permissions`: owner, group, mode (and ACLs, SELinux context) for `object` and, when it is a
+/// directory, the entries below it that match `pattern` and not `except`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    pub object: String,
+    pub pattern: String,
+    pub except: Vec<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<u32>,
+    pub acls: Vec<String>,
+    pub context: Option<Context>,
+    pub types: Vec<ObjectType>,
+}
+
+/// An SELinux context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub user: Option<String>,
+    pub kind: String,
+    pub range: Option<String>,
+}
+
+/// A hook script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub location: String,
+    /// Seconds; CodeDeploy's default is 3600.
+    pub timeout: u64,
+    pub runas: Option<String>,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "os",
+    "files",
+    "file_exists_behavior",
+    "permissions",
+    "hooks",
+];
+const PERMISSION_KEYS: &[&str] = &[
+    "object", "pattern", "except", "owner", "group", "mode", "acls", "context", "type",
+];
+
+/// Parses AppSpec text; `path` is only used in messages. Warnings come back with the spec.
+pub fn parse(path: &Path, source: &str) -> Result<(AppSpec, Vec<Diagnostic>), SpecError> {
+    let fail = |diagnostics| SpecError {
+        path: path.to_path_buf(),
+        source: source.to_string(),
+        diagnostics,
+    };
+    let root = yaml::parse(source).map_err(|d| fail(vec![d]))?;
+    let mut r = Reader::default();
+    let spec = read_appspec(&mut r, &root);
+    let (errors, warnings): (Vec<_>, Vec<_>) = r
+        .diagnostics
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if errors.is_empty() {
+        Ok((spec, warnings))
+    } else {
+        Err(fail(errors.into_iter().chain(warnings).collect()))
+    }
+}
+
+/// Why an AppSpec could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "{} has no appspec.yml (or appspec.yaml) at its root; a CodeDeploy revision needs one",
+        .0.display()
+    )]
+    Missing(std::path::PathBuf),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(SpecError),
+}
+
+/// Finds and parses the AppSpec at the root of a revision folder.
+pub fn load(revision: &Path) -> Result<(AppSpec, Vec<Diagnostic>, std::path::PathBuf), LoadError> {
+    let path = ["appspec.yml", "appspec.yaml"]
+        .iter()
+        .map(|n| revision.join(n))
+        .find(|p| p.is_file())
+        .ok_or_else(|| LoadError::Missing(revision.to_path_buf()))?;
+    let source = std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let (spec, warnings) = parse(&path, &source).map_err(LoadError::Invalid)?;
+    Ok((spec, warnings, path))
+}
+
+fn read_appspec(r: &mut Reader, root: &Node) -> AppSpec {
+    let mut spec = AppSpec::default();
+    let NodeKind::Map(entries) = &root.kind else {
+        r.error_help(
+            root.span,
+            format!("expected an AppSpec mapping, found {}", root.describe()),
+            "an EC2/on-premises AppSpec starts with `version: 0.0` and `os: linux`",
+        );
+        return spec;
+    };
+    if entries
+        .iter()
+        .any(|(k, _)| matches!(k.as_str(), Some("Resources" | "resources")))
+    {
+        r.error_help(
+            root.span,
+            "this is an AppSpec for an AWS Lambda or Amazon ECS deployment (it has `Resources`)",
+            "kiln deploys to hosts: an EC2/on-premises AppSpec has `version: 0.0`, `os`, `files` \
+             and `hooks`",
+        );
+        return spec;
+    }
+    let mut version = None;
+    let mut os = None;
+    for (key, span, value) in r.map(root, "the AppSpec") {
+        match key {
+            "version" => {
+                version = Some(span);
+                match value.as_str() {
+                    Some("0.0") => {}
+                    _ => r.error_help(
+                        value.span,
+                        format!(
+                            "unsupported AppSpec version {}",
+                            value.as_str().unwrap_or("(not a string)")
+                        ),
+                        "the EC2/on-premises AppSpec is `version: 0.0`",
+                    ),
+                }
+            }
+            "os" => {
+                os = Some(span);
+                match value.as_str() {
+                    Some("linux") => spec.os = "linux".into(),
+                    Some("windows") => r.error_help(
+                        value.span,
+                        "this AppSpec is for Windows hosts; kiln deploys on Linux",
+                        "use `os: linux`",
+                    ),
+                    _ => r.error_help(
+                        value.span,
+                        format!("unknown os {}", value.as_str().unwrap_or("(not a string)")),
+                        "use `os: linux` (or `windows`, which kiln does not deploy)",
+                    ),
+                }
+            }
+            "files" => spec.files = read_files(r, value),
+            "file_exists_behavior" => {
+                if let Some(text) = r.string(value, "file_exists_behavior") {
+                    match FileExists::parse(&text) {
+                        Some(b) => spec.file_exists_behavior = b,
+                        None => r.error_help(
+                            value.span,
+                            format!("unknown file_exists_behavior `{text}`"),
+                            "use DISALLOW (the default), OVERWRITE or RETAIN",
+                        ),
+                    }
+                }
+            }
+            "permissions" => spec.permissions = read_permissions(r, value),
+            "hooks" => spec.hooks = read_hooks(r, value),
+            other => r.unknown_key(other, span, "the AppSpec", TOP_KEYS),
+        }
+    }
+    if version.is_none() {
+        r.error_help(
+            root.span,
+            "the AppSpec has no `version`",
+            "add `version: 0.0` at the top",
+        );
+    }
+    if os.is_none() {
+        r.error_help(root.span, "the AppSpec has no `os`", "add `os: linux`");
+    }
+    spec
+}
+
+fn items<'n>(r: &mut Reader, node: &'n Node, what: &str) -> Vec<&'n Node> {
+    match &node.kind {
+        NodeKind::Null => Vec::new(),
+        NodeKind::Seq(items) => items.iter().collect(),
+        _ => {
+            r.error(
+                node.span,
+                format!("expected a list for {what}, found {}", node.describe()),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn read_files(r: &mut Reader, node: &Node) -> Vec<FileMapping> {
+    let mut out = Vec::new();
+    for item in items(r, node, "files") {
+        let mut source = None;
+        let mut destination = None;
+        for (key, span, value) in r.map(item, "a files entry") {
+            match key {
+                "source" => source = r.string(value, "source"),
+                "destination" => {
+                    destination = r.string(value, "destination");
+                    if let Some(d) = &destination
+                        && !d.starts_with('/')
+                    {
+                        r.error_help(
+                            value.span,
+                            format!("the destination `{d}` is not an absolute path"),
+                            "destinations are absolute, e.g. /var/www/html",
+                        );
+                    }
+                }
+                other => r.unknown_key(other, span, "a files entry", &["source", "destination"]),
+            }
+        }
+        match (source, destination) {
+            (Some(source), Some(destination)) => {
+                if source.split('/').any(|p| p == "..") {
+                    r.error(
+                        item.span,
+                        format!("the source `{source}` leaves the revision"),
+                    );
+                }
+                out.push(FileMapping {
+                    source,
+                    destination,
+                })
+            }
+            (None, _) => r.error_help(
+                item.span,
+                "this files entry has no `source`",
+                "give the path in the revision to copy (`/` for all of it)",
+            ),
+            (_, None) => r.error_help(
+                item.span,
+                "this files entry has no `destination`",
+                "give the absolute path to copy it to",
+            ),
+        }
+    }
+    out
+}
+
+/// An octal mode as the AppSpec writes it: up to four octal digits (`644`, `0755`, `4755`).
+pub fn parse_mode(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 4 || !text.chars().all(|c| ('0'..='7').contains(&c)) {
+        return None;
+    }
+    u32::from_str_radix(text, 8).ok()
+}
+
+fn read_permissions(r: &mut Reader, node: &Node) -> Vec<Permission> {
+    let mut out = Vec::new();
+    for item in items(r, node, "permissions") {
+        let mut p = Permission {
+            object: String::new(),
+            pattern: "**".into(),
+            except: Vec::new(),
+            owner: None,
+            group: None,
+            mode: None,
+            acls: Vec::new(),
+            context: None,
+            types: vec![ObjectType::File, ObjectType::Directory],
+        };
+        let mut has_object = false;
+        for (key, span, value) in r.map(item, "a permissions entry") {
+            match key {
+                "object" => {
+                    if let Some(o) = r.string(value, "object") {
+                        if !o.starts_with('/') {
+                            r.error_help(
+                                value.span,
+                                format!("the object `{o}` is not an absolute path"),
+                                "objects are installed paths, e.g. /var/www/html",
+                            );
+                        }
+                        p.object = o;
+                        has_object = true;
+                    }
+                }
+                "pattern" => {
+                    if let Some(s) = r.string(value, "pattern") {
+                        p.pattern = s;
+                    }
+                }
+                "except" => p.except = r.string_list(value, "except"),
+                "owner" => p.owner = r.string(value, "owner"),
+                "group" => p.group = r.string(value, "group"),
+                "mode" => {
+                    if let Some(text) = r.string(value, "mode") {
+                        match parse_mode(&text) {
+                            Some(m) => p.mode = Some(m),
+                            None => r.error_help(
+                                value.span,
+                                format!("`{text}` is not a file mode"),
+                                "write the mode in octal, up to four digits: 644, 0755, 4750",
+                            ),
+                        }
+                    }
+                }
+                "acls" => p.acls = r.string_list(value, "acls"),
+                "context" => p.context = read_context(r, value),
+                "type" => {
+                    let mut types = Vec::new();
+                    for (t, span) in r.strings(value, "type") {
+                        match t.as_str() {
+                            "file" => types.push(ObjectType::File),
+                            "directory" => types.push(ObjectType::Directory),
+                            _ => r.error_help(
+                                span,
+                                format!("unknown type `{t}`"),
+                                "the types are `file` and `directory`",
+                            ),
+                        }
+                    }
+                    if types.is_empty() {
+                        r.error(value.span, "`type` lists no type");
+                    } else {
+                        p.types = types;
+                    }
+                }
+                other => r.unknown_key(other, span, "a permissions entry", PERMISSION_KEYS),
+            }
+        }
+        if !has_object {
+            r.error_help(
+                item.span,
+                "this permissions entry has no `object`",
+                "give the installed path it applies to",
+            );
+            continue;
+        }
+        out.push(p);
+    }
+    out
+}
+
+fn read_context(r: &mut Reader, node: &Node) -> Option<Context> {
+    let mut user = None;
+    let mut kind = None;
+    let mut range = None;
+    for (key, span, value) in r.map(node, "context") {
+        match key {
+            "name" | "user" => user = r.string(value, "context user"),
+            "type" => kind = r.string(value, "context type"),
+            "range" => range = r.string(value, "context range"),
+            other => r.unknown_key(other, span, "context", &["user", "type", "range"]),
+        }
+    }
+    match kind {
+        Some(kind) => Some(Context { user, kind, range }),
+        None => {
+            r.error_help(
+                node.span,
+                "the SELinux context has no `type`",
+                "a context needs at least `type`, e.g. httpd_sys_content_t",
+            );
+            None
+        }
+    }
+}
+
+fn read_hooks(r: &mut Reader, node: &Node) -> BTreeMap<String, Vec<Script>> {
+    let mut out = BTreeMap::new();
+    for (event, span, value) in r.map(node, "hooks") {
+        match EVENTS.iter().find(|(name, _)| *name == event) {
+            Some((_, false)) => {
+                r.error_help(
+                    span,
+                    format!("`{event}` cannot run scripts; kiln (as CodeDeploy) does that step"),
+                    "hook ApplicationStop, BeforeInstall, AfterInstall, ApplicationStart, \
+                     ValidateService or a traffic event",
+                );
+                continue;
+            }
+            None => {
+                let known: Vec<&str> = EVENTS.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+                // The agent ignores events it does not know; kiln says so, in case of a typo.
+                r.diagnostics.push(
+                    Diagnostic::warning(
+                        span,
+                        format!("unknown lifecycle event `{event}`: its scripts never run"),
+                    )
+                    .with_help(format!("the events are: {}", known.join(", "))),
+                );
+                continue;
+            }
+            Some((_, true)) => {}
+        }
+        let mut scripts = Vec::new();
+        let mut total = 0;
+        for item in items(r, value, event) {
+            if let Some(script) = read_script(r, item) {
+                total += script.timeout;
+                scripts.push(script);
+            }
+        }
+        if total > MAX_TIMEOUT {
+            r.error_help(
+                value.span,
+                format!(
+                    "the scripts of {event} may run {total} s in all, past CodeDeploy's limit of \
+                     {MAX_TIMEOUT} s"
+                ),
+                "lower their timeouts: one event's scripts share one hour",
+            );
+        }
+        out.insert(event.to_string(), scripts);
+    }
+    out
+}
+
+fn read_script(r: &mut Reader, node: &Node) -> Option<Script> {
+    let mut location = None;
+    let mut timeout = MAX_TIMEOUT;
+    let mut runas = None;
+    for (key, span, value) in r.map(node, "a hook script") {
+        match key {
+            "location" => location = r.string(value, "location"),
+            "timeout" => {
+                let text = r.string(value, "timeout");
+                match text.as_deref().map(str::parse::<u64>) {
+                    Some(Ok(t)) if (1..=MAX_TIMEOUT).contains(&t) => timeout = t,
+                    Some(_) => r.error_help(
+                        value.span,
+                        format!(
+                            "the timeout `{}` is not a number of seconds from 1 to {MAX_TIMEOUT}",
+                            text.unwrap_or_default()
+                        ),
+                        "write whole seconds, e.g. `timeout: 300`",
+                    ),
+                    None => {}
+                }
+            }
+            "runas" => runas = r.string(value, "runas"),
+            "sudo" => {}
+            other => r.unknown_key(
+                other,
+                span,
+                "a hook script",
+                &["location", "timeout", "runas"],
+            ),
+        }
+    }
+    match location {
+        Some(location) => Some(Script {
+            location,
+            timeout,
+            runas,
+        }),
+        None => {
+            r.error_help(
+                node.span,
+                "this hook script has no `location`",
+                "give the script's path in the revision, e.g. scripts/start.sh",
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> AppSpec {
+        parse(Path::new("appspec.yml"), text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .0
+    }
+
+    fn err(text: &str) -> String {
+        parse(Path::new("appspec.yml"), text)
+            .expect_err("should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_full_appspec_reads() {
+        let spec = ok("version: 0.0
+os: linux
+files:
+  - source: /
+    destination: /var/www/html
+file_exists_behavior: OVERWRITE
+permissions:
+  - object: /var/www/html
+    pattern: \"*.sh\"
+    except: [/var/www/html/keep.sh]
+    owner: www-data
+    group: www-data
+    mode: 0755
+    type:
+      - file
+hooks:
+  ApplicationStart:
+    - location: scripts/start.sh
+      timeout: 300
+      runas: root
+");
+        assert_eq!(spec.files[0].source, "/");
+        assert_eq!(spec.file_exists_behavior, FileExists::Overwrite);
+        assert_eq!(spec.permissions[0].mode, Some(0o755));
+        assert_eq!(spec.permissions[0].types, [ObjectType::File]);
+        assert_eq!(spec.hooks["ApplicationStart"][0].timeout, 300);
+    }
+
+    #[test]
+    fn defaults_are_codedeploys() {
+        let spec = ok(
+            "version: 0.0\nos: linux\npermissions:\n  - object: /srv\n    mode: 644\nhooks:\n  AfterInstall:\n    - location: a.sh\n",
+        );
+        assert_eq!(spec.file_exists_behavior, FileExists::Disallow);
+        assert_eq!(spec.permissions[0].pattern, "**");
+        assert_eq!(
+            spec.permissions[0].types,
+            [ObjectType::File, ObjectType::Directory]
+        );
+        assert_eq!(spec.hooks["AfterInstall"][0].timeout, 3600);
+    }
+
+    #[test]
+    fn errors_point_at_their_place() {
+        let e = err("version: 0.1\nos: linux\n");
+        assert!(e.contains("appspec.yml:1:10"), "{e}");
+        assert!(e.contains("unsupported AppSpec version 0.1"), "{e}");
+        let e = err("version: 0.0\nos: linux\nfiles:\n  - source: a\n    destination: relative\n");
+        assert!(
+            e.contains("5:18") && e.contains("not an absolute path"),
+            "{e}"
+        );
+        let e = err("version: 0.0\nos: linux\nhooks:\n  Install:\n    - location: x.sh\n");
+        assert!(e.contains("cannot run scripts"), "{e}");
+        let (_, warnings) = parse(
+            Path::new("appspec.yml"),
+            "version: 0.0\nos: linux\nhooks:\n  AfterInstal:\n    - location: x.sh\n",
+        )
+        .unwrap();
+        assert!(
+            warnings[0]
+                .message
+                .contains("unknown lifecycle event `AfterInstal`")
+        );
+        let e = err("version: 0.0\nos: linux\npermissions:\n  - object: /a\n    mode: 9\n");
+        assert!(e.contains("`9` is not a file mode"), "{e}");
+        let e = err(
+            "version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: a\n      timeout: 3601\n",
+        );
+        assert!(e.contains("from 1 to 3600"), "{e}");
+    }
+
+    #[test]
+    fn lambda_and_ecs_appspecs_are_refused() {
+        let e = err(
+            "version: 0.0\nResources:\n  - myLambdaFunction:\n      Type: AWS::Lambda::Function\n",
+        );
+        assert!(e.contains("Lambda or Amazon ECS"), "{e}");
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("644"), Some(0o644));
+        assert_eq!(parse_mode("4755"), Some(0o4755));
+        assert_eq!(parse_mode("888"), None);
+        assert_eq!(parse_mode("07555"), None);
+        assert_eq!(parse_mode(""), None);
+    }
+}

@@ -1,0 +1,579 @@
+//! `kiln deploy`: the CodeDeploy agent's lifecycle on this host, with real hook scripts writing into
+//! temp destinations.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::support::kiln;
+
+/// A test host: a deployment root, a destination, and a trace file the hooks append to.
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Host {
+        let host = Host {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(host.dest()).unwrap();
+        host
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+    fn dest(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+    fn trace(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("trace"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+    fn clear_trace(&self) {
+        let _ = std::fs::remove_file(self.dir.path().join("trace"));
+    }
+
+    /// Packages a revision `name`: `site/` with `files`, an AppSpec with `extra` appended, and a
+    /// script for every hookable event that records `<name> <event> <group>` in the trace (and
+    /// runs `hook_body` when given for that event).
+    fn revision(
+        &self,
+        name: &str,
+        files: &[(&str, &str)],
+        extra: &str,
+        hook_body: &[(&str, &str)],
+    ) -> PathBuf {
+        let src = self.dir.path().join(format!("src-{name}"));
+        std::fs::create_dir_all(src.join("scripts")).unwrap();
+        for (path, content) in files {
+            let p = src.join("site").join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        let events = [
+            "BeforeBlockTraffic",
+            "AfterBlockTraffic",
+            "ApplicationStop",
+            "BeforeInstall",
+            "AfterInstall",
+            "ApplicationStart",
+            "ValidateService",
+            "BeforeAllowTraffic",
+            "AfterAllowTraffic",
+        ];
+        let mut hooks = String::from("hooks:\n");
+        for event in events {
+            let body = hook_body
+                .iter()
+                .find(|(e, _)| *e == event)
+                .map(|(_, b)| *b)
+                .unwrap_or("");
+            let script = src.join(format!("scripts/{event}.sh"));
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\necho \"{name} $LIFECYCLE_EVENT $DEPLOYMENT_GROUP_NAME\" >> '{}'\n{body}\n",
+                    self.dir.path().join("trace").display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            hooks.push_str(&format!(
+                "  {event}:\n    - location: scripts/{event}.sh\n      timeout: 60\n"
+            ));
+        }
+        std::fs::write(
+            src.join("appspec.yml"),
+            format!(
+                "version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: {}\n{extra}\n{hooks}",
+                self.dest().display()
+            ),
+        )
+        .unwrap();
+        let out = self.dir.path().join(format!("{name}.zip"));
+        let run = kiln()
+            .args(["package"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        out
+    }
+
+    fn deploy(&self, revision: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+        let out = kiln()
+            .arg("deploy")
+            .arg(revision)
+            .args(["--group", "web", "--json", "--root"])
+            .arg(self.root())
+            .args(extra)
+            .output()
+            .unwrap();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (
+            out.status.code(),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn deployments(&self) -> Vec<serde_json::Value> {
+        let out = kiln()
+            .args(["deployments", "--group", "web", "--json", "--root"])
+            .arg(self.root())
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    }
+}
+
+fn events(trace: &[String], name: &str) -> Vec<String> {
+    trace
+        .iter()
+        .filter(|l| l.starts_with(&format!("{name} ")))
+        .map(|l| l.split(' ').nth(1).unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn the_lifecycle_runs_in_order_and_stop_comes_from_the_previous_revision() {
+    let host = Host::new();
+    let v1 = host.revision("v1", &[("index.html", "one"), ("old.txt", "old")], "", &[]);
+    let (code, json, err) = host.deploy(&v1, &[]);
+    assert_eq!(code, Some(0), "{err}\n{json}");
+    // First deployment: no previous revision, so no ApplicationStop nor BlockTraffic scripts.
+    assert_eq!(
+        events(&host.trace(), "v1"),
+        [
+            "BeforeInstall",
+            "AfterInstall",
+            "ApplicationStart",
+            "ValidateService",
+            "BeforeAllowTraffic",
+            "AfterAllowTraffic"
+        ]
+    );
+    assert!(host.trace()[0].ends_with(" web"), "DEPLOYMENT_GROUP_NAME");
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "one"
+    );
+    let d = &json["deployment"];
+    assert_eq!(d["status"], "Succeeded");
+    assert!(d["digest"].as_str().unwrap().len() == 64);
+    let id = d["id"].as_str().unwrap();
+    assert!(id.starts_with("d-") && id.len() == 11, "{id}");
+    // The agent's layout.
+    let dir = PathBuf::from(d["dir"].as_str().unwrap());
+    assert!(dir.join("bundle.tar").is_file());
+    assert!(dir.join("deployment-archive/appspec.yml").is_file());
+    let log = std::fs::read_to_string(dir.join("logs/scripts.log")).unwrap();
+    assert!(log.contains("LifecycleEvent - ApplicationStart"), "{log}");
+    assert!(
+        log.contains("Script - scripts/ApplicationStart.sh"),
+        "{log}"
+    );
+
+    host.clear_trace();
+    let v2 = host.revision(
+        "v2",
+        &[("index.html", "two"), ("new/page.html", "new")],
+        "",
+        &[],
+    );
+    let (code, json, err) = host.deploy(&v2, &[]);
+    assert_eq!(code, Some(0), "{err}\n{json}");
+    let trace = host.trace();
+    // The previous revision's stop scripts, then the new revision's.
+    assert_eq!(
+        events(&trace, "v1"),
+        ["BeforeBlockTraffic", "AfterBlockTraffic", "ApplicationStop"]
+    );
+    assert!(trace[2].starts_with("v1 ApplicationStop") && trace[3].starts_with("v2 BeforeInstall"));
+    // Files of v1 that v2 does not have are gone; v2's are there.
+    assert!(!host.dest().join("old.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "two"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("new/page.html")).unwrap(),
+        "new"
+    );
+
+    let list = host.deployments();
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|d| d["status"] == "Succeeded"));
+    assert_ne!(list[0]["digest"], list[1]["digest"]);
+}
+
+#[test]
+fn file_exists_behavior_disallow_overwrite_retain() {
+    let host = Host::new();
+    std::fs::write(host.dest().join("index.html"), "theirs").unwrap();
+    // DISALLOW (the default): the deployment fails and says where.
+    let v1 = host.revision("v1", &[("index.html", "ours")], "", &[]);
+    let (code, json, _) = host.deploy(&v1, &[]);
+    assert_eq!(code, Some(1), "{json}");
+    let error = json["deployment"]["error"].as_str().unwrap();
+    assert!(error.contains("already exists at this location"), "{error}");
+    assert!(error.contains("index.html"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "theirs"
+    );
+    // RETAIN in the AppSpec: theirs stays.
+    let retain = host.revision(
+        "r",
+        &[("index.html", "ours")],
+        "file_exists_behavior: RETAIN",
+        &[],
+    );
+    let (code, _, err) = host.deploy(&retain, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "theirs"
+    );
+    // OVERWRITE from the command line (the AppSpec says nothing): ours.
+    let v2 = host.revision("v2", &[("index.html", "ours")], "", &[]);
+    let (code, _, err) = host.deploy(&v2, &["--file-exists-behavior", "OVERWRITE"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "ours"
+    );
+}
+
+#[test]
+fn permissions_set_modes_and_owners_on_what_was_installed() {
+    let host = Host::new();
+    let dest = host.dest();
+    let root = unsafe { libc::geteuid() } == 0;
+    let owner = if root { "    owner: nobody\n" } else { "" };
+    let extra = format!(
+        "permissions:\n  - object: {d}\n    pattern: \"*.sh\"\n    mode: 0750\n    type:\n      - file\n{owner}  - object: {d}/conf\n    mode: 600\n    type: [file]\n  - object: {d}\n    pattern: conf\n    mode: 0700\n    type: [directory]\n",
+        d = dest.display()
+    );
+    let v1 = host.revision(
+        "v1",
+        &[
+            ("run.sh", "#!/bin/sh\n"),
+            ("readme.txt", "hi"),
+            ("conf/app.ini", "x=1"),
+        ],
+        &extra,
+        &[],
+    );
+    let (code, json, err) = host.deploy(&v1, &[]);
+    assert_eq!(code, Some(0), "{err}\n{json}");
+    let mode = |p: &str| {
+        std::fs::metadata(dest.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("run.sh"), 0o750);
+    assert_eq!(mode("readme.txt"), 0o644, "not matched: left as packaged");
+    assert_eq!(mode("conf/app.ini"), 0o600);
+    assert_eq!(mode("conf"), 0o700);
+    if root {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(dest.join("run.sh")).unwrap().uid(), 65534);
+    }
+}
+
+#[test]
+fn a_permission_claimed_twice_fails_as_on_codedeploy() {
+    let host = Host::new();
+    let extra = format!(
+        "permissions:\n  - object: {d}\n    mode: 644\n  - object: {d}\n    pattern: \"*.html\"\n    mode: 600\n",
+        d = host.dest().display()
+    );
+    let v1 = host.revision("v1", &[("index.html", "x")], &extra, &[]);
+    let (code, json, _) = host.deploy(&v1, &["--no-rollback"]);
+    assert_eq!(code, Some(1));
+    let error = json["deployment"]["error"].as_str().unwrap();
+    assert!(error.contains("more than once"), "{error}");
+}
+
+#[test]
+fn a_hook_past_its_timeout_is_killed_with_its_children() {
+    let host = Host::new();
+    let marker = host.dir.path().join("child-alive");
+    let body = format!("(sleep 3; touch '{}') &\nsleep 30", marker.display());
+    let src = host.revision("v1", &[("a", "a")], "", &[("AfterInstall", &body)]);
+    // Shorten AfterInstall's timeout to 1 s.
+    let dir = host.dir.path().join("src-v1");
+    let spec = std::fs::read_to_string(dir.join("appspec.yml"))
+        .unwrap()
+        .replace(
+            "  AfterInstall:\n    - location: scripts/AfterInstall.sh\n      timeout: 60",
+            "  AfterInstall:\n    - location: scripts/AfterInstall.sh\n      timeout: 1",
+        );
+    std::fs::write(dir.join("appspec.yml"), spec).unwrap();
+    std::fs::remove_file(&src).unwrap();
+    let _ = std::fs::remove_file(src.with_extension("zip.manifest.json"));
+    let out = kiln()
+        .args(["package"])
+        .arg(&dir)
+        .arg("-o")
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let started = std::time::Instant::now();
+    let (code, json, _) = host.deploy(&src, &["--no-rollback"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        started.elapsed().as_secs() < 15,
+        "the hook was not stopped at its timeout"
+    );
+    let error = json["deployment"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("scripts/AfterInstall.sh failed to complete in 1 seconds"),
+        "{error}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(!marker.exists(), "the hook's child outlived the timeout");
+    assert_eq!(
+        events(&host.trace(), "v1"),
+        ["BeforeInstall", "AfterInstall"]
+    );
+}
+
+#[test]
+fn a_failed_deployment_rolls_back_to_the_last_good_revision() {
+    let host = Host::new();
+    let v1 = host.revision(
+        "v1",
+        &[("index.html", "one"), ("only-v1.txt", "1")],
+        "",
+        &[],
+    );
+    let (code, _, err) = host.deploy(&v1, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    host.clear_trace();
+    let v2 = host.revision(
+        "v2",
+        &[("index.html", "two"), ("only-v2.txt", "2")],
+        "",
+        &[(
+            "ValidateService",
+            "echo checking health; echo 'health check: bad' >&2; exit 3",
+        )],
+    );
+    let (code, json, _) = host.deploy(&v2, &[]);
+    assert_eq!(code, Some(1), "{json}");
+    let error = json["deployment"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("scripts/ValidateService.sh failed with exit code 3"),
+        "{error}"
+    );
+    assert!(
+        error.contains("health check: bad"),
+        "the tail of its output: {error}"
+    );
+    // The rollback: a new deployment of v1, its files back, its ApplicationStart run.
+    let rollback = &json["rollback"];
+    assert_eq!(rollback["status"], "Succeeded", "{json}");
+    assert_eq!(rollback["rollback_of"], json["deployment"]["id"]);
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "one"
+    );
+    assert!(host.dest().join("only-v1.txt").exists());
+    assert!(!host.dest().join("only-v2.txt").exists());
+    let trace = host.trace();
+    let failed_at = trace
+        .iter()
+        .position(|l| l.starts_with("v2 ValidateService"))
+        .unwrap();
+    // v2 installed, so the rollback stops v2 first, then starts v1.
+    assert!(
+        trace[failed_at..]
+            .iter()
+            .any(|l| l.starts_with("v2 ApplicationStop"))
+    );
+    assert!(
+        trace[failed_at..]
+            .iter()
+            .any(|l| l.starts_with("v1 ApplicationStart"))
+    );
+    let list = host.deployments();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[1]["status"], "Failed");
+    assert_eq!(list[1]["rolled_back_by"], list[2]["id"]);
+}
+
+#[test]
+fn no_rollback_keeps_the_failed_state() {
+    let host = Host::new();
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    assert_eq!(host.deploy(&v1, &[]).0, Some(0));
+    let v2 = host.revision(
+        "v2",
+        &[("index.html", "two")],
+        "",
+        &[("ValidateService", "exit 1")],
+    );
+    let (code, json, _) = host.deploy(&v2, &["--no-rollback"]);
+    assert_eq!(code, Some(1));
+    assert!(json["rollback"].is_null());
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "two"
+    );
+}
+
+#[test]
+fn only_max_revisions_deployment_folders_are_kept() {
+    let host = Host::new();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let v = host.revision(
+            &format!("v{i}"),
+            &[("index.html", &format!("{i}"))],
+            "",
+            &[],
+        );
+        let (code, json, err) = host.deploy(&v, &["--max-revisions", "2"]);
+        assert_eq!(code, Some(0), "{err}");
+        ids.push(json["deployment"]["id"].as_str().unwrap().to_string());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let group_dir = std::fs::read_dir(host.root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join(&ids[0]).exists() || p.join(&ids[3]).exists())
+        .unwrap();
+    let mut kept: Vec<String> = std::fs::read_dir(&group_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    let mut want = vec![ids[2].clone(), ids[3].clone()];
+    want.sort();
+    assert_eq!(kept, want);
+    // The records stay.
+    assert_eq!(host.deployments().len(), 4);
+}
+
+/// A revision whose AfterInstall runs as `nobody` and writes its uid to `<host>/uid`.
+fn runas_revision(host: &Host) -> PathBuf {
+    let out = host.dir.path().join("uid");
+    let v1 = host.revision(
+        "v1",
+        &[("a", "a")],
+        "",
+        &[("AfterInstall", &format!("id -u > '{}'", out.display()))],
+    );
+    let dir = host.dir.path().join("src-v1");
+    let spec = std::fs::read_to_string(dir.join("appspec.yml"))
+        .unwrap()
+        .replace(
+            "scripts/AfterInstall.sh\n      timeout: 60",
+            "scripts/AfterInstall.sh\n      timeout: 60\n      runas: nobody",
+        );
+    std::fs::write(dir.join("appspec.yml"), spec).unwrap();
+    std::fs::remove_file(&v1).unwrap();
+    let ok = kiln()
+        .args(["package"])
+        .arg(&dir)
+        .arg("-o")
+        .arg(&v1)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    v1
+}
+
+#[test]
+fn runas_switches_user_as_root_and_is_refused_clearly_otherwise() {
+    let host = Host::new();
+    let v1 = runas_revision(&host);
+    if unsafe { libc::geteuid() } == 0 {
+        // nobody must be able to write the uid file and the trace.
+        std::fs::set_permissions(host.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(host.dir.path().join("trace"), "").unwrap();
+        std::fs::set_permissions(
+            host.dir.path().join("trace"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        let (code, json, err) = host.deploy(&v1, &[]);
+        assert_eq!(code, Some(0), "{err}\n{json}");
+        let uid = std::fs::read_to_string(host.dir.path().join("uid")).unwrap();
+        assert_eq!(uid.trim(), "65534");
+    } else {
+        let (code, json, _) = host.deploy(&v1, &[]);
+        assert_eq!(code, Some(1));
+        let error = json["deployment"]["error"].as_str().unwrap();
+        assert!(
+            error.contains("runas: nobody needs kiln to run as root"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_appspec_fails_with_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("appspec.yml");
+    std::fs::write(
+        &path,
+        "version: 0.0\nos: linux\nfiles:\n  - source: /\n    destination: relative/path\nhooks:\n  Install:\n    - location: x.sh\n",
+    )
+    .unwrap();
+    let out = kiln().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("appspec.yml:5:18"), "{err}");
+    assert!(err.contains("not an absolute path"), "{err}");
+    assert!(err.contains("`Install` cannot run scripts"), "{err}");
+    // A Lambda AppSpec is recognised and refused.
+    std::fs::write(
+        &path,
+        "version: 0.0\nResources:\n  - fn:\n      Type: AWS::Lambda::Function\n",
+    )
+    .unwrap();
+    let out = kiln().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Lambda or Amazon ECS"));
+}
+
+#[test]
+fn a_revision_deploys_from_a_registry() {
+    let Some(registry) = crate::support::services::Service::registry(None) else {
+        return;
+    };
+    let host = Host::new();
+    let v1 = host.revision("v1", &[("index.html", "from the registry")], "", &[]);
+    let reference = format!("oci://{}/web:v1", registry.address);
+    let out = kiln()
+        .arg("push")
+        .arg(&v1)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (code, json, err) = host.deploy(Path::new(&reference), &[]);
+    assert_eq!(code, Some(0), "{err}\n{json}");
+    assert_eq!(json["deployment"]["revision"], reference);
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "from the registry"
+    );
+}
