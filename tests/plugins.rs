@@ -1,6 +1,8 @@
 //! Plugins as commands: a command whose first word names a registered plugin runs it inside the
 //! sandbox; a third-party plugin built with the SDK runs through `kiln build` and `kiln plugin run`.
 
+use std::path::{Path, PathBuf};
+
 use crate::support::{Build, build_commands, example_plugin, kiln, probe_plugin};
 
 #[test]
@@ -108,4 +110,58 @@ fn plugin_list_names_the_embedded_plugins() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("shell\tblake3:"), "{stdout}");
     assert!(stdout.contains("artifacts\tblake3:"), "{stdout}");
+}
+
+#[test]
+fn files_copy_stays_inside_the_step_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a"), "abc").unwrap();
+    std::fs::set_permissions(d.join("a"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::symlink(outside.path(), d.join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("victim"), d.join("dangling")).unwrap();
+    let probe = |args: &[String]| {
+        let out = kiln()
+            .args(["plugin", "run", crate::support::probe_plugin(), "--dir"])
+            .arg(d)
+            .arg("--")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let p = |s: &Path| s.to_string_lossy().into_owned();
+    // Inside: copied, with its mode.
+    let (code, err) = probe(&["copy".into(), p(&d.join("a")), p(&d.join("b"))]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(std::fs::read_to_string(d.join("b")).unwrap(), "abc");
+    let mode = std::fs::metadata(d.join("b")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o750);
+    // Never over an existing file.
+    let (code, err) = probe(&["copy".into(), p(&d.join("a")), p(&d.join("b"))]);
+    assert_eq!(code, Some(1), "{err}");
+    // Outside, by path, through a symlinked folder, through a dangling link, from outside: refused.
+    for (from, to) in [
+        (d.join("a"), outside.path().join("x")),
+        (d.join("a"), d.join("out/x")),
+        (d.join("a"), d.join("dangling")),
+        (PathBuf::from("/etc/hostname"), d.join("y")),
+        (d.join("a"), d.join("../escaped")),
+    ] {
+        let (code, err) = probe(&["copy".into(), p(&from), p(&to)]);
+        assert_eq!(
+            code,
+            Some(1),
+            "{} -> {}: {err}",
+            from.display(),
+            to.display()
+        );
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert!(!d.join("y").exists());
 }

@@ -2,9 +2,10 @@
 //! destinations as kiln planned them, and sees only the revision (read-only) and the destinations
 //! (read-write).
 //!
-//! Argument: the plan file, NUL-separated records, one operation each, in order:
-//! `mkdir\0DIR\0` (create a directory that is not there) and `copy\0SOURCE\0DESTINATION\0` (copy a
-//! file, keeping its mode; an existing destination is replaced). Paths are absolute.
+//! Argument: the plan file, NUL-separated records, one operation each, in order: `mkdir\0DIR\0`
+//! (create a directory that is not there) and `copy\0SOURCE\0DESTINATION\0MODE\0new|replace\0`
+//! (copy a file, with its mode, MODE in octal as planned; `replace` when something is there
+//! already). Paths are absolute. Files are copied by the host's `files.copy`, one call each.
 
 use kiln_sdk::{Context, Outcome, Plugin, files, log};
 
@@ -45,7 +46,14 @@ fn run(plan: &str) -> Result<(usize, usize), String> {
             "copy" => {
                 let source = fields.next().ok_or("a copy without its source")?;
                 let dest = fields.next().ok_or("a copy without its destination")?;
-                copy(&source, &dest)?;
+                let mode = fields
+                    .next()
+                    .and_then(|m| u32::from_str_radix(&m, 8).ok())
+                    .ok_or("a copy without its mode")?;
+                let replace = fields.next().ok_or("a copy without its flag")? == "replace";
+                copy(&source, &dest, replace)?;
+                // The host's copy keeps the source's mode, which is the planned one.
+                let _ = mode;
                 copied += 1;
             }
             other => return Err(format!("unknown operation `{other}` in the plan")),
@@ -54,15 +62,13 @@ fn run(plan: &str) -> Result<(usize, usize), String> {
     Ok((dirs, copied))
 }
 
-fn copy(source: &str, dest: &str) -> Result<(), String> {
+fn copy(source: &str, dest: &str, replace: bool) -> Result<(), String> {
     // Replace, not write through: a file in use (a running binary) keeps its old inode.
-    if std::fs::symlink_metadata(dest).is_ok() {
+    if replace && std::fs::symlink_metadata(dest).is_ok() {
         std::fs::remove_file(dest).map_err(|e| format!("cannot replace {dest}: {e}"))?;
     }
-    std::fs::copy(source, dest).map_err(|e| format!("cannot copy {source} to {dest}: {e}"))?;
-    let mode = files::mode(source)?;
-    files::set_mode(dest, mode & 0o7777)?;
-    Ok(())
+    // One host call: the kernel copies the bytes, and the mode comes along.
+    files::copy(source, dest).map(|_| ())
 }
 
 kiln_sdk::plugin!(Install);

@@ -6,7 +6,7 @@
 //! `probe exec PROGRAM ARGS…` runs a host program, `probe connect HOST:PORT` opens a TCP connection,
 //! `probe args …` prints its arguments.
 
-use kiln_sdk::{Command, Context, Outcome, Plugin, exec, log};
+use kiln_sdk::{Command, Context, Outcome, Plugin, exec, files, log};
 
 struct Probe;
 
@@ -24,6 +24,13 @@ impl Plugin for Probe {
             ["write", path, text] => match std::fs::write(path, text) {
                 Ok(()) => Outcome::success(),
                 Err(e) => Outcome::failure(1, format!("cannot write {path}: {e}")),
+            },
+            ["copy", from, to] => match files::copy(from, to) {
+                Ok(n) => {
+                    log::info(&format!("copied {n} bytes"));
+                    Outcome::success()
+                }
+                Err(e) => Outcome::failure(1, e),
             },
             ["spin"] => {
                 let mut n: u64 = 0;

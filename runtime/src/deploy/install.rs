@@ -16,7 +16,8 @@ use super::DeployError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Mkdir(PathBuf),
-    Copy(PathBuf, PathBuf),
+    /// Copy a file: source, destination, its mode, and whether something is there to replace.
+    Copy(PathBuf, PathBuf, u32, bool),
     Symlink(PathBuf, PathBuf),
 }
 
@@ -34,7 +35,7 @@ pub struct Plan {
 impl Plan {
     fn copy_targets(&self) -> impl Iterator<Item = &PathBuf> {
         self.ops.iter().filter_map(|op| match op {
-            Op::Copy(_, d) | Op::Symlink(_, d) => Some(d),
+            Op::Copy(_, d, ..) | Op::Symlink(_, d) => Some(d),
             Op::Mkdir(_) => None,
         })
     }
@@ -53,7 +54,7 @@ impl Plan {
         let mut out: Vec<PathBuf> = self.roots.clone();
         for op in &self.ops {
             match op {
-                Op::Mkdir(d) | Op::Copy(_, d) | Op::Symlink(_, d) => out.push(d.clone()),
+                Op::Mkdir(d) | Op::Copy(_, d, ..) | Op::Symlink(_, d) => out.push(d.clone()),
             }
         }
         out
@@ -218,7 +219,8 @@ fn add_copy(
             to.display()
         )));
     }
-    if std::fs::symlink_metadata(to).is_ok() {
+    let exists = std::fs::symlink_metadata(to).is_ok();
+    if exists {
         match behavior {
             FileExists::Disallow => {
                 return Err(DeployError::Install(format!(
@@ -236,41 +238,82 @@ fn add_copy(
         let target = std::fs::read_link(from).map_err(|e| DeployError::io(from, e))?;
         plan.ops.push(Op::Symlink(target, to.to_path_buf()));
     } else {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(from)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .map_err(|e| DeployError::io(from, e))?;
         plan.ops
-            .push(Op::Copy(from.to_path_buf(), to.to_path_buf()));
+            .push(Op::Copy(from.to_path_buf(), to.to_path_buf(), mode, exists));
     }
     Ok(())
 }
 
-/// Writes the plan for the plugin (NUL-separated records) and the agent-style `install.json`.
-fn write_plan(plan: &Plan, plugin_plan: &Path, install_json: &Path) -> Result<(), DeployError> {
-    let mut bytes = Vec::new();
+fn record(bytes: &mut Vec<u8>, fields: &[&str]) {
+    for f in fields {
+        bytes.extend_from_slice(f.as_bytes());
+        bytes.push(0);
+    }
+}
+
+/// Writes the plugin's plans (NUL-separated records): the folders first, in one plan, then the
+/// copies split in `parts` plans that run side by side; and the agent-style `install.json`.
+fn write_plans(
+    plan: &Plan,
+    dir: &Path,
+    parts: usize,
+    install_json: &Path,
+) -> Result<(PathBuf, Vec<PathBuf>), DeployError> {
+    let mut dirs = Vec::new();
     let mut json = Vec::new();
+    let copies: Vec<&Op> = plan
+        .ops
+        .iter()
+        .filter(|op| matches!(op, Op::Copy(..)))
+        .collect();
     for op in &plan.ops {
         match op {
             Op::Mkdir(d) => {
-                for f in ["mkdir", &d.to_string_lossy()] {
-                    bytes.extend_from_slice(f.as_bytes());
-                    bytes.push(0);
-                }
+                record(&mut dirs, &["mkdir", &d.to_string_lossy()]);
                 json.push(serde_json::json!({ "type": "mkdir", "directory": d }));
             }
-            Op::Copy(s, d) => {
-                for f in ["copy", &s.to_string_lossy(), &d.to_string_lossy()] {
-                    bytes.extend_from_slice(f.as_bytes());
-                    bytes.push(0);
-                }
-                json.push(serde_json::json!({ "type": "copy", "source": s, "destination": d }));
+            Op::Copy(s, d, mode, _) => {
+                json.push(serde_json::json!({
+                    "type": "copy", "source": s, "destination": d, "mode": format!("{mode:o}")
+                }));
             }
             Op::Symlink(t, d) => {
                 json.push(serde_json::json!({ "type": "symlink", "target": t, "destination": d }));
             }
         }
     }
-    std::fs::write(plugin_plan, bytes).map_err(|e| DeployError::io(plugin_plan, e))?;
+    let dirs_plan = dir.join("install.plan.dirs");
+    std::fs::write(&dirs_plan, dirs).map_err(|e| DeployError::io(&dirs_plan, e))?;
+    let per_part = copies.len().div_ceil(parts.max(1)).max(1);
+    let mut copy_plans = Vec::new();
+    for (n, chunk) in copies.chunks(per_part).enumerate() {
+        let mut bytes = Vec::new();
+        for op in chunk {
+            if let Op::Copy(s, d, mode, replace) = op {
+                record(
+                    &mut bytes,
+                    &[
+                        "copy",
+                        &s.to_string_lossy(),
+                        &d.to_string_lossy(),
+                        &format!("{mode:o}"),
+                        if *replace { "replace" } else { "new" },
+                    ],
+                );
+            }
+        }
+        let path = dir.join(format!("install.plan.{n}"));
+        std::fs::write(&path, bytes).map_err(|e| DeployError::io(&path, e))?;
+        copy_plans.push(path);
+    }
     let text =
         serde_json::to_vec_pretty(&serde_json::json!({ "instructions": json })).unwrap_or_default();
-    std::fs::write(install_json, text).map_err(|e| DeployError::io(install_json, e))
+    std::fs::write(install_json, text).map_err(|e| DeployError::io(install_json, e))?;
+    Ok((dirs_plan, copy_plans))
 }
 
 /// Everything Install needs from the deployment.
@@ -297,8 +340,13 @@ pub struct Installed {
 pub async fn install(spec: &AppSpec, step: &InstallStep<'_>) -> Result<Installed, DeployError> {
     let removed = remove_previous(step.cleanup)?;
     let plan = plan(spec, step.archive, step.behavior)?;
-    let plugin_plan = step.deployment_dir.join("install.plan");
-    write_plan(&plan, &plugin_plan, step.install_json)?;
+    // Copies run in a few plugin instances side by side: each file costs a handful of host calls,
+    // and the cores are otherwise idle.
+    let parts = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4);
+    let (dirs_plan, copy_plans) =
+        write_plans(&plan, step.deployment_dir, parts, step.install_json)?;
     // The cleanup list is written before anything is installed: a deployment that fails half-way
     // is still cleaned up by the next one (removal skips what is not there).
     let mut list = String::new();
@@ -334,23 +382,25 @@ pub async fn install(spec: &AppSpec, step: &InstallStep<'_>) -> Result<Installed
             env: Vec::new(),
             temp_dir: step.deployment_dir.to_path_buf(),
         };
-        let outcome = step
-            .sandbox
-            .run(
-                "install",
-                &[plugin_plan.to_string_lossy().into_owned()],
-                &context,
-                &policy,
-                None,
-                step.log.clone(),
-            )
-            .await
-            .map_err(|e| DeployError::Install(e.to_string()))?;
-        if outcome.status != 0 {
-            return Err(DeployError::Install(outcome.message.unwrap_or_else(|| {
-                format!("the install step failed ({})", outcome.status)
-            })));
-        }
+        let run = |plan: PathBuf| {
+            let args = [plan.to_string_lossy().into_owned()];
+            let (context, policy, log) = (&context, &policy, step.log.clone());
+            async move {
+                let outcome = step
+                    .sandbox
+                    .run("install", &args, context, policy, None, log)
+                    .await
+                    .map_err(|e| DeployError::Install(e.to_string()))?;
+                if outcome.status != 0 {
+                    return Err(DeployError::Install(outcome.message.unwrap_or_else(|| {
+                        format!("the install step failed ({})", outcome.status)
+                    })));
+                }
+                Ok(())
+            }
+        };
+        run(dirs_plan).await?;
+        futures::future::try_join_all(copy_plans.into_iter().map(run)).await?;
     }
     for op in &plan.ops {
         if let Op::Symlink(target, dest) = op {

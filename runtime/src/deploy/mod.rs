@@ -567,7 +567,10 @@ async fn download(
                  (file:///…, s3://…, oci://…)"
             )));
         }
-        std::fs::copy(source, &bundle).map_err(|e| DeployError::io(source, e))?;
+        // A hard link where it can (no second copy of the bytes to write), else a copy.
+        if std::fs::hard_link(source, &bundle).is_err() {
+            std::fs::copy(source, &bundle).map_err(|e| DeployError::io(source, e))?;
+        }
         blake3::Hasher::new()
             .update_mmap(&bundle)
             .map_err(|e| DeployError::io(&bundle, e))?

@@ -100,28 +100,30 @@ fn link_stays_inside(link: &Path, target: &str) -> bool {
     true
 }
 
+/// How much a bundle may still expand to; shared by the threads that extract it.
 struct Budget {
     limits: Limits,
     archive_size: u64,
-    used: u64,
+    used: std::sync::atomic::AtomicU64,
 }
 
 impl Budget {
-    fn take(&mut self, n: u64) -> Result<(), ExtractError> {
-        if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+    fn take(&self, n: u64) -> Result<(), ExtractError> {
+        use std::sync::atomic::Ordering;
+        if INTERRUPTED.load(Ordering::Relaxed) {
             return Err(ExtractError::Interrupted);
         }
-        self.used += n;
+        let used = self.used.fetch_add(n, Ordering::Relaxed) + n;
         let ratio_cap = self
             .archive_size
             .max(1)
             .saturating_mul(self.limits.max_ratio);
-        if self.used > self.limits.max_size {
+        if used > self.limits.max_size {
             return Err(ExtractError::TooLarge {
                 limit: format!("{} bytes", self.limits.max_size),
             });
         }
-        if self.used > ratio_cap.max(1 << 20) {
+        if used > ratio_cap.max(1 << 20) {
             return Err(ExtractError::TooLarge {
                 limit: format!("{}x its own size", self.limits.max_ratio),
             });
@@ -130,18 +132,51 @@ impl Budget {
     }
 }
 
-/// Copies at most what the budget allows, counting real bytes (a zip's declared sizes can lie).
-fn copy_counted(mut from: impl Read, to: &Path, budget: &mut Budget) -> Result<(), ExtractError> {
-    let mut out = File::create(to).map_err(io_err(to))?;
-    let mut buf = vec![0; 1 << 16];
+/// The mode bits the umask takes away from new files (read once from /proc).
+pub(crate) fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o777)
+    })
+}
+
+/// Writes an entry's bytes to a new file with its normalised mode (0644, or 0755 when executable),
+/// counting real bytes against the budget (a zip's declared sizes can lie).
+fn write_entry(
+    mut from: impl Read,
+    to: &Path,
+    mode: u32,
+    budget: &Budget,
+    buf: &mut [u8],
+) -> Result<(), ExtractError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(to)
+        .map_err(io_err(to))?;
     loop {
-        let n = from.read(&mut buf).map_err(io_err(to))?;
+        let n = from.read(buf).map_err(io_err(to))?;
         if n == 0 {
-            return Ok(());
+            break;
         }
         budget.take(n as u64)?;
         io::Write::write_all(&mut out, &buf[..n]).map_err(io_err(to))?;
     }
+    // Only a umask that takes bits of 0644/0755 away needs a chmod.
+    if mode & umask() != 0 {
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).map_err(io_err(to))?;
+    }
+    Ok(())
 }
 
 /// Extracts `bundle` (zip or tar.gz, by its first bytes) into `dest`, which must not exist yet.
@@ -160,15 +195,15 @@ pub fn extract(bundle: &Path, dest: &Path, limits: Limits) -> Result<usize, Extr
         .and_then(|mut f| f.read_exact(&mut magic))
         .map_err(io_err(bundle))?;
     let archive_size = std::fs::metadata(bundle).map_err(io_err(bundle))?.len();
-    let mut budget = Budget {
+    let budget = Budget {
         limits,
         archive_size,
-        used: 0,
+        used: 0.into(),
     };
     let count = if magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06" {
-        extract_zip(bundle, staging.path(), &mut budget)?
+        extract_zip(bundle, staging.path(), &budget)?
     } else if magic[..2] == [0x1f, 0x8b] {
-        extract_tgz(bundle, staging.path(), &mut budget)?
+        extract_tgz(bundle, staging.path(), &budget)?
     } else {
         return Err(ExtractError::Unknown(bundle.display().to_string()));
     };
@@ -180,17 +215,18 @@ pub fn extract(bundle: &Path, dest: &Path, limits: Limits) -> Result<usize, Extr
     Ok(count)
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), ExtractError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err(path))
-}
-
-fn extract_zip(bundle: &Path, root: &Path, budget: &mut Budget) -> Result<usize, ExtractError> {
-    let file = File::open(bundle).map_err(io_err(bundle))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| ExtractError::Unknown(format!("{} ({e})", bundle.display())))?;
-    let mut count = 0;
+/// Zip entries: checked and their folders made in one pass, then the files written on every core,
+/// each thread reading the bundle through its own handle.
+fn extract_zip(bundle: &Path, root: &Path, budget: &Budget) -> Result<usize, ExtractError> {
+    use rayon::prelude::*;
+    let open = || -> Result<zip::ZipArchive<File>, ExtractError> {
+        let file = File::open(bundle).map_err(io_err(bundle))?;
+        zip::ZipArchive::new(file)
+            .map_err(|e| ExtractError::Unknown(format!("{} ({e})", bundle.display())))
+    };
+    let mut zip = open()?;
+    let mut files: Vec<(usize, PathBuf, u32)> = Vec::new();
+    let mut made: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for i in 0..zip.len() {
         let mut entry = zip
             .by_index(i)
@@ -202,10 +238,14 @@ fn extract_zip(bundle: &Path, root: &Path, budget: &mut Budget) -> Result<usize,
         let kind = mode & 0o170000;
         if entry.is_dir() || kind == 0o040000 {
             std::fs::create_dir_all(&path).map_err(io_err(&path))?;
+            made.insert(path);
             continue;
         }
-        if let Some(p) = path.parent() {
+        if let Some(p) = path.parent()
+            && !made.contains(p)
+        {
             std::fs::create_dir_all(p).map_err(io_err(p))?;
+            made.insert(p.to_path_buf());
         }
         match kind {
             0o120000 => {
@@ -219,11 +259,7 @@ fn extract_zip(bundle: &Path, root: &Path, budget: &mut Budget) -> Result<usize,
                 }
                 std::os::unix::fs::symlink(&target, &path).map_err(io_err(&path))?;
             }
-            0 | 0o100000 => {
-                copy_counted(&mut entry, &path, budget)?;
-                set_mode(&path, mode)?;
-                count += 1;
-            }
+            0 | 0o100000 => files.push((i, path, mode)),
             _ => {
                 return Err(ExtractError::Refused {
                     entry: name,
@@ -232,11 +268,25 @@ fn extract_zip(bundle: &Path, root: &Path, budget: &mut Budget) -> Result<usize,
             }
         }
     }
-    Ok(count)
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = files.len().div_ceil(threads * 4).max(64);
+    files.par_chunks(chunk).try_for_each(|part| {
+        let mut zip = open()?;
+        let mut buf = vec![0u8; 1 << 16];
+        for (i, path, mode) in part {
+            let entry = zip
+                .by_index(*i)
+                .map_err(|e| io_err(bundle)(io::Error::other(e)))?;
+            write_entry(entry, path, *mode, budget, &mut buf)?;
+        }
+        Ok::<(), ExtractError>(())
+    })?;
+    Ok(files.len())
 }
 
-fn extract_tgz(bundle: &Path, root: &Path, budget: &mut Budget) -> Result<usize, ExtractError> {
+fn extract_tgz(bundle: &Path, root: &Path, budget: &Budget) -> Result<usize, ExtractError> {
     let file = File::open(bundle).map_err(io_err(bundle))?;
+    let mut buf = vec![0u8; 1 << 16];
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut count = 0;
     for entry in archive.entries().map_err(io_err(bundle))? {
@@ -271,8 +321,7 @@ fn extract_tgz(bundle: &Path, root: &Path, budget: &mut Budget) -> Result<usize,
             std::os::unix::fs::symlink(&target, &path).map_err(io_err(&path))?;
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
             let mode = entry.header().mode().unwrap_or(0o644);
-            copy_counted(&mut entry, &path, budget)?;
-            set_mode(&path, mode)?;
+            write_entry(&mut entry, &path, mode, budget, &mut buf)?;
             count += 1;
         } else {
             return Err(ExtractError::Refused {
