@@ -577,3 +577,102 @@ fn a_revision_deploys_from_a_registry() {
         "from the registry"
     );
 }
+
+#[test]
+fn blue_green_switches_a_symlink_after_validation_and_rolls_back_at_once() {
+    let host = Host::new();
+    let bg = ["--strategy", "blue-green"];
+    let v1 = host.revision(
+        "v1",
+        &[("index.html", "one")],
+        "",
+        &[(
+            "ValidateService",
+            "test -f \"$KILN_RELEASE_DIR/index.html\"",
+        )],
+    );
+    let (code, json, err) = host.deploy(&v1, &bg);
+    assert_eq!(code, Some(0), "{err}\n{json}");
+    let id1 = json["deployment"]["id"].as_str().unwrap().to_string();
+    let dest = host.dest();
+    let target = |d: &Path| std::fs::read_link(d).unwrap();
+    assert!(target(&dest).ends_with(&id1), "{:?}", target(&dest));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("index.html")).unwrap(),
+        "one"
+    );
+
+    let v2 = host.revision("v2", &[("index.html", "two")], "", &[]);
+    let (code, json, err) = host.deploy(&v2, &bg);
+    assert_eq!(code, Some(0), "{err}");
+    let id2 = json["deployment"]["id"].as_str().unwrap().to_string();
+    assert!(target(&dest).ends_with(&id2));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("index.html")).unwrap(),
+        "two"
+    );
+    // The old release stays, for an instant rollback.
+    let releases = host.dir.path().join(".kiln-releases/www");
+    assert!(releases.join(&id1).join("index.html").is_file());
+
+    // A release that fails ValidateService is never switched to: v2 stays current.
+    let v3 = host.revision(
+        "v3",
+        &[("index.html", "three")],
+        "",
+        &[("ValidateService", "exit 1")],
+    );
+    let (code, _, _) = host.deploy(&v3, &[&bg[..], &["--no-rollback"]].concat());
+    assert_eq!(code, Some(1));
+    assert!(target(&dest).ends_with(&id2));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("index.html")).unwrap(),
+        "two"
+    );
+
+    // kiln rollback: back to v1's release, at once, recorded.
+    let out = kiln()
+        .args(["rollback", "--group", "web", "--json", "--root"])
+        .arg(host.root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["deployment"]["rollback_of"], id2.as_str());
+    assert!(json["deployment"]["duration_ms"].as_u64().unwrap() < 1000);
+    assert!(target(&dest).ends_with(&id1));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("index.html")).unwrap(),
+        "one"
+    );
+}
+
+#[test]
+fn rollback_in_place_deploys_the_previous_revision_again() {
+    let host = Host::new();
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    let v2 = host.revision("v2", &[("index.html", "two")], "", &[]);
+    assert_eq!(host.deploy(&v1, &[]).0, Some(0));
+    assert_eq!(host.deploy(&v2, &[]).0, Some(0));
+    let out = kiln()
+        .args(["rollback", "--group", "web", "--root"])
+        .arg(host.root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "one"
+    );
+    let list = host.deployments();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[2]["rollback_of"], list[1]["id"]);
+}

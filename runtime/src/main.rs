@@ -115,6 +115,19 @@ enum Command {
     /// Deploy a revision on this host as the CodeDeploy agent does: the appspec.yml lifecycle, with
     /// automatic rollback to the last successful revision.
     Deploy(DeployArgs),
+    /// Go back to a group's previous successful revision: at once for blue-green (the symlinks are
+    /// switched back), by deploying it again in place.
+    Rollback {
+        /// The deployment group.
+        #[arg(long)]
+        group: String,
+        /// The deployment root [default: $XDG_STATE_HOME/kiln/deployment-root]
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the deployments made on this host, with status, revision digest and duration.
     Deployments {
         /// Only this deployment group's.
@@ -166,11 +179,32 @@ struct DeployArgs {
     /// folder and the temp dir. By default they run unconfined, as the agent runs them.
     #[arg(long)]
     confine_hooks: bool,
+    /// in-place (as the CodeDeploy agent) or blue-green: each revision in a release folder of its
+    /// own, every destination a symlink switched to it atomically once ValidateService passed.
+    #[arg(long, value_enum, default_value = "in-place")]
+    strategy: StrategyArg,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     access: AccessArgs,
+    #[arg(skip)]
+    rollback_only: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StrategyArg {
+    InPlace,
+    BlueGreen,
+}
+
+impl From<StrategyArg> for kiln::deploy::Strategy {
+    fn from(s: StrategyArg) -> Self {
+        match s {
+            StrategyArg::InPlace => kiln::deploy::Strategy::InPlace,
+            StrategyArg::BlueGreen => kiln::deploy::Strategy::BlueGreen,
+        }
+    }
 }
 
 fn parse_file_exists(s: &str) -> Result<kiln::spec::appspec::FileExists, String> {
@@ -624,6 +658,29 @@ async fn run(cli: Cli) -> u8 {
             }
         }
         Command::Deploy(args) => deploy_command(&cli, args).await,
+        Command::Rollback { group, root, json } => {
+            let args = DeployArgs {
+                revision: String::new(),
+                group: group.clone(),
+                application: None,
+                root: root.clone(),
+                file_exists_behavior: kiln::spec::appspec::FileExists::Disallow,
+                ignore_application_stop_failures: false,
+                no_rollback: true,
+                max_revisions: 5,
+                confine_hooks: false,
+                strategy: StrategyArg::InPlace,
+                json: *json,
+                access: AccessArgs {
+                    username: None,
+                    password_stdin: false,
+                    insecure: false,
+                    allow_http: false,
+                },
+                rollback_only: true,
+            };
+            deploy_command(&cli, &args).await
+        }
         Command::Deployments { group, root, json } => {
             let root = root.clone().unwrap_or_else(|| deploy_root(&cli));
             let list = kiln::deploy::list(&root, group.as_deref());
@@ -754,8 +811,14 @@ async fn deploy_command(cli: &Cli, args: &DeployArgs) -> u8 {
         access,
         cache_dir: cache_dir(cli).map(|d| d.join("components")),
         echo: !args.json,
+        strategy: args.strategy.into(),
     };
-    match kiln::deploy::deploy(&options).await {
+    let result = if args.rollback_only {
+        kiln::deploy::rollback(&options).await
+    } else {
+        kiln::deploy::deploy(&options).await
+    };
+    match result {
         Ok((deployment, rollback)) => {
             if args.json {
                 print_json(&serde_json::json!({ "deployment": deployment, "rollback": rollback }));

@@ -86,6 +86,26 @@ pub struct DeployOptions {
     pub cache_dir: Option<PathBuf>,
     /// Echo hook output on stderr.
     pub echo: bool,
+    pub strategy: Strategy,
+}
+
+/// How a revision replaces the one before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// As the CodeDeploy agent: the previous revision's files are removed, the new ones copied.
+    #[default]
+    InPlace,
+    /// Each revision in a release folder of its own; every `files` destination is a symlink to
+    /// the current release, switched atomically once ValidateService passed.
+    BlueGreen,
+}
+
+/// A destination and the release folder behind it (blue-green).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Release {
+    pub destination: PathBuf,
+    pub release: PathBuf,
 }
 
 /// A deployment's state.
@@ -124,6 +144,11 @@ pub struct Deployment {
     pub events: Vec<EventRecord>,
     pub error: Option<String>,
     pub dir: PathBuf,
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Blue-green: where each destination's release is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<Release>,
 }
 
 /// The paths of one deployment group under the root.
@@ -312,6 +337,8 @@ async fn run(
         events: Vec::new(),
         error: None,
         dir: dir.clone(),
+        strategy: options.strategy,
+        releases: Vec::new(),
     };
     save(layout, &d)?;
     agent_log(
@@ -440,6 +467,12 @@ async fn lifecycle(
                         .collect();
                     if options.confine_hooks {
                         let mut writable = destinations.clone();
+                        // Blue-green releases live beside their destinations.
+                        writable.extend(
+                            destinations
+                                .iter()
+                                .filter_map(|d| d.parent().map(|p| p.join(".kiln-releases"))),
+                        );
                         writable.push(d.dir.clone());
                         writable.push(std::env::temp_dir());
                         let confined = Confinement {
@@ -452,6 +485,15 @@ async fn lifecycle(
                                 .prepare()
                                 .map_err(|e| DeployError::Usage(e.to_string()))?,
                         );
+                    }
+                    if options.strategy == Strategy::BlueGreen {
+                        d.releases = releases(&s, &d.id)?;
+                        if let Some(r) = d.releases.first() {
+                            env.vars.push((
+                                "KILN_RELEASE_DIR".into(),
+                                r.release.to_string_lossy().into_owned(),
+                            ));
+                        }
                     }
                     spec = Some(s);
                     Ok(n)
@@ -477,7 +519,20 @@ async fn lifecycle(
                     },
                     ..step
                 };
-                let installed = install::install(s, &step).await;
+                // Blue-green installs into fresh release folders: nothing of the previous
+                // revision is removed (it is still being served).
+                let release_cleanup = d.dir.join("release.cleanup");
+                let (s, step) = match options.strategy {
+                    Strategy::InPlace => (s.clone(), step),
+                    Strategy::BlueGreen => (
+                        in_releases(s, &d.releases),
+                        install::InstallStep {
+                            cleanup: &release_cleanup,
+                            ..step
+                        },
+                    ),
+                };
+                let installed = install::install(&s, &step).await;
                 match installed {
                     Ok(i) => {
                         log.line(&format!(
@@ -512,7 +567,171 @@ async fn lifecycle(
         outcome?;
     }
     reaper.kill_all();
+    if options.strategy == Strategy::BlueGreen {
+        switch(&d.releases)?;
+        log.line(&format!("switched to release {}", d.id));
+    }
     Ok(())
+}
+
+/// The release folder of each `files` destination for deployment `id`: beside the destination,
+/// in `.kiln-releases/<name>/<id>`. A destination must be a symlink (a previous release), absent,
+/// or an empty folder.
+fn releases(spec: &AppSpec, id: &str) -> Result<Vec<Release>, DeployError> {
+    let mut out: Vec<Release> = Vec::new();
+    for f in &spec.files {
+        let destination = PathBuf::from(&f.destination);
+        if out.iter().any(|r| r.destination == destination) {
+            continue;
+        }
+        let (Some(parent), Some(name)) = (destination.parent(), destination.file_name()) else {
+            return Err(DeployError::Install(format!(
+                "blue-green: {} cannot be a release symlink",
+                destination.display()
+            )));
+        };
+        if let Ok(meta) = std::fs::symlink_metadata(&destination)
+            && !meta.file_type().is_symlink()
+            && std::fs::read_dir(&destination).map_or(true, |mut d| d.next().is_some())
+        {
+            return Err(DeployError::Install(format!(
+                "blue-green: {} is a real folder with files in it; the strategy makes it a \
+                 symlink to the current release: move its files away, or deploy in place",
+                destination.display()
+            )));
+        }
+        out.push(Release {
+            release: parent.join(".kiln-releases").join(name).join(id),
+            destination,
+        });
+    }
+    Ok(out)
+}
+
+/// The AppSpec with its destinations (and the permissions below them) moved into the releases.
+fn in_releases(spec: &AppSpec, releases: &[Release]) -> AppSpec {
+    let moved = |path: &str| -> String {
+        let p = Path::new(path);
+        releases
+            .iter()
+            .find_map(|r| {
+                p.strip_prefix(&r.destination)
+                    .ok()
+                    .map(|rest| r.release.join(rest).to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| path.to_string())
+    };
+    let mut out = spec.clone();
+    for f in &mut out.files {
+        f.destination = moved(&f.destination);
+    }
+    for p in &mut out.permissions {
+        p.object = moved(&p.object);
+    }
+    out
+}
+
+/// Points every destination at its release: a new symlink renamed over the old one, so each
+/// switch is atomic. An empty folder in the way (the first release) is removed first.
+pub fn switch(releases: &[Release]) -> Result<(), DeployError> {
+    for r in releases {
+        let dest = &r.destination;
+        if let Ok(meta) = std::fs::symlink_metadata(dest)
+            && meta.is_dir()
+        {
+            std::fs::remove_dir(dest).map_err(|e| DeployError::io(dest, e))?;
+        }
+        let tmp = dest.with_file_name(format!(
+            ".{}.kiln-switch",
+            dest.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&r.release, &tmp).map_err(|e| DeployError::io(&tmp, e))?;
+        std::fs::rename(&tmp, dest).map_err(|e| DeployError::io(dest, e))?;
+    }
+    Ok(())
+}
+
+/// `kiln rollback`: back to the group's previous successful revision. Blue-green: the
+/// destinations are switched back to its releases at once (recorded as a deployment); in place:
+/// its revision is deployed again.
+pub async fn rollback(
+    options: &DeployOptions,
+) -> Result<(Deployment, Option<Deployment>), DeployError> {
+    let layout = Layout {
+        root: options.root.clone(),
+        group_id: group_id(&options.group),
+    };
+    let good: Vec<Deployment> = list(&options.root, Some(&options.group))
+        .into_iter()
+        .filter(|d| d.status == Status::Succeeded)
+        .collect();
+    let [.., previous, current] = good.as_slice() else {
+        return Err(DeployError::Usage(format!(
+            "group {} has no earlier successful deployment to roll back to",
+            options.group
+        )));
+    };
+    let instant = current.strategy == Strategy::BlueGreen
+        && !previous.releases.is_empty()
+        && previous.releases.iter().all(|r| r.release.is_dir());
+    if !instant {
+        let bundle = previous.dir.join("bundle.tar");
+        if !bundle.is_file() {
+            return Err(DeployError::Usage(format!(
+                "the revision of {} is no longer kept ({} is gone)",
+                previous.id,
+                bundle.display()
+            )));
+        }
+        let sandbox = Sandbox::new(options.cache_dir.clone())
+            .map_err(|e| DeployError::Usage(format!("cannot start the plugin engine: {e}")))?;
+        let options = DeployOptions {
+            strategy: current.strategy,
+            ..options.clone()
+        };
+        let d = run(
+            &options,
+            &layout,
+            &sandbox,
+            &bundle.to_string_lossy(),
+            Some((&current.id, previous)),
+        )
+        .await?;
+        return Ok((d, None));
+    }
+    let started = Instant::now();
+    switch(&previous.releases)?;
+    let d = Deployment {
+        id: new_id(),
+        group: options.group.clone(),
+        group_id: layout.group_id.clone(),
+        application: options.application.clone(),
+        revision: previous.revision.clone(),
+        digest: previous.digest.clone(),
+        status: Status::Succeeded,
+        rollback_of: Some(current.id.clone()),
+        rolled_back_by: None,
+        started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        duration_ms: started.elapsed().as_millis() as u64,
+        events: vec![EventRecord {
+            name: "SwitchRelease".into(),
+            status: Status::Succeeded,
+            scripts: 0,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }],
+        error: None,
+        dir: previous.dir.clone(),
+        strategy: Strategy::BlueGreen,
+        releases: previous.releases.clone(),
+    };
+    save(&layout, &d)?;
+    agent_log(
+        &layout,
+        &d.id,
+        &format!("switched back to the releases of {}", previous.id),
+    );
+    Ok((d, None))
 }
 
 /// Whether the revision's AppSpec sets file_exists_behavior itself (it then wins over the
@@ -623,7 +842,17 @@ fn prune(layout: &Layout, current: &Deployment, max: usize) {
     }
     others.retain(|(_, p)| !keep.contains(p));
     others.sort();
+    let records = list(&layout.root, None);
     for (_, p) in others.into_iter().take(extra) {
         let _ = std::fs::remove_dir_all(&p);
+        // Its releases go too, unless a destination points at one of them.
+        for d in records.iter().filter(|d| d.dir == p) {
+            for r in &d.releases {
+                let current = std::fs::read_link(&r.destination).ok();
+                if current.as_ref() != Some(&r.release) {
+                    let _ = std::fs::remove_dir_all(&r.release);
+                }
+            }
+        }
     }
 }
