@@ -676,3 +676,115 @@ fn rollback_in_place_deploys_the_previous_revision_again() {
     assert_eq!(list.len(), 3);
     assert_eq!(list[2]["rollback_of"], list[1]["id"]);
 }
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed().as_secs() < 60, "waited 60 s for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_agent_deploys_each_new_tag_once_and_recovers_from_a_crash() {
+    let Some(registry) = crate::support::services::Service::registry(None) else {
+        return;
+    };
+    let host = Host::new();
+    let tag = format!("oci://{}/web:live", registry.address);
+    let push = |rev: &Path| {
+        let out = kiln().arg("push").arg(rev).arg(&tag).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let agent = || {
+        kiln()
+            .args([
+                "agent",
+                "--watch",
+                &tag,
+                "--group",
+                "web",
+                "--interval",
+                "200ms",
+                "--root",
+            ])
+            .arg(host.root())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let index = || std::fs::read_to_string(host.dest().join("index.html")).unwrap_or_default();
+
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    push(&v1);
+    let mut running = agent();
+    wait_for("v1", || index() == "one");
+    let v2 = host.revision("v2", &[("index.html", "two")], "", &[]);
+    push(&v2);
+    wait_for("v2", || index() == "two");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(host.deployments().len(), 2, "each digest is deployed once");
+    running.kill().unwrap();
+    running.wait().unwrap();
+
+    // Restarted: nothing new, nothing redeployed.
+    let out = kiln()
+        .args([
+            "agent", "--watch", &tag, "--group", "web", "--once", "--root",
+        ])
+        .arg(host.root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(host.deployments().len(), 2);
+
+    // Killed in the middle of a deployment: restarted, it rolls back to the last good revision.
+    let started = host.dir.path().join("v3-started");
+    let v3 = host.revision(
+        "v3",
+        &[("index.html", "three")],
+        "",
+        &[(
+            "AfterInstall",
+            &format!("touch '{}'; sleep 20", started.display()),
+        )],
+    );
+    push(&v3);
+    let mut running = agent();
+    wait_for("v3's AfterInstall", || started.exists());
+    running.kill().unwrap();
+    running.wait().unwrap();
+    assert_eq!(index(), "three", "v3 was installed when the agent died");
+    let out = kiln()
+        .args([
+            "agent", "--watch", &tag, "--group", "web", "--once", "--root",
+        ])
+        .arg(host.root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        index(),
+        "two",
+        "{}\n{:#?}",
+        String::from_utf8_lossy(&out.stderr),
+        host.deployments()
+    );
+    let list = host.deployments();
+    assert_eq!(list.len(), 4, "v1, v2, the interrupted v3 and its rollback");
+    let v3_record = list.iter().find(|d| d["status"] == "Failed").unwrap();
+    assert!(v3_record["error"].as_str().unwrap().contains("interrupted"));
+    assert_eq!(list[3]["rollback_of"], v3_record["id"]);
+}

@@ -114,7 +114,27 @@ enum Command {
     },
     /// Deploy a revision on this host as the CodeDeploy agent does: the appspec.yml lifecycle, with
     /// automatic rollback to the last successful revision.
-    Deploy(DeployArgs),
+    Deploy {
+        /// The revision: a store reference (file:///…, s3://…, oci://…) or a revision file.
+        revision: String,
+        #[command(flatten)]
+        args: DeployArgs,
+    },
+    /// Watch a store for new revisions and deploy each new digest once, as the CodeDeploy agent
+    /// polls its service. Survives restarts: a deployment a crash interrupted is rolled back.
+    Agent {
+        /// The reference to watch: oci://host/repo:tag, s3://bucket/key, file:///path.
+        #[arg(long, value_name = "REF")]
+        watch: String,
+        /// How often to look.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Look once, deploy if there is something new, and exit.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        deploy: DeployArgs,
+    },
     /// Go back to a group's previous successful revision: at once for blue-green (the symlinks are
     /// switched back), by deploying it again in place.
     Rollback {
@@ -151,8 +171,6 @@ enum Command {
 
 #[derive(Args)]
 struct DeployArgs {
-    /// The revision: a store reference (file:///…, s3://…, oci://…) or a revision file.
-    revision: String,
     /// The deployment group.
     #[arg(long)]
     group: String,
@@ -657,10 +675,26 @@ async fn run(cli: Cli) -> u8 {
                 Err(e) => store_error(e),
             }
         }
-        Command::Deploy(args) => deploy_command(&cli, args).await,
+        Command::Deploy { revision, args } => deploy_command(&cli, revision, args).await,
+        Command::Agent {
+            watch,
+            interval,
+            once,
+            deploy,
+        } => {
+            let Some(options) = deploy_options(&cli, watch, deploy) else {
+                return exit::BAD_INPUT;
+            };
+            match kiln::deploy::agent::watch(&options, *interval, *once).await {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::INTERNAL
+                }
+            }
+        }
         Command::Rollback { group, root, json } => {
             let args = DeployArgs {
-                revision: String::new(),
                 group: group.clone(),
                 application: None,
                 root: root.clone(),
@@ -679,7 +713,7 @@ async fn run(cli: Cli) -> u8 {
                 },
                 rollback_only: true,
             };
-            deploy_command(&cli, &args).await
+            deploy_command(&cli, "", &args).await
         }
         Command::Deployments { group, root, json } => {
             let root = root.clone().unwrap_or_else(|| deploy_root(&cli));
@@ -791,12 +825,14 @@ fn deploy_root(cli: &Cli) -> PathBuf {
     state_dir(cli).join("deployment-root")
 }
 
-async fn deploy_command(cli: &Cli, args: &DeployArgs) -> u8 {
-    let Some(access) = args.access.access() else {
-        return exit::BAD_INPUT;
-    };
-    let options = kiln::deploy::DeployOptions {
-        revision: args.revision.clone(),
+fn deploy_options(
+    cli: &Cli,
+    revision: &str,
+    args: &DeployArgs,
+) -> Option<kiln::deploy::DeployOptions> {
+    let access = args.access.access()?;
+    Some(kiln::deploy::DeployOptions {
+        revision: revision.to_string(),
         group: args.group.clone(),
         application: args
             .application
@@ -812,6 +848,12 @@ async fn deploy_command(cli: &Cli, args: &DeployArgs) -> u8 {
         cache_dir: cache_dir(cli).map(|d| d.join("components")),
         echo: !args.json,
         strategy: args.strategy.into(),
+    })
+}
+
+async fn deploy_command(cli: &Cli, revision: &str, args: &DeployArgs) -> u8 {
+    let Some(options) = deploy_options(cli, revision, args) else {
+        return exit::BAD_INPUT;
     };
     let result = if args.rollback_only {
         kiln::deploy::rollback(&options).await

@@ -15,6 +15,7 @@
 //! <root>/deployment-records/<group-id>/<deployment-id>.json   kiln's record of each deployment
 //! ```
 
+pub mod agent;
 pub mod hooks;
 pub mod install;
 
@@ -564,6 +565,9 @@ async fn lifecycle(
             scripts: *outcome.as_ref().unwrap_or(&0),
             duration_ms: started.elapsed().as_millis() as u64,
         });
+        // The record follows the deployment: after a crash it says how far it got (and which
+        // digest it was deploying), for `kiln deployments` and for the agent's recovery.
+        save(layout, d)?;
         outcome?;
     }
     reaper.kill_all();

@@ -363,6 +363,19 @@ fn verify(
     }
 }
 
+/// What a store says of the revision at `reference`, without downloading it: its digests. What the
+/// deploy agent polls.
+pub async fn describe(reference: &str, access: &Access) -> Result<Listed, StoreError> {
+    match Ref::parse(reference)? {
+        Ref::File(path) => file::list(&path)
+            .into_iter()
+            .find(|l| l.reference == reference)
+            .ok_or_else(|| StoreError::NotFound(reference.to_string())),
+        Ref::S3 { bucket, key } => s3::describe(&bucket, &key, reference, access).await,
+        Ref::Oci(image) => oci::describe(&image, reference, access).await,
+    }
+}
+
 /// The revisions under a prefix: a folder, an S3 prefix, or an OCI repository (its tags).
 pub async fn list(prefix: &str, access: &Access) -> Result<Vec<Listed>, StoreError> {
     match Ref::parse(prefix)? {

@@ -417,6 +417,25 @@ pub(super) async fn fetch(
     Ok((expected, computed))
 }
 
+pub(super) async fn describe(
+    image: &str,
+    text: &str,
+    access: &Access,
+) -> Result<Listed, StoreError> {
+    let registry = connect(image, text, access)?;
+    registry.auth(RegistryOperation::Pull, text).await?;
+    let (manifest, digest) = registry.manifest(&registry.reference, text).await?;
+    let annotations = manifest.annotations.clone().unwrap_or_default();
+    let layer = manifest.layers.first();
+    Ok(Listed {
+        reference: text.to_string(),
+        size: layer.and_then(|l| u64::try_from(l.size).ok()),
+        blake3: annotations.get("dev.kiln.revision.blake3").cloned(),
+        sha256: layer.map(|l| l.digest.clone()),
+        manifest: serde_json::json!({ "digest": digest, "annotations": annotations }),
+    })
+}
+
 pub(super) async fn list(
     image: &str,
     text: &str,

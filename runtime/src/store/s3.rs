@@ -356,6 +356,29 @@ pub(super) async fn fetch(
     ))
 }
 
+pub(super) async fn describe(
+    bucket: &str,
+    key: &str,
+    reference: &str,
+    access: &Access,
+) -> Result<Listed, StoreError> {
+    let store = client(bucket, access)?;
+    let path = object_path(key, reference)?;
+    match head(&store, &path)
+        .await
+        .map_err(|e| error(e, bucket, reference))?
+    {
+        Some((size, attributes)) => Ok(Listed {
+            reference: reference.to_string(),
+            size: Some(size),
+            blake3: metadata(&attributes, META_BLAKE3).map(str::to_string),
+            sha256: metadata(&attributes, META_SHA256).map(str::to_string),
+            manifest: serde_json::Value::Null,
+        }),
+        None => Err(StoreError::NotFound(reference.to_string())),
+    }
+}
+
 pub(super) async fn list(
     bucket: &str,
     prefix: &str,
