@@ -631,6 +631,99 @@ mod tests {
         assert!(simple_glob("*", ""));
     }
 
+    // The agent's installer_test: a file source lands in its destination folder (missing folders
+    // are made); a folder source puts its contents there; DISALLOW refuses an existing file,
+    // RETAIN skips it, OVERWRITE replaces it; two sources for one destination are refused.
+    #[test]
+    fn agent_installer_cases() {
+        use crate::spec::appspec::FileMapping;
+        let archive = tempfile::tempdir().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(archive.path().join("dir/sub")).unwrap();
+        std::fs::write(archive.path().join("src1"), "1").unwrap();
+        std::fs::write(archive.path().join("dir/foo"), "f").unwrap();
+        std::fs::write(archive.path().join("dir/sub/bar"), "b").unwrap();
+        let d = |p: &str| dest.path().join(p);
+        let spec = |files: &[(&str, &str)]| AppSpec {
+            files: files
+                .iter()
+                .map(|(s, t)| FileMapping {
+                    source: s.to_string(),
+                    destination: d(t).to_string_lossy().into_owned(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let p = plan(
+            &spec(&[("src1", "dst1/foo/bar")]),
+            archive.path(),
+            FileExists::Disallow,
+        )
+        .unwrap();
+        assert_eq!(p.roots, [d("dst1"), d("dst1/foo"), d("dst1/foo/bar")]);
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(archive.path().join("src1"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(
+            p.ops,
+            [Op::Copy(
+                archive.path().join("src1"),
+                d("dst1/foo/bar/src1"),
+                mode,
+                false
+            )]
+        );
+        let p = plan(
+            &spec(&[("dir", "dst2")]),
+            archive.path(),
+            FileExists::Disallow,
+        )
+        .unwrap();
+        let targets: Vec<PathBuf> = p.copy_targets().cloned().collect();
+        assert_eq!(targets, [d("dst2/foo"), d("dst2/sub/bar")]);
+        assert!(p.ops.contains(&Op::Mkdir(d("dst2/sub"))));
+        std::fs::create_dir_all(d("dst2")).unwrap();
+        std::fs::write(d("dst2/foo"), "theirs").unwrap();
+        assert!(
+            plan(
+                &spec(&[("dir", "dst2")]),
+                archive.path(),
+                FileExists::Disallow
+            )
+            .is_err()
+        );
+        let p = plan(
+            &spec(&[("dir", "dst2")]),
+            archive.path(),
+            FileExists::Retain,
+        )
+        .unwrap();
+        assert!(!p.copy_targets().any(|t| *t == d("dst2/foo")));
+        let p = plan(
+            &spec(&[("dir", "dst2")]),
+            archive.path(),
+            FileExists::Overwrite,
+        )
+        .unwrap();
+        assert!(
+            p.ops
+                .iter()
+                .any(|op| matches!(op, Op::Copy(_, t, _, true) if *t == d("dst2/foo")))
+        );
+        std::fs::write(archive.path().join("foo"), "other").unwrap();
+        let e = plan(
+            &spec(&[("dir", "dst3"), ("foo", "dst3")]),
+            archive.path(),
+            FileExists::Disallow,
+        );
+        assert!(matches!(e, Err(DeployError::Install(m)) if m.contains("installs both")));
+    }
+
     #[test]
     fn a_cut_short_cleanup_list_keeps_its_last_line() {
         let dir = tempfile::tempdir().unwrap();
