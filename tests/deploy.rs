@@ -9,13 +9,14 @@ use crate::support::kiln;
 /// A test host: a deployment root, a destination, and a trace file the hooks append to.
 struct Host {
     dir: tempfile::TempDir,
+    trace: PathBuf,
 }
 
 impl Host {
     fn new() -> Host {
-        let host = Host {
-            dir: tempfile::tempdir().unwrap(),
-        };
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("trace");
+        let host = Host { dir, trace };
         std::fs::create_dir_all(host.dest()).unwrap();
         host
     }
@@ -26,14 +27,14 @@ impl Host {
         self.dir.path().join("www")
     }
     fn trace(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("trace"))
+        std::fs::read_to_string(&self.trace)
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
             .collect()
     }
     fn clear_trace(&self) {
-        let _ = std::fs::remove_file(self.dir.path().join("trace"));
+        let _ = std::fs::remove_file(&self.trace);
     }
 
     /// Packages a revision `name`: `site/` with `files`, an AppSpec with `extra` appended, and a
@@ -76,7 +77,7 @@ impl Host {
                 &script,
                 format!(
                     "#!/bin/sh\necho \"{name} $LIFECYCLE_EVENT $DEPLOYMENT_GROUP_NAME\" >> '{}'\n{body}\n",
-                    self.dir.path().join("trace").display()
+                    self.trace.display()
                 ),
             )
             .unwrap();
@@ -787,4 +788,84 @@ fn the_agent_deploys_each_new_tag_once_and_recovers_from_a_crash() {
     let v3_record = list.iter().find(|d| d["status"] == "Failed").unwrap();
     assert!(v3_record["error"].as_str().unwrap().contains("interrupted"));
     assert_eq!(list[3]["rollback_of"], v3_record["id"]);
+}
+
+#[test]
+fn a_failing_application_stop_fails_unless_ignored() {
+    let host = Host::new();
+    let v1 = host.revision(
+        "v1",
+        &[("index.html", "one")],
+        "",
+        &[("ApplicationStop", "exit 7")],
+    );
+    assert_eq!(
+        host.deploy(&v1, &[]).0,
+        Some(0),
+        "ApplicationStop does not run the first time"
+    );
+    let v2 = host.revision("v2", &[("index.html", "two")], "", &[]);
+    let (code, json, _) = host.deploy(&v2, &["--no-rollback"]);
+    assert_eq!(code, Some(1));
+    let error = json["deployment"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("ApplicationStop.sh failed with exit code 7"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "one"
+    );
+    let (code, json, err) = host.deploy(&v2, &["--ignore-application-stop-failures"]);
+    assert_eq!(code, Some(0), "{err}\n{json}");
+    assert_eq!(
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
+        "two"
+    );
+}
+
+#[test]
+fn confined_hooks_write_only_where_the_deployment_installs() {
+    if !crate::sandbox::require_landlock() {
+        return;
+    }
+    let elsewhere = tempfile::tempdir().unwrap();
+    let deploy = |confine: bool| {
+        let mut host = Host::new();
+        // The trace goes into the destination, where a confined hook may write.
+        host.trace = host.dest().join("trace");
+        let body = format!(
+            "touch '{}/ok' && touch '{}/escaped-{confine}'",
+            host.dest().display(),
+            elsewhere.path().display()
+        );
+        let v1 = host.revision(
+            "v1",
+            &[("index.html", "one")],
+            "",
+            &[("AfterInstall", &body)],
+        );
+        let flags: &[&str] = if confine {
+            &["--confine-hooks", "--no-rollback"]
+        } else {
+            &[]
+        };
+        let (code, json, _) = host.deploy(&v1, flags);
+        (host, code, json)
+    };
+    // Confined: writing into the destination works, anywhere else is denied.
+    let (host, code, json) = deploy(true);
+    assert_eq!(code, Some(1), "{json}");
+    assert!(host.dest().join("ok").exists());
+    assert_eq!(
+        events(&host.trace(), "v1"),
+        ["BeforeInstall", "AfterInstall"]
+    );
+    assert!(!elsewhere.path().join("escaped-true").exists());
+    let error = json["deployment"]["error"].as_str().unwrap();
+    assert!(error.contains("AfterInstall.sh failed"), "{error}");
+    // Unconfined (the default, as the agent runs them): the owner's scripts write anywhere.
+    let (_, code, json) = deploy(false);
+    assert_eq!(code, Some(0), "{json}");
+    assert!(elsewhere.path().join("escaped-false").exists());
 }

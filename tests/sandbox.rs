@@ -17,7 +17,7 @@ fn landlock() -> bool {
 }
 
 /// Tests of OS confinement need a kernel with Landlock. CI's has it; elsewhere say so loudly.
-fn require_landlock() -> bool {
+pub fn require_landlock() -> bool {
     if landlock() {
         return true;
     }

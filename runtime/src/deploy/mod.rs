@@ -474,8 +474,13 @@ async fn lifecycle(
                                 .iter()
                                 .filter_map(|d| d.parent().map(|p| p.join(".kiln-releases"))),
                         );
+                        // The deployment folder, with the hooks' own temp dir (TMPDIR) in it.
                         writable.push(d.dir.clone());
-                        writable.push(std::env::temp_dir());
+                        let tmp = d.dir.join("tmp");
+                        std::fs::create_dir_all(&tmp).map_err(|e| DeployError::io(&tmp, e))?;
+                        env.vars.retain(|(k, _)| k != "TMPDIR");
+                        env.vars
+                            .push(("TMPDIR".into(), tmp.to_string_lossy().into_owned()));
                         let confined = Confinement {
                             writable,
                             enabled: true,
