@@ -16,28 +16,37 @@ pub(crate) struct Computed {
 }
 
 pub(crate) struct Sink {
-    tx: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    tx: Option<tokio::sync::mpsc::Sender<Vec<bytes::Bytes>>>,
     worker: Option<std::thread::JoinHandle<std::io::Result<Computed>>>,
+    /// Chunks not handed over yet: a network read is ~16 KB, and waking the writer thread for
+    /// each one costs more than hashing it.
+    pending: Vec<bytes::Bytes>,
+    pending_len: usize,
 }
+
+/// How much is handed to the writer thread at once.
+const BATCH: usize = 1 << 20;
 
 impl Sink {
     /// A sink writing to `path` (created or truncated); SHA-256 is computed too when `sha256`.
     pub fn create(path: &Path, sha256: bool) -> std::io::Result<Sink> {
         let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(16);
         let worker = std::thread::Builder::new()
             .name("kiln-download".into())
             .spawn(move || {
                 let mut b3 = blake3::Hasher::new();
                 let mut sha = sha256.then(sha2::Sha256::new);
                 let mut size = 0u64;
-                while let Some(chunk) = rx.blocking_recv() {
-                    file.write_all(&chunk)?;
-                    b3.update(&chunk);
-                    if let Some(sha) = sha.as_mut() {
-                        sha.update(&chunk);
+                while let Some(batch) = rx.blocking_recv() {
+                    for chunk in batch {
+                        file.write_all(&chunk)?;
+                        b3.update(&chunk);
+                        if let Some(sha) = sha.as_mut() {
+                            sha.update(&chunk);
+                        }
+                        size += chunk.len() as u64;
                     }
-                    size += chunk.len() as u64;
                 }
                 file.flush()?;
                 Ok(Computed {
@@ -52,19 +61,33 @@ impl Sink {
         Ok(Sink {
             tx: Some(tx),
             worker: Some(worker),
+            pending: Vec::new(),
+            pending_len: 0,
         })
     }
 
     /// Hands a chunk to the writer. An error means the writer stopped: [`Sink::finish`] says why.
     pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), ()> {
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_len < BATCH {
+            return Ok(());
+        }
+        self.hand_over().await
+    }
+
+    async fn hand_over(&mut self) -> Result<(), ()> {
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
         match &self.tx {
-            Some(tx) => tx.send(chunk).await.map_err(|_| ()),
+            Some(tx) => tx.send(batch).await.map_err(|_| ()),
             None => Err(()),
         }
     }
 
     /// Waits for every chunk to be written; returns the digests.
     pub async fn finish(mut self) -> std::io::Result<Computed> {
+        let _ = self.hand_over().await;
         self.tx = None;
         let worker = self.worker.take();
         tokio::task::spawn_blocking(move || match worker.map(|w| w.join()) {
