@@ -518,11 +518,9 @@ async fn lifecycle(
                     .as_ref()
                     .ok_or_else(|| DeployError::Install("no AppSpec".into()))?;
                 let step = install::InstallStep {
-                    behavior: if spec_has_behavior(&archive) {
-                        s.file_exists_behavior
-                    } else {
-                        options.file_exists_behavior
-                    },
+                    behavior: s
+                        .file_exists_behavior
+                        .unwrap_or(options.file_exists_behavior),
                     ..step
                 };
                 // Blue-green installs into fresh release folders: nothing of the previous
@@ -741,18 +739,6 @@ pub async fn rollback(
         &format!("switched back to the releases of {}", previous.id),
     );
     Ok((d, None))
-}
-
-/// Whether the revision's AppSpec sets file_exists_behavior itself (it then wins over the
-/// deployment's, as on CodeDeploy).
-fn spec_has_behavior(archive: &Path) -> bool {
-    ["appspec.yml", "appspec.yaml"]
-        .iter()
-        .filter_map(|n| std::fs::read_to_string(archive.join(n)).ok())
-        .any(|t| {
-            t.lines()
-                .any(|l| l.trim_start().starts_with("file_exists_behavior"))
-        })
 }
 
 /// The variables every hook script sees: kiln's environment and CodeDeploy's.

@@ -35,7 +35,9 @@ pub const MAX_TIMEOUT: u64 = 3600;
 pub struct AppSpec {
     pub os: String,
     pub files: Vec<FileMapping>,
-    pub file_exists_behavior: FileExists,
+    /// What Install does with files already there: the AppSpec's, when it says (it then wins over
+    /// the deployment's setting, as on CodeDeploy).
+    pub file_exists_behavior: Option<FileExists>,
     pub permissions: Vec<Permission>,
     /// Scripts by lifecycle event, in the order written.
     pub hooks: BTreeMap<String, Vec<Script>>,
@@ -238,7 +240,7 @@ fn read_appspec(r: &mut Reader, root: &Node) -> AppSpec {
             "file_exists_behavior" => {
                 if let Some(text) = r.string(value, "file_exists_behavior") {
                     match FileExists::parse(&text) {
-                        Some(b) => spec.file_exists_behavior = b,
+                        Some(b) => spec.file_exists_behavior = Some(b),
                         None => r.error_help(
                             value.span,
                             format!("unknown file_exists_behavior `{text}`"),
@@ -659,7 +661,7 @@ hooks:
       runas: root
 ");
         assert_eq!(spec.files[0].source, "/");
-        assert_eq!(spec.file_exists_behavior, FileExists::Overwrite);
+        assert_eq!(spec.file_exists_behavior, Some(FileExists::Overwrite));
         assert_eq!(spec.permissions[0].mode, Some(0o755));
         assert_eq!(spec.permissions[0].types, [ObjectType::File]);
         assert_eq!(spec.hooks["ApplicationStart"][0].timeout, 300);
@@ -670,7 +672,7 @@ hooks:
         let spec = ok(
             "version: 0.0\nos: linux\npermissions:\n  - object: /srv\n    mode: 644\nhooks:\n  AfterInstall:\n    - location: a.sh\n",
         );
-        assert_eq!(spec.file_exists_behavior, FileExists::Disallow);
+        assert_eq!(spec.file_exists_behavior, None);
         assert_eq!(spec.permissions[0].pattern, "**");
         assert_eq!(
             spec.permissions[0].types,
