@@ -719,6 +719,22 @@ fn the_agent_deploys_each_new_tag_once_and_recovers_from_a_crash() {
             .unwrap()
     };
     let index = || std::fs::read_to_string(host.dest().join("index.html")).unwrap_or_default();
+    // The agent started again, looking once.
+    let agent_once = || {
+        let out = kiln()
+            .args([
+                "agent", "--watch", &tag, "--group", "web", "--once", "--root",
+            ])
+            .arg(host.root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
 
     let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
     push(&v1);
@@ -733,18 +749,7 @@ fn the_agent_deploys_each_new_tag_once_and_recovers_from_a_crash() {
     running.wait().unwrap();
 
     // Restarted: nothing new, nothing redeployed.
-    let out = kiln()
-        .args([
-            "agent", "--watch", &tag, "--group", "web", "--once", "--root",
-        ])
-        .arg(host.root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    agent_once();
     assert_eq!(host.deployments().len(), 2);
 
     // Killed in the middle of a deployment: restarted, it rolls back to the last good revision.
@@ -764,18 +769,7 @@ fn the_agent_deploys_each_new_tag_once_and_recovers_from_a_crash() {
     running.kill().unwrap();
     running.wait().unwrap();
     assert_eq!(index(), "three", "v3 was installed when the agent died");
-    let out = kiln()
-        .args([
-            "agent", "--watch", &tag, "--group", "web", "--once", "--root",
-        ])
-        .arg(host.root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = agent_once();
     assert_eq!(
         index(),
         "two",

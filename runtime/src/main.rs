@@ -1171,6 +1171,27 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
     }
 }
 
+/// Prints a spec's errors (rendered, or as JSON findings) and gives the bad-input exit code.
+fn report_invalid(
+    path: &std::path::Path,
+    e: &kiln::spec::SpecError,
+    json: bool,
+    color: bool,
+) -> u8 {
+    if json {
+        print_findings(path, &e.diagnostics, false);
+    } else {
+        eprintln!("{}", e.render(color));
+        let n = e.errors().count();
+        eprintln!(
+            "\n{}: {n} error{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    exit::BAD_INPUT
+}
+
 fn validate_appspec(path: &std::path::Path, json: bool, color: bool) -> u8 {
     use kiln::spec::appspec;
     let text = match std::fs::read_to_string(path) {
@@ -1203,20 +1224,7 @@ fn validate_appspec(path: &std::path::Path, json: bool, color: bool) -> u8 {
             }
             exit::OK
         }
-        Err(e) => {
-            if json {
-                print_findings(path, &e.diagnostics, false);
-            } else {
-                eprintln!("{}", e.render(color));
-                let n = e.errors().count();
-                eprintln!(
-                    "\n{}: {n} error{}",
-                    path.display(),
-                    if n == 1 { "" } else { "s" }
-                );
-            }
-            exit::BAD_INPUT
-        }
+        Err(e) => report_invalid(path, &e, json, color),
     }
 }
 
@@ -1261,20 +1269,7 @@ fn validate_command(args: &ValidateArgs) -> u8 {
             }
             exit::OK
         }
-        Err(buildspec::LoadError::Invalid(e)) => {
-            if args.json {
-                print_findings(&path, &e.diagnostics, false);
-            } else {
-                eprintln!("{}", e.render(color));
-                let n = e.errors().count();
-                eprintln!(
-                    "\n{}: {n} error{}",
-                    path.display(),
-                    if n == 1 { "" } else { "s" }
-                );
-            }
-            exit::BAD_INPUT
-        }
+        Err(buildspec::LoadError::Invalid(e)) => report_invalid(&path, &e, args.json, color),
         Err(e) => {
             eprintln!("error: {e}");
             exit::BAD_INPUT

@@ -589,15 +589,9 @@ mod tests {
 
     fn permission(object: &str, pattern: &str, except: &[&str]) -> Permission {
         Permission {
-            object: object.into(),
             pattern: pattern.into(),
             except: except.iter().map(|s| s.to_string()).collect(),
-            owner: None,
-            group: None,
-            mode: None,
-            acls: Vec::new(),
-            context: None,
-            types: vec![ObjectType::File, ObjectType::Directory],
+            ..Permission::new(object)
         }
     }
 

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::diagnostic::{Diagnostic, Severity, SpecError};
+use super::diagnostic::{Diagnostic, SpecError};
 use super::read::Reader;
-use super::yaml::{self, Node, NodeKind};
+use super::yaml::{Node, NodeKind};
 
 /// The lifecycle events of an in-place deployment, in the agent's order, and whether scripts may
 /// hook them. The traffic events are the load balancer's; on one host their scripts run in place,
@@ -97,6 +97,24 @@ pub struct Permission {
     pub types: Vec<ObjectType>,
 }
 
+impl Permission {
+    /// A permission for `object` with CodeDeploy's defaults: pattern `**`, files and directories,
+    /// nothing set.
+    pub fn new(object: impl Into<String>) -> Permission {
+        Permission {
+            object: object.into(),
+            pattern: "**".into(),
+            except: Vec::new(),
+            owner: None,
+            group: None,
+            mode: None,
+            acls: Vec::new(),
+            context: None,
+            types: vec![ObjectType::File, ObjectType::Directory],
+        }
+    }
+}
+
 /// An SELinux context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
@@ -128,23 +146,8 @@ const PERMISSION_KEYS: &[&str] = &[
 
 /// Parses AppSpec text; `path` is only used in messages. Warnings come back with the spec.
 pub fn parse(path: &Path, source: &str) -> Result<(AppSpec, Vec<Diagnostic>), SpecError> {
-    let fail = |diagnostics| SpecError {
-        path: path.to_path_buf(),
-        source: source.to_string(),
-        diagnostics,
-    };
-    let root = yaml::parse(source).map_err(|d| fail(vec![d]))?;
-    let mut r = Reader::default();
-    let spec = read_appspec(&mut r, &root);
-    let (errors, warnings): (Vec<_>, Vec<_>) = r
-        .diagnostics
-        .into_iter()
-        .partition(|d| d.severity == Severity::Error);
-    if errors.is_empty() {
-        Ok((spec, warnings))
-    } else {
-        Err(fail(errors.into_iter().chain(warnings).collect()))
-    }
+    let (spec, _, warnings) = super::read::read_spec(path, source, read_appspec)?;
+    Ok((spec, warnings))
 }
 
 /// Why an AppSpec could not be loaded.
@@ -398,17 +401,7 @@ pub fn parse_mode(text: &str) -> Option<u32> {
 fn read_permissions(r: &mut Reader, node: &Node) -> Vec<Permission> {
     let mut out = Vec::new();
     for item in items(r, node, "permissions") {
-        let mut p = Permission {
-            object: String::new(),
-            pattern: "**".into(),
-            except: Vec::new(),
-            owner: None,
-            group: None,
-            mode: None,
-            acls: Vec::new(),
-            context: None,
-            types: vec![ObjectType::File, ObjectType::Directory],
-        };
+        let mut p = Permission::new(String::new());
         let mut has_object = false;
         for (key, span, value) in r.map(item, "a permissions entry") {
             match key {

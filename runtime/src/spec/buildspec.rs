@@ -5,9 +5,9 @@ use std::path::Path;
 use regex::Regex;
 use serde::Serialize;
 
-use super::diagnostic::{Diagnostic, Severity, Span, SpecError};
+use super::diagnostic::{Diagnostic, Span, SpecError};
 use super::read::Reader;
-use super::yaml::{self, Node, NodeKind};
+use super::yaml::{Node, NodeKind};
 
 /// A parsed buildspec.
 #[derive(Debug, Clone, Default)]
@@ -281,28 +281,13 @@ pub enum LoadError {
 
 /// Parses buildspec text; `path` is only used in messages.
 pub fn parse(path: &Path, source: &str) -> Result<Parsed, SpecError> {
-    let fail = |diagnostics| SpecError {
-        path: path.to_path_buf(),
+    let (buildspec, root, warnings) = super::read::read_spec(path, source, read_buildspec)?;
+    Ok(Parsed {
+        buildspec,
+        warnings,
         source: source.to_string(),
-        diagnostics,
-    };
-    let root = yaml::parse(source).map_err(|d| fail(vec![d]))?;
-    let mut r = Reader::default();
-    let buildspec = read_buildspec(&mut r, &root);
-    let (errors, warnings): (Vec<_>, Vec<_>) = r
-        .diagnostics
-        .into_iter()
-        .partition(|d| d.severity == Severity::Error);
-    if errors.is_empty() {
-        Ok(Parsed {
-            buildspec,
-            warnings,
-            source: source.to_string(),
-            canonical: root.canonical(),
-        })
-    } else {
-        Err(fail(errors.into_iter().chain(warnings).collect()))
-    }
+        canonical: root.canonical(),
+    })
 }
 
 fn read_buildspec(r: &mut Reader, root: &Node) -> Buildspec {

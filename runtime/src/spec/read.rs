@@ -3,8 +3,40 @@
 //! A `Reader` never stops at the first problem: it records a diagnostic and hands back a harmless
 //! default, so a user fixing a file sees all its errors at once.
 
-use super::diagnostic::{Diagnostic, Span};
-use super::yaml::{Node, NodeKind};
+use std::path::Path;
+
+use super::diagnostic::{Diagnostic, Severity, Span, SpecError};
+use super::yaml::{self, Node, NodeKind};
+
+/// What [`read_spec`] gives back: what was read, the YAML root it came from, and the warnings.
+pub type Read<T> = (T, Node, Vec<Diagnostic>);
+
+/// Reads a spec file's text: parses the YAML and runs `read` over its root. Returns what was read
+/// with the warnings, or every error (then the warnings) at once as one [`SpecError`]; `path` is
+/// only used in messages.
+pub fn read_spec<T>(
+    path: &Path,
+    source: &str,
+    read: impl FnOnce(&mut Reader, &Node) -> T,
+) -> Result<Read<T>, SpecError> {
+    let fail = |diagnostics| SpecError {
+        path: path.to_path_buf(),
+        source: source.to_string(),
+        diagnostics,
+    };
+    let root = yaml::parse(source).map_err(|d| fail(vec![d]))?;
+    let mut r = Reader::default();
+    let value = read(&mut r, &root);
+    let (errors, warnings): (Vec<_>, Vec<_>) = r
+        .diagnostics
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if errors.is_empty() {
+        Ok((value, root, warnings))
+    } else {
+        Err(fail(errors.into_iter().chain(warnings).collect()))
+    }
+}
 
 /// Collects diagnostics while a spec is read.
 #[derive(Default)]
