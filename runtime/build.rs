@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Plugins embedded in the binary, by crate directory.
-const EMBEDDED: &[&str] = &["shell", "artifacts", "install"];
+const EMBEDDED: &[&str] = &["shell", "artifacts", "install", "hook"];
 /// Plugins built for kiln's tests and handed to them by path, not embedded.
 const TEST_ONLY: &[&str] = &["probe"];
 

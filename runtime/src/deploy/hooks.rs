@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::sandbox::process::{self, Prepared, ProcessSpec, Reaper};
-use crate::sandbox::{Level, LogSink, Stream};
+use crate::sandbox::process::{Prepared, Reaper};
+use crate::sandbox::{ExecEnv, Level, LogSink, Policy, Sandbox, StepContext, StepError, Stream};
 use crate::spec::appspec::AppSpec;
 
 use super::DeployError;
@@ -83,7 +83,9 @@ impl LogSink for ScriptLog {
 }
 
 /// What every script of a deployment runs with.
-pub struct HookEnv {
+pub struct HookEnv<'a> {
+    pub sandbox: &'a Sandbox,
+    pub deployment_id: String,
     /// The CodeDeploy variables and kiln's own environment.
     pub vars: Vec<(String, String)>,
     pub prepared: Arc<Prepared>,
@@ -95,7 +97,7 @@ pub async fn run_event(
     event: &str,
     spec: &AppSpec,
     archive: &Path,
-    env: &HookEnv,
+    env: &HookEnv<'_>,
     log: &Arc<ScriptLog>,
 ) -> Result<usize, DeployError> {
     let Some(scripts) = spec.hooks.get(event).filter(|s| !s.is_empty()) else {
@@ -136,63 +138,66 @@ pub async fn run_event(
             Some(user) => switch_to(user, &mut vars).map_err(|m| fail(m, String::new()))?,
             None => None,
         };
-        let spec = ProcessSpec {
-            argv: vec![path.to_string_lossy().into_owned()],
-            env: vars,
+        // The script runs through the `hook` plugin's exec: the step's environment and directory
+        // are the script's, its policy gives the time limit, its ExecEnv the user and confinement.
+        let context = StepContext {
+            build_id: env.deployment_id.clone(),
+            phase: event.to_string(),
+            source_dir: archive.to_path_buf(),
             cwd: archive.to_path_buf(),
-            stdin: None,
-            capture_stdout: false,
+            env: vars,
+            temp_dir: archive.to_path_buf(),
+        };
+        let policy = Policy {
+            preopens: Vec::new(),
+            allow_exec: true,
+            network: false,
+            timeout: Some(Duration::from_secs(script.timeout)),
+            memory_limit: 64 << 20,
+        };
+        let exec = ExecEnv {
+            prepared: env.prepared.clone(),
+            reaper: env.reaper.clone(),
             run_as,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(script.timeout);
         let sink: Arc<dyn LogSink> = log.clone();
-        let exit = process::run(&spec, &env.prepared, Some(deadline), sink, &env.reaper)
-            .await
-            .map_err(|e| {
-                fail(
-                    format!(
-                        "Script at specified location: {} failed with error {e}",
-                        script.location
-                    ),
-                    log.take_tail(),
-                )
-            })?;
+        let outcome = env
+            .sandbox
+            .run(
+                "hook",
+                &[path.to_string_lossy().into_owned()],
+                &context,
+                &policy,
+                Some(exec),
+                sink,
+            )
+            .await;
         let who = script
             .runas
             .as_ref()
             .map(|u| format!(" run as user {u}"))
             .unwrap_or_default();
-        if exit.timed_out {
-            return Err(fail(
-                format!(
-                    "Script at specified location: {}{who} failed to complete in {} seconds",
-                    script.location, script.timeout
-                ),
-                log.take_tail(),
-            ));
-        }
-        match (exit.code, exit.signal) {
-            (Some(0), _) => {}
-            (Some(code), _) => {
-                return Err(fail(
-                    format!(
-                        "Script at specified location: {}{who} failed with exit code {code}",
-                        script.location
-                    ),
-                    log.take_tail(),
-                ));
-            }
-            (None, signal) => {
-                return Err(fail(
-                    format!(
-                        "Script at specified location: {}{who} was killed by signal {}",
-                        script.location,
-                        signal.unwrap_or(0)
-                    ),
-                    log.take_tail(),
-                ));
-            }
-        }
+        let message = match outcome {
+            Ok(o) if o.status == 0 => continue,
+            Err(StepError::Timeout { .. }) => None,
+            Ok(o) if o.status == 124 => None,
+            Ok(o) if o.status == 127 => Some(format!(
+                "failed with error {}",
+                o.message.unwrap_or_default()
+            )),
+            Ok(o) if o.status > 128 => Some(format!("was killed by signal {}", o.status - 128)),
+            Ok(o) => Some(format!("failed with exit code {}", o.status)),
+            Err(e) => Some(format!("failed with error {e}")),
+        };
+        let message =
+            message.unwrap_or_else(|| format!("failed to complete in {} seconds", script.timeout));
+        return Err(fail(
+            format!(
+                "Script at specified location: {}{who} {message}",
+                script.location
+            ),
+            log.take_tail(),
+        ));
     }
     Ok(scripts.len())
 }

@@ -404,6 +404,8 @@ async fn lifecycle(
     };
     let reaper = Reaper::default();
     let mut env = HookEnv {
+        sandbox,
+        deployment_id: d.id.clone(),
         vars: hook_vars(options, d),
         prepared: Arc::new(
             confinement
