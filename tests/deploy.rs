@@ -94,10 +94,15 @@ impl Host {
             ),
         )
         .unwrap();
+        self.package(name)
+    }
+
+    /// Packages `src-<name>` as `<name>.zip` (again, after an edit).
+    fn package(&self, name: &str) -> PathBuf {
         let out = self.dir.path().join(format!("{name}.zip"));
         let run = kiln()
             .args(["package"])
-            .arg(&src)
+            .arg(self.dir.path().join(format!("src-{name}")))
             .arg("-o")
             .arg(&out)
             .output()
@@ -108,6 +113,21 @@ impl Host {
             String::from_utf8_lossy(&run.stderr)
         );
         out
+    }
+
+    /// Replaces `from` with `to` in revision `name`'s AppSpec and packages it again.
+    fn edit_appspec(&self, name: &str, from: &str, to: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("src-{name}/appspec.yml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} is not in the AppSpec");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        self.package(name)
+    }
+
+    /// The content of an installed file, below the destination.
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dest().join(rel))
+            .unwrap_or_else(|e| panic!("{rel} is not installed: {e}"))
     }
 
     fn deploy(&self, revision: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
@@ -164,10 +184,7 @@ fn the_lifecycle_runs_in_order_and_stop_comes_from_the_previous_revision() {
         ]
     );
     assert!(host.trace()[0].ends_with(" web"), "DEPLOYMENT_GROUP_NAME");
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "one"
-    );
+    assert_eq!(host.read("index.html"), "one");
     let d = &json["deployment"];
     assert_eq!(d["status"], "Succeeded");
     assert!(d["digest"].as_str().unwrap().len() == 64);
@@ -202,14 +219,8 @@ fn the_lifecycle_runs_in_order_and_stop_comes_from_the_previous_revision() {
     assert!(trace[2].starts_with("v1 ApplicationStop") && trace[3].starts_with("v2 BeforeInstall"));
     // Files of v1 that v2 does not have are gone; v2's are there.
     assert!(!host.dest().join("old.txt").exists());
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "two"
-    );
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("new/page.html")).unwrap(),
-        "new"
-    );
+    assert_eq!(host.read("index.html"), "two");
+    assert_eq!(host.read("new/page.html"), "new");
 
     let list = host.deployments();
     assert_eq!(list.len(), 2);
@@ -228,10 +239,7 @@ fn file_exists_behavior_disallow_overwrite_retain() {
     let error = json["deployment"]["error"].as_str().unwrap();
     assert!(error.contains("already exists at this location"), "{error}");
     assert!(error.contains("index.html"), "{error}");
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "theirs"
-    );
+    assert_eq!(host.read("index.html"), "theirs");
     // RETAIN in the AppSpec: theirs stays.
     let retain = host.revision(
         "r",
@@ -241,18 +249,12 @@ fn file_exists_behavior_disallow_overwrite_retain() {
     );
     let (code, _, err) = host.deploy(&retain, &[]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "theirs"
-    );
+    assert_eq!(host.read("index.html"), "theirs");
     // OVERWRITE from the command line (the AppSpec says nothing): ours.
     let v2 = host.revision("v2", &[("index.html", "ours")], "", &[]);
     let (code, _, err) = host.deploy(&v2, &["--file-exists-behavior", "OVERWRITE"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "ours"
-    );
+    assert_eq!(host.read("index.html"), "ours");
 }
 
 #[test]
@@ -313,26 +315,13 @@ fn a_hook_past_its_timeout_is_killed_with_its_children() {
     let host = Host::new();
     let marker = host.dir.path().join("child-alive");
     let body = format!("(sleep 3; touch '{}') &\nsleep 30", marker.display());
-    let src = host.revision("v1", &[("a", "a")], "", &[("AfterInstall", &body)]);
+    host.revision("v1", &[("a", "a")], "", &[("AfterInstall", &body)]);
     // Shorten AfterInstall's timeout to 1 s.
-    let dir = host.dir.path().join("src-v1");
-    let spec = std::fs::read_to_string(dir.join("appspec.yml"))
-        .unwrap()
-        .replace(
-            "  AfterInstall:\n    - location: scripts/AfterInstall.sh\n      timeout: 60",
-            "  AfterInstall:\n    - location: scripts/AfterInstall.sh\n      timeout: 1",
-        );
-    std::fs::write(dir.join("appspec.yml"), spec).unwrap();
-    std::fs::remove_file(&src).unwrap();
-    let _ = std::fs::remove_file(src.with_extension("zip.manifest.json"));
-    let out = kiln()
-        .args(["package"])
-        .arg(&dir)
-        .arg("-o")
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let src = host.edit_appspec(
+        "v1",
+        "  AfterInstall:\n    - location: scripts/AfterInstall.sh\n      timeout: 60",
+        "  AfterInstall:\n    - location: scripts/AfterInstall.sh\n      timeout: 1",
+    );
     let started = std::time::Instant::now();
     let (code, json, _) = host.deploy(&src, &["--no-rollback"]);
     assert_eq!(code, Some(1));
@@ -389,10 +378,7 @@ fn a_failed_deployment_rolls_back_to_the_last_good_revision() {
     let rollback = &json["rollback"];
     assert_eq!(rollback["status"], "Succeeded", "{json}");
     assert_eq!(rollback["rollback_of"], json["deployment"]["id"]);
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "one"
-    );
+    assert_eq!(host.read("index.html"), "one");
     assert!(host.dest().join("only-v1.txt").exists());
     assert!(!host.dest().join("only-v2.txt").exists());
     let trace = host.trace();
@@ -431,10 +417,7 @@ fn no_rollback_keeps_the_failed_state() {
     let (code, json, _) = host.deploy(&v2, &["--no-rollback"]);
     assert_eq!(code, Some(1));
     assert!(json["rollback"].is_null());
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "two"
-    );
+    assert_eq!(host.read("index.html"), "two");
 }
 
 #[test]
@@ -475,30 +458,17 @@ fn only_max_revisions_deployment_folders_are_kept() {
 /// A revision whose AfterInstall runs as `nobody` and writes its uid to `<host>/uid`.
 fn runas_revision(host: &Host) -> PathBuf {
     let out = host.dir.path().join("uid");
-    let v1 = host.revision(
+    host.revision(
         "v1",
         &[("a", "a")],
         "",
         &[("AfterInstall", &format!("id -u > '{}'", out.display()))],
     );
-    let dir = host.dir.path().join("src-v1");
-    let spec = std::fs::read_to_string(dir.join("appspec.yml"))
-        .unwrap()
-        .replace(
-            "scripts/AfterInstall.sh\n      timeout: 60",
-            "scripts/AfterInstall.sh\n      timeout: 60\n      runas: nobody",
-        );
-    std::fs::write(dir.join("appspec.yml"), spec).unwrap();
-    std::fs::remove_file(&v1).unwrap();
-    let ok = kiln()
-        .args(["package"])
-        .arg(&dir)
-        .arg("-o")
-        .arg(&v1)
-        .output()
-        .unwrap();
-    assert!(ok.status.success());
-    v1
+    host.edit_appspec(
+        "v1",
+        "scripts/AfterInstall.sh\n      timeout: 60",
+        "scripts/AfterInstall.sh\n      timeout: 60\n      runas: nobody",
+    )
 }
 
 #[test]
@@ -573,10 +543,7 @@ fn a_revision_deploys_from_a_registry() {
     let (code, json, err) = host.deploy(Path::new(&reference), &[]);
     assert_eq!(code, Some(0), "{err}\n{json}");
     assert_eq!(json["deployment"]["revision"], reference);
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "from the registry"
-    );
+    assert_eq!(host.read("index.html"), "from the registry");
 }
 
 #[test]
@@ -669,10 +636,7 @@ fn rollback_in_place_deploys_the_previous_revision_again() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "one"
-    );
+    assert_eq!(host.read("index.html"), "one");
     let list = host.deployments();
     assert_eq!(list.len(), 3);
     assert_eq!(list[2]["rollback_of"], list[1]["id"]);
@@ -806,16 +770,10 @@ fn a_failing_application_stop_fails_unless_ignored() {
         error.contains("ApplicationStop.sh failed with exit code 7"),
         "{error}"
     );
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "one"
-    );
+    assert_eq!(host.read("index.html"), "one");
     let (code, json, err) = host.deploy(&v2, &["--ignore-application-stop-failures"]);
     assert_eq!(code, Some(0), "{err}\n{json}");
-    assert_eq!(
-        std::fs::read_to_string(host.dest().join("index.html")).unwrap(),
-        "two"
-    );
+    assert_eq!(host.read("index.html"), "two");
 }
 
 #[test]
