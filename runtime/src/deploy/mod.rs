@@ -808,15 +808,19 @@ async fn download(
 /// Keeps at most `max` deployment folders of the group (the current one included), never the last
 /// one that installed nor the last that succeeded; the oldest go first.
 fn prune(layout: &Layout, current: &Deployment, max: usize) {
-    let keep: Vec<PathBuf> = [layout.last_installed()]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
+    let records: Vec<Deployment> = list(&layout.root, None)
+        .into_iter()
+        .filter(|d| d.group_id == layout.group_id)
+        .collect();
+    let keep: Vec<PathBuf> = std::fs::read_to_string(layout.last_installed())
+        .ok()
         .map(|p| PathBuf::from(p.trim()))
+        .into_iter()
         .chain(
-            list(&layout.root, None)
-                .into_iter()
-                .rfind(|d| d.group_id == layout.group_id && d.status == Status::Succeeded)
-                .map(|d| d.dir),
+            records
+                .iter()
+                .rfind(|d| d.status == Status::Succeeded)
+                .map(|d| d.dir.clone()),
         )
         .collect();
     let Ok(entries) = std::fs::read_dir(layout.group_dir()) else {
@@ -839,7 +843,6 @@ fn prune(layout: &Layout, current: &Deployment, max: usize) {
     }
     others.retain(|(_, p)| !keep.contains(p));
     others.sort();
-    let records = list(&layout.root, None);
     for (_, p) in others.into_iter().take(extra) {
         let _ = std::fs::remove_dir_all(&p);
         // Its releases go too, unless a destination points at one of them.
