@@ -204,16 +204,17 @@ fn no_cache_builds_again_and_saves() {
 }
 
 #[test]
-fn builds_that_may_reach_the_network_are_not_cached_unless_marked() {
+fn builds_with_network_are_cached_like_any_other() {
+    // Their key is their inputs (as Turborepo and Nx do); --no-cache forces a run.
     let (b, trace) = traced();
-    let run = b.run_with(&["--network"]);
-    run.success()
-        .log_has("Not cached: the build may reach the network");
-    b.run_with(&["--network"]).success();
+    b.run_with(&["--network", "internet"])
+        .success()
+        .log_lacks("Not cached");
+    b.run_with(&["--network", "internet"]).success();
+    assert_eq!(runs(trace.path()), 1);
+    b.run_with(&["--network", "internet", "--no-cache"])
+        .success();
     assert_eq!(runs(trace.path()), 2);
-    b.run_with(&["--network", "--cache-network"]).success();
-    b.run_with(&["--network", "--cache-network"]).success();
-    assert_eq!(runs(trace.path()), 3);
 }
 
 fn blob_of(b: &Build, content: &[u8]) -> std::path::PathBuf {
@@ -488,20 +489,50 @@ fn a_dependency_folder_that_changed_by_one_file_stores_one_new_blob() {
 }
 
 #[test]
-fn absolute_cache_paths_outside_the_project_are_restored() {
-    let outside = tempfile::tempdir().unwrap();
-    let repo = outside.path().join("m2");
+fn cache_paths_in_home_are_restored_into_the_build_and_never_reach_the_host() {
+    // `/root/...` and `~/...` are the build's own HOME (as on CodeBuild, where builds run as root):
+    // saved from it and restored into it, never into the host's.
+    let name = format!(
+        ".kiln-test-m2-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
     let b = Build::new().buildspec(&format!(
-        "version: 0.2\ncache:\n  key: m2\n  paths: ['{repo}/**/*']\nphases:\n  install:\n    commands:\n      - if [ -f {repo}/lib.jar ]; then echo jar-restored; else mkdir -p {repo} && echo jar > {repo}/lib.jar && echo jar-downloaded; fi\n",
-        repo = repo.display()
+        "version: 0.2\ncache:\n  key: m2\n  paths: ['/root/{name}/**/*', '~/{name}-npm/**/*']\nphases:\n  install:\n    commands:\n      - if [ -f /root/{name}/lib.jar ] && [ -f ~/{name}-npm/pkg ]; then echo jar-restored; else mkdir -p /root/{name} ~/{name}-npm && echo jar > /root/{name}/lib.jar && echo pkg > ~/{name}-npm/pkg && echo jar-downloaded; fi\n"
     ));
     b.run().success().log_has("jar-downloaded");
-    std::fs::remove_dir_all(&repo).unwrap();
     b.run_with(&["--no-cache"])
         .success()
         .log_has("jar-restored");
-    assert_eq!(
-        std::fs::read_to_string(repo.join("lib.jar")).unwrap(),
-        "jar\n"
-    );
+    for host in [format!("/root/{name}"), format!("/root/{name}-npm")] {
+        assert!(
+            !std::path::Path::new(&host).exists(),
+            "{host} must not be created on the host"
+        );
+    }
+}
+
+#[test]
+fn a_cache_path_outside_home_tmp_and_the_workspace_makes_nothing_writable() {
+    // A `cache:` path is never a way to write the host: outside the build's own places it is
+    // refused with a warning, and the build's writes there stay in its private layer. (Not below
+    // /tmp, which is the build's own.)
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let target = outside.path().join("etc-like");
+    std::fs::create_dir(&target).unwrap();
+    let b = Build::new().buildspec(&format!(
+        "version: 0.2\ncache:\n  key: x\n  paths: ['{dir}/**/*']\nphases:\n  install:\n    commands:\n      - echo planted > {dir}/authorized_keys && cat {dir}/authorized_keys\n",
+        dir = target.display()
+    ));
+    b.run()
+        .success()
+        .log_has("is not cached: in the sandbox only the workspace")
+        .log_has("planted");
+    assert!(!target.join("authorized_keys").exists());
+    // Nor does a restore write there.
+    b.run_with(&["--no-cache"]).success();
+    assert!(!target.join("authorized_keys").exists());
 }

@@ -1,6 +1,7 @@
 //! The sandbox's boundaries, each proven from the outside: what a plugin can read, what a command can
 //! write, time and memory limits, the network, and that a command's children die with it.
 
+use crate::support::isolation::{host_dir, processes_with_arg, unique_digits};
 use crate::support::{Build, build_commands, probe_plugin};
 
 fn landlock() -> bool {
@@ -68,7 +69,9 @@ fn a_build_command_cannot_write_outside_the_workspace() {
     if !require_landlock() {
         return;
     }
-    let outside = tempfile::tempdir().unwrap();
+    // A folder of the host the build sees through its root (its /tmp is its own): the write may
+    // succeed in the build's private layer, it never reaches the host.
+    let outside = host_dir();
     let target = outside.path().join("escaped.txt");
     let run = Build::new()
         .buildspec(&build_commands(&[
@@ -77,7 +80,8 @@ fn a_build_command_cannot_write_outside_the_workspace() {
             &format!("echo x > {}", target.display()),
         ]))
         .run();
-    run.failure().log_has("wrote-inside").log_has("wrote-tmp");
+    // `said`, not `log_has`: kiln's `Running command …` line echoes the command's text.
+    run.said("wrote-inside").said("wrote-tmp");
     assert!(!target.exists(), "a command wrote outside the workspace");
     assert_eq!(run.json["confined"], true);
 }
@@ -117,15 +121,17 @@ fn commands_have_no_network_unless_granted() {
     );
     Build::new()
         .buildspec(&spec)
+        .args(["--network", "none"])
         .run()
         .failure()
         .log_lacks("\nconnected");
+    // The default network (internet) keeps the host's loopback out of reach; the host's reaches it.
     Build::new()
         .buildspec(&spec)
-        .args(["--network"])
+        .args(["--network", "host"])
         .run()
         .success()
-        .log_has("connected");
+        .said("connected");
 }
 
 #[test]
@@ -176,47 +182,41 @@ fn a_plugin_past_its_memory_limit_is_stopped_and_on_failure_applies() {
 
 #[test]
 fn background_children_are_killed_when_the_step_times_out() {
+    // The child is found on the host by its argument: the pid the build sees is its own namespace's.
+    let arg = format!("300.{}", unique_digits());
     let b = Build::new()
-        .buildspec(&build_commands(&["sleep 300 & echo $! > child.pid; wait"]))
+        .buildspec(&build_commands(&[&format!(
+            "sleep {arg} & echo $! > child.pid; wait"
+        )]))
         .args(["--step-timeout", "1s", "--in-place"]);
     b.run().failure().phase("BUILD", "TIMED_OUT");
-    let pid: i32 = std::fs::read_to_string(b.path().join("child.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     assert!(
-        !alive(pid),
-        "the background child {pid} outlived its command"
+        b.path().join("child.pid").exists(),
+        "the child never started"
+    );
+    let left = processes_with_arg(&arg);
+    assert!(
+        left.is_empty(),
+        "the background child {left:?} outlived its command"
     );
 }
 
 #[test]
 fn background_children_left_running_are_killed_when_the_build_ends() {
+    let arg = format!("300.{}", unique_digits());
     let b = Build::new()
         .buildspec(&build_commands(&[
-            "(sleep 300 > /dev/null 2>&1 & echo $! > daemon.pid)",
+            &format!("(sleep {arg} > /dev/null 2>&1 & echo $! > daemon.pid)"),
             "echo next-command",
         ]))
         .args(["--in-place"]);
-    b.run().success().log_has("next-command");
-    let pid: i32 = std::fs::read_to_string(b.path().join("daemon.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(!alive(pid), "the daemon {pid} outlived the build");
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie is dead for our purposes: /proc says state Z.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
+    b.run().success().said("next-command");
+    assert!(
+        b.path().join("daemon.pid").exists(),
+        "the daemon never started"
+    );
+    let left = processes_with_arg(&arg);
+    assert!(left.is_empty(), "the daemon {left:?} outlived the build");
 }
 
 #[test]
@@ -234,8 +234,9 @@ fn require_sandbox_runs_where_landlock_exists() {
 
 #[test]
 fn ctrl_c_stops_the_build_and_kills_its_commands() {
+    let arg = format!("300.{}", unique_digits());
     let b = Build::new().buildspec(&build_commands(&[
-        "sleep 300 & echo $! > child.pid; wait",
+        &format!("sleep {arg} & echo $! > child.pid; wait"),
         "echo never > never.txt",
     ]));
     let mut kiln = crate::support::kiln()
@@ -250,26 +251,28 @@ fn ctrl_c_stops_the_build_and_kills_its_commands() {
         .unwrap();
     let pid_file = b.path().join("child.pid");
     let started = std::time::Instant::now();
-    let pid: i32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            break pid;
-        }
+    while std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .is_none()
+    {
         assert!(
             started.elapsed().as_secs() < 30,
             "the command never started"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    }
     // SAFETY: sending SIGINT to the kiln process this test started.
     unsafe {
         libc::kill(kiln.id() as i32, libc::SIGINT);
     }
     let status = kiln.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    assert!(!alive(pid), "the command's child {pid} outlived Ctrl-C");
+    let left = processes_with_arg(&arg);
+    assert!(
+        left.is_empty(),
+        "the command's child {left:?} outlived Ctrl-C"
+    );
     assert!(!b.path().join("never.txt").exists());
 }
 
@@ -284,6 +287,7 @@ fn plugins_have_no_network_unless_granted() {
     });
     let spec = build_commands(&[&format!("probe connect {addr}")]);
     probe(Build::new().buildspec(&spec))
+        .args(["--network", "none"])
         .run()
         .failure()
         .log_has(&format!("cannot connect to {addr}"));

@@ -148,6 +148,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Say what this host supports for sandboxing builds (user namespaces, overlay in a user
+    /// namespace, idmapped mounts, cgroup delegation, Landlock, seccomp, pasta) and which sandbox a
+    /// build gets here. Exits 0 when builds get the namespace sandbox, 1 otherwise.
+    Doctor {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the deployments made on this host, with status, revision digest and duration.
     Deployments {
         /// Only this deployment group's.
@@ -331,21 +339,41 @@ struct BuildArgs {
     #[arg(long)]
     package: bool,
 
-    /// Let build commands and plugins use the network (denied by default).
-    #[arg(long)]
-    network: bool,
+    /// What the build's network reaches: `internet` (outbound only, through pasta: the host's own
+    /// services stay out of reach), `none` (loopback only) or `host` (the host's network).
+    /// `--network` alone means internet.
+    #[arg(long, value_name = "MODE", default_value = "internet", num_args = 0..=1,
+          default_missing_value = "internet", value_parser = parse_network)]
+    network: kiln::sandbox::os::Network,
 
-    /// Fail rather than run commands unconfined where the kernel has no Landlock.
+    /// Fail rather than fall back when the kernel refuses the build's namespaces (the sandbox then
+    /// is Landlock alone), or has no Landlock either.
     #[arg(long)]
     require_sandbox: bool,
 
-    /// Run build commands without Landlock confinement.
+    /// Run build commands on the host, with no sandbox at all.
     #[arg(long, conflicts_with = "require_sandbox")]
     no_confine: bool,
 
-    /// Let build commands write below this directory too (repeatable).
+    /// Let build commands write below this directory of the host too (repeatable).
     #[arg(long, value_name = "DIR")]
     writable: Vec<PathBuf>,
+
+    /// Show this directory of the host to the build, read-only, at its own path (repeatable).
+    #[arg(long, value_name = "DIR")]
+    expose: Vec<PathBuf>,
+
+    /// Memory limit of every program the build runs, e.g. 2G [default: none]
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    memory: Option<usize>,
+
+    /// How many processes the build may have at once.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pids_limit: u64,
+
+    /// Stop the build when its workspace, /tmp, HOME and private layer grow past this, e.g. 10G.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    disk_limit: Option<usize>,
 
     /// The build's time limit, e.g. 60m.
     #[arg(long, default_value = "60m", value_parser = humantime::parse_duration)]
@@ -375,8 +403,8 @@ struct BuildArgs {
     #[arg(long)]
     explain_cache: bool,
 
-    /// Cache the result even though --network lets the build reach the network.
-    #[arg(long, requires = "network")]
+    /// Deprecated: builds with network are cached like any other (their key is their inputs).
+    #[arg(long, hide = true)]
     cache_network: bool,
 
     /// A shared cache behind the local one: s3://bucket/prefix. Builds look there when the local
@@ -522,7 +550,19 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s} is too large"))
 }
 
+fn parse_network(s: &str) -> Result<kiln::sandbox::os::Network, String> {
+    s.parse()
+}
+
 fn main() -> ExitCode {
+    // The in-sandbox launcher is this same program, started by a build: it must not parse
+    // arguments, start a runtime or spawn a thread.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "__launcher")
+    {
+        kiln::sandbox::os::launcher::main();
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("KILN_LOG"))
@@ -714,6 +754,19 @@ async fn run(cli: Cli) -> u8 {
                 rollback_only: true,
             };
             deploy_command(&cli, "", &args).await
+        }
+        Command::Doctor { json } => {
+            let report = kiln::sandbox::os::probe::report();
+            if *json {
+                print_json(&report);
+            } else {
+                print!("{}", kiln::sandbox::os::probe::render(&report));
+            }
+            if report.sandbox.starts_with("namespaces") {
+                exit::OK
+            } else {
+                exit::FAILED
+            }
         }
         Command::Deployments { group, root, json } => {
             let root = root.clone().unwrap_or_else(|| deploy_root(&cli));
@@ -922,6 +975,59 @@ fn store_error(e: kiln::store::StoreError) -> u8 {
     }
 }
 
+/// What a build must never see: kiln's own folders, the secrets file, and the credentials kiln's
+/// environment points at (a sandboxed build hides each of them).
+fn secret_paths(cli: &Cli, secrets: Option<&std::path::Path>) -> Vec<PathBuf> {
+    let mut paths = vec![state_dir(cli)];
+    paths.extend(cache_dir(cli));
+    paths.extend(dirs::config_dir().map(|d| d.join("kiln")));
+    paths.extend(secrets.map(|s| std::path::absolute(s).unwrap_or_else(|_| s.to_path_buf())));
+    for var in [
+        "DOCKER_CONFIG",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "KILN_SECRETS",
+    ] {
+        if let Some(value) = std::env::var_os(var) {
+            paths.push(PathBuf::from(value));
+        }
+    }
+    // kiln's own HOME, wherever it is (/root and /home are the build's own already): hidden whole,
+    // unless it holds the project (a CI whose HOME is its workspace), then its credentials one by one.
+    if let Some(home) = dirs::home_dir().filter(|h| h.parent().is_some()) {
+        let project = std::env::current_dir().unwrap_or_default();
+        if project.starts_with(&home) {
+            paths.extend(
+                [
+                    ".aws",
+                    ".docker",
+                    ".ssh",
+                    ".gnupg",
+                    ".kube",
+                    ".netrc",
+                    ".git-credentials",
+                    ".npmrc",
+                    ".pypirc",
+                    ".config/gh",
+                    ".config/gcloud",
+                    ".azure",
+                    ".cargo/credentials",
+                    ".cargo/credentials.toml",
+                    ".m2/settings.xml",
+                    ".gradle/gradle.properties",
+                    ".terraform.d",
+                ]
+                .iter()
+                .map(|p| home.join(p)),
+            );
+        } else {
+            paths.push(home);
+        }
+    }
+    paths.retain(|p| p.is_absolute());
+    paths
+}
+
 fn cas_dir(cli: &Cli) -> Option<PathBuf> {
     cache_dir(cli).map(|d| d.join("cas"))
 }
@@ -1067,6 +1173,11 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
         require_sandbox: args.require_sandbox,
         confine: !args.no_confine,
         writable: args.writable.clone(),
+        expose: args.expose.clone(),
+        memory: args.memory.map(|m| m as u64),
+        pids_limit: args.pids_limit,
+        disk_limit: args.disk_limit.map(|d| d as u64),
+        secrets_hidden: secret_paths(cli, args.secrets.as_deref()),
         timeout: args.timeout,
         step_timeout: args.step_timeout,
         memory_limit: args.memory_limit,
@@ -1084,9 +1195,9 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
         cas_dir: cas_dir(cli),
         no_cache: args.no_cache,
         explain_cache: args.explain_cache,
-        cache_network: args.cache_network,
         remote_cache,
     };
+    let _ = args.cache_network;
     match build::run(&options).await {
         Ok(result) => {
             let mut revision = None;
@@ -1402,6 +1513,7 @@ async fn plugin_run(cli: &Cli, args: &PluginRunArgs) -> u8 {
         prepared: Arc::new(prepared),
         reaper: Reaper::default(),
         run_as: None,
+        os: None,
     });
     let sink: Arc<dyn LogSink> = log;
     match sandbox

@@ -17,6 +17,7 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
+pub mod isolation;
 pub mod services;
 
 /// The kiln binary under test.

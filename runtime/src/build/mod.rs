@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cas::LocalStore;
+use crate::sandbox::os::{self as os_sandbox, Network, OsSandbox};
 use crate::sandbox::{self, Confinement, ExecEnv, Policy, Preopen, Reaper, Sandbox, StepContext};
 use crate::spec::buildspec::{self, Buildspec, OnFailure, Parsed, Phase, PhaseName, Version};
 use crate::spec::{Secrets, SpecError};
@@ -49,14 +50,24 @@ pub struct BuildOptions {
     pub output: Option<PathBuf>,
     /// Also zip each artifact.
     pub zip: bool,
-    /// Let commands and plugins reach the network.
-    pub network: bool,
-    /// Refuse to run commands unconfined where the kernel has no Landlock.
+    /// What the build's network reaches.
+    pub network: Network,
+    /// Refuse to fall back to Landlock alone where the kernel refuses the build's namespaces.
     pub require_sandbox: bool,
     /// Confine commands at all.
     pub confine: bool,
-    /// Extra directories commands may write to.
+    /// Extra directories of the host commands may write to.
     pub writable: Vec<PathBuf>,
+    /// Directories of the host the build sees read-only.
+    pub expose: Vec<PathBuf>,
+    /// Memory limit of each of the build's programs, in bytes.
+    pub memory: Option<u64>,
+    /// How many processes the build may have.
+    pub pids_limit: u64,
+    /// How large the build's workspace, HOME, /tmp and private layer may grow, in bytes.
+    pub disk_limit: Option<u64>,
+    /// Paths the build must never see (kiln's folders, the secrets file, credentials).
+    pub secrets_hidden: Vec<PathBuf>,
     /// The build's time limit (CodeBuild's build timeout).
     pub timeout: Duration,
     /// A single step's time limit.
@@ -85,8 +96,6 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Say why the cache missed (or hit).
     pub explain_cache: bool,
-    /// Cache builds that may reach the network.
-    pub cache_network: bool,
     /// A shared store behind the local one (`--cache s3://bucket/prefix`).
     pub remote_cache: Option<crate::cas::remote::RemoteCache>,
 }
@@ -113,6 +122,8 @@ pub enum BuildError {
     Snapshot(#[from] workspace::SnapshotError),
     #[error("{0}")]
     Confine(#[from] sandbox::process::ConfineError),
+    #[error("{0} (--require-sandbox refuses to fall back to Landlock alone)")]
+    Namespaces(#[from] os_sandbox::SandboxError),
     #[error("run-as `{user}`: {message}")]
     RunAs { user: String, message: String },
     #[error("{0}")]
@@ -175,6 +186,8 @@ struct Runner<'a> {
     options: &'a BuildOptions,
     deadline: Instant,
     run_as: Option<(u32, u32)>,
+    /// Set when the build went past `--disk-limit` (its processes are killed then).
+    disk_exceeded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs a build to its end. A build that runs and fails is an `Ok` with a failed status; `Err` means it
@@ -240,8 +253,9 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     std::fs::create_dir_all(&temp_dir).map_err(BuildError::io(&temp_dir))?;
     // The shell session's state passes through a file per command: in memory where the system has a
     // tmpfs for it, private to this build either way (it holds the session's variables, secrets too).
+    sweep_sessions(Path::new("/dev/shm"));
     let session = tempfile::Builder::new()
-        .prefix("kiln-session-")
+        .prefix(&format!("kiln-session-{}-", std::process::id()))
         .tempdir_in("/dev/shm")
         .or_else(|_| {
             tempfile::Builder::new()
@@ -301,31 +315,100 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         attempts: 1,
     }];
 
-    // The `cache:` section's folders: restored into and saved from, so commands may write them.
-    let cache_paths = spec
+    // The OS sandbox: the build's own namespaces, the host's root under a private layer. Where the
+    // kernel refuses namespaces, Landlock alone confines commands (or --require-sandbox refuses).
+    let tools = scratch_dir.join("bin");
+    let tools_ok = write_tools(&tools).is_ok();
+    let os = if options.confine {
+        let config = os_sandbox::Config {
+            scratch: scratch_dir.clone(),
+            writable: [source_dir.clone(), session_dir.clone()]
+                .into_iter()
+                .chain(
+                    options
+                        .writable
+                        .iter()
+                        .filter_map(|w| w.canonicalize().ok()),
+                )
+                .collect(),
+            expose: exposed(options, &tools),
+            hide: options.secrets_hidden.clone(),
+            network: options.network,
+            memory: options.memory,
+            pids: options.pids_limit,
+        };
+        match OsSandbox::start(&config) {
+            Ok(os) => {
+                for warning in &os.warnings {
+                    log.container(&format!("warning: {warning}"));
+                }
+                Some(Arc::new(os))
+            }
+            Err(e) if options.require_sandbox => return Err(e.into()),
+            Err(e) => {
+                log.container(&format!(
+                    "warning: {e}; build commands run on the host under Landlock alone (--require-sandbox refuses to)"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let sandbox_kind = match (&os, options.confine) {
+        (Some(_), _) => "namespaces",
+        (None, true) => "landlock",
+        (None, false) => "none",
+    };
+
+    // The `cache:` section's folders, as kiln reaches them: in the sandbox, the build's HOME and /tmp
+    // are folders of its scratch space, and nothing of the host is ever made writable for a cache.
+    let home = if os.is_some() {
+        Some("/root")
+    } else {
+        resolved.vars.get("HOME")
+    };
+    let mut cache_paths = spec
         .cache
         .as_ref()
-        .map(|c| paths::resolve(c, &source_dir, resolved.vars.get("HOME")))
+        .map(|c| paths::resolve(c, &source_dir, home))
         .unwrap_or_default();
-    let mut writable = vec![source_dir.clone(), temp_dir.clone(), session_dir.clone()];
-    // Landlock grants only what exists: make the folders first (as the restore would).
-    for path in &cache_paths {
-        let _ = std::fs::create_dir_all(&path.root);
+    if os.is_some() {
+        cache_paths.retain_mut(|p| match sandbox_view(&p.root, &scratch_dir, &source_dir) {
+            Some(host) => {
+                p.root = host;
+                true
+            }
+            None => {
+                log.container(&format!(
+                    "warning: cache path {} is not cached: in the sandbox only the workspace, HOME (/root) and /tmp are",
+                    p.pattern
+                ));
+                false
+            }
+        });
     }
-    writable.extend(cache_paths.iter().map(|p| p.root.clone()));
+    let mut writable = vec![source_dir.clone(), temp_dir.clone(), session_dir.clone()];
+    if os.is_none() {
+        // Landlock grants only what exists: make the folders first (as the restore would).
+        for path in &cache_paths {
+            let _ = std::fs::create_dir_all(&path.root);
+        }
+        writable.extend(cache_paths.iter().map(|p| p.root.clone()));
+    }
     writable.extend(options.writable.iter().cloned());
     let confinement = Confinement {
         writable,
         readable: vec![PathBuf::from("/")],
-        network: options.network,
+        network: options.network != Network::None,
         required: options.require_sandbox,
-        enabled: options.confine,
+        enabled: options.confine && os.is_none(),
     };
     let prepared = confinement.prepare()?;
-    let confined = prepared.is_confined();
+    let confined = os.is_some() || prepared.is_confined();
     if options.confine && !confined {
         log.container(
-            "warning: this kernel has no Landlock: build commands run unconfined (--require-sandbox refuses to)",
+            "warning: this kernel has neither namespaces nor Landlock for kiln: build commands run unconfined (--require-sandbox refuses to)",
         );
     }
     let run_as = spec
@@ -356,10 +439,20 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     );
     vars.set("CODEBUILD_BUILD_SUCCEEDING", "1");
     vars.set("CODEBUILD_CI", "true");
-    vars.set("TMPDIR", temp_dir.to_string_lossy());
+    if os.is_some() {
+        // The build's own HOME and /tmp, as on CodeBuild, where builds run as root.
+        vars.set("HOME", "/root");
+        vars.set("TMPDIR", "/tmp");
+        for name in ["USER", "LOGNAME"] {
+            if vars.get(name).is_some() {
+                vars.set(name, "root");
+            }
+        }
+    } else {
+        vars.set("TMPDIR", temp_dir.to_string_lossy());
+    }
     // `codebuild-hash-files`, as on CodeBuild's images, for cache keys.
-    let tools = scratch_dir.join("bin");
-    if write_tools(&tools).is_ok() {
+    if tools_ok {
         let path = vars.get("PATH").unwrap_or("/usr/bin:/bin").to_string();
         vars.set("PATH", format!("{}:{path}", tools.display()));
     }
@@ -379,8 +472,6 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         Some("the cache is off")
     } else if options.in_place {
         Some("a build --in-place changes its own source")
-    } else if options.network && !options.cache_network {
-        Some("the build may reach the network (--network); --cache-network caches it anyway")
     } else {
         None
     };
@@ -442,6 +533,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                             artifacts,
                             log_file: Some(log_file),
                             confined,
+                            sandbox: sandbox_kind.to_string(),
                             cache: cache_info,
                         };
                         write_record(&records, &result);
@@ -470,6 +562,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         sandbox.register_file(name, path);
     }
     let reaper = Reaper::default();
+    let disk_watch = DiskWatch::start(&scratch_dir, options.disk_limit, os.clone());
     let mut runner = Runner {
         spec: &spec,
         sandbox: &sandbox,
@@ -486,10 +579,12 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             prepared: Arc::new(prepared),
             reaper: reaper.clone(),
             run_as,
+            os: os.clone(),
         },
         options,
         deadline: Instant::now() + options.timeout,
         run_as,
+        disk_exceeded: disk_watch.exceeded.clone(),
     };
 
     // The `cache:` section: restore before install.
@@ -504,7 +599,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             Some((key, update)) => {
                 if restore {
                     match paths::find(store, &key, &cache.fallback_keys) {
-                        Some(entry) => match paths::restore(store, &entry) {
+                        Some(entry) => match paths::restore(store, &entry, &cache_paths) {
                             Ok(files) => log.container(&format!(
                                 "Restored cache {} ({files} files) for key {key}",
                                 entry.key
@@ -552,7 +647,11 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             };
         }
         runner.session.env.set("CODEBUILD_BUILD_SUCCEEDING", "0");
-        if run.status == Status::TimedOut && Instant::now() >= runner.deadline {
+        if run.status == Status::TimedOut && Instant::now() >= runner.deadline
+            || runner
+                .disk_exceeded
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             upload = false;
             break;
         }
@@ -635,6 +734,10 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         log.container(&format!("Exported variable {name}={value}"));
     }
     reaper.kill_all();
+    // The build's processes end with its sandbox; its private layer goes with the scratch folder.
+    drop(runner);
+    drop(disk_watch);
+    drop(os);
     log.container(&format!("Build {}: {}", build_id, status.as_str()));
     log.finish();
 
@@ -651,6 +754,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         artifacts: artifact_results,
         log_file: Some(log_file.clone()),
         confined,
+        sandbox: sandbox_kind.to_string(),
         cache: cache_info,
     };
     if let (Some(store), Some((key, inputs)), Status::Succeeded) = (&store, &to_save, result.status)
@@ -713,6 +817,181 @@ async fn fetch_remote(
             None
         }
     }
+}
+
+/// `--disk-limit`: a thread that adds up the build's private space (workspace, HOME, /tmp, private
+/// layer) every half second and kills the build's processes when it grows past the limit.
+struct DiskWatch {
+    exceeded: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DiskWatch {
+    fn start(scratch: &Path, limit: Option<u64>, os: Option<Arc<OsSandbox>>) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let watch = Self {
+            exceeded: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        if let (Some(limit), Some(os)) = (limit, os) {
+            let (exceeded, stop) = (watch.exceeded.clone(), watch.stop.clone());
+            let scratch = scratch.to_path_buf();
+            let _ = std::thread::Builder::new()
+                .name("kiln-disk".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if disk_usage(&scratch) > limit {
+                            exceeded.store(true, Ordering::Relaxed);
+                            os.kill_all();
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                });
+        }
+        watch
+    }
+}
+
+impl Drop for DiskWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Bytes allocated below `dir`, not crossing into other file systems.
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(dir)
+        .same_file_system(true)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// Removes session folders of builds that are gone (a build killed with SIGKILL leaves its own).
+fn sweep_sessions(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("kiln-session-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// What the sandbox shows read-only besides the host's root: `--expose` folders, kiln's helper
+/// programs (and kiln itself, which they run), and the toolchains on kiln's `PATH` that live in a
+/// home (whose other contents the build does not see).
+fn exposed(options: &BuildOptions, tools: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = options
+        .expose
+        .iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
+    out.push(tools.to_path_buf());
+    if let Ok(exe) = std::env::current_exe() {
+        out.push(exe);
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    out.extend(toolchains(&path, Path::new("/root"), Path::new("/home")));
+    out
+}
+
+/// Toolchain folders on `path` that live below a home: each folder itself, and the version
+/// manager's root it belongs to (rustup's, pyenv's, nvm's...), which its shims need.
+fn toolchains(path: &str, root_home: &Path, homes: &Path) -> Vec<PathBuf> {
+    const MANAGERS: &[&str] = &[
+        ".rustup",
+        ".pyenv",
+        ".nvm",
+        ".sdkman",
+        ".asdf",
+        ".volta",
+        ".bun",
+        ".deno",
+        ".n",
+        ".local/share/mise",
+        ".local/share/fnm",
+        ".goenv",
+        ".rbenv",
+        ".jenv",
+    ];
+    let mut out = Vec::new();
+    for dir in path.split(':').map(Path::new).filter(|d| d.is_absolute()) {
+        let home = if dir.starts_with(root_home) {
+            root_home.to_path_buf()
+        } else if let Ok(rest) = dir.strip_prefix(homes) {
+            match rest.components().next() {
+                Some(user) => homes.join(user),
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        if !dir.is_dir() || dir == home {
+            continue;
+        }
+        out.push(dir.to_path_buf());
+        if dir.ends_with(".cargo/bin") {
+            out.push(home.join(".rustup"));
+        }
+        if let Some(manager) = MANAGERS
+            .iter()
+            .map(|m| home.join(m))
+            .find(|m| dir.starts_with(m))
+        {
+            out.push(manager);
+        }
+    }
+    out.retain(|p| p.exists());
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Where kiln reaches, from the host, a path of the build's view: the build's HOME and /tmp are
+/// folders of its scratch space, the workspace is itself; anything else is the build's private
+/// layer, which kiln does not reach.
+fn sandbox_view(path: &Path, scratch: &Path, source_dir: &Path) -> Option<PathBuf> {
+    if path.starts_with(source_dir) {
+        return Some(path.to_path_buf());
+    }
+    for (inside, host) in [("/root", "home"), ("/tmp", "tmp")] {
+        if let Ok(rest) = path.strip_prefix(inside) {
+            if rest
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return None;
+            }
+            return Some(scratch.join(host).join(rest));
+        }
+    }
+    None
 }
 
 /// Writes the helper programs builds find on their PATH.
@@ -928,7 +1207,7 @@ impl Runner<'_> {
                         },
                     ],
                     allow_exec: true,
-                    network: self.options.network,
+                    network: self.options.network != Network::None,
                     timeout: Some(timeout),
                     memory_limit: self.options.memory_limit,
                 };
@@ -973,6 +1252,7 @@ impl Runner<'_> {
                 e.to_string()
             }
         };
+        let reason = self.limit_notes(reason);
         // Whatever stopped it (the epoch, the host timer, the killed process group), a step that used
         // up its time limit timed out.
         let timed_out = started.elapsed() >= timeout;
@@ -985,6 +1265,28 @@ impl Runner<'_> {
             status_code: "COMMAND_EXECUTION_ERROR",
             message: format!("Error while executing command: {text}. Reason: {reason}"),
         })
+    }
+
+    /// A failed command's reason, with the limit it went past when kiln knows it did, or the limits
+    /// it may have hit.
+    fn limit_notes(&self, reason: String) -> String {
+        if self
+            .disk_exceeded
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let limit = self.options.disk_limit.unwrap_or_default();
+            return format!(
+                "the build went past its disk limit of {} (--disk-limit) and was stopped",
+                human_size(limit)
+            );
+        }
+        match (self.exec.os.is_some(), self.options.memory) {
+            (true, Some(memory)) => format!(
+                "{reason} (each program of this build may use at most {} of memory: --memory)",
+                human_size(memory)
+            ),
+            _ => reason,
+        }
     }
 
     /// The context of a step of `phase` in the current session.

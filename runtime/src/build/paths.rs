@@ -130,20 +130,33 @@ pub fn find(store: &LocalStore, key: &str, fallbacks: &[String]) -> Option<Paths
     })
 }
 
-/// Writes an entry's paths back: each tree merged into its folder (existing files are replaced).
-pub fn restore(store: &LocalStore, entry: &PathsEntry) -> Result<usize, CasError> {
+/// Writes an entry's paths back, each into the folder its pattern names in this build (`current`):
+/// each tree merged into its folder (existing files are replaced). A saved pattern this build does
+/// not name is left out.
+pub fn restore(
+    store: &LocalStore,
+    entry: &PathsEntry,
+    current: &[CachePath],
+) -> Result<usize, CasError> {
     let mut files = 0;
     for saved in &entry.paths {
+        let Some(root) = current
+            .iter()
+            .find(|p| p.pattern == saved.pattern)
+            .map(|p| &p.root)
+        else {
+            continue;
+        };
         let tree = Tree::load(store, &saved.tree)?;
-        std::fs::create_dir_all(&saved.root).map_err(io_err(&saved.root))?;
+        std::fs::create_dir_all(root).map_err(io_err(root))?;
         for e in &tree.entries {
             // Replacing: a stale file (or link) in the way is removed first.
-            let target = saved.root.join(e.path());
+            let target = root.join(e.path());
             if !matches!(e, Entry::Dir { .. }) && target.symlink_metadata().is_ok() {
                 std::fs::remove_file(&target).map_err(io_err(&target))?;
             }
         }
-        tree.restore(store, &saved.root)?;
+        tree.restore(store, root)?;
         files += tree
             .entries
             .iter()

@@ -73,6 +73,9 @@ pub struct BuildResult {
     pub log_file: Option<PathBuf>,
     /// Whether host programs ran under Landlock.
     pub confined: bool,
+    /// The sandbox the build's commands ran in: `namespaces` (the build's own namespaces and
+    /// filesystem), `landlock` (Landlock alone, where the kernel refused namespaces) or `none`.
+    pub sandbox: String,
     /// How the action cache took part.
     pub cache: super::cache::CacheInfo,
 }

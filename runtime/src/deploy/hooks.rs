@@ -159,6 +159,7 @@ pub async fn run_event(
             prepared: env.prepared.clone(),
             reaper: env.reaper.clone(),
             run_as,
+            os: None,
         };
         let sink: Arc<dyn LogSink> = log.clone();
         let outcome = env

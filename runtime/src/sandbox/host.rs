@@ -196,15 +196,20 @@ impl exec::Host for StepState {
             run_as: env.run_as,
         };
         let program = spec.argv.first().cloned().unwrap_or_default();
-        match process::run(
-            &spec,
-            &env.prepared,
-            self.deadline,
-            self.log.clone(),
-            &env.reaper,
-        )
-        .await
-        {
+        let result = match &env.os {
+            Some(os) => os.run(&spec, self.deadline, self.log.clone()).await,
+            None => {
+                process::run(
+                    &spec,
+                    &env.prepared,
+                    self.deadline,
+                    self.log.clone(),
+                    &env.reaper,
+                )
+                .await
+            }
+        };
+        match result {
             Ok(exit) => Ok(exec::Exit {
                 code: exit.code,
                 signal: exit.signal,

@@ -13,6 +13,7 @@
 
 mod components;
 mod host;
+pub mod os;
 pub mod process;
 
 use std::collections::HashMap;
@@ -96,6 +97,9 @@ pub struct ExecEnv {
     pub reaper: Reaper,
     /// Numeric user and group for host programs (`run-as`).
     pub run_as: Option<(u32, u32)>,
+    /// The build's OS sandbox, where host programs run when there is one (else they run under the
+    /// Landlock rules of `prepared`).
+    pub os: Option<Arc<os::OsSandbox>>,
 }
 
 /// The step's context, as the plugin receives it.

@@ -361,7 +361,7 @@ pub async fn run(
     })
 }
 
-async fn finish(mut task: tokio::task::JoinHandle<Vec<u8>>) -> Vec<u8> {
+pub(crate) async fn finish(mut task: tokio::task::JoinHandle<Vec<u8>>) -> Vec<u8> {
     match tokio::time::timeout(DRAIN, &mut task).await {
         Ok(Ok(bytes)) => bytes,
         _ => {
@@ -371,7 +371,7 @@ async fn finish(mut task: tokio::task::JoinHandle<Vec<u8>>) -> Vec<u8> {
     }
 }
 
-async fn pump(
+pub(crate) async fn pump(
     reader: impl AsyncRead + Unpin,
     stream: Stream,
     log: Arc<dyn LogSink>,

@@ -1,0 +1,532 @@
+//! The launcher: the small process that lives in a build's sandbox for the build's duration and starts
+//! each of its commands.
+//!
+//! kiln starts it as `kiln __launcher` with its end of a socket as descriptor 3. It enters a new user
+//! namespace and waits while kiln writes its id maps; then it enters the other namespaces and forks
+//! the sandbox's init (pid 1 of the new pid namespace), which puts the filesystem together, pivots into
+//! it, and serves requests: each `Run` forks a child that drops every capability, takes the limits and
+//! the seccomp filter, and execs the program. When kiln's end of the socket closes (the build ended,
+//! or kiln died), init exits, and the kernel kills every process left in the pid namespace.
+//!
+//! The launcher is single-threaded, so its children may allocate between fork and exec.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use super::mounts::{self, Plan};
+use super::seccomp;
+use super::wire::{self, Reply, Request};
+
+/// The socket to kiln.
+const SOCK: RawFd = 3;
+
+/// The launcher's entry point (`kiln __launcher`). Never returns.
+pub fn main() -> ! {
+    let code = match outer() {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = wire::send(
+                SOCK,
+                &Reply::Failed {
+                    message: e.to_string(),
+                },
+                &[],
+            );
+            1
+        }
+    };
+    // SAFETY: ends the process without running destructors (nothing to flush).
+    unsafe { libc::_exit(code) }
+}
+
+fn os_err(what: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Enters the user namespace, waits for the maps and the plan, enters the other namespaces and
+/// forks init; waits for it.
+fn outer() -> io::Result<i32> {
+    // SAFETY: unshare affects only this (single-threaded) process.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        return Err(os_err("cannot create a user namespace"));
+    }
+    wire::send(SOCK, &Reply::UserNs, &[])?;
+    let Some((Request::Setup { plan }, fds)) = wire::recv::<Request>(SOCK)? else {
+        return Ok(0);
+    };
+    // SAFETY: plain system calls; kiln has mapped 0 in this namespace.
+    unsafe {
+        if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+            return Err(os_err("cannot become root in the build's user namespace"));
+        }
+    }
+    let mut flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP;
+    if plan.own_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare affects only this process (and, for the pid namespace, its children).
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(os_err("cannot create the build's namespaces"));
+    }
+    // SAFETY: the process is single-threaded; the child runs init and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(os_err("cannot start the sandbox's init"));
+    }
+    if pid == 0 {
+        let code = match init(plan, fds) {
+            Ok(()) => 0,
+            Err(e) => {
+                let _ = wire::send(
+                    SOCK,
+                    &Reply::Failed {
+                        message: e.to_string(),
+                    },
+                    &[],
+                );
+                1
+            }
+        };
+        // SAFETY: ends init; the kernel then kills what is left in its pid namespace.
+        unsafe { libc::_exit(code) }
+    }
+    // Only init speaks to kiln from now on, so kiln sees the end of the stream when init ends.
+    // SAFETY: closes this process's copy of the socket.
+    unsafe { libc::close(SOCK) };
+    drop(fds);
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        1
+    })
+}
+
+/// Pid 1 of the build: sets the filesystem up, then serves requests until kiln goes away.
+fn init(plan: Plan, fds: Vec<OwnedFd>) -> io::Result<()> {
+    // SAFETY: asks for SIGKILL when the outer launcher (single-threaded) dies.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let mut warnings = Vec::new();
+    mounts::make_private()?;
+    for op in &plan.before {
+        if let Some(w) = mounts::apply(op, &fds)? {
+            warnings.push(w);
+        }
+    }
+    drop(fds);
+    mounts::pivot(&plan.root)?;
+    for op in &plan.after {
+        if let Some(w) = mounts::apply(op, &[])? {
+            warnings.push(w);
+        }
+    }
+    let name = plan.hostname.as_bytes();
+    // SAFETY: sethostname reads `name.len()` bytes from a live buffer.
+    unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+    if plan.own_network {
+        loopback_up()?;
+    }
+    let filter = seccomp::build().map_err(io::Error::other)?;
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .unwrap_or(40);
+    let limits = Limits {
+        pids: plan.pids,
+        memory: plan.memory,
+        last_cap,
+    };
+    wire::send(SOCK, &Reply::Ready { warnings }, &[])?;
+    serve(&filter, &limits)
+}
+
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a datagram socket only to carry the interface ioctls; closed below.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(os_err("cannot open a socket to bring up loopback"));
+    }
+    // SAFETY: ifreq is plain data; the name is copied in with its NUL.
+    let rc = unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut rc = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+        if rc == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            rc = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+        }
+        libc::close(sock);
+        rc
+    };
+    if rc != 0 {
+        return Err(os_err("cannot bring up loopback"));
+    }
+    Ok(())
+}
+
+struct Limits {
+    pids: u64,
+    memory: Option<u64>,
+    last_cap: i32,
+}
+
+/// Waits for requests and for children, until kiln closes the socket.
+fn serve(filter: &seccomp::Filter, limits: &Limits) -> io::Result<()> {
+    // SIGCHLD arrives through a descriptor, so one poll waits for both.
+    // SAFETY: plain signal-mask calls on this single-threaded process.
+    let sfd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    if sfd < 0 {
+        return Err(os_err("cannot wait for children"));
+    }
+    let mut running: HashMap<i32, u64> = HashMap::new();
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: SOCK,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: polls two live descriptors.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(os_err("poll"));
+        }
+        if fds[1].revents != 0 {
+            let mut info = [0u8; 128];
+            // SAFETY: drains the signalfd into a live buffer.
+            while unsafe { libc::read(sfd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
+            reap(&mut running);
+        }
+        if fds[0].revents != 0 {
+            match wire::recv::<Request>(SOCK) {
+                Ok(Some((request, fds))) => handle(request, fds, filter, limits, &mut running),
+                // kiln is gone: end the build's every process.
+                Ok(None) | Err(_) => {
+                    // SAFETY: signals every process in this pid namespace but init.
+                    unsafe { libc::kill(-1, libc::SIGKILL) };
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn reap(running: &mut HashMap<i32, u64>) {
+    loop {
+        let mut status = 0;
+        // SAFETY: reaps any exited child without blocking.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+        if let Some(id) = running.remove(&pid) {
+            let (code, signal) = if libc::WIFEXITED(status) {
+                (Some(libc::WEXITSTATUS(status)), None)
+            } else if libc::WIFSIGNALED(status) {
+                (None, Some(libc::WTERMSIG(status)))
+            } else {
+                (None, None)
+            };
+            let _ = wire::send(SOCK, &Reply::Exit { id, code, signal }, &[]);
+        }
+    }
+}
+
+fn handle(
+    request: Request,
+    fds: Vec<OwnedFd>,
+    filter: &seccomp::Filter,
+    limits: &Limits,
+    running: &mut HashMap<i32, u64>,
+) {
+    match request {
+        Request::Run {
+            id,
+            argv,
+            env,
+            cwd,
+            run_as,
+            stdin,
+        } => {
+            let reply = match start(&argv, &env, &cwd, run_as, stdin, &fds, filter, limits) {
+                Ok(pid) => {
+                    running.insert(pid, id);
+                    None
+                }
+                Err(e) => Some(Reply::NotStarted {
+                    id,
+                    not_found: e.kind() == io::ErrorKind::NotFound,
+                    message: e.to_string(),
+                }),
+            };
+            drop(fds);
+            if let Some(reply) = reply {
+                let _ = wire::send(SOCK, &reply, &[]);
+            }
+        }
+        Request::Kill { id } => {
+            if let Some((pid, _)) = running.iter().find(|(_, v)| **v == id) {
+                // SAFETY: signals the program's session (its process group).
+                unsafe { libc::kill(-*pid, libc::SIGKILL) };
+            }
+        }
+        // SAFETY: signals every process in this pid namespace but init.
+        Request::KillAll => unsafe {
+            libc::kill(-1, libc::SIGKILL);
+        },
+        Request::Setup { .. } => {}
+    }
+}
+
+/// The executable `program` names, searched in `path` as execvp would.
+fn resolve(program: &str, path: Option<&str>, cwd: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return Some(cwd.join(program));
+    }
+    path.unwrap_or("/usr/local/bin:/usr/bin:/bin")
+        .split(':')
+        .find_map(|dir| {
+            let dir = if dir.is_empty() { cwd } else { Path::new(dir) };
+            let candidate = dir.join(program);
+            std::fs::metadata(&candidate)
+                .ok()
+                .filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .map(|_| candidate)
+        })
+}
+
+fn cstring(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in an argument"))
+}
+
+/// Forks and execs one program; its pid once it has exec'd.
+#[allow(clippy::too_many_arguments)]
+fn start(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: &Path,
+    run_as: Option<(u32, u32)>,
+    stdin: bool,
+    fds: &[OwnedFd],
+    filter: &seccomp::Filter,
+    limits: &Limits,
+) -> io::Result<i32> {
+    let program = argv
+        .first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let exe = resolve(program, path_var, cwd).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("`{program}` was not found"),
+        )
+    })?;
+    let exe = CString::new(exe.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the program path"))?;
+    let args = argv
+        .iter()
+        .map(|a| cstring(a))
+        .collect::<io::Result<Vec<_>>>()?;
+    let envs = env
+        .iter()
+        .map(|(k, v)| cstring(&format!("{k}={v}")))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    arg_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|e| e.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    let cwd_c = CString::new(cwd.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the directory"))?;
+    let (out, err) = match fds {
+        [out, err, ..] => (out.as_raw_fd(), err.as_raw_fd()),
+        _ => {
+            return Err(io::Error::other(
+                "no output descriptors came with the command",
+            ));
+        }
+    };
+    let input = if stdin {
+        fds.get(2).map(AsRawFd::as_raw_fd)
+    } else {
+        None
+    };
+    // exec's failure comes back through this pipe (closed on exec when it succeeds).
+    let (report_r, report_w) = wire::pipe()?;
+
+    // SAFETY: this process is single-threaded, so the child may do anything the parent could.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(os_err("cannot fork"));
+    }
+    if pid == 0 {
+        let errno = child(
+            &exe, &arg_ptrs, &env_ptrs, &cwd_c, run_as, out, err, input, filter, limits,
+        );
+        let bytes = errno.to_le_bytes();
+        // SAFETY: reports the failure to the parent and ends the child.
+        unsafe {
+            libc::write(report_w.as_raw_fd(), bytes.as_ptr().cast(), 4);
+            libc::_exit(127);
+        }
+    }
+    drop(report_w);
+    let mut bytes = [0u8; 4];
+    let n = loop {
+        // SAFETY: reads into a live 4-byte buffer.
+        let n = unsafe { libc::read(report_r.as_raw_fd(), bytes.as_mut_ptr().cast(), 4) };
+        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    if n == 4 {
+        let mut status = 0;
+        // SAFETY: reaps the child that failed to exec.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let e = io::Error::from_raw_os_error(i32::from_le_bytes(bytes));
+        return Err(match e.kind() {
+            io::ErrorKind::NotFound => {
+                io::Error::new(io::ErrorKind::NotFound, format!("`{program}`: {e}"))
+            }
+            _ => io::Error::new(e.kind(), format!("cannot start `{program}`: {e}")),
+        });
+    }
+    Ok(pid)
+}
+
+/// In the forked child: becomes the program. Returns only on failure, with the errno.
+#[allow(clippy::too_many_arguments)]
+fn child(
+    exe: &CString,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    cwd: &CString,
+    run_as: Option<(u32, u32)>,
+    out: RawFd,
+    err: RawFd,
+    input: Option<RawFd>,
+    filter: &seccomp::Filter,
+    limits: &Limits,
+) -> i32 {
+    let errno = || {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
+    // SAFETY: system calls on this process only, between fork and exec.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        let input = input.unwrap_or(null);
+        if libc::dup2(input, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(err, 2) < 0 {
+            return errno();
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+        let nproc = libc::rlimit {
+            rlim_cur: limits.pids,
+            rlim_max: limits.pids,
+        };
+        libc::setrlimit(libc::RLIMIT_NPROC, &nproc);
+        if let Some(bytes) = limits.memory {
+            let mem = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &mem);
+        }
+        // Root in the namespace gets no capability back from exec, a setuid file or a uid change.
+        // NOROOT, NO_SETUID_FIXUP, KEEP_CAPS off, NO_CAP_AMBIENT_RAISE, each locked.
+        const SECBITS: libc::c_ulong = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80;
+        libc::prctl(libc::PR_SET_SECUREBITS, SECBITS);
+        if let Some((uid, gid)) = run_as
+            && (libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0)
+        {
+            return errno();
+        }
+        for cap in 0..=limits.last_cap {
+            libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong);
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        #[repr(C)]
+        struct CapHeader {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        struct CapData {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let header = CapHeader {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let data = [
+            CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+            CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+        ];
+        if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
+            return errno();
+        }
+        if libc::chdir(cwd.as_ptr()) != 0 {
+            return errno();
+        }
+        if let Err(e) = filter.install() {
+            return e.raw_os_error().unwrap_or(libc::EPERM);
+        }
+        libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    }
+    errno()
+}

@@ -1,0 +1,733 @@
+//! The OS sandbox: one per build, the way containers work but with no image and no daemon.
+//!
+//! A build's host programs run in namespaces of their own (user, mount, pid, ipc, uts, cgroup and, but
+//! for `--network host`, network). The build's root is root only in its user namespace: as root, kiln
+//! maps the build's ids 0..65535 to an unused range outside and hands the launcher *idmapped* clones of
+//! the host's root and of the build's own folders, so the host's files look root-owned inside (an
+//! overlay can copy them up, `apt-get install` works) while every write lands on disk as the outside
+//! owner the build may write as; rootless, the build's root is the caller's own uid. The filesystem
+//! (see [`mounts`]) is the host's root as a read-only image under a private writable layer, thrown away
+//! with the build. A launcher ([`launcher`]) lives in the sandbox for the build's duration and starts
+//! each command, so a command costs a fork and an exec; every capability is dropped, `no_new_privs` is
+//! set and a seccomp filter ([`seccomp`]) is installed before the exec. When the build ends (or kiln
+//! dies) the launcher's socket closes and the pid namespace, with every process in it, goes away.
+
+pub mod launcher;
+pub mod mounts;
+pub mod probe;
+pub mod seccomp;
+mod wire;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use self::mounts::Layout;
+use self::wire::{Reply, Request};
+use super::process::{ProcessExit, ProcessSpec};
+use super::{LogSink, Stream};
+
+/// What a build's network namespace reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// Loopback only.
+    None,
+    /// Outbound connections through a user-mode network stack (pasta); the host's own loopback
+    /// services and interfaces stay out of reach. CodeBuild's builds have network, so this is the
+    /// default.
+    #[default]
+    Internet,
+    /// The host's network namespace.
+    Host,
+}
+
+impl FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Self::None),
+            "internet" => Ok(Self::Internet),
+            "host" => Ok(Self::Host),
+            other => Err(format!(
+                "unknown network mode `{other}`: expected none, internet or host"
+            )),
+        }
+    }
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Internet => "internet",
+            Self::Host => "host",
+        }
+    }
+}
+
+/// What the sandbox of one build holds.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The build's private folder: upper layers, the build's HOME and /tmp live here.
+    pub scratch: PathBuf,
+    /// Read-write at their real paths (the workspace, the shell session's folder, `--writable`).
+    pub writable: Vec<PathBuf>,
+    /// Read-only at their real paths (`--expose`, toolchains, kiln's helper programs).
+    pub expose: Vec<PathBuf>,
+    /// Hidden wherever the host's root would show them (kiln's folders, the secrets file).
+    pub hide: Vec<PathBuf>,
+    pub network: Network,
+    /// `RLIMIT_AS` of every program, when given.
+    pub memory: Option<u64>,
+    /// `RLIMIT_NPROC` of the build's user in its own user namespace.
+    pub pids: u64,
+}
+
+/// Why a sandbox could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("kiln could not set up the build's sandbox: {0}")]
+pub struct SandboxError(pub String);
+
+fn err(what: &str, e: impl std::fmt::Display) -> SandboxError {
+    SandboxError(format!("{what}: {e}"))
+}
+
+/// Where the build's ids start outside when kiln runs as root: a range of 65536 per launcher,
+/// chosen from its pid, above what distributions hand to users and to rootless containers.
+fn uid_base(pid: u32) -> u32 {
+    0x4000_0000 + (pid % 0x4000) * 0x1_0000
+}
+
+struct Waiters {
+    map: HashMap<u64, oneshot::Sender<Reply>>,
+    closed: bool,
+}
+
+/// A running sandbox. Dropping it ends every process in it.
+pub struct OsSandbox {
+    sock: Arc<OwnedFd>,
+    send: Mutex<()>,
+    waiters: Arc<Mutex<Waiters>>,
+    next: AtomicU64,
+    launcher: Mutex<Option<std::process::Child>>,
+    pasta: Option<PathBuf>,
+    alive: Arc<AtomicBool>,
+    /// What was set up differently than asked (a folder left read-only, no user-mode network).
+    pub warnings: Vec<String>,
+    /// Whether the build's root is an unprivileged id outside (kiln runs as root).
+    pub idmapped: bool,
+    /// The network the build got.
+    pub network: Network,
+}
+
+impl OsSandbox {
+    /// Starts the launcher and sets the sandbox up.
+    pub fn start(config: &Config) -> Result<Self, SandboxError> {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let top = mounts::top_level();
+        let points = mounts::mount_points();
+        prepare_scratch(&config.scratch, &top).map_err(|e| err("preparing its folders", e))?;
+        if root {
+            // The build's root owns the host's root-owned files (that is what lets it install
+            // packages), so root's private files must not come through the overlay.
+            hide_private(&config.scratch).map_err(|e| err("hiding the host's private files", e))?;
+        }
+
+        let (ours, theirs) = wire::socketpair().map_err(|e| err("socketpair", e))?;
+        let exe = std::env::current_exe().map_err(|e| err("finding kiln's own program", e))?;
+        let child_fd = theirs.as_raw_fd();
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("__launcher")
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: between fork and exec the closure only calls dup2/fcntl on descriptors.
+        unsafe {
+            cmd.pre_exec(move || {
+                if child_fd == 3 {
+                    let flags = libc::fcntl(3, libc::F_GETFD);
+                    libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                } else if libc::dup2(child_fd, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| err("starting the launcher", e))?;
+        drop(theirs);
+        let pid = child.id();
+        let mut sandbox = Self {
+            sock: Arc::new(ours),
+            send: Mutex::new(()),
+            waiters: Arc::new(Mutex::new(Waiters {
+                map: HashMap::new(),
+                closed: false,
+            })),
+            next: AtomicU64::new(1),
+            launcher: Mutex::new(Some(child)),
+            pasta: None,
+            alive: Arc::new(AtomicBool::new(true)),
+            warnings: Vec::new(),
+            idmapped: root,
+            network: config.network,
+        };
+        let sock = sandbox.sock.as_raw_fd();
+        match wire::recv::<Reply>(sock) {
+            Ok(Some((Reply::UserNs, _))) => {}
+            Ok(Some((Reply::Failed { message }, _))) => return Err(SandboxError(message)),
+            Ok(_) => return Err(SandboxError("the launcher ended before it started".into())),
+            Err(e) => return Err(err("talking to the launcher", e)),
+        }
+        write_maps(pid, root).map_err(|e| err("mapping the build's user ids", e))?;
+
+        let mut writable = config.writable.clone();
+        writable.sort();
+        writable.dedup();
+        let layout = Layout {
+            scratch: &config.scratch,
+            idmapped: root,
+            writable: &writable,
+            expose: &config.expose,
+            hide: &config.hide,
+            top: &top,
+            mount_points: &points,
+            own_network: config.network != Network::Host,
+        };
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        if root {
+            let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+                .map_err(|e| err("opening the build's user namespace", e))?;
+            let ns = userns.as_raw_fd();
+            fds.push(
+                mounts::idmapped_clone(Path::new("/"), ns, true)
+                    .map_err(|e| err("idmapping the host's root", e))?,
+            );
+            fds.push(
+                mounts::idmapped_clone(&config.scratch, ns, false)
+                    .map_err(|e| err("idmapping the build's folder", e))?,
+            );
+            for path in layout.attached() {
+                fds.push(
+                    mounts::idmapped_clone(path, ns, false)
+                        .map_err(|e| err("idmapping a writable folder", e))?,
+                );
+            }
+        }
+        let mut plan = layout.plan();
+        plan.hostname = "kiln".into();
+        plan.pids = config.pids;
+        plan.memory = config.memory;
+        let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        wire::send(sock, &Request::Setup { plan }, &raw)
+            .map_err(|e| err("talking to the launcher", e))?;
+        drop(fds);
+        match wire::recv::<Reply>(sock) {
+            Ok(Some((Reply::Ready { warnings }, _))) => sandbox.warnings = warnings,
+            Ok(Some((Reply::Failed { message }, _))) => return Err(SandboxError(message)),
+            Ok(_) => return Err(SandboxError("the launcher ended while setting up".into())),
+            Err(e) => return Err(err("talking to the launcher", e)),
+        }
+        if config.network == Network::Internet {
+            match start_pasta(pid, root, &config.scratch) {
+                Ok(pidfile) => sandbox.pasta = Some(pidfile),
+                Err(why) => {
+                    sandbox.network = Network::None;
+                    sandbox.warnings.push(format!(
+                        "the build has no network: {why} (--network host gives it the host's network)"
+                    ));
+                }
+            }
+        }
+        sandbox.spawn_reader();
+        Ok(sandbox)
+    }
+
+    fn spawn_reader(&self) {
+        let sock = self.sock.clone();
+        let waiters = self.waiters.clone();
+        let alive = self.alive.clone();
+        let _ = std::thread::Builder::new()
+            .name("kiln-sandbox".into())
+            .spawn(move || {
+                while let Ok(Some((reply, _))) = wire::recv::<Reply>(sock.as_raw_fd()) {
+                    let id = match &reply {
+                        Reply::Exit { id, .. } | Reply::NotStarted { id, .. } => *id,
+                        _ => continue,
+                    };
+                    let waiter = waiters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .map
+                        .remove(&id);
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(reply);
+                    }
+                }
+                alive.store(false, Ordering::Relaxed);
+                let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
+                w.closed = true;
+                w.map.clear();
+            });
+    }
+
+    fn request(&self, request: &Request, fds: &[i32]) -> io::Result<()> {
+        let _guard = self.send.lock().unwrap_or_else(|e| e.into_inner());
+        wire::send(self.sock.as_raw_fd(), request, fds)
+    }
+
+    /// Kills every process of the build (a step ran out of time, the disk limit was hit).
+    pub fn kill_all(&self) {
+        let _ = self.request(&Request::KillAll, &[]);
+    }
+
+    /// Whether the launcher is still there.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Runs a program in the sandbox to its end or to `deadline`, streaming its output to `log`.
+    /// At the deadline, every process of the build is killed (a `setsid` daemon too).
+    pub async fn run(
+        &self,
+        spec: &ProcessSpec,
+        deadline: Option<Instant>,
+        log: Arc<dyn LogSink>,
+    ) -> io::Result<ProcessExit> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (out_r, out_w) = wire::pipe()?;
+        let (err_r, err_w) = wire::pipe()?;
+        let stdin = match &spec.stdin {
+            Some(bytes) => Some((wire::pipe()?, bytes.clone())),
+            None => None,
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if w.closed {
+                return Err(io::Error::other("the build's sandbox has ended"));
+            }
+            w.map.insert(id, tx);
+        }
+        let mut fds = vec![out_w.as_raw_fd(), err_w.as_raw_fd()];
+        if let Some(((r, _), _)) = &stdin {
+            fds.push(r.as_raw_fd());
+        }
+        self.request(
+            &Request::Run {
+                id,
+                argv: spec.argv.clone(),
+                env: spec.env.clone(),
+                cwd: spec.cwd.clone(),
+                run_as: spec.run_as,
+                stdin: stdin.is_some(),
+            },
+            &fds,
+        )?;
+        drop((out_w, err_w));
+        let mut guard = KillGuard {
+            sandbox: self,
+            armed: true,
+        };
+        if let Some(((r, w), bytes)) = stdin {
+            drop(r);
+            let mut sender = tokio::net::unix::pipe::Sender::from_owned_fd(w)?;
+            tokio::spawn(async move {
+                let _ = sender.write_all(&bytes).await;
+            });
+        }
+        let stdout = {
+            let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r)?;
+            let log = log.clone();
+            let capture = spec.capture_stdout;
+            tokio::spawn(
+                async move { super::process::pump(reader, Stream::Stdout, log, capture).await },
+            )
+        };
+        let stderr = {
+            let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r)?;
+            tokio::spawn(super::process::pump(reader, Stream::Stderr, log, false))
+        };
+        let mut timed_out = false;
+        let reply = match deadline {
+            Some(deadline) => {
+                tokio::pin!(rx);
+                tokio::select! {
+                    reply = &mut rx => reply,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        timed_out = true;
+                        self.kill_all();
+                        rx.await
+                    }
+                }
+            }
+            None => rx.await,
+        };
+        guard.armed = false;
+        let captured = super::process::finish(stdout).await;
+        super::process::finish(stderr).await;
+        match reply {
+            Ok(Reply::Exit { code, signal, .. }) => Ok(ProcessExit {
+                code,
+                signal,
+                timed_out,
+                stdout: captured,
+            }),
+            Ok(Reply::NotStarted {
+                message, not_found, ..
+            }) => Err(io::Error::new(
+                if not_found {
+                    io::ErrorKind::NotFound
+                } else {
+                    io::ErrorKind::Other
+                },
+                message,
+            )),
+            Ok(_) | Err(_) => Err(io::Error::other(
+                "the build's sandbox ended while the command ran",
+            )),
+        }
+    }
+}
+
+/// Kills the build's processes when a command's future is dropped before it finished (Ctrl-C, a
+/// cancelled build).
+struct KillGuard<'a> {
+    sandbox: &'a OsSandbox,
+    armed: bool,
+}
+
+impl Drop for KillGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.sandbox.kill_all();
+        }
+    }
+}
+
+impl Drop for OsSandbox {
+    fn drop(&mut self) {
+        // SAFETY: shuts the socket down for both sides; init sees the end of the stream and exits,
+        // taking every process of its pid namespace with it.
+        unsafe { libc::shutdown(self.sock.as_raw_fd(), libc::SHUT_RDWR) };
+        if let Some(mut child) = self
+            .launcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = child.wait();
+        }
+        if let Some(pidfile) = &self.pasta
+            && let Ok(text) = std::fs::read_to_string(pidfile)
+            && let Ok(pid) = text.trim().parse::<i32>()
+        {
+            // SAFETY: signals the pasta process kiln started for this build.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
+/// Writes the launcher's id maps: the build's 0..65535 to an unused range when kiln is root, the
+/// build's 0 to kiln's own ids otherwise.
+fn write_maps(pid: u32, root: bool) -> io::Result<()> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    if root {
+        let base = uid_base(pid);
+        std::fs::write(proc.join("uid_map"), format!("0 {base} 65536\n"))?;
+        std::fs::write(proc.join("gid_map"), format!("0 {base} 65536\n"))?;
+    } else {
+        // SAFETY: getuid and getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        std::fs::write(proc.join("uid_map"), format!("0 {uid} 1\n"))?;
+        std::fs::write(proc.join("setgroups"), "deny")?;
+        std::fs::write(proc.join("gid_map"), format!("0 {gid} 1\n"))?;
+    }
+    Ok(())
+}
+
+/// Makes the folders the plan uses: an upper and a work folder per overlaid top-level folder, the
+/// build's HOME and /tmp; and the password-less copies of the shadow files.
+fn prepare_scratch(scratch: &Path, top: &[(String, mounts::TopKind)]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in ["root", "home", "tmp", "mnt/root", "mnt/scratch"] {
+        std::fs::create_dir_all(scratch.join(dir))?;
+    }
+    std::fs::set_permissions(scratch.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    std::fs::set_permissions(scratch.join("home"), std::fs::Permissions::from_mode(0o700))?;
+    for (name, kind) in top {
+        if *kind == mounts::TopKind::Dir {
+            std::fs::create_dir_all(scratch.join("upper").join(name))?;
+            std::fs::create_dir_all(scratch.join("work").join(name))?;
+        }
+    }
+    let etc = scratch.join("upper/etc");
+    if etc.is_dir() {
+        for name in ["shadow", "gshadow", "shadow-", "gshadow-"] {
+            let host = Path::new("/etc").join(name);
+            if let Ok(meta) = std::fs::symlink_metadata(&host) {
+                let text = std::fs::read_to_string(&host).unwrap_or_default();
+                let dest = etc.join(name);
+                std::fs::write(&dest, without_hashes(&text))?;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o640))?;
+                use std::os::unix::fs::MetadataExt;
+                let _ = std::os::unix::fs::chown(&dest, Some(meta.uid()), Some(meta.gid()));
+            }
+        }
+        // A resolv.conf that links into the host's /run (systemd-resolved) would dangle: the build
+        // has its own /run. Its contents are copied instead.
+        let resolv = Path::new("/etc/resolv.conf");
+        if std::fs::symlink_metadata(resolv).is_ok_and(|m| m.file_type().is_symlink())
+            && let Ok(text) = std::fs::read_to_string(resolv)
+        {
+            std::fs::write(etc.join("resolv.conf"), text)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the host keeps root's private files (keys, credentials, backups of the password files),
+/// searched to the given depth.
+const PRIVATE_PLACES: &[(&str, usize)] = &[
+    ("/etc", 8),
+    ("/var/lib", 3),
+    ("/var/backups", 2),
+    ("/var/spool", 3),
+    ("/var/log", 2),
+    ("/usr/local/etc", 4),
+    ("/opt", 3),
+    ("/srv", 3),
+];
+
+/// Hides what only the host's root may read: each root-owned file that others may not read is an
+/// empty file in the build's upper layer, each root-owned folder that others may not enter an empty,
+/// opaque one. (Files of other owners keep their owner inside, and the build's root has no capability
+/// to override their modes.)
+fn hide_private(scratch: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let upper = scratch.join("upper");
+    for (place, depth) in PRIVATE_PLACES {
+        let mut walk = walkdir::WalkDir::new(place)
+            .max_depth(*depth)
+            .follow_links(false)
+            .same_file_system(true)
+            .into_iter();
+        while let Some(entry) = walk.next() {
+            let Ok(entry) = entry else { continue };
+            let Ok(meta) = entry.metadata() else { continue };
+            let path = entry.path();
+            // The shadow files have their password-less copies already.
+            if path.starts_with("/etc")
+                && path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains("shadow"))
+            {
+                continue;
+            }
+            let private = meta.uid() == 0
+                && if meta.is_dir() {
+                    meta.mode() & 0o001 == 0
+                } else {
+                    meta.is_file() && meta.mode() & 0o004 == 0
+                };
+            if !private {
+                continue;
+            }
+            // Only below a top-level folder that is overlaid (it has an upper folder).
+            let top = path.components().nth(1).map(|c| upper.join(c));
+            if !top.is_some_and(|t| t.is_dir()) {
+                continue;
+            }
+            let dest = mounts::join(&upper, path);
+            make_parents(&upper, path)?;
+            if meta.is_dir() {
+                walk.skip_current_dir();
+                std::fs::create_dir_all(&dest)?;
+                let value = b"y";
+                let dest_c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
+                    .map_err(io::Error::other)?;
+                // SAFETY: setxattr reads a live path, a NUL-terminated name and `value`.
+                let rc = unsafe {
+                    libc::setxattr(
+                        dest_c.as_ptr(),
+                        c"user.overlay.opaque".as_ptr(),
+                        value.as_ptr().cast(),
+                        value.len(),
+                        0,
+                    )
+                };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else {
+                std::fs::write(&dest, b"")?;
+            }
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+            std::os::unix::fs::chown(&dest, Some(meta.uid()), Some(meta.gid()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the folders above `path` in the upper layer with the owners and modes they have on the
+/// host, so the overlay shows them as they are.
+fn make_parents(upper: &Path, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut parents: Vec<&Path> = path.ancestors().skip(1).collect();
+    parents.reverse();
+    for parent in parents.into_iter().skip(2) {
+        let dest = mounts::join(upper, parent);
+        if dest.is_dir() {
+            continue;
+        }
+        let meta = std::fs::metadata(parent)?;
+        std::fs::create_dir(&dest)?;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        std::os::unix::fs::chown(&dest, Some(meta.uid()), Some(meta.gid()))?;
+    }
+    Ok(())
+}
+
+/// A shadow or gshadow file with every password field replaced by `*` (no login, no hash).
+fn without_hashes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.split_once(':') {
+            Some((name, rest)) => {
+                let rest = rest.split_once(':').map_or("", |(_, r)| r);
+                out.push_str(name);
+                out.push_str(":*:");
+                out.push_str(rest);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Starts pasta for the launcher's network namespace: outbound connections only (no port
+/// forwarding either way, the gateway address not mapped to the host). Returns its pid file.
+///
+/// The namespaces are handed over as open descriptors (pasta opens `/proc/self/fd/N`): pasta drops
+/// its privileges before it joins them, and could not open another user's `/proc/PID/ns` then.
+fn start_pasta(pid: u32, root: bool, scratch: &Path) -> Result<PathBuf, String> {
+    let pasta = which("pasta").ok_or("pasta is not installed (Debian's package `passt`)")?;
+    let pidfile = scratch.join("pasta.pid");
+    let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+        .map_err(|e| format!("cannot open the build's user namespace: {e}"))?;
+    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .map_err(|e| format!("cannot open the build's network namespace: {e}"))?;
+    let (u, n) = (userns.as_raw_fd(), netns.as_raw_fd());
+    let mut cmd = std::process::Command::new(pasta);
+    cmd.args(["--quiet", "--config-net", "--no-map-gw"])
+        .args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"])
+        .args(["--userns", "/proc/self/fd/3", "--netns", "/proc/self/fd/4"])
+        .arg("-P")
+        .arg(&pidfile);
+    if root {
+        cmd.args(["--runas", "0"]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the closure only duplicates descriptors.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Through a free number first, so that neither target overwrites the other's source.
+            let (u2, n2) = (libc::dup(u), libc::dup(n));
+            if u2 < 0 || n2 < 0 || libc::dup2(u2, 3) < 0 || libc::dup2(n2, 4) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().map_err(|e| format!("pasta: {e}"))?;
+    if !out.status.success() {
+        // pasta also says on stderr that it has no syslog: only its own complaint is worth showing.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains("to syslog") && !l.trim().is_empty())
+            .collect();
+        return Err(format!("pasta failed: {}", why.join("; ")));
+    }
+    Ok(pidfile)
+}
+
+/// A program on kiln's `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Removes a build's scratch folder, making folders the build left unreadable (an overlay's work
+/// folder, `chmod 000` in the workspace) removable first.
+pub fn remove_scratch(path: &Path) {
+    if std::fs::remove_dir_all(path).is_ok() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if entry.file_type().is_dir() {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    let _ = std::fs::remove_dir_all(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_copies_keep_users_and_lose_hashes() {
+        let text = "root:$y$j9T$abc$def:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n";
+        let out = without_hashes(text);
+        assert_eq!(out, "root:*:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n");
+        assert!(!out.contains('$'));
+    }
+
+    #[test]
+    fn network_modes_parse() {
+        assert_eq!("none".parse::<Network>(), Ok(Network::None));
+        assert_eq!("host".parse::<Network>(), Ok(Network::Host));
+        assert!(
+            "wifi"
+                .parse::<Network>()
+                .unwrap_err()
+                .contains("none, internet or host")
+        );
+    }
+
+    #[test]
+    fn id_ranges_stay_below_the_overflow_ids() {
+        for pid in [1, 4_194_304, 16_383, 16_384] {
+            let base = uid_base(pid);
+            assert!(base >= 0x4000_0000);
+            assert!(base as u64 + 65_536 < u32::MAX as u64 - 1);
+        }
+    }
+}

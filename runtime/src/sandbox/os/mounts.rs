@@ -1,0 +1,956 @@
+//! The filesystem a build sees, planned by kiln and carried out by the launcher inside the build's
+//! mount namespace, in the order Bazel's linux-sandbox and bubblewrap use: a fresh tmpfs as the new
+//! root; each top-level folder of the host's root as an overlay (the host's folder read-only below, a
+//! private folder of the build above); a minimal `/dev`, a fresh `/tmp`, `/run` and `/dev/shm`; the
+//! build's own `HOME`; the workspace and `--writable` folders read-write at their real paths;
+//! toolchains and `--expose` folders read-only; kiln's own folders and the secrets file hidden; then
+//! `pivot_root`, the build's own `/proc` with the parts that reach the kernel masked.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// A fresh tmpfs.
+    Tmpfs {
+        target: PathBuf,
+        mode: u32,
+        size_mib: u64,
+    },
+    /// A folder (and its parents).
+    Dir { path: PathBuf, mode: u32 },
+    /// A symbolic link.
+    Symlink { path: PathBuf, to: PathBuf },
+    /// A mount kiln prepared (an idmapped clone), passed as descriptor number `fd` of the setup.
+    Attach { fd: usize, target: PathBuf },
+    /// An overlay: `lower` read-only below, `upper` private above. Where the kernel refuses it, the
+    /// lower folder is bound read-only instead (and the plan's warnings say so).
+    Overlay {
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+    },
+    /// A recursive bind mount; read-only all the way down when `readonly`. Skipped when the source
+    /// is missing and `optional`.
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        readonly: bool,
+        optional: bool,
+    },
+    /// The build's own `/proc` (it lives in the build's pid namespace).
+    Proc { target: PathBuf },
+    /// A read-only sysfs of the build's own network namespace (the host's interfaces are not in
+    /// it); where the kernel refuses one, the host's `/sys`, read-only.
+    Sysfs { target: PathBuf },
+    /// A new devpts instance.
+    Devpts { target: PathBuf },
+    /// Hides what is at `target`: an empty read-only tmpfs over a folder, `/dev/null` over a file.
+    /// Nothing to hide is fine.
+    Mask { target: PathBuf },
+    /// Makes `target` read-only (a bind onto itself).
+    Readonly { target: PathBuf },
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Plan {
+    /// Where the new root is put together before `pivot_root`.
+    pub root: PathBuf,
+    /// Steps before `pivot_root` (paths as the launcher sees them then).
+    pub before: Vec<Op>,
+    /// Steps after it (paths as the build sees them).
+    pub after: Vec<Op>,
+    /// Whether the launcher has a network namespace of its own (loopback to bring up).
+    pub own_network: bool,
+    /// The build's host name.
+    pub hostname: String,
+    /// `RLIMIT_NPROC` and `RLIMIT_AS` for the build's programs.
+    pub pids: u64,
+    pub memory: Option<u64>,
+}
+
+/// What kiln knows when it plans the filesystem.
+pub struct Layout<'a> {
+    /// The build's private folder (upper layers, work folders, home, tmp).
+    pub scratch: &'a Path,
+    /// Whether the host's root, the scratch folder and the read-write folders come as idmapped
+    /// mounts (kiln runs as root) or are reached directly (rootless).
+    pub idmapped: bool,
+    /// Read-write at their real paths: the workspace, the session folder, `--writable` folders.
+    /// With idmapped mounts, those outside the scratch folder are attached from descriptors 2, 3…
+    /// in this order (see [`Layout::attached`]).
+    pub writable: &'a [PathBuf],
+    /// Read-only at their real paths: `--expose`, toolchains found on `PATH` under a home.
+    pub expose: &'a [PathBuf],
+    /// Hidden wherever they would be visible: kiln's own folders, the secrets file, credentials.
+    pub hide: &'a [PathBuf],
+    /// The host's top-level entries and its mount points (from `/proc/self/mountinfo`).
+    pub top: &'a [(String, TopKind)],
+    pub mount_points: &'a [PathBuf],
+    /// Whether the build has a network namespace of its own.
+    pub own_network: bool,
+}
+
+/// What a top-level entry of the host's root is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TopKind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// Descriptor numbers of the idmapped mounts, in the order the plan expects them.
+pub const FD_ROOT: usize = 0;
+pub const FD_SCRATCH: usize = 1;
+
+/// Top-level folders that are never the host's: the build gets its own.
+const OWN: &[&str] = &[
+    "proc",
+    "sys",
+    "dev",
+    "tmp",
+    "run",
+    "root",
+    "home",
+    "lost+found",
+];
+
+/// `/proc` entries that reach the kernel or the host, hidden as Docker hides them.
+const PROC_MASKED: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/sysrq-trigger",
+    "/proc/latency_stats",
+    "/proc/kmsg",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/proc/asound",
+];
+const PROC_READONLY: &[&str] = &["/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq"];
+
+/// Device nodes the build gets from the host, bound in (a user namespace cannot make them).
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+impl Layout<'_> {
+    /// The path through which the launcher reaches the host's `path` read-only.
+    fn host(&self, path: &Path) -> PathBuf {
+        if self.idmapped {
+            join(&self.scratch.join("mnt/root"), path)
+        } else {
+            path.to_path_buf()
+        }
+    }
+
+    /// The path through which the launcher reaches `rel` in the scratch folder, read-write.
+    fn scratch(&self, rel: &str) -> PathBuf {
+        if self.idmapped {
+            self.scratch.join("mnt/scratch").join(rel)
+        } else {
+            self.scratch.join(rel)
+        }
+    }
+
+    /// The read-write folders kiln must pass as idmapped mounts, after the root and the scratch
+    /// folder, in descriptor order.
+    pub fn attached(&self) -> Vec<&Path> {
+        self.writable
+            .iter()
+            .filter(|p| self.idmapped && !p.starts_with(self.scratch))
+            .map(PathBuf::as_path)
+            .collect()
+    }
+
+    /// The plan. Read-write folders below the scratch folder are reached through it; the others are
+    /// attached (idmapped) or bound.
+    pub fn plan(&self) -> Plan {
+        let r = self.scratch.join("root");
+        let at = |p: &Path| join(&r, p);
+        let mut before = vec![Op::Tmpfs {
+            target: r.clone(),
+            mode: 0o755,
+            size_mib: 64,
+        }];
+        if self.idmapped {
+            before.push(Op::Attach {
+                fd: FD_ROOT,
+                target: self.scratch.join("mnt/root"),
+            });
+            before.push(Op::Attach {
+                fd: FD_SCRATCH,
+                target: self.scratch.join("mnt/scratch"),
+            });
+        }
+        let mut overlaid = Vec::new();
+        for (name, kind) in self.top {
+            let path = Path::new("/").join(name);
+            if OWN.contains(&name.as_str()) {
+                continue;
+            }
+            match kind {
+                TopKind::Symlink => {
+                    if let Ok(to) = std::fs::read_link(&path) {
+                        before.push(Op::Symlink {
+                            path: at(&path),
+                            to,
+                        });
+                    }
+                }
+                TopKind::File => before.push(Op::Bind {
+                    source: self.host(&path),
+                    target: at(&path),
+                    readonly: true,
+                    optional: true,
+                }),
+                TopKind::Dir if self.scratch.starts_with(&path) || !plain(name) => {
+                    before.push(Op::Bind {
+                        source: path.clone(),
+                        target: at(&path),
+                        readonly: true,
+                        optional: true,
+                    });
+                }
+                TopKind::Dir => {
+                    before.push(Op::Overlay {
+                        lower: self.host(&path),
+                        upper: self.scratch(&format!("upper/{name}")),
+                        work: self.scratch(&format!("work/{name}")),
+                        target: at(&path),
+                    });
+                    overlaid.push(path);
+                }
+            }
+        }
+        // Other file systems mounted below an overlaid folder are not part of its overlay: they are
+        // bound in read-only.
+        for point in self.mount_points {
+            if point.parent().is_some_and(|p| p != Path::new("/"))
+                && overlaid.iter().any(|top| point.starts_with(top))
+                && !point.starts_with(self.scratch)
+            {
+                before.push(Op::Bind {
+                    source: point.clone(),
+                    target: at(point),
+                    readonly: true,
+                    optional: true,
+                });
+            }
+        }
+        before.push(if self.own_network {
+            Op::Sysfs {
+                target: at(Path::new("/sys")),
+            }
+        } else {
+            Op::Bind {
+                source: "/sys".into(),
+                target: at(Path::new("/sys")),
+                readonly: true,
+                optional: true,
+            }
+        });
+        // /dev: the few devices programs use, a private devpts and shared memory.
+        before.push(Op::Tmpfs {
+            target: at(Path::new("/dev")),
+            mode: 0o755,
+            size_mib: 1,
+        });
+        for device in DEVICES {
+            before.push(Op::Bind {
+                source: Path::new("/dev").join(device),
+                target: at(&Path::new("/dev").join(device)),
+                readonly: false,
+                optional: true,
+            });
+        }
+        before.push(Op::Devpts {
+            target: at(Path::new("/dev/pts")),
+        });
+        for (link, to) in [
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            before.push(Op::Symlink {
+                path: at(&Path::new("/dev").join(link)),
+                to: to.into(),
+            });
+        }
+        before.push(Op::Tmpfs {
+            target: at(Path::new("/dev/shm")),
+            mode: 0o1777,
+            size_mib: 0,
+        });
+        before.push(Op::Tmpfs {
+            target: at(Path::new("/run")),
+            mode: 0o755,
+            size_mib: 64,
+        });
+        before.push(Op::Dir {
+            path: at(Path::new("/run/lock")),
+            mode: 0o1777,
+        });
+        before.push(Op::Tmpfs {
+            target: at(Path::new("/home")),
+            mode: 0o755,
+            size_mib: 1,
+        });
+        before.push(Op::Bind {
+            source: self.scratch("tmp"),
+            target: at(Path::new("/tmp")),
+            readonly: false,
+            optional: false,
+        });
+        before.push(Op::Bind {
+            source: self.scratch("home"),
+            target: at(Path::new("/root")),
+            readonly: false,
+            optional: false,
+        });
+        for path in self.expose {
+            before.push(Op::Bind {
+                source: path.clone(),
+                target: at(path),
+                readonly: true,
+                optional: true,
+            });
+        }
+        let mut next_fd = FD_SCRATCH + 1;
+        for path in self.writable {
+            match path.strip_prefix(self.scratch) {
+                Ok(rel) => before.push(Op::Bind {
+                    source: self.scratch(&rel.to_string_lossy()),
+                    target: at(path),
+                    readonly: false,
+                    optional: false,
+                }),
+                Err(_) if self.idmapped => {
+                    before.push(Op::Attach {
+                        fd: next_fd,
+                        target: at(path),
+                    });
+                    next_fd += 1;
+                }
+                Err(_) => before.push(Op::Bind {
+                    source: path.clone(),
+                    target: at(path),
+                    readonly: false,
+                    optional: false,
+                }),
+            }
+        }
+        // What the build has of its own (its HOME, /tmp...) shows nothing of the host but what is
+        // bound into it: a hidden path there is masked only below such a bind.
+        for path in self.hide {
+            let own = OWN.iter().any(|o| path.starts_with(Path::new("/").join(o)));
+            let bound = self
+                .writable
+                .iter()
+                .chain(self.expose)
+                .any(|b| path.starts_with(b));
+            if !own || bound {
+                before.push(Op::Mask { target: at(path) });
+            }
+        }
+        // The kernel lets a user namespace mount a proc only while the host's is still in view.
+        before.push(Op::Proc {
+            target: at(Path::new("/proc")),
+        });
+        let mut after = Vec::new();
+        after.extend(PROC_MASKED.iter().map(|p| Op::Mask { target: p.into() }));
+        after.extend(
+            PROC_READONLY
+                .iter()
+                .map(|p| Op::Readonly { target: p.into() }),
+        );
+        Plan {
+            root: r,
+            before,
+            after,
+            own_network: self.own_network,
+            ..Plan::default()
+        }
+    }
+}
+
+/// Whether a top-level name can go into overlay's options as it is.
+fn plain(name: &str) -> bool {
+    !name.contains([',', ':', '\\', '='])
+}
+
+/// `path` (absolute) below `base`.
+pub fn join(base: &Path, path: &Path) -> PathBuf {
+    base.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// The host's top-level entries.
+pub fn top_level() -> Vec<(String, TopKind)> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/") {
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let kind = if kind.is_symlink() {
+                TopKind::Symlink
+            } else if kind.is_dir() {
+                TopKind::Dir
+            } else {
+                TopKind::File
+            };
+            out.push((entry.file_name().to_string_lossy().into_owned(), kind));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The host's mount points, from `/proc/self/mountinfo` (octal escapes decoded).
+pub fn mount_points() -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut points: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape(p)))
+        .collect();
+    points.sort();
+    points.dedup();
+    points
+}
+
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---- carrying the plan out, in the launcher ----
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+fn cstr(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a path"))
+}
+
+fn check(rc: libc::c_long, what: &str, path: &Path) -> io::Result<()> {
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{what} {}: {e}", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn mount(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = CString::new(source).map_err(io::Error::other)?;
+    let fstype = CString::new(fstype).map_err(io::Error::other)?;
+    let data = data
+        .map(CString::new)
+        .transpose()
+        .map_err(io::Error::other)?;
+    let target_c = cstr(target)?;
+    // SAFETY: every pointer is a live NUL-terminated string or null.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target_c.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+        )
+    };
+    check(rc as libc::c_long, "cannot mount on", target)
+}
+
+fn bind(source: &Path, target: &Path) -> io::Result<()> {
+    let source_c = cstr(source)?;
+    let target_c = cstr(target)?;
+    // SAFETY: live NUL-terminated strings; a bind mount takes no file system type or data.
+    let rc = unsafe {
+        libc::mount(
+            source_c.as_ptr(),
+            target_c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    check(rc as libc::c_long, "cannot bind onto", target)
+}
+
+/// Sets mount attributes on the mount at `path` and every mount below it.
+fn setattr(path: &Path, set: u64) -> io::Result<()> {
+    let path_c = cstr(path)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads a live path and a MountAttr of the size given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path_c.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(rc, "cannot make read-only", path)
+}
+
+/// A detached, idmapped clone of the mount at `path` (not of the mounts below it): files owned by
+/// `n` on disk appear as the user namespace's `n`.
+pub fn idmapped_clone(path: &Path, userns: RawFd, readonly: bool) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let path_c = cstr(path)?;
+    // SAFETY: open_tree reads a live path; the descriptor it returns is owned below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path_c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    check(fd, "cannot clone the mount of", path)?;
+    // SAFETY: a fresh descriptor, owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP
+            | MOUNT_ATTR_NOSUID
+            | MOUNT_ATTR_NODEV
+            | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns as u64,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr on the descriptor itself (AT_EMPTY_PATH) with a MountAttr of the size
+    // given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(rc, "cannot idmap the mount of", path)?;
+    Ok(fd)
+}
+
+fn attach(fd: &OwnedFd, target: &Path) -> io::Result<()> {
+    let target_c = cstr(target)?;
+    let empty = c"";
+    // SAFETY: move_mount of a detached mount (the descriptor) onto a live path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target_c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check(rc, "cannot attach a mount on", target)
+}
+
+fn mkdir_all(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display())))
+}
+
+/// Makes a mount point like `source`: a folder for a folder, an empty file for anything else.
+fn make_target(source: &Path, target: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(target).is_ok() {
+        return Ok(());
+    }
+    if std::fs::metadata(source).is_ok_and(|m| m.is_dir()) {
+        mkdir_all(target, 0o755)
+    } else {
+        if let Some(parent) = target.parent() {
+            mkdir_all(parent, 0o755)?;
+        }
+        std::fs::File::create(target).map(drop).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot create {}: {e}", target.display()))
+        })
+    }
+}
+
+/// Carries out one step; a warning for what was done differently than asked.
+pub fn apply(op: &Op, fds: &[OwnedFd]) -> io::Result<Option<String>> {
+    match op {
+        Op::Tmpfs {
+            target,
+            mode,
+            size_mib,
+        } => {
+            mkdir_all(target, 0o755)?;
+            let mut data = format!("mode={mode:o}");
+            if *size_mib > 0 {
+                data.push_str(&format!(",size={size_mib}m"));
+            }
+            mount(
+                "tmpfs",
+                target,
+                "tmpfs",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some(&data),
+            )?;
+        }
+        Op::Dir { path, mode } => {
+            mkdir_all(path, *mode)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))?;
+        }
+        Op::Symlink { path, to } => {
+            if let Some(parent) = path.parent() {
+                mkdir_all(parent, 0o755)?;
+            }
+            std::os::unix::fs::symlink(to, path).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot link {}: {e}", path.display()))
+            })?;
+        }
+        Op::Attach { fd, target } => {
+            let fd = fds.get(*fd).ok_or_else(|| {
+                io::Error::other(format!("no mount was passed for {}", target.display()))
+            })?;
+            mkdir_all(target, 0o755)?;
+            attach(fd, target)?;
+        }
+        Op::Overlay {
+            lower,
+            upper,
+            work,
+            target,
+        } => {
+            mkdir_all(target, 0o755)?;
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={},userxattr",
+                lower.display(),
+                upper.display(),
+                work.display()
+            );
+            if let Err(e) = mount("overlay", target, "overlay", 0, Some(&data)) {
+                bind(lower, target)?;
+                setattr(
+                    target,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                )?;
+                return Ok(Some(format!(
+                    "{} is read-only in the build: the kernel refused an overlay there ({e})",
+                    lower.display()
+                )));
+            }
+        }
+        Op::Bind {
+            source,
+            target,
+            readonly,
+            optional,
+        } => {
+            if *optional && std::fs::symlink_metadata(source).is_err() {
+                return Ok(None);
+            }
+            make_target(source, target)?;
+            bind(source, target)?;
+            if *readonly {
+                setattr(
+                    target,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                )?;
+            }
+        }
+        Op::Proc { target } => {
+            mkdir_all(target, 0o555)?;
+            mount(
+                "proc",
+                target,
+                "proc",
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                None,
+            )?;
+        }
+        Op::Sysfs { target } => {
+            mkdir_all(target, 0o555)?;
+            let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            if mount("sysfs", target, "sysfs", flags, None).is_err() {
+                bind(Path::new("/sys"), target)?;
+                setattr(
+                    target,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                )?;
+            }
+        }
+        Op::Devpts { target } => {
+            mkdir_all(target, 0o755)?;
+            mount(
+                "devpts",
+                target,
+                "devpts",
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                Some("newinstance,ptmxmode=0666,mode=0620"),
+            )?;
+        }
+        Op::Mask { target } => match std::fs::symlink_metadata(target) {
+            Err(_) => {}
+            Ok(meta) if meta.is_dir() => {
+                mount(
+                    "tmpfs",
+                    target,
+                    "tmpfs",
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    Some("size=0,mode=0"),
+                )?;
+            }
+            Ok(_) => bind(Path::new("/dev/null"), target)?,
+        },
+        Op::Readonly { target } => {
+            if std::fs::symlink_metadata(target).is_ok() {
+                bind(target, target)?;
+                setattr(
+                    target,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                )?;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Makes `root` the root of the calling process's mount namespace and drops the old one.
+pub fn pivot(root: &Path) -> io::Result<()> {
+    std::env::set_current_dir(root)?;
+    let dot = c".";
+    // SAFETY: pivot_root(".", ".") stacks the old root on the new one; both are live strings.
+    let rc = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
+    check(rc, "cannot pivot to", root)?;
+    // SAFETY: detaches the old root, which now sits on top of ".".
+    let rc = unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) };
+    check(
+        rc as libc::c_long,
+        "cannot detach the host's root from",
+        root,
+    )?;
+    std::env::set_current_dir("/")
+}
+
+/// Stops mounts from propagating back to the host.
+pub fn make_private() -> io::Result<()> {
+    let root = c"/";
+    let none = c"none";
+    // SAFETY: changes the propagation of every mount in this (new) mount namespace.
+    let rc = unsafe {
+        libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    check(rc as libc::c_long, "cannot make private", Path::new("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout_plan(idmapped: bool) -> Plan {
+        let top = vec![
+            ("bin".to_string(), TopKind::Symlink),
+            ("etc".to_string(), TopKind::Dir),
+            ("home".to_string(), TopKind::Dir),
+            ("proc".to_string(), TopKind::Dir),
+            ("root".to_string(), TopKind::Dir),
+            ("tmp".to_string(), TopKind::Dir),
+            ("usr".to_string(), TopKind::Dir),
+            ("we,ird".to_string(), TopKind::Dir),
+        ];
+        let points = vec![
+            PathBuf::from("/"),
+            PathBuf::from("/proc"),
+            PathBuf::from("/usr/local"),
+        ];
+        let writable = vec![
+            PathBuf::from("/tmp/kiln-build-x/src"),
+            PathBuf::from("/srv/out"),
+        ];
+        let hide = vec![
+            PathBuf::from("/etc/kiln"),
+            PathBuf::from("/root"),
+            PathBuf::from("/srv/out/.secrets"),
+        ];
+        let expose = vec![PathBuf::from("/root/.cargo/bin")];
+        Layout {
+            scratch: Path::new("/tmp/kiln-build-x"),
+            idmapped,
+            writable: &writable,
+            expose: &expose,
+            hide: &hide,
+            top: &top,
+            mount_points: &points,
+            own_network: true,
+        }
+        .plan()
+    }
+
+    #[test]
+    fn host_folders_are_overlays_and_homes_are_the_builds_own() {
+        let plan = layout_plan(true);
+        let r = Path::new("/tmp/kiln-build-x/root");
+        assert!(plan.before.contains(&Op::Overlay {
+            lower: "/tmp/kiln-build-x/mnt/root/usr".into(),
+            upper: "/tmp/kiln-build-x/mnt/scratch/upper/usr".into(),
+            work: "/tmp/kiln-build-x/mnt/scratch/work/usr".into(),
+            target: r.join("usr"),
+        }));
+        // The host's homes and /tmp are never overlaid: the build has its own.
+        for own in ["root", "home", "tmp", "proc"] {
+            assert!(
+                !plan
+                    .before
+                    .iter()
+                    .any(|op| matches!(op, Op::Overlay { target, .. } if target == &r.join(own))),
+                "{own} must not be the host's"
+            );
+        }
+        assert!(plan.before.contains(&Op::Bind {
+            source: "/tmp/kiln-build-x/mnt/scratch/home".into(),
+            target: r.join("root"),
+            readonly: false,
+            optional: false,
+        }));
+        // A name overlay's options cannot carry is bound read-only instead.
+        assert!(plan.before.iter().any(
+            |op| matches!(op, Op::Bind { target, readonly: true, .. } if target == &r.join("we,ird"))
+        ));
+        // A file system mounted below an overlaid folder is bound read-only.
+        assert!(plan.before.contains(&Op::Bind {
+            source: "/usr/local".into(),
+            target: r.join("usr/local"),
+            readonly: true,
+            optional: true,
+        }));
+        assert!(plan.before.contains(&Op::Mask {
+            target: r.join("etc/kiln")
+        }));
+        // The build's own HOME is not masked for being kiln's HOME; a hidden file inside a
+        // writable folder is.
+        assert!(!plan.before.contains(&Op::Mask {
+            target: r.join("root")
+        }));
+        assert!(plan.before.contains(&Op::Mask {
+            target: r.join("srv/out/.secrets")
+        }));
+    }
+
+    #[test]
+    fn writable_folders_come_through_the_scratch_mount_or_their_own() {
+        let plan = layout_plan(true);
+        let r = Path::new("/tmp/kiln-build-x/root");
+        assert!(plan.before.contains(&Op::Bind {
+            source: "/tmp/kiln-build-x/mnt/scratch/src".into(),
+            target: r.join("tmp/kiln-build-x/src"),
+            readonly: false,
+            optional: false,
+        }));
+        assert!(plan.before.contains(&Op::Attach {
+            fd: 2,
+            target: r.join("srv/out"),
+        }));
+        let rootless = layout_plan(false);
+        assert!(rootless.before.contains(&Op::Bind {
+            source: "/srv/out".into(),
+            target: r.join("srv/out"),
+            readonly: false,
+            optional: false,
+        }));
+        assert!(
+            !rootless
+                .before
+                .iter()
+                .any(|op| matches!(op, Op::Attach { .. }))
+        );
+    }
+
+    #[test]
+    fn proc_parts_that_reach_the_kernel_are_hidden() {
+        let plan = layout_plan(false);
+        assert!(plan.before.contains(&Op::Proc {
+            target: "/tmp/kiln-build-x/root/proc".into()
+        }));
+        assert!(plan.after.contains(&Op::Mask {
+            target: "/proc/sysrq-trigger".into()
+        }));
+        assert!(plan.after.contains(&Op::Readonly {
+            target: "/proc/sys".into()
+        }));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}
