@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Per-command overhead of kiln against a plain shell loop, measured in one run.
+# Per-command overhead of kiln against plain `sh -c`, measured in one run.
 #
-# A buildspec of N short commands (echo, cd, export, test -f) is built by kiln; the same N commands are run
-# each by `sh -c` from a plain bash loop. kiln's fixed cost per build (start-up, source snapshot, log) is
-# measured with an empty buildspec and subtracted, so the ratio compares one command against one command.
+# A buildspec of N short commands (echo, cd, export, test -f) is built by kiln (with --no-cache, so every
+# command runs); the same N commands are run each by `sh -c` from a plain sh script. kiln's fixed cost per
+# build (start-up, source snapshot, sandbox set-up, log) is measured with an empty buildspec and
+# subtracted, so the ratio compares one command against one command. Each kiln mode is measured: the
+# default sandbox (the build's own namespaces), and --no-confine (commands run on the host).
 #
 #   cargo build --release && benches/per-command.sh [N] [ROUNDS]
 set -euo pipefail
@@ -33,35 +35,40 @@ done
   for c in "${commands[@]}"; do printf '      - %s\n' "$c"; done
 } > "$work/project/buildspec.yml"
 printf 'version: 0.2\nphases:\n  build:\n    commands: []\n' > "$work/empty/buildspec.yml"
+# The baseline: a sh script that runs each command with sh -c.
+for c in "${commands[@]}"; do printf "sh -c '%s'\n" "$c"; done > "$work/baseline.sh"
 
 now() { date +%s%N; }
 best() { sort -n | head -n 1; }
 
 # Warm the component cache once, so every measured build loads compiled plugins.
-"$KILN" build -q "$work/empty" >/dev/null
+"$KILN" build -q --no-cache "$work/empty" >/dev/null
 
-kiln_full=() kiln_empty=() shell_loop=()
+loop=()
 for ((r = 0; r < ROUNDS; r++)); do
-  t0=$(now); "$KILN" build -q "$work/project" >/dev/null; t1=$(now)
-  kiln_full+=($((t1 - t0)))
-  t0=$(now); "$KILN" build -q "$work/empty" >/dev/null; t1=$(now)
-  kiln_empty+=($((t1 - t0)))
-  t0=$(now)
-  (cd "$work/project" && for c in "${commands[@]}"; do sh -c "$c" >/dev/null; done)
-  t1=$(now)
-  shell_loop+=($((t1 - t0)))
+  t0=$(now); (cd "$work/project" && sh "$work/baseline.sh" >/dev/null); t1=$(now)
+  loop+=($((t1 - t0)))
 done
+loop=$(printf '%s\n' "${loop[@]}" | best)
+printf "commands: %d, best of %d rounds\n" "$N" "$ROUNDS"
+printf "sh script of sh -c, %d commands: %8.1f ms\n" "$N" "$(awk -v l="$loop" 'BEGIN { print l / 1e6 }')"
 
-full=$(printf '%s\n' "${kiln_full[@]}" | best)
-empty=$(printf '%s\n' "${kiln_empty[@]}" | best)
-loop=$(printf '%s\n' "${shell_loop[@]}" | best)
-awk -v n="$N" -v rounds="$ROUNDS" -v full="$full" -v empty="$empty" -v loop="$loop" 'BEGIN {
-  per_kiln = (full - empty) / n; per_sh = loop / n
-  printf "commands: %d, best of %d rounds\n", n, rounds
-  printf "kiln build, %d commands: %8.1f ms\n", n, full / 1e6
-  printf "kiln build, no command:  %8.1f ms (fixed cost per build)\n", empty / 1e6
-  printf "sh -c loop, %d commands: %8.1f ms\n", n, loop / 1e6
-  printf "per command: kiln %.0f us, sh -c %.0f us\n", per_kiln / 1e3, per_sh / 1e3
-  printf "ratio, kiln per command / sh -c per command: %.2fx\n", per_kiln / per_sh
-  printf "ratio, whole kiln build / sh -c loop:        %.2fx\n", full / loop
-}'
+for mode in sandbox no-confine; do
+  flags=(--no-cache)
+  [ "$mode" = no-confine ] && flags+=(--no-confine)
+  full=() empty=()
+  for ((r = 0; r < ROUNDS; r++)); do
+    t0=$(now); "$KILN" build -q "${flags[@]}" "$work/project" >/dev/null; t1=$(now)
+    full+=($((t1 - t0)))
+    t0=$(now); "$KILN" build -q "${flags[@]}" "$work/empty" >/dev/null; t1=$(now)
+    empty+=($((t1 - t0)))
+  done
+  f=$(printf '%s\n' "${full[@]}" | best)
+  e=$(printf '%s\n' "${empty[@]}" | best)
+  awk -v n="$N" -v mode="$mode" -v full="$f" -v empty="$e" -v loop="$loop" 'BEGIN {
+    per_kiln = (full - empty) / n; per_sh = loop / n
+    printf "%s: build of %d commands %.1f ms, empty build %.1f ms\n", mode, n, full / 1e6, empty / 1e6
+    printf "%s: per command kiln %.0f us, sh -c %.0f us, ratio %.2fx (whole build / sh script: %.2fx)\n",
+      mode, per_kiln / 1e3, per_sh / 1e3, per_kiln / per_sh, full / loop
+  }'
+done
