@@ -904,6 +904,118 @@ fn the_memory_limit_holds() {
 }
 
 #[test]
+fn the_disk_limit_stops_the_build_and_names_it() {
+    if !require_namespaces() {
+        return;
+    }
+    // 200 MB into the build's /tmp, past a 32 MiB limit: every process is killed, the build fails
+    // naming the limit, and no later phase runs.
+    let spec = |mib: usize| {
+        format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - dd if=/dev/zero of=/tmp/big bs=1M count={mib} status=none; sleep 3; echo WROTE-ALL\n  post_build:\n    commands:\n      - echo POST-BUILD-RAN\n"
+        )
+    };
+    Build::new()
+        .buildspec(&spec(200))
+        .args(["--no-cache", "--disk-limit", "32M"])
+        .run()
+        .failure()
+        .sandboxed()
+        .phase("BUILD", "FAILED")
+        .log_has("went past its disk limit of 32 MiB (--disk-limit)")
+        .never_said("WROTE-ALL")
+        .never_said("POST-BUILD-RAN");
+    // Under the limit, the same build runs to its end.
+    Build::new()
+        .buildspec(&spec(8))
+        .args(["--no-cache", "--disk-limit", "64M"])
+        .run()
+        .success()
+        .said("WROTE-ALL")
+        .said("POST-BUILD-RAN");
+}
+
+#[test]
+fn an_in_place_build_cannot_plant_git_hooks() {
+    if !require_namespaces() {
+        return;
+    }
+    // The user's own .git (hooks, config) would run on the host with their next git command: an
+    // in-place build sees it read-only, while the rest of the tree stays writable.
+    let b = Build::new()
+        .buildspec(&build_commands(&[
+            "echo 'touch /tmp/pwned' > .git/hooks/pre-commit && echo HOOK-PLANTED || echo HOOK-REFUSED",
+            "git config core.fsmonitor 'touch /tmp/pwned' && echo CONFIG-CHANGED || echo CONFIG-REFUSED",
+            "echo built > out.txt",
+        ]))
+        .args(["--in-place", "--no-cache"]);
+    let git = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(b.path())
+        .status()
+        .expect("git");
+    assert!(git.success());
+    let config = std::fs::read_to_string(b.path().join(".git/config")).unwrap();
+    let run = b.run();
+    run.success()
+        .sandboxed()
+        .said("HOOK-REFUSED")
+        .said("CONFIG-REFUSED")
+        .never_said("HOOK-PLANTED");
+    assert!(!b.path().join(".git/hooks/pre-commit").exists());
+    assert_eq!(
+        std::fs::read_to_string(b.path().join(".git/config")).unwrap(),
+        config
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("out.txt")).unwrap(),
+        "built\n"
+    );
+}
+
+#[test]
+fn doctor_says_which_sandbox_builds_get() {
+    let out = crate::support::kiln()
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for name in [
+        "user namespaces",
+        "overlayfs in userns",
+        "idmapped mounts",
+        "cgroup v2 delegation",
+        "landlock",
+        "seccomp",
+        "pasta",
+    ] {
+        assert!(names.contains(&name), "doctor checks no {name}: {names:?}");
+    }
+    let human = crate::support::kiln().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("sandbox: "), "{text}");
+    if !require_namespaces() {
+        return;
+    }
+    // Where builds get namespaces, doctor says so and exits 0, and a build agrees.
+    assert!(
+        report["sandbox"]
+            .as_str()
+            .unwrap()
+            .starts_with("namespaces"),
+        "{report}"
+    );
+    assert_eq!(out.status.code(), Some(0));
+    project(&["true"]).run().success().sandboxed();
+}
+
+#[test]
 fn a_timed_out_step_kills_every_process_of_the_build() {
     if !require_namespaces() {
         return;

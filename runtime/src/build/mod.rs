@@ -332,6 +332,13 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                 )
                 .collect(),
             expose: exposed(options, &tools),
+            // An in-place build works in the user's own tree: its `.git` (hooks, config) would run
+            // on the host with the user's next git command, so the build sees it read-only.
+            protect: options
+                .in_place
+                .then(|| source_dir.join(".git"))
+                .into_iter()
+                .collect(),
             hide: options.secrets_hidden.clone(),
             network: options.network,
             memory: options.memory,
@@ -738,6 +745,9 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     drop(runner);
     drop(disk_watch);
     drop(os);
+    let removing = Instant::now();
+    os_sandbox::remove_scratch(scratch.path());
+    tracing::debug!("build: scratch removed in {:?}", removing.elapsed());
     log.container(&format!("Build {}: {}", build_id, status.as_str()));
     log.finish();
 

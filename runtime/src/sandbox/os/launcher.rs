@@ -23,9 +23,11 @@ use super::wire::{self, Reply, Request};
 /// The socket to kiln.
 const SOCK: RawFd = 3;
 
-/// The launcher's entry point (`kiln __launcher`). Never returns.
+/// The launcher's entry point (`kiln __launcher [net]`: `net` for a network namespace of the
+/// build's own). Never returns.
 pub fn main() -> ! {
-    let code = match outer() {
+    let own_network = std::env::args_os().nth(2).is_some_and(|a| a == "net");
+    let code = match outer(own_network) {
         Ok(code) => code,
         Err(e) => {
             let _ = wire::send(
@@ -47,11 +49,16 @@ fn os_err(what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-/// Enters the user namespace, waits for the maps and the plan, enters the other namespaces and
+/// Enters the user namespace (and the network namespace, so kiln can start pasta on it while the
+/// filesystem is put together), waits for the maps and the plan, enters the other namespaces and
 /// forks init; waits for it.
-fn outer() -> io::Result<i32> {
+fn outer(own_network: bool) -> io::Result<i32> {
+    let mut first = libc::CLONE_NEWUSER;
+    if own_network {
+        first |= libc::CLONE_NEWNET;
+    }
     // SAFETY: unshare affects only this (single-threaded) process.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+    if unsafe { libc::unshare(first) } != 0 {
         return Err(os_err("cannot create a user namespace"));
     }
     wire::send(SOCK, &Reply::UserNs, &[])?;
@@ -64,14 +71,11 @@ fn outer() -> io::Result<i32> {
             return Err(os_err("cannot become root in the build's user namespace"));
         }
     }
-    let mut flags = libc::CLONE_NEWNS
+    let flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
-    if plan.own_network {
-        flags |= libc::CLONE_NEWNET;
-    }
     // SAFETY: unshare affects only this process (and, for the pid namespace, its children).
     if unsafe { libc::unshare(flags) } != 0 {
         return Err(os_err("cannot create the build's namespaces"));
@@ -138,18 +142,36 @@ fn init(plan: Plan, fds: Vec<OwnedFd>) -> io::Result<()> {
     if plan.own_network {
         loopback_up()?;
     }
-    let filter = seccomp::build().map_err(io::Error::other)?;
+    // What every program inherits, set once here rather than in each child: the seccomp filter
+    // (init itself needs none of what it refuses from now on), an empty capability bounding set and
+    // locked securebits, so that root in the namespace gets no capability back from exec, a setuid
+    // file or a uid change. Init keeps its own effective capabilities (to switch users for run-as);
+    // each child drops them before exec.
+    seccomp::build()
+        .map_err(io::Error::other)?
+        .install()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot install the seccomp filter: {e}")))?;
     let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .unwrap_or(40);
+    // NOROOT, NO_SETUID_FIXUP, KEEP_CAPS off, NO_CAP_AMBIENT_RAISE, each locked.
+    const SECBITS: libc::c_ulong = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80;
+    // SAFETY: prctl calls on this process only.
+    unsafe {
+        if libc::prctl(libc::PR_SET_SECUREBITS, SECBITS) != 0 {
+            return Err(os_err("cannot lock the securebits"));
+        }
+        for cap in 0..=last_cap {
+            libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong);
+        }
+    }
     let limits = Limits {
         pids: plan.pids,
         memory: plan.memory,
-        last_cap,
     };
     wire::send(SOCK, &Reply::Ready { warnings }, &[])?;
-    serve(&filter, &limits)
+    serve(&limits)
 }
 
 fn loopback_up() -> io::Result<()> {
@@ -181,11 +203,10 @@ fn loopback_up() -> io::Result<()> {
 struct Limits {
     pids: u64,
     memory: Option<u64>,
-    last_cap: i32,
 }
 
 /// Waits for requests and for children, until kiln closes the socket.
-fn serve(filter: &seccomp::Filter, limits: &Limits) -> io::Result<()> {
+fn serve(limits: &Limits) -> io::Result<()> {
     // SIGCHLD arrives through a descriptor, so one poll waits for both.
     // SAFETY: plain signal-mask calls on this single-threaded process.
     let sfd = unsafe {
@@ -227,7 +248,7 @@ fn serve(filter: &seccomp::Filter, limits: &Limits) -> io::Result<()> {
         }
         if fds[0].revents != 0 {
             match wire::recv::<Request>(SOCK) {
-                Ok(Some((request, fds))) => handle(request, fds, filter, limits, &mut running),
+                Ok(Some((request, fds))) => handle(request, fds, limits, &mut running),
                 // kiln is gone: end the build's every process.
                 Ok(None) | Err(_) => {
                     // SAFETY: signals every process in this pid namespace but init.
@@ -260,13 +281,7 @@ fn reap(running: &mut HashMap<i32, u64>) {
     }
 }
 
-fn handle(
-    request: Request,
-    fds: Vec<OwnedFd>,
-    filter: &seccomp::Filter,
-    limits: &Limits,
-    running: &mut HashMap<i32, u64>,
-) {
+fn handle(request: Request, fds: Vec<OwnedFd>, limits: &Limits, running: &mut HashMap<i32, u64>) {
     match request {
         Request::Run {
             id,
@@ -276,7 +291,7 @@ fn handle(
             run_as,
             stdin,
         } => {
-            let reply = match start(&argv, &env, &cwd, run_as, stdin, &fds, filter, limits) {
+            let reply = match start(&argv, &env, &cwd, run_as, stdin, &fds, limits) {
                 Ok(pid) => {
                     running.insert(pid, id);
                     None
@@ -337,7 +352,6 @@ fn start(
     run_as: Option<(u32, u32)>,
     stdin: bool,
     fds: &[OwnedFd],
-    filter: &seccomp::Filter,
     limits: &Limits,
 ) -> io::Result<i32> {
     let program = argv
@@ -392,7 +406,7 @@ fn start(
     }
     if pid == 0 {
         let errno = child(
-            &exe, &arg_ptrs, &env_ptrs, &cwd_c, run_as, out, err, input, filter, limits,
+            &exe, &arg_ptrs, &env_ptrs, &cwd_c, run_as, out, err, input, limits,
         );
         let bytes = errno.to_le_bytes();
         // SAFETY: reports the failure to the parent and ends the child.
@@ -436,7 +450,6 @@ fn child(
     out: RawFd,
     err: RawFd,
     input: Option<RawFd>,
-    filter: &seccomp::Filter,
     limits: &Limits,
 ) -> i32 {
     let errno = || {
@@ -471,17 +484,10 @@ fn child(
             };
             libc::setrlimit(libc::RLIMIT_AS, &mem);
         }
-        // Root in the namespace gets no capability back from exec, a setuid file or a uid change.
-        // NOROOT, NO_SETUID_FIXUP, KEEP_CAPS off, NO_CAP_AMBIENT_RAISE, each locked.
-        const SECBITS: libc::c_ulong = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80;
-        libc::prctl(libc::PR_SET_SECUREBITS, SECBITS);
         if let Some((uid, gid)) = run_as
             && (libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0)
         {
             return errno();
-        }
-        for cap in 0..=limits.last_cap {
-            libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong);
         }
         libc::prctl(
             libc::PR_CAP_AMBIENT,
@@ -522,9 +528,6 @@ fn child(
         }
         if libc::chdir(cwd.as_ptr()) != 0 {
             return errno();
-        }
-        if let Err(e) = filter.install() {
-            return e.raw_os_error().unwrap_or(libc::EPERM);
         }
         libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
     }

@@ -85,6 +85,8 @@ pub struct Config {
     pub writable: Vec<PathBuf>,
     /// Read-only at their real paths (`--expose`, toolchains, kiln's helper programs).
     pub expose: Vec<PathBuf>,
+    /// Read-only even inside a read-write folder (the `.git` of an `--in-place` build).
+    pub protect: Vec<PathBuf>,
     /// Hidden wherever the host's root would show them (kiln's folders, the secrets file).
     pub hide: Vec<PathBuf>,
     pub network: Network,
@@ -134,22 +136,24 @@ pub struct OsSandbox {
 impl OsSandbox {
     /// Starts the launcher and sets the sandbox up.
     pub fn start(config: &Config) -> Result<Self, SandboxError> {
+        let started = std::time::Instant::now();
+        let lap = |what: &str| tracing::debug!("sandbox: {what} after {:?}", started.elapsed());
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let top = mounts::top_level();
         let points = mounts::mount_points();
+        // The build's root owns the host's root-owned files (that is what lets it install packages),
+        // so root's private files must not come through the overlay: found while the launcher starts.
+        let private = root.then(|| std::thread::spawn(private_files));
         prepare_scratch(&config.scratch, &top).map_err(|e| err("preparing its folders", e))?;
-        if root {
-            // The build's root owns the host's root-owned files (that is what lets it install
-            // packages), so root's private files must not come through the overlay.
-            hide_private(&config.scratch).map_err(|e| err("hiding the host's private files", e))?;
-        }
+        lap("folders prepared");
 
         let (ours, theirs) = wire::socketpair().map_err(|e| err("socketpair", e))?;
         let exe = std::env::current_exe().map_err(|e| err("finding kiln's own program", e))?;
         let child_fd = theirs.as_raw_fd();
         let mut cmd = std::process::Command::new(&exe);
         cmd.arg("__launcher")
+            .args((config.network != Network::Host).then_some("net"))
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -191,7 +195,11 @@ impl OsSandbox {
             Ok(_) => return Err(SandboxError("the launcher ended before it started".into())),
             Err(e) => return Err(err("talking to the launcher", e)),
         }
+        lap("launcher in its user namespace");
         write_maps(pid, root).map_err(|e| err("mapping the build's user ids", e))?;
+        // pasta starts on the network namespace while the launcher sets the filesystem up.
+        let pasta =
+            (config.network == Network::Internet).then(|| start_pasta(pid, root, &config.scratch));
 
         let mut writable = config.writable.clone();
         writable.sort();
@@ -201,6 +209,7 @@ impl OsSandbox {
             idmapped: root,
             writable: &writable,
             expose: &config.expose,
+            protect: &config.protect,
             hide: &config.hide,
             top: &top,
             mount_points: &points,
@@ -230,6 +239,14 @@ impl OsSandbox {
         plan.hostname = "kiln".into();
         plan.pids = config.pids;
         plan.memory = config.memory;
+        if let Some(finder) = private {
+            let private = finder
+                .join()
+                .map_err(|_| SandboxError("looking for the host's private files failed".into()))?;
+            hide_private(&config.scratch, &private)
+                .map_err(|e| err("hiding the host's private files", e))?;
+        }
+        lap("plan and idmapped mounts ready");
         let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         wire::send(sock, &Request::Setup { plan }, &raw)
             .map_err(|e| err("talking to the launcher", e))?;
@@ -240,8 +257,9 @@ impl OsSandbox {
             Ok(_) => return Err(SandboxError("the launcher ended while setting up".into())),
             Err(e) => return Err(err("talking to the launcher", e)),
         }
-        if config.network == Network::Internet {
-            match start_pasta(pid, root, &config.scratch) {
+        lap("filesystem set up");
+        if let Some(pasta) = pasta {
+            match pasta.and_then(|(child, pidfile)| wait_pasta(child).map(|()| pidfile)) {
                 Ok(pidfile) => sandbox.pasta = Some(pidfile),
                 Err(why) => {
                     sandbox.network = Network::None;
@@ -251,6 +269,7 @@ impl OsSandbox {
                 }
             }
         }
+        lap("ready");
         sandbox.spawn_reader();
         Ok(sandbox)
     }
@@ -419,6 +438,7 @@ impl Drop for KillGuard<'_> {
 
 impl Drop for OsSandbox {
     fn drop(&mut self) {
+        let started = std::time::Instant::now();
         // SAFETY: shuts the socket down for both sides; init sees the end of the stream and exits,
         // taking every process of its pid namespace with it.
         unsafe { libc::shutdown(self.sock.as_raw_fd(), libc::SHUT_RDWR) };
@@ -437,6 +457,7 @@ impl Drop for OsSandbox {
             // SAFETY: signals the pasta process kiln started for this build.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
+        tracing::debug!("sandbox: ended after {:?}", started.elapsed());
     }
 }
 
@@ -468,7 +489,7 @@ fn prepare_scratch(scratch: &Path, top: &[(String, mounts::TopKind)]) -> io::Res
     std::fs::set_permissions(scratch.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
     std::fs::set_permissions(scratch.join("home"), std::fs::Permissions::from_mode(0o700))?;
     for (name, kind) in top {
-        if *kind == mounts::TopKind::Dir {
+        if *kind == mounts::TopKind::Dir && !mounts::OWN.contains(&name.as_str()) {
             std::fs::create_dir_all(scratch.join("upper").join(name))?;
             std::fs::create_dir_all(scratch.join("work").join(name))?;
         }
@@ -502,7 +523,7 @@ fn prepare_scratch(scratch: &Path, top: &[(String, mounts::TopKind)]) -> io::Res
 /// searched to the given depth.
 const PRIVATE_PLACES: &[(&str, usize)] = &[
     ("/etc", 8),
-    ("/var/lib", 3),
+    ("/var/lib", 2),
     ("/var/backups", 2),
     ("/var/spool", 3),
     ("/var/log", 2),
@@ -511,72 +532,107 @@ const PRIVATE_PLACES: &[(&str, usize)] = &[
     ("/srv", 3),
 ];
 
+/// A root-owned file others may not read, or folder others may not enter.
+struct Private {
+    path: PathBuf,
+    dir: bool,
+    mode: u32,
+    gid: u32,
+}
+
+/// Finds what only the host's root may read in [`PRIVATE_PLACES`], each top-level subtree on its own
+/// core (this runs while the launcher starts). Private folders are not entered.
+fn private_files() -> Vec<Private> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::MetadataExt;
+    let roots: Vec<(PathBuf, usize)> = PRIVATE_PLACES
+        .iter()
+        .flat_map(|(place, depth)| {
+            std::fs::read_dir(place)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(move |e| (e.path(), depth - 1))
+        })
+        .collect();
+    roots
+        .par_iter()
+        .flat_map_iter(|(root, depth)| {
+            let mut found = Vec::new();
+            let mut walk = walkdir::WalkDir::new(root)
+                .max_depth(*depth)
+                .follow_links(false)
+                .same_file_system(true)
+                .into_iter();
+            while let Some(entry) = walk.next() {
+                let Ok(entry) = entry else { continue };
+                let Ok(meta) = entry.metadata() else { continue };
+                let dir = meta.is_dir();
+                let private = meta.uid() == 0
+                    && if dir {
+                        meta.mode() & 0o001 == 0
+                    } else {
+                        meta.is_file() && meta.mode() & 0o004 == 0
+                    };
+                if !private {
+                    continue;
+                }
+                if dir {
+                    walk.skip_current_dir();
+                }
+                found.push(Private {
+                    path: entry.into_path(),
+                    dir,
+                    mode: meta.mode() & 0o7777,
+                    gid: meta.gid(),
+                });
+            }
+            found
+        })
+        .collect()
+}
+
 /// Hides what only the host's root may read: each root-owned file that others may not read is an
 /// empty file in the build's upper layer, each root-owned folder that others may not enter an empty,
 /// opaque one. (Files of other owners keep their owner inside, and the build's root has no capability
-/// to override their modes.)
-fn hide_private(scratch: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+/// to override their modes.) The shadow files are left to their password-less copies.
+fn hide_private(scratch: &Path, private: &[Private]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let upper = scratch.join("upper");
-    for (place, depth) in PRIVATE_PLACES {
-        let mut walk = walkdir::WalkDir::new(place)
-            .max_depth(*depth)
-            .follow_links(false)
-            .same_file_system(true)
-            .into_iter();
-        while let Some(entry) = walk.next() {
-            let Ok(entry) = entry else { continue };
-            let Ok(meta) = entry.metadata() else { continue };
-            let path = entry.path();
-            // The shadow files have their password-less copies already.
-            if path.starts_with("/etc")
-                && path
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains("shadow"))
-            {
-                continue;
-            }
-            let private = meta.uid() == 0
-                && if meta.is_dir() {
-                    meta.mode() & 0o001 == 0
-                } else {
-                    meta.is_file() && meta.mode() & 0o004 == 0
-                };
-            if !private {
-                continue;
-            }
-            // Only below a top-level folder that is overlaid (it has an upper folder).
-            let top = path.components().nth(1).map(|c| upper.join(c));
-            if !top.is_some_and(|t| t.is_dir()) {
-                continue;
-            }
-            let dest = mounts::join(&upper, path);
-            make_parents(&upper, path)?;
-            if meta.is_dir() {
-                walk.skip_current_dir();
-                std::fs::create_dir_all(&dest)?;
-                let value = b"y";
-                let dest_c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
-                    .map_err(io::Error::other)?;
-                // SAFETY: setxattr reads a live path, a NUL-terminated name and `value`.
-                let rc = unsafe {
-                    libc::setxattr(
-                        dest_c.as_ptr(),
-                        c"user.overlay.opaque".as_ptr(),
-                        value.as_ptr().cast(),
-                        value.len(),
-                        0,
-                    )
-                };
-                if rc != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else {
-                std::fs::write(&dest, b"")?;
-            }
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-            std::os::unix::fs::chown(&dest, Some(meta.uid()), Some(meta.gid()))?;
+    for p in private {
+        let shadow = p.path.starts_with("/etc")
+            && p.path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("shadow"));
+        // Only below a top-level folder that is overlaid (it has an upper folder).
+        let top = p.path.components().nth(1).map(|c| upper.join(c));
+        if shadow || !top.is_some_and(|t| t.is_dir()) {
+            continue;
         }
+        let dest = mounts::join(&upper, &p.path);
+        make_parents(&upper, &p.path)?;
+        if p.dir {
+            std::fs::create_dir_all(&dest)?;
+            let dest_c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
+                .map_err(io::Error::other)?;
+            // SAFETY: setxattr reads a live path, a NUL-terminated name and a 1-byte value.
+            let rc = unsafe {
+                libc::setxattr(
+                    dest_c.as_ptr(),
+                    c"user.overlay.opaque".as_ptr(),
+                    b"y".as_ptr().cast(),
+                    1,
+                    0,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        } else {
+            std::fs::write(&dest, b"")?;
+        }
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(p.mode))?;
+        std::os::unix::fs::chown(&dest, Some(0), Some(p.gid))?;
     }
     Ok(())
 }
@@ -619,11 +675,16 @@ fn without_hashes(text: &str) -> String {
 }
 
 /// Starts pasta for the launcher's network namespace: outbound connections only (no port
-/// forwarding either way, the gateway address not mapped to the host). Returns its pid file.
+/// forwarding either way, the gateway address not mapped to the host). Returns the process, which
+/// exits once pasta is set up and runs on in the background, and its pid file.
 ///
 /// The namespaces are handed over as open descriptors (pasta opens `/proc/self/fd/N`): pasta drops
 /// its privileges before it joins them, and could not open another user's `/proc/PID/ns` then.
-fn start_pasta(pid: u32, root: bool, scratch: &Path) -> Result<PathBuf, String> {
+fn start_pasta(
+    pid: u32,
+    root: bool,
+    scratch: &Path,
+) -> Result<(std::process::Child, PathBuf), String> {
     let pasta = which("pasta").ok_or("pasta is not installed (Debian's package `passt`)")?;
     let pidfile = scratch.join("pasta.pid");
     let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
@@ -654,7 +715,15 @@ fn start_pasta(pid: u32, root: bool, scratch: &Path) -> Result<PathBuf, String> 
             Ok(())
         });
     }
-    let out = cmd.output().map_err(|e| format!("pasta: {e}"))?;
+    let child = cmd.spawn().map_err(|e| format!("pasta: {e}"))?;
+    Ok((child, pidfile))
+}
+
+/// Waits for pasta to be set up.
+fn wait_pasta(child: std::process::Child) -> Result<(), String> {
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("pasta: {e}"))?;
     if !out.status.success() {
         // pasta also says on stderr that it has no syslog: only its own complaint is worth showing.
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -664,7 +733,7 @@ fn start_pasta(pid: u32, root: bool, scratch: &Path) -> Result<PathBuf, String> 
             .collect();
         return Err(format!("pasta failed: {}", why.join("; ")));
     }
-    Ok(pidfile)
+    Ok(())
 }
 
 /// A program on kiln's `PATH`.

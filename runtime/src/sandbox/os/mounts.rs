@@ -90,6 +90,9 @@ pub struct Layout<'a> {
     pub writable: &'a [PathBuf],
     /// Read-only at their real paths: `--expose`, toolchains found on `PATH` under a home.
     pub expose: &'a [PathBuf],
+    /// Read-only even inside a read-write folder (a project's `.git`, whose hooks and config git
+    /// would run on the host).
+    pub protect: &'a [PathBuf],
     /// Hidden wherever they would be visible: kiln's own folders, the secrets file, credentials.
     pub hide: &'a [PathBuf],
     /// The host's top-level entries and its mount points (from `/proc/self/mountinfo`).
@@ -112,7 +115,7 @@ pub const FD_ROOT: usize = 0;
 pub const FD_SCRATCH: usize = 1;
 
 /// Top-level folders that are never the host's: the build gets its own.
-const OWN: &[&str] = &[
+pub const OWN: &[&str] = &[
     "proc",
     "sys",
     "dev",
@@ -348,6 +351,14 @@ impl Layout<'_> {
                     optional: false,
                 }),
             }
+        }
+        for path in self.protect {
+            before.push(Op::Bind {
+                source: at(path),
+                target: at(path),
+                readonly: true,
+                optional: true,
+            });
         }
         // What the build has of its own (its HOME, /tmp...) shows nothing of the host but what is
         // bound into it: a hidden path there is masked only below such a bind.
@@ -842,11 +853,13 @@ mod tests {
             PathBuf::from("/srv/out/.secrets"),
         ];
         let expose = vec![PathBuf::from("/root/.cargo/bin")];
+        let protect = vec![PathBuf::from("/srv/out/.git")];
         Layout {
             scratch: Path::new("/tmp/kiln-build-x"),
             idmapped,
             writable: &writable,
             expose: &expose,
+            protect: &protect,
             hide: &hide,
             top: &top,
             mount_points: &points,
@@ -932,6 +945,19 @@ mod tests {
                 .iter()
                 .any(|op| matches!(op, Op::Attach { .. }))
         );
+        // A protected folder inside a writable one is bound read-only over it, after it.
+        let protected = Op::Bind {
+            source: r.join("srv/out/.git"),
+            target: r.join("srv/out/.git"),
+            readonly: true,
+            optional: true,
+        };
+        let at = |op: &Op| plan.before.iter().position(|o| o == op);
+        let writable = at(&Op::Attach {
+            fd: 2,
+            target: r.join("srv/out"),
+        });
+        assert!(at(&protected) > writable && writable.is_some());
     }
 
     #[test]
