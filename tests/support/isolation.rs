@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::io::ErrorKind;
 use std::net::{TcpListener, UdpSocket};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -464,7 +464,15 @@ impl Mode {
                 }
                 let home = Rc::new(tempfile::tempdir().expect("temp dir"));
                 chown_tree(home.path(), NOBODY);
-                let mut cmd = b.command(extra);
+                let build = b.command(extra);
+                let mut cmd = Command::new(nobody_kiln());
+                cmd.args(build.get_args());
+                for (key, value) in build.get_envs() {
+                    match value {
+                        Some(value) => cmd.env(key, value),
+                        None => cmd.env_remove(key),
+                    };
+                }
                 cmd.uid(NOBODY)
                     .gid(NOBODY)
                     .current_dir(b.dir.path())
@@ -481,11 +489,40 @@ impl Mode {
     }
 }
 
+/// Where nobody's copy of the kiln binary and its compiled plugins live: a folder nobody can
+/// reach wherever the checkout is (CI may clone below a home that others cannot enter).
+/// One per checkout (named by the binary's path), reused by later runs.
+fn nobody_place() -> PathBuf {
+    let checkout = blake3::hash(env!("CARGO_BIN_EXE_kiln").as_bytes()).to_hex();
+    PathBuf::from("/tmp").join(format!("kiln-test-nobody-{}", &checkout[..16]))
+}
+
+/// The kiln binary under test, where nobody can run it: a hard link (or a copy) in
+/// [`nobody_place`].
+fn nobody_kiln() -> PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let place = nobody_place();
+        std::fs::create_dir_all(&place).expect("nobody's place");
+        std::fs::set_permissions(&place, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Linked (or copied) under a temporary name and renamed, so a run never sees half a binary.
+        let exe = place.join("kiln");
+        let fresh = place.join(format!("kiln.{}", std::process::id()));
+        let _ = std::fs::remove_file(&fresh);
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_kiln"), &fresh).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &fresh).expect("a copy of kiln");
+        }
+        std::fs::rename(&fresh, &exe).expect("nobody's kiln");
+        exe
+    })
+    .clone()
+}
+
 /// Whether `nobody` may execute the kiln binary under test.
 fn nobody_runs_kiln() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
+        Command::new(nobody_kiln())
             .arg("--version")
             .uid(NOBODY)
             .gid(NOBODY)
@@ -501,7 +538,7 @@ fn nobody_runs_kiln() -> bool {
 fn nobody_components() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kiln-test-cache-nobody");
+        let root = nobody_place().join("cache");
         let dir = root.join("components");
         std::fs::create_dir_all(&dir).expect("nobody's cache");
         chown_tree(&root, NOBODY);

@@ -346,13 +346,29 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         };
         match OsSandbox::start(&config) {
             Ok(os) => {
+                log.container(&format!(
+                    "Sandbox: the build's own namespaces, network {}, its root {}",
+                    os.network.as_str(),
+                    if os.idmapped {
+                        "an unprivileged id outside"
+                    } else {
+                        "your own user outside"
+                    }
+                ));
                 for warning in &os.warnings {
                     log.container(&format!("warning: {warning}"));
                 }
                 Some(Arc::new(os))
             }
-            Err(e) if options.require_sandbox => return Err(e.into()),
             Err(e) => {
+                // Which kernel setting refuses, where one does (the launcher only saw EPERM).
+                let e = match os_sandbox::probe::user_namespaces() {
+                    Err(why) => os_sandbox::SandboxError(format!("{e} ({why})")),
+                    Ok(()) => e,
+                };
+                if options.require_sandbox {
+                    return Err(e.into());
+                }
                 log.container(&format!(
                     "warning: {e}; build commands run on the host under Landlock alone (--require-sandbox refuses to)"
                 ));
@@ -362,6 +378,11 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     } else {
         None
     };
+    if os.is_none() && (options.memory.is_some() || options.disk_limit.is_some()) {
+        log.container(
+            "warning: --memory and --disk-limit hold only in the namespace sandbox, which this build does not have",
+        );
+    }
     let sandbox_kind = match (&os, options.confine) {
         (Some(_), _) => "namespaces",
         (None, true) => "landlock",
@@ -569,7 +590,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         sandbox.register_file(name, path);
     }
     let reaper = Reaper::default();
-    let disk_watch = DiskWatch::start(&scratch_dir, options.disk_limit, os.clone());
+    let disk_watch = DiskWatch::start(&scratch_dir, options.disk_limit, os.as_ref());
     let mut runner = Runner {
         spec: &spec,
         sandbox: &sandbox,
@@ -837,13 +858,15 @@ struct DiskWatch {
 }
 
 impl DiskWatch {
-    fn start(scratch: &Path, limit: Option<u64>, os: Option<Arc<OsSandbox>>) -> Self {
+    fn start(scratch: &Path, limit: Option<u64>, os: Option<&Arc<OsSandbox>>) -> Self {
         use std::sync::atomic::{AtomicBool, Ordering};
         let watch = Self {
             exceeded: Arc::new(AtomicBool::new(false)),
             stop: Arc::new(AtomicBool::new(false)),
         };
         if let (Some(limit), Some(os)) = (limit, os) {
+            // Weak: the sandbox ends with the build, not when this thread next wakes up.
+            let os = Arc::downgrade(os);
             let (exceeded, stop) = (watch.exceeded.clone(), watch.stop.clone());
             let scratch = scratch.to_path_buf();
             let _ = std::thread::Builder::new()
@@ -852,7 +875,9 @@ impl DiskWatch {
                     while !stop.load(Ordering::Relaxed) {
                         if disk_usage(&scratch) > limit {
                             exceeded.store(true, Ordering::Relaxed);
-                            os.kill_all();
+                            if let Some(os) = os.upgrade() {
+                                os.kill_all();
+                            }
                             return;
                         }
                         std::thread::sleep(Duration::from_millis(500));

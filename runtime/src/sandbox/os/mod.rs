@@ -25,7 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncWriteExt;
@@ -124,7 +124,6 @@ pub struct OsSandbox {
     next: AtomicU64,
     launcher: Mutex<Option<std::process::Child>>,
     pasta: Option<PathBuf>,
-    alive: Arc<AtomicBool>,
     /// What was set up differently than asked (a folder left read-only, no user-mode network).
     pub warnings: Vec<String>,
     /// Whether the build's root is an unprivileged id outside (kiln runs as root).
@@ -183,7 +182,6 @@ impl OsSandbox {
             next: AtomicU64::new(1),
             launcher: Mutex::new(Some(child)),
             pasta: None,
-            alive: Arc::new(AtomicBool::new(true)),
             warnings: Vec::new(),
             idmapped: root,
             network: config.network,
@@ -277,7 +275,6 @@ impl OsSandbox {
     fn spawn_reader(&self) {
         let sock = self.sock.clone();
         let waiters = self.waiters.clone();
-        let alive = self.alive.clone();
         let _ = std::thread::Builder::new()
             .name("kiln-sandbox".into())
             .spawn(move || {
@@ -295,7 +292,6 @@ impl OsSandbox {
                         let _ = waiter.send(reply);
                     }
                 }
-                alive.store(false, Ordering::Relaxed);
                 let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
                 w.closed = true;
                 w.map.clear();
@@ -310,11 +306,6 @@ impl OsSandbox {
     /// Kills every process of the build (a step ran out of time, the disk limit was hit).
     pub fn kill_all(&self) {
         let _ = self.request(&Request::KillAll, &[]);
-    }
-
-    /// Whether the launcher is still there.
-    pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Relaxed)
     }
 
     /// Runs a program in the sandbox to its end or to `deadline`, streaming its output to `log`.
