@@ -893,6 +893,7 @@ fn the_memory_limit_holds() {
         .failure()
         .sandboxed()
         .phase("BUILD", "FAILED")
+        .log_has("may use at most 64 MiB of memory: --memory")
         .never_said("ALLOCATED");
     // Within the limit, the same program runs.
     project(&[&alloc(16, "SMALL-ALLOCATED")])

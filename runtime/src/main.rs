@@ -1506,6 +1506,7 @@ async fn plugin_run(cli: &Cli, args: &PluginRunArgs) -> u8 {
         ],
         allow_exec: args.allow_exec,
         network: args.network,
+        local_network: args.network,
         timeout: Some(args.timeout),
         memory_limit: args.memory_limit,
     };

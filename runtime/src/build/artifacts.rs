@@ -121,6 +121,7 @@ async fn collect_one(
         ],
         allow_exec: true,
         network: false,
+        local_network: false,
         timeout: Some(env.timeout),
         memory_limit: env.memory_limit,
     };

@@ -1243,6 +1243,7 @@ impl Runner<'_> {
                     ],
                     allow_exec: true,
                     network: self.options.network != Network::None,
+                    local_network: self.options.network == Network::Host,
                     timeout: Some(timeout),
                     memory_limit: self.options.memory_limit,
                 };
@@ -1351,6 +1352,7 @@ impl Runner<'_> {
             }],
             allow_exec: true,
             network: false,
+            local_network: false,
             timeout: Some(timeout),
             memory_limit: self.options.memory_limit,
         };

@@ -152,6 +152,7 @@ pub async fn run_event(
             preopens: Vec::new(),
             allow_exec: true,
             network: false,
+            local_network: false,
             timeout: Some(Duration::from_secs(script.timeout)),
             memory_limit: 64 << 20,
         };

@@ -371,6 +371,7 @@ pub async fn install(spec: &AppSpec, step: &InstallStep<'_>) -> Result<Installed
             preopens,
             allow_exec: false,
             network: false,
+            local_network: false,
             timeout: Some(std::time::Duration::from_secs(3600)),
             memory_limit: 256 << 20,
         };

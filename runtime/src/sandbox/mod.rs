@@ -72,6 +72,9 @@ pub struct Policy {
     pub allow_exec: bool,
     /// Whether the plugin may open sockets.
     pub network: bool,
+    /// Whether its sockets may reach this host's own addresses (loopback, its interfaces): only
+    /// with `--network host`, as for the build's commands.
+    pub local_network: bool,
     /// Wall-clock limit for the whole step, host programs included.
     pub timeout: Option<Duration>,
     /// Linear memory limit of the plugin instance, in bytes.
@@ -84,6 +87,7 @@ impl Default for Policy {
             preopens: Vec::new(),
             allow_exec: false,
             network: false,
+            local_network: false,
             timeout: Some(Duration::from_secs(3600)),
             memory_limit: 512 << 20,
         }
@@ -420,6 +424,41 @@ fn path_string(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The addresses of this host's interfaces.
+fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a linked list that freeifaddrs releases below; each node's address,
+    // when present, is read as the sockaddr its family says.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut node = list;
+        while !node.is_null() {
+            let addr = (*node).ifa_addr;
+            if !addr.is_null() {
+                match (*addr).sa_family as i32 {
+                    libc::AF_INET => {
+                        let v4 = &*(addr as *const libc::sockaddr_in);
+                        out.push(std::net::IpAddr::from(
+                            u32::from_be(v4.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(addr as *const libc::sockaddr_in6);
+                        out.push(std::net::IpAddr::from(v6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            node = (*node).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out
+}
+
 fn wasi_ctx(
     context: &StepContext,
     policy: &Policy,
@@ -439,6 +478,15 @@ fn wasi_ctx(
         .allow_ip_name_lookup(policy.network);
     if policy.network {
         builder.inherit_network();
+        if !policy.local_network {
+            let local = Arc::new(local_addresses());
+            builder.socket_addr_check(move |addr, _use| {
+                let refused = addr.ip().is_loopback()
+                    || addr.ip().is_unspecified()
+                    || local.contains(&addr.ip());
+                Box::pin(std::future::ready(!refused))
+            });
+        }
     }
     for preopen in &policy.preopens {
         let perms = if preopen.writable {

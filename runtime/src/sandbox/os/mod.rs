@@ -148,9 +148,9 @@ impl OsSandbox {
         lap("folders prepared");
 
         let (ours, theirs) = wire::socketpair().map_err(|e| err("socketpair", e))?;
-        let exe = std::env::current_exe().map_err(|e| err("finding kiln's own program", e))?;
         let child_fd = theirs.as_raw_fd();
-        let mut cmd = std::process::Command::new(&exe);
+        // kiln's own program, through /proc: it runs even after a rebuild replaced the file.
+        let mut cmd = std::process::Command::new("/proc/self/exe");
         cmd.arg("__launcher")
             .args((config.network != Network::Host).then_some("net"))
             .env_clear()
@@ -268,17 +268,64 @@ impl OsSandbox {
             }
         }
         lap("ready");
-        sandbox.spawn_reader();
+        sandbox.spawn_reader()?;
         Ok(sandbox)
     }
 
-    fn spawn_reader(&self) {
-        let sock = self.sock.clone();
+    /// Reads the launcher's replies on the runtime's own reactor (no thread between a command's
+    /// exit and the step waiting for it) and hands each to the command it is about.
+    fn spawn_reader(&self) -> Result<(), SandboxError> {
+        use tokio::io::Interest;
+        use tokio::io::unix::AsyncFd;
+        struct Sock(Arc<OwnedFd>);
+        impl AsRawFd for Sock {
+            fn as_raw_fd(&self) -> i32 {
+                self.0.as_raw_fd()
+            }
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(SandboxError(
+                "the sandbox needs kiln's async runtime to wait for commands".into(),
+            ));
+        }
+        // SAFETY: `Sock` holds the socket open for as long as the AsyncFd lives, and always
+        // answers the same descriptor. Reads use MSG_DONTWAIT, so they never block the reactor.
+        let afd =
+            unsafe { AsyncFd::register_with_interest(Sock(self.sock.clone()), Interest::READABLE) }
+                .map_err(|e| err("watching the launcher's socket", e.into_parts().1))?;
         let waiters = self.waiters.clone();
-        let _ = std::thread::Builder::new()
-            .name("kiln-sandbox".into())
-            .spawn(move || {
-                while let Ok(Some((reply, _))) = wire::recv::<Reply>(sock.as_raw_fd()) {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            'read: loop {
+                let Ok(mut ready) = afd.readable().await else {
+                    break;
+                };
+                let read = ready.try_io(|sock| {
+                    // SAFETY: reads into a live buffer of the given length, without blocking.
+                    let n = unsafe {
+                        libc::recv(
+                            sock.get_ref().as_raw_fd(),
+                            chunk.as_mut_ptr().cast(),
+                            chunk.len(),
+                            libc::MSG_DONTWAIT,
+                        )
+                    };
+                    if n < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(n as usize)
+                    }
+                });
+                match read {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                    Err(_would_block) => continue,
+                }
+                let Ok(replies) = wire::take_frames::<Reply>(&mut buf) else {
+                    break 'read;
+                };
+                for reply in replies {
                     let id = match &reply {
                         Reply::Exit { id, .. } | Reply::NotStarted { id, .. } => *id,
                         _ => continue,
@@ -292,10 +339,12 @@ impl OsSandbox {
                         let _ = waiter.send(reply);
                     }
                 }
-                let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
-                w.closed = true;
-                w.map.clear();
-            });
+            }
+            let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
+            w.closed = true;
+            w.map.clear();
+        });
+        Ok(())
     }
 
     fn request(&self, request: &Request, fds: &[i32]) -> io::Result<()> {

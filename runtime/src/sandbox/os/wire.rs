@@ -194,6 +194,33 @@ pub fn recv<T: for<'de> Deserialize<'de>>(sock: RawFd) -> io::Result<Option<(T, 
     Ok(Some((message, fds)))
 }
 
+/// Takes the whole frames at the start of `buf` (bytes read so far from a stream without
+/// descriptors), leaving a partial one in place.
+pub fn take_frames<T: for<'de> Deserialize<'de>>(buf: &mut Vec<u8>) -> io::Result<Vec<T>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while buf.len() - at >= 4 {
+        let size = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        if size > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a frame from the sandbox is too large",
+            ));
+        }
+        if buf.len() - at - 4 < size {
+            break;
+        }
+        let body = &buf[at + 4..at + 4 + size];
+        out.push(
+            serde_json::from_slice(body)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+        );
+        at += 4 + size;
+    }
+    buf.drain(..at);
+    Ok(out)
+}
+
 fn read_exact(sock: RawFd, mut buf: &mut [u8]) -> io::Result<()> {
     while !buf.is_empty() {
         // SAFETY: reads into a live buffer of the given length.
