@@ -520,7 +520,7 @@ fn a_cache_path_outside_home_tmp_and_the_workspace_makes_nothing_writable() {
     // A `cache:` path is never a way to write the host: outside the build's own places it is
     // refused with a warning, and the build's writes there stay in its private layer. (Not below
     // /tmp, which is the build's own.)
-    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let outside = crate::support::host_visible_dir("kiln-cache-");
     let target = outside.path().join("etc-like");
     std::fs::create_dir(&target).unwrap();
     let b = Build::new().buildspec(&format!(

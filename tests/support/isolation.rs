@@ -134,10 +134,7 @@ pub fn unique_digits() -> String {
 /// A temp dir of the host that a build sees through its overlay root (not under `/tmp`, which is the
 /// build's own), so an attack on it is a real attack.
 pub fn host_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("kiln-host-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("temp dir")
+    super::host_visible_dir("kiln-host-")
 }
 
 /// The identity of one of this process's namespaces (`net:[4026531840]`).
@@ -551,13 +548,7 @@ impl Build {
     /// A project whose folder, state and cache directories are not under `/tmp` (which a sandboxed
     /// build has its own of), so that hiding them is the sandbox's doing.
     pub fn outside_tmp() -> Self {
-        let parent = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = || {
-            tempfile::Builder::new()
-                .prefix("kiln-outside-")
-                .tempdir_in(&parent)
-                .expect("temp dir")
-        };
+        let dir = || super::host_visible_dir("kiln-outside-");
         let cache = dir();
         let components = shared_cache().join("components");
         std::fs::create_dir_all(&components).expect("shared cache");

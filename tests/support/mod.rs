@@ -44,6 +44,20 @@ pub fn own_cache() -> tempfile::TempDir {
     dir
 }
 
+/// A folder of the host that a sandboxed build sees through its root, wherever the checkout is:
+/// not below /tmp, which a build has its own of (a checkout may well be below /tmp).
+pub fn host_visible_dir(prefix: &str) -> tempfile::TempDir {
+    let parent = ["/var/tmp", env!("CARGO_TARGET_TMPDIR")]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|p| p.is_dir() && !p.starts_with("/tmp"))
+        .unwrap_or(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(parent)
+        .expect("temp dir")
+}
+
 /// The probe plugin (see plugins/probe), built by kiln's build script.
 pub fn probe_plugin() -> &'static str {
     env!("KILN_TEST_PLUGIN_PROBE")

@@ -318,7 +318,9 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     // The OS sandbox: the build's own namespaces, the host's root under a private layer. Where the
     // kernel refuses namespaces, Landlock alone confines commands (or --require-sandbox refuses).
     let tools = scratch_dir.join("bin");
-    let tools_ok = write_tools(&tools).is_ok();
+    let tools_written = write_tools(&tools);
+    let tools_ok = tools_written.is_ok();
+    let kiln_outside = tools_written.ok().flatten();
     let os = if options.confine {
         let config = os_sandbox::Config {
             scratch: scratch_dir.clone(),
@@ -331,7 +333,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                         .filter_map(|w| w.canonicalize().ok()),
                 )
                 .collect(),
-            expose: exposed(options, &tools),
+            expose: exposed(options, &tools, kiln_outside.as_deref()),
             // An in-place build works in the user's own tree: its `.git` (hooks, config) would run
             // on the host with the user's next git command, so the build sees it read-only.
             protect: options
@@ -941,16 +943,14 @@ fn sweep_sessions(dir: &Path) {
 /// What the sandbox shows read-only besides the host's root: `--expose` folders, kiln's helper
 /// programs (and kiln itself, which they run), and the toolchains on kiln's `PATH` that live in a
 /// home (whose other contents the build does not see).
-fn exposed(options: &BuildOptions, tools: &Path) -> Vec<PathBuf> {
+fn exposed(options: &BuildOptions, tools: &Path, kiln: Option<&Path>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = options
         .expose
         .iter()
         .filter_map(|p| p.canonicalize().ok())
         .collect();
     out.push(tools.to_path_buf());
-    if let Ok(exe) = std::env::current_exe() {
-        out.push(exe);
-    }
+    out.extend(kiln.map(Path::to_path_buf));
     let path = std::env::var("PATH").unwrap_or_default();
     out.extend(toolchains(&path, Path::new("/root"), Path::new("/home")));
     out
@@ -1030,10 +1030,18 @@ fn sandbox_view(path: &Path, scratch: &Path, source_dir: &Path) -> Option<PathBu
 }
 
 /// Writes the helper programs builds find on their PATH.
-fn write_tools(dir: &Path) -> std::io::Result<()> {
+/// The shims run kiln from a link beside them where the file system allows one (so the sandbox shows
+/// the build nothing of where kiln is installed); otherwise from kiln's own path, which is returned
+/// to be shown to the build.
+fn write_tools(dir: &Path) -> std::io::Result<Option<PathBuf>> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
-    let kiln = std::env::current_exe()?;
+    let exe = std::env::current_exe()?;
+    let link = dir.join("kiln");
+    let (kiln, outside) = match std::fs::hard_link(&exe, &link) {
+        Ok(()) => (link, None),
+        Err(_) => (exe.clone(), Some(exe)),
+    };
     let script = dir.join("codebuild-hash-files");
     std::fs::write(
         &script,
@@ -1042,7 +1050,8 @@ fn write_tools(dir: &Path) -> std::io::Result<()> {
             kiln.display().to_string().replace('\'', "'\\''")
         ),
     )?;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(outside)
 }
 
 /// The primary artifact folder of a recorded build, and where it came from, for packaging it
