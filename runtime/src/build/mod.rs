@@ -875,7 +875,11 @@ impl DiskWatch {
                 .name("kiln-disk".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        if disk_usage(&scratch) > limit {
+                        let used: u64 = ["src", "tmp", "home", "upper", "work"]
+                            .iter()
+                            .map(|d| disk_usage(&scratch.join(d)))
+                            .sum();
+                        if used > limit {
                             exceeded.store(true, Ordering::Relaxed);
                             if let Some(os) = os.upgrade() {
                                 os.kill_all();
@@ -1218,6 +1222,20 @@ impl Runner<'_> {
 
     /// Runs one command line; `Some` when it failed.
     async fn command(&mut self, phase: &str, text: &str) -> Option<PhaseRun> {
+        // Past the disk limit, nothing more runs (the watch killed what was running).
+        if self
+            .disk_exceeded
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Some(PhaseRun {
+                status: Status::Failed,
+                status_code: "COMMAND_EXECUTION_ERROR",
+                message: format!(
+                    "Error while executing command: {text}. Reason: {}",
+                    self.limit_notes(String::new())
+                ),
+            });
+        }
         self.log.container(&format!("Running command {text}"));
         self.log
             .status(&format!("{phase} · {}", text.lines().next().unwrap_or("")));
@@ -1280,7 +1298,11 @@ impl Runner<'_> {
                         self.session.cwd = cwd;
                     }
                 }
-                if outcome.status == 0 {
+                if outcome.status == 0
+                    && !self
+                        .disk_exceeded
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                {
                     return None;
                 }
                 self.log.container(&format!(
