@@ -536,3 +536,19 @@ fn a_cache_path_outside_home_tmp_and_the_workspace_makes_nothing_writable() {
     b.run_with(&["--no-cache"]).success();
     assert!(!target.join("authorized_keys").exists());
 }
+
+#[test]
+fn a_cache_path_the_build_turned_into_a_link_is_not_saved() {
+    // The build writes its HOME: a link there, read by kiln on the host, would lead to the host's
+    // files (here /etc, with its shadow file) and put them in the cache for the next build.
+    let name = format!(".kiln-test-link-{}", std::process::id());
+    let b = Build::new().buildspec(&format!(
+        "version: 0.2\ncache:\n  key: linked-{name}\n  paths: ['/root/{name}/**/*']\nphases:\n  install:\n    commands:\n      - if [ -e /root/{name}/passwd ]; then echo RESTORED-HOST-FILES; fi\n      - rm -rf /root/{name} && ln -s /etc /root/{name}\n"
+    ));
+    b.run().success().log_has(&format!(
+        "cache path /root/{name}/**/* is not saved: it leads through a link"
+    ));
+    b.run_with(&["--no-cache"])
+        .success()
+        .log_lacks("RESTORED-HOST-FILES\n");
+}

@@ -393,10 +393,11 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
 
     // The `cache:` section's folders, as kiln reaches them: in the sandbox, the build's HOME and /tmp
     // are folders of its scratch space, and nothing of the host is ever made writable for a cache.
+    let resolved_home = resolved.vars.get("HOME").map(str::to_string);
     let home = if os.is_some() {
         Some("/root")
     } else {
-        resolved.vars.get("HOME")
+        resolved_home.as_deref()
     };
     let mut cache_paths = spec
         .cache
@@ -741,14 +742,6 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         });
     }
 
-    if let (Some(store), Some((key, update)), Status::Succeeded) = (&store, &paths_key, status) {
-        match paths::save(store, key, &cache_paths, *update) {
-            Ok(true) => log.container(&format!("Saved cache for key {key}")),
-            Ok(false) => log.container(&format!("Cache for key {key} exists; not updated")),
-            Err(e) => log.container(&format!("warning: the cache could not be saved: {e}")),
-        }
-    }
-
     let exported_variables: BTreeMap<String, String> = spec
         .env
         .exported_variables
@@ -767,7 +760,43 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     // The build's processes end with its sandbox; its private layer goes with the scratch folder.
     drop(runner);
     drop(disk_watch);
+    let sandboxed = os.is_some();
     drop(os);
+    // The `cache:` paths are saved once nothing of the build runs any more (a daemon could swap a
+    // folder for a link while kiln reads it), and never through a link the build made: the build
+    // writes its HOME and /tmp, and a link there would make kiln read the host's files.
+    if let (Some(store), Some((key, update)), Status::Succeeded) = (&store, &paths_key, status) {
+        // Checked from the nearest folder the build cannot change: its scratch folder or workspace
+        // (in the sandbox), HOME (under Landlock), else the path's own parent.
+        let home = resolved_home.as_deref().map(Path::new);
+        let bases = [
+            sandboxed.then_some(scratch_dir.as_path()),
+            Some(source_dir.as_path()),
+            home.filter(|_| !sandboxed),
+        ];
+        let (safe, linked): (Vec<_>, Vec<_>) = cache_paths.iter().cloned().partition(|p| {
+            let base = bases
+                .iter()
+                .flatten()
+                .filter(|b| p.root.starts_with(b))
+                .max_by_key(|b| b.as_os_str().len())
+                .copied()
+                .or_else(|| p.root.parent())
+                .unwrap_or(Path::new("/"));
+            !links_between(base, &p.root)
+        });
+        for p in &linked {
+            log.container(&format!(
+                "warning: cache path {} is not saved: it leads through a link",
+                p.pattern
+            ));
+        }
+        match paths::save(store, key, &safe, *update) {
+            Ok(true) => log.container(&format!("Saved cache for key {key}")),
+            Ok(false) => log.container(&format!("Cache for key {key} exists; not updated")),
+            Err(e) => log.container(&format!("warning: the cache could not be saved: {e}")),
+        }
+    }
     let removing = Instant::now();
     os_sandbox::remove_scratch(scratch.path());
     tracing::debug!("build: scratch removed in {:?}", removing.elapsed());
@@ -918,6 +947,13 @@ fn human_size(bytes: u64) -> String {
         b if b >= 1 << 20 => format!("{} MiB", b >> 20),
         b => format!("{b} bytes"),
     }
+}
+
+/// Whether `path`, or a folder between `base` and it, is a symbolic link.
+fn links_between(base: &Path, path: &Path) -> bool {
+    path.ancestors()
+        .take_while(|a| *a != base && a.starts_with(base))
+        .any(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
 }
 
 /// Removes session folders of builds that are gone (a build killed with SIGKILL leaves its own).
