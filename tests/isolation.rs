@@ -1375,3 +1375,178 @@ fn no_confine_turns_the_sandbox_off() {
     assert_eq!(run.json["sandbox"], "none", "{}", run.stdout);
     assert!(target.exists(), "--no-confine should run on the host");
 }
+
+// ---------------------------------------------------------------------------------------------
+// What kiln itself hands the build, or reads and writes for it
+
+#[test]
+fn no_descriptor_of_kiln_reaches_a_build() {
+    if !require_namespaces() {
+        return;
+    }
+    // kiln's socket to the sandbox, and a descriptor kiln itself inherited (a CI runner's log
+    // file, say), are not open in the build's programs.
+    let dir = host_dir();
+    let inherited = dir.path().join("kiln-fd-marker");
+    let file = std::fs::File::create(&inherited).unwrap();
+    let b =
+        project(&["ls -l /proc/$$/fd | grep -c 'socket:\\|kiln-fd-marker' | sed 's/^/LEAKS=/'"]);
+    let mut cmd = b.command(&[]);
+    {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = file.as_raw_fd();
+        // SAFETY: dup2 between fork and exec, on a descriptor the test owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 7) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let run = b.finish(cmd.output().unwrap());
+    run.success().sandboxed().said("LEAKS=0");
+}
+
+#[test]
+fn a_cache_key_cannot_make_kiln_read_a_host_file() {
+    if !require_namespaces() {
+        return;
+    }
+    // The key is expanded by the build's shell into a file of its session folder, which kiln then
+    // reads: a link put there must not lead kiln to a file of the host.
+    let dir = host_dir();
+    let secret = dir.path().join("secret");
+    let mark = marker("KEYLEAK_");
+    std::fs::write(&secret, &mark).unwrap();
+    let run = Build::new()
+        .buildspec(&format!(
+            "version: 0.2\ncache:\n  key: \"k-$(ln -sf {} /dev/shm/kiln-session-*/expanded; echo x)\"\n  paths: ['/root/.k/**/*']\nphases:\n  build:\n    commands:\n      - echo ran\n",
+            secret.display()
+        ))
+        .args(["--no-cache"])
+        .run();
+    run.success().sandboxed().log_lacks(&mark);
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), mark);
+}
+
+#[test]
+fn setuid_files_left_in_host_folders_lose_their_bits() {
+    if !require_namespaces() || !is_root() {
+        return;
+    }
+    // The build's root writes an in-place workspace as the host's root: a setuid program left
+    // there would run as root on the host.
+    let b = Build::new()
+        .buildspec(&build_commands(&[
+            "cp /bin/true suid-true && chmod 4755 suid-true && cp /bin/true sgid-true && chmod 2755 sgid-true && echo PLANTED",
+        ]))
+        .args(["--in-place", "--no-cache"]);
+    let run = b.run();
+    run.success()
+        .sandboxed()
+        .said("PLANTED")
+        .log_has("setuid or setgid file(s) in folders of the host");
+    for name in ["suid-true", "sgid-true"] {
+        let mode = std::fs::metadata(b.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o6000, 0, "{name} kept mode {mode:o}");
+        assert_eq!(mode & 0o777, 0o755);
+    }
+}
+
+#[test]
+fn a_credentials_path_through_a_link_is_hidden_where_it_leads() {
+    if !require_namespaces() {
+        return;
+    }
+    let dir = host_dir();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let mark = marker("LINKCRED_");
+    std::fs::write(real.join("credentials"), format!("secret = {mark}\n")).unwrap();
+    std::os::unix::fs::symlink(&real, dir.path().join("credlink")).unwrap();
+    let run = project(&[
+        "echo HITS=$(cat \"$REAL/credentials\" \"$LINKED\" 2>/dev/null | grep -c LINKCRE[D])",
+    ])
+    .env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        path_str(&dir.path().join("credlink/credentials")),
+    )
+    .args(["--env", &env_arg("REAL", path_str(&real))])
+    .args([
+        "--env",
+        &env_arg("LINKED", path_str(&dir.path().join("credlink/credentials"))),
+    ])
+    .run();
+    run.success().sandboxed().said("HITS=0");
+}
+
+#[test]
+fn a_secrets_file_inside_the_project_is_not_copied_into_the_workspace() {
+    if !require_namespaces() {
+        return;
+    }
+    let mark = marker("INPROJECT_");
+    let b = Build::new()
+        .write("secrets.env", &format!("/app/x={mark}\n"))
+        .buildspec(
+            "version: 0.2\nenv:\n  parameter-store:\n    X: /app/x\nphases:\n  build:\n    commands:\n      - test -n \"$X\" && echo X-RESOLVED\n      - echo HITS=$(cat secrets.env \"$CODEBUILD_SRC_DIR/secrets.env\" 2>/dev/null | grep -c INPROJEC[T])\n",
+        );
+    let secrets = b.path().join("secrets.env");
+    let run = b
+        .args(["--no-cache", "--secrets", path_str(&secrets)])
+        .run();
+    run.success().sandboxed().said("X-RESOLVED").said("HITS=0");
+}
+
+#[test]
+fn a_cache_entry_is_never_restored_through_a_link_of_the_project() {
+    if !require_namespaces() {
+        return;
+    }
+    // Keys are shared: project A saves vendor/evil; project B holds `vendor -> <host folder>` and
+    // uses the same key. Restoring into B must not write into that host folder.
+    let key = marker("restore-key-");
+    let spec = format!(
+        "version: 0.2\ncache:\n  key: {key}\n  paths: ['vendor/**/*']\nphases:\n  build:\n    commands:\n      - mkdir -p vendor && echo evil > vendor/evil || true\n"
+    );
+    let shared = crate::support::own_cache();
+    let a = Build::new().buildspec(&spec).args(["--no-cache"]);
+    a.run_with(&["--cache-dir", path_str(shared.path())])
+        .success();
+    let victim = host_dir();
+    let b = Build::new().buildspec(&spec).args(["--no-cache"]);
+    std::os::unix::fs::symlink(victim.path(), b.path().join("vendor")).unwrap();
+    b.run_with(&["--cache-dir", path_str(shared.path())])
+        .log_has("is not restored: it leads through a link");
+    assert!(
+        !victim.path().join("evil").exists(),
+        "the restore wrote through the project's link"
+    );
+}
+
+#[test]
+fn files_only_their_owner_may_read_are_hidden() {
+    if !require_namespaces() || !is_root() {
+        return;
+    }
+    // The build's root owns what the host's root owns: a private file of the host's root must not
+    // come through the overlay, wherever in /var it is.
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-private-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let secret = dir.path().join("secret");
+    let mark = marker("PRIVATE_");
+    std::fs::write(&secret, &mark).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = project(&["echo HITS=$(cat \"$SECRET\" 2>/dev/null | grep -c PRIVAT[E])"])
+        .args(["--env", &env_arg("SECRET", path_str(&secret))])
+        .run();
+    run.success().sandboxed().said("HITS=0");
+}

@@ -1025,6 +1025,12 @@ fn secret_paths(cli: &Cli, secrets: Option<&std::path::Path>) -> Vec<PathBuf> {
         }
     }
     paths.retain(|p| p.is_absolute());
+    // A path that goes through a link is hidden where it leads too (the sandbox masks paths of the
+    // build's view, where the link may lead elsewhere or nowhere).
+    let real: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    paths.extend(real);
+    paths.sort();
+    paths.dedup();
     paths
 }
 

@@ -287,13 +287,13 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     } else {
         let dir = scratch_dir.join("src");
         std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
-        // Outputs written inside the project (`-o out`) are not part of its source.
-        let outputs: Vec<PathBuf> = output
-            .strip_prefix(&source)
-            .ok()
+        // Outputs written inside the project (`-o out`) are not part of its source, nor are the
+        // secrets file and the other paths the build must not see.
+        let outputs: Vec<PathBuf> = std::iter::once(&output)
+            .chain(&options.secrets_hidden)
+            .filter_map(|p| p.strip_prefix(&source).ok())
             .filter(|rel| !rel.as_os_str().is_empty())
             .map(Path::to_path_buf)
-            .into_iter()
             .collect();
         let snapshot = workspace::snapshot(&source, &dir, &outputs)?;
         log.container(&format!(
@@ -321,7 +321,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     let tools_written = write_tools(&tools);
     let tools_ok = tools_written.is_ok();
     let kiln_outside = tools_written.ok().flatten();
-    let os = if options.confine {
+    let mut os = if options.confine {
         let config = os_sandbox::Config {
             scratch: scratch_dir.clone(),
             writable: [source_dir.clone(), session_dir.clone()]
@@ -419,6 +419,17 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             }
         });
     }
+    // Where a cache path's links are looked for, before a restore and a save.
+    let cache_bases = CacheBases {
+        bases: [
+            os.as_ref().map(|_| scratch_dir.clone()),
+            Some(source_dir.clone()),
+            resolved_home
+                .as_deref()
+                .filter(|_| os.is_none())
+                .map(PathBuf::from),
+        ],
+    };
     let mut writable = vec![source_dir.clone(), temp_dir.clone(), session_dir.clone()];
     if os.is_none() {
         // Landlock grants only what exists: make the folders first (as the restore would).
@@ -629,8 +640,20 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         match key {
             Some((key, update)) => {
                 if restore {
+                    // A project may hold links where its cache paths are (`vendor -> /etc`):
+                    // nothing is restored through one.
+                    let (safe, linked): (Vec<_>, Vec<_>) = cache_paths
+                        .iter()
+                        .cloned()
+                        .partition(|p| !cache_bases.through_link(&p.root));
+                    for p in &linked {
+                        log.container(&format!(
+                            "warning: cache path {} is not restored: it leads through a link",
+                            p.pattern
+                        ));
+                    }
                     match paths::find(store, &key, &cache.fallback_keys) {
-                        Some(entry) => match paths::restore(store, &entry, &cache_paths) {
+                        Some(entry) => match paths::restore(store, &entry, &safe) {
                             Ok(files) => log.container(&format!(
                                 "Restored cache {} ({files} files) for key {key}",
                                 entry.key
@@ -761,30 +784,34 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     drop(runner);
     drop(disk_watch);
     let sandboxed = os.is_some();
-    drop(os);
+    if let Some(os) = os.take() {
+        os.shutdown();
+    }
+    // The build's root writes the host's folders it was given (an in-place workspace,
+    // --writable) as root: a setuid or setgid program it left there would run as root on the host.
+    if sandboxed {
+        let mut given: Vec<&Path> = options.writable.iter().map(PathBuf::as_path).collect();
+        if options.in_place {
+            given.push(&source_dir);
+        }
+        let stripped = strip_setid(
+            &given,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(start_time),
+        );
+        if stripped > 0 {
+            log.container(&format!(
+                "warning: the build left {stripped} setuid or setgid file(s) in folders of the host; their setuid and setgid bits were removed"
+            ));
+        }
+    }
     // The `cache:` paths are saved once nothing of the build runs any more (a daemon could swap a
     // folder for a link while kiln reads it), and never through a link the build made: the build
     // writes its HOME and /tmp, and a link there would make kiln read the host's files.
     if let (Some(store), Some((key, update)), Status::Succeeded) = (&store, &paths_key, status) {
-        // Checked from the nearest folder the build cannot change: its scratch folder or workspace
-        // (in the sandbox), HOME (under Landlock), else the path's own parent.
-        let home = resolved_home.as_deref().map(Path::new);
-        let bases = [
-            sandboxed.then_some(scratch_dir.as_path()),
-            Some(source_dir.as_path()),
-            home.filter(|_| !sandboxed),
-        ];
-        let (safe, linked): (Vec<_>, Vec<_>) = cache_paths.iter().cloned().partition(|p| {
-            let base = bases
-                .iter()
-                .flatten()
-                .filter(|b| p.root.starts_with(b))
-                .max_by_key(|b| b.as_os_str().len())
-                .copied()
-                .or_else(|| p.root.parent())
-                .unwrap_or(Path::new("/"));
-            !links_between(base, &p.root)
-        });
+        let (safe, linked): (Vec<_>, Vec<_>) = cache_paths
+            .iter()
+            .cloned()
+            .partition(|p| !cache_bases.through_link(&p.root));
         for p in &linked {
             log.container(&format!(
                 "warning: cache path {} is not saved: it leads through a link",
@@ -947,6 +974,56 @@ fn human_size(bytes: u64) -> String {
         b if b >= 1 << 20 => format!("{} MiB", b >> 20),
         b => format!("{b} bytes"),
     }
+}
+
+/// The folders a build cannot change, from which a `cache:` path's links are looked for: its
+/// scratch folder (in the sandbox), its workspace, HOME (under Landlock).
+struct CacheBases {
+    bases: [Option<PathBuf>; 3],
+}
+
+impl CacheBases {
+    /// Whether `path` is a link, or leads through one below the nearest base (else its parent).
+    fn through_link(&self, path: &Path) -> bool {
+        let base = self
+            .bases
+            .iter()
+            .flatten()
+            .filter(|b| path.starts_with(b))
+            .max_by_key(|b| b.as_os_str().len())
+            .map(PathBuf::as_path)
+            .or_else(|| path.parent())
+            .unwrap_or(Path::new("/"));
+        links_between(base, path)
+    }
+}
+
+/// Removes the setuid and setgid bits of the regular files below `dirs` changed since `since`;
+/// how many there were.
+fn strip_setid(dirs: &[&Path], since: SystemTime) -> usize {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let since = since
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut stripped = 0;
+    for dir in dirs {
+        for entry in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .into_iter()
+            .flatten()
+        {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_file() && meta.mode() & 0o6000 != 0 && meta.ctime() >= since {
+                let mode = meta.mode() & 0o1777;
+                if std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))
+                    .is_ok()
+                {
+                    stripped += 1;
+                }
+            }
+        }
+    }
+    stripped
 }
 
 /// Whether `path`, or a folder between `base` and it, is a symbolic link.
@@ -1449,7 +1526,21 @@ impl Runner<'_> {
             )
             .await
             .ok()?;
-        let text = std::fs::read_to_string(&out).ok();
+        // The build can write its session folder: a link there must not make kiln read a host file.
+        let text = {
+            use std::io::Read;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&out)
+                .ok()
+                .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+                .and_then(|mut f| {
+                    let mut text = String::new();
+                    f.read_to_string(&mut text).ok().map(|_| text)
+                })
+        };
         let _ = std::fs::remove_file(&out);
         (outcome.status == 0).then_some(text).flatten()
     }

@@ -148,10 +148,42 @@ pub fn restore(
             continue;
         };
         let tree = Tree::load(store, &saved.tree)?;
+        // A tree that puts entries below one of its own links would write through it.
+        let links: Vec<&str> = tree
+            .entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Symlink { .. }))
+            .map(|e| e.path())
+            .collect();
+        if let Some(e) = tree.entries.iter().find(|e| {
+            links
+                .iter()
+                .any(|l| Path::new(e.path()).starts_with(l) && e.path() != *l)
+        }) {
+            return Err(CasError::Io {
+                path: root.join(e.path()),
+                source: std::io::Error::other("the cached tree puts it below one of its own links"),
+            });
+        }
         std::fs::create_dir_all(root).map_err(io_err(root))?;
         for e in &tree.entries {
-            // Replacing: a stale file (or link) in the way is removed first.
+            // Replacing: a stale file (or link) in the way is removed first. Nothing is written
+            // through a link the project holds below the path (`vendor/sub -> /etc`).
             let target = root.join(e.path());
+            if target.parent().is_some_and(|parent| {
+                parent
+                    .ancestors()
+                    .take_while(|a| *a != root.as_path())
+                    .any(|a| {
+                        a.symlink_metadata()
+                            .is_ok_and(|m| m.file_type().is_symlink())
+                    })
+            }) {
+                return Err(CasError::Io {
+                    path: target,
+                    source: std::io::Error::other("leads through a link; nothing restored there"),
+                });
+            }
             if !matches!(e, Entry::Dir { .. }) && target.symlink_metadata().is_ok() {
                 std::fs::remove_file(&target).map_err(io_err(&target))?;
             }

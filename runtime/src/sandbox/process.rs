@@ -211,7 +211,7 @@ fn group_alive(pgid: i32) -> bool {
 
 /// The executable a program name stands for, searched in `path` as execvp would; `None` leaves the
 /// search to the system (and its error to the spawn).
-fn resolve_program(program: &str, path: Option<&str>, cwd: &Path) -> Option<PathBuf> {
+pub(crate) fn resolve_program(program: &str, path: Option<&str>, cwd: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
         return None;

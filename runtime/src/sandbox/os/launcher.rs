@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::mounts::{self, Plan};
 use super::seccomp;
@@ -26,6 +26,10 @@ const SOCK: RawFd = 3;
 /// The launcher's entry point (`kiln __launcher [net]`: `net` for a network namespace of the
 /// build's own). Never returns.
 pub fn main() -> ! {
+    // The socket to kiln came without close-on-exec (to cross kiln's exec); no program the build
+    // runs may inherit it.
+    // SAFETY: fcntl on a descriptor number; harmless if it is not open.
+    unsafe { libc::fcntl(SOCK, libc::F_SETFD, libc::FD_CLOEXEC) };
     let own_network = std::env::args_os().nth(2).is_some_and(|a| a == "net");
     let code = match outer(own_network) {
         Ok(code) => code,
@@ -321,24 +325,6 @@ fn handle(request: Request, fds: Vec<OwnedFd>, limits: &Limits, running: &mut Ha
     }
 }
 
-/// The executable `program` names, searched in `path` as execvp would.
-fn resolve(program: &str, path: Option<&str>, cwd: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    if program.contains('/') {
-        return Some(cwd.join(program));
-    }
-    path.unwrap_or("/usr/local/bin:/usr/bin:/bin")
-        .split(':')
-        .find_map(|dir| {
-            let dir = if dir.is_empty() { cwd } else { Path::new(dir) };
-            let candidate = dir.join(program);
-            std::fs::metadata(&candidate)
-                .ok()
-                .filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .map(|_| candidate)
-        })
-}
-
 fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in an argument"))
 }
@@ -361,7 +347,12 @@ fn start(
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str());
-    let exe = resolve(program, path_var, cwd).ok_or_else(|| {
+    let exe = if program.contains('/') {
+        Some(cwd.join(program))
+    } else {
+        crate::sandbox::process::resolve_program(program, path_var, cwd)
+    }
+    .ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!("`{program}` was not found"),
@@ -529,6 +520,8 @@ fn child(
         if libc::chdir(cwd.as_ptr()) != 0 {
             return errno();
         }
+        // Nothing but stdin, stdout and stderr crosses into the program.
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
     }
     errno()

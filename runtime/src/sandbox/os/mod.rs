@@ -157,7 +157,8 @@ impl OsSandbox {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: between fork and exec the closure only calls dup2/fcntl on descriptors.
+        // SAFETY: between fork and exec the closure only calls dup2/fcntl/close_range on
+        // descriptors.
         unsafe {
             cmd.pre_exec(move || {
                 if child_fd == 3 {
@@ -166,6 +167,8 @@ impl OsSandbox {
                 } else if libc::dup2(child_fd, 3) < 0 {
                     return Err(io::Error::last_os_error());
                 }
+                // Whatever kiln itself inherited (a CI runner's pipes, log files) stays out.
+                libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
                 Ok(())
             });
         }
@@ -476,8 +479,10 @@ impl Drop for KillGuard<'_> {
     }
 }
 
-impl Drop for OsSandbox {
-    fn drop(&mut self) {
+impl OsSandbox {
+    /// Ends every process of the build and waits for the sandbox to be gone (also when dropped;
+    /// calling it first makes sure it happens now, whoever else still holds the sandbox).
+    pub fn shutdown(&self) {
         let started = std::time::Instant::now();
         // SAFETY: shuts the socket down for both sides; init sees the end of the stream and exits,
         // taking every process of its pid namespace with it.
@@ -492,12 +497,19 @@ impl Drop for OsSandbox {
         }
         if let Some(pidfile) = &self.pasta
             && let Ok(text) = std::fs::read_to_string(pidfile)
+            && std::fs::remove_file(pidfile).is_ok()
             && let Ok(pid) = text.trim().parse::<i32>()
         {
             // SAFETY: signals the pasta process kiln started for this build.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
         tracing::debug!("sandbox: ended after {:?}", started.elapsed());
+    }
+}
+
+impl Drop for OsSandbox {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
@@ -563,20 +575,21 @@ fn prepare_scratch(scratch: &Path, top: &[(String, mounts::TopKind)]) -> io::Res
 /// searched to the given depth.
 const PRIVATE_PLACES: &[(&str, usize)] = &[
     ("/etc", 8),
-    ("/var/lib", 2),
-    ("/var/backups", 2),
-    ("/var/spool", 3),
-    ("/var/log", 2),
+    ("/var", 4),
     ("/usr/local/etc", 4),
     ("/opt", 3),
     ("/srv", 3),
+    ("/boot", 2),
+    ("/mnt", 3),
+    ("/media", 3),
 ];
 
-/// A root-owned file others may not read, or folder others may not enter.
+/// A file others may not read, or folder others may not enter.
 struct Private {
     path: PathBuf,
     dir: bool,
     mode: u32,
+    uid: u32,
     gid: u32,
 }
 
@@ -608,12 +621,13 @@ fn private_files() -> Vec<Private> {
                 let Ok(entry) = entry else { continue };
                 let Ok(meta) = entry.metadata() else { continue };
                 let dir = meta.is_dir();
-                let private = meta.uid() == 0
-                    && if dir {
-                        meta.mode() & 0o001 == 0
-                    } else {
-                        meta.is_file() && meta.mode() & 0o004 == 0
-                    };
+                // Whoever owns it: the build's root owns what the host's root owns, and a `run-as`
+                // user of the build is the host's user of that id.
+                let private = if dir {
+                    meta.mode() & 0o001 == 0
+                } else {
+                    meta.is_file() && meta.mode() & 0o004 == 0
+                };
                 if !private {
                     continue;
                 }
@@ -624,6 +638,7 @@ fn private_files() -> Vec<Private> {
                     path: entry.into_path(),
                     dir,
                     mode: meta.mode() & 0o7777,
+                    uid: meta.uid(),
                     gid: meta.gid(),
                 });
             }
@@ -632,10 +647,9 @@ fn private_files() -> Vec<Private> {
         .collect()
 }
 
-/// Hides what only the host's root may read: each root-owned file that others may not read is an
-/// empty file in the build's upper layer, each root-owned folder that others may not enter an empty,
-/// opaque one. (Files of other owners keep their owner inside, and the build's root has no capability
-/// to override their modes.) The shadow files are left to their password-less copies.
+/// Hides what others may not read: each such file is an empty file in the build's upper layer (with
+/// its owner and mode), each folder others may not enter an empty, opaque one. The shadow files are
+/// left to their password-less copies.
 fn hide_private(scratch: &Path, private: &[Private]) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let upper = scratch.join("upper");
@@ -672,7 +686,7 @@ fn hide_private(scratch: &Path, private: &[Private]) -> io::Result<()> {
             std::fs::write(&dest, b"")?;
         }
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(p.mode))?;
-        std::os::unix::fs::chown(&dest, Some(0), Some(p.gid))?;
+        std::os::unix::fs::chown(&dest, Some(p.uid), Some(p.gid))?;
     }
     Ok(())
 }
@@ -725,7 +739,8 @@ fn start_pasta(
     root: bool,
     scratch: &Path,
 ) -> Result<(std::process::Child, PathBuf), String> {
-    let pasta = which("pasta").ok_or("pasta is not installed (Debian's package `passt`)")?;
+    let pasta =
+        probe::find_on_path("pasta").ok_or("pasta is not installed (Debian's package `passt`)")?;
     let pidfile = scratch.join("pasta.pid");
     let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
         .map_err(|e| format!("cannot open the build's user namespace: {e}"))?;
@@ -774,18 +789,6 @@ fn wait_pasta(child: std::process::Child) -> Result<(), String> {
         return Err(format!("pasta failed: {}", why.join("; ")));
     }
     Ok(())
-}
-
-/// A program on kiln's `PATH`.
-pub fn which(program: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }
 
 /// Removes a build's scratch folder, making folders the build left unreadable (an overlay's work

@@ -1058,7 +1058,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// The first executable named `name` in the directories of `PATH` (absolute ones only: a relative
 /// entry would depend on where kiln was started).
-fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     if name.is_empty() || name.contains('/') {
         return None;
     }

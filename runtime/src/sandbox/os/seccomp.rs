@@ -14,8 +14,8 @@
 //! another table (a 32-bit program on x86_64 or aarch64, `int 0x80`) kills the process with
 //! SIGSYS, and the x32 calls of x86_64 fail with `ENOSYS`, as on kernels built without x32.
 //!
-//! The filter is compiled once by [`build`], in the launcher before it forks, and installed by
-//! [`Filter::install`] in each child between fork and exec.
+//! The filter is compiled once by [`build`] and installed by [`Filter::install`] on the sandbox's
+//! init once it has set the sandbox up: every program the build runs inherits it.
 
 use std::collections::BTreeMap;
 use std::io;

@@ -62,6 +62,16 @@ pub enum Reply {
 /// Sends one frame: its length, its JSON, and `fds` with the first byte.
 pub fn send<T: Serialize>(sock: RawFd, message: &T, fds: &[RawFd]) -> io::Result<()> {
     let body = serde_json::to_vec(message).map_err(io::Error::other)?;
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message to the sandbox of {} MiB is larger than its limit of {} MiB (the command's environment is too large)",
+                body.len() >> 20,
+                MAX_FRAME >> 20
+            ),
+        ));
+    }
     let mut frame = Vec::with_capacity(body.len() + 4);
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
     frame.extend_from_slice(&body);
