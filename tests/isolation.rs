@@ -1550,3 +1550,40 @@ fn files_only_their_owner_may_read_are_hidden() {
         .run();
     run.success().sandboxed().said("HITS=0");
 }
+
+#[test]
+fn the_cloud_metadata_service_is_unreachable() {
+    let Some(py) = ready_with_python() else {
+        return;
+    };
+    // On a cloud machine it hands out the host's credentials to whoever asks from the host.
+    let probe = format!(
+        "{py} -c \"import socket\ns = socket.socket(); s.settimeout(3)\ntry:\n    s.connect(('169.254.169.254', 80)); print('METADATA-CONNECTED')\nexcept OSError as e:\n    print('METADATA-ERRNO', e.errno)\""
+    );
+    for mode in ["internet", "none"] {
+        let run = project(&[&probe]).args(["--network", mode]).run();
+        run.success().sandboxed().never_said("METADATA-CONNECTED");
+        let errno = run.values("METADATA-ERRNO ");
+        // No route: EHOSTUNREACH or ENETUNREACH, at once (not a timeout).
+        assert!(errno == ["113"] || errno == ["101"], "{mode}: {errno:?}");
+    }
+}
+
+#[test]
+fn a_run_as_phase_keeps_the_shell_session() {
+    if !require_namespaces() || !is_root() {
+        return;
+    }
+    // The phase's shell runs as another user of the build, and still carries the session's
+    // variables in and out.
+    let run = Build::new()
+        .buildspec(
+            "version: 0.2\nphases:\n  install:\n    commands:\n      - export FROM_ROOT=1\n  build:\n    run-as: nobody\n    commands:\n      - echo AS=$(id -u) FROM_ROOT=$FROM_ROOT\n      - export FROM_NOBODY=2\n  post_build:\n    commands:\n      - echo AFTER=$(id -u) FROM_NOBODY=$FROM_NOBODY\n",
+        )
+        .args(["--no-cache"])
+        .run();
+    run.success()
+        .sandboxed()
+        .said("AS=65534 FROM_ROOT=1")
+        .said("AFTER=0 FROM_NOBODY=2");
+}

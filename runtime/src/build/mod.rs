@@ -263,10 +263,19 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                 .tempdir_in(&scratch_dir)
         })
         .map_err(BuildError::io(&scratch_dir))?;
+    // The folder the shell writes is inside that private one and open to every user of the build
+    // (a `run-as` phase's shell writes it too): only this build's sandbox can reach it.
     let session_dir = session
         .path()
         .canonicalize()
-        .map_err(BuildError::io(session.path()))?;
+        .map_err(BuildError::io(session.path()))?
+        .join("shell");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir(&session_dir).map_err(BuildError::io(&session_dir))?;
+        std::fs::set_permissions(&session_dir, std::fs::Permissions::from_mode(0o1777))
+            .map_err(BuildError::io(&session_dir))?;
+    }
     log.container(&format!(
         "Running on kiln {} (local)",
         env!("CARGO_PKG_VERSION")

@@ -72,8 +72,8 @@ pub struct Policy {
     pub allow_exec: bool,
     /// Whether the plugin may open sockets.
     pub network: bool,
-    /// Whether its sockets may reach this host's own addresses (loopback, its interfaces): only
-    /// with `--network host`, as for the build's commands.
+    /// Whether its sockets may reach this host's own addresses (loopback, its interfaces) and the
+    /// cloud metadata services: only with `--network host`, as for the build's commands.
     pub local_network: bool,
     /// Wall-clock limit for the whole step, host programs included.
     pub timeout: Option<Duration>,
@@ -483,7 +483,10 @@ fn wasi_ctx(
             builder.socket_addr_check(move |addr, _use| {
                 let refused = addr.ip().is_loopback()
                     || addr.ip().is_unspecified()
-                    || local.contains(&addr.ip());
+                    || local.contains(&addr.ip())
+                    || os::launcher::METADATA
+                        .iter()
+                        .any(|(metadata, _)| *metadata == addr.ip());
                 Box::pin(std::future::ready(!refused))
             });
         }

@@ -145,6 +145,9 @@ fn init(plan: Plan, fds: Vec<OwnedFd>) -> io::Result<()> {
     unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
     if plan.own_network {
         loopback_up()?;
+        for (address, prefix) in METADATA {
+            unreachable_route(address, prefix)?;
+        }
     }
     // What every program inherits, set once here rather than in each child: the seccomp filter
     // (init itself needs none of what it refuses from now on), an empty capability bounding set and
@@ -176,6 +179,93 @@ fn init(plan: Plan, fds: Vec<OwnedFd>) -> io::Result<()> {
     };
     wire::send(SOCK, &Reply::Ready { warnings }, &[])?;
     serve(&limits)
+}
+
+/// The cloud instance-metadata services (AWS, GCP, Azure, ECS task credentials): on a cloud
+/// machine they hand out the host's credentials to whoever asks from it, so the build's network
+/// has no route to them.
+pub const METADATA: [(std::net::IpAddr, u8); 3] = [
+    (
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 169, 254)),
+        32,
+    ),
+    (
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 170, 2)),
+        32,
+    ),
+    (
+        std::net::IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
+        128,
+    ),
+];
+
+/// Adds an `unreachable` route for `address/prefix` to the main table of this network namespace
+/// (rtnetlink `RTM_NEWROUTE`), and waits for the kernel's acknowledgement.
+fn unreachable_route(address: std::net::IpAddr, prefix: u8) -> io::Result<()> {
+    let (family, bytes): (u8, Vec<u8>) = match address {
+        std::net::IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec()),
+        std::net::IpAddr::V6(a) => (libc::AF_INET6 as u8, a.octets().to_vec()),
+    };
+    let attr_len = 4 + bytes.len();
+    let len = 16 + 12 + attr_len;
+    let mut msg = Vec::with_capacity(len);
+    // struct nlmsghdr
+    msg.extend_from_slice(&(len as u32).to_ne_bytes());
+    msg.extend_from_slice(&libc::RTM_NEWROUTE.to_ne_bytes());
+    let flags =
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+    msg.extend_from_slice(&flags.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+    msg.extend_from_slice(&[
+        family,
+        prefix,
+        0,
+        0,
+        libc::RT_TABLE_MAIN,
+        libc::RTPROT_STATIC,
+        libc::RT_SCOPE_UNIVERSE,
+        libc::RTN_UNREACHABLE,
+    ]);
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    // struct rtattr RTA_DST
+    msg.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+    msg.extend_from_slice(&libc::RTA_DST.to_ne_bytes());
+    msg.extend_from_slice(&bytes);
+    // SAFETY: a netlink socket, used for one request and closed below.
+    let sock = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if sock < 0 {
+        return Err(os_err("cannot open a netlink socket"));
+    }
+    let mut reply = [0u8; 512];
+    // SAFETY: sends and receives on the socket above, from and into live buffers.
+    let (sent, got) = unsafe {
+        let sent = libc::send(sock, msg.as_ptr().cast(), msg.len(), 0);
+        let got = libc::recv(sock, reply.as_mut_ptr().cast(), reply.len(), 0);
+        libc::close(sock);
+        (sent, got)
+    };
+    if sent < 0 || got < 0 {
+        return Err(os_err("cannot add a route"));
+    }
+    // The acknowledgement is an NLMSG_ERROR whose error is 0.
+    let kind = u16::from_ne_bytes([reply[4], reply[5]]);
+    let error = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
+    if got >= 20 && kind == libc::NLMSG_ERROR as u16 && error != 0 {
+        let e = io::Error::from_raw_os_error(-error);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot route {address} nowhere: {e}"),
+        ));
+    }
+    Ok(())
 }
 
 fn loopback_up() -> io::Result<()> {

@@ -105,10 +105,11 @@ fn err(what: &str, e: impl std::fmt::Display) -> SandboxError {
     SandboxError(format!("{what}: {e}"))
 }
 
-/// Where the build's ids start outside when kiln runs as root: a range of 65536 per launcher,
-/// chosen from its pid, above what distributions hand to users and to rootless containers.
-fn uid_base(pid: u32) -> u32 {
-    0x4000_0000 + (pid % 0x4000) * 0x1_0000
+/// Where the build's ids start outside when kiln runs as root: one of 32768 ranges of 65536 ids,
+/// drawn at random, above what distributions hand to users, to rootless containers (subordinate
+/// ids) and to systemd-nspawn (up to 0x6FFF_FFFF), and below the overflow ids.
+fn uid_base(draw: u64) -> u32 {
+    0x7000_0000 + ((draw % 0x8000) as u32) * 0x1_0000
 }
 
 struct Waiters {
@@ -518,7 +519,13 @@ impl Drop for OsSandbox {
 fn write_maps(pid: u32, root: bool) -> io::Result<()> {
     let proc = PathBuf::from(format!("/proc/{pid}"));
     if root {
-        let base = uid_base(pid);
+        let draw = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(pid);
+            h.finish()
+        };
+        let base = uid_base(draw);
         std::fs::write(proc.join("uid_map"), format!("0 {base} 65536\n"))?;
         std::fs::write(proc.join("gid_map"), format!("0 {base} 65536\n"))?;
     } else {
@@ -734,11 +741,7 @@ fn without_hashes(text: &str) -> String {
 ///
 /// The namespaces are handed over as open descriptors (pasta opens `/proc/self/fd/N`): pasta drops
 /// its privileges before it joins them, and could not open another user's `/proc/PID/ns` then.
-fn start_pasta(
-    pid: u32,
-    root: bool,
-    scratch: &Path,
-) -> Result<(std::process::Child, PathBuf), String> {
+fn start_pasta(pid: u32, root: bool, scratch: &Path) -> Result<(Pasta, PathBuf), String> {
     let pasta =
         probe::find_on_path("pasta").ok_or("pasta is not installed (Debian's package `passt`)")?;
     let pidfile = scratch.join("pasta.pid");
@@ -771,11 +774,26 @@ fn start_pasta(
         });
     }
     let child = cmd.spawn().map_err(|e| format!("pasta: {e}"))?;
-    Ok((child, pidfile))
+    Ok((Pasta(Some(child)), pidfile))
+}
+
+/// pasta while it sets itself up: killed if the sandbox fails before it is waited for.
+struct Pasta(Option<std::process::Child>);
+
+impl Drop for Pasta {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Waits for pasta to be set up.
-fn wait_pasta(child: std::process::Child) -> Result<(), String> {
+fn wait_pasta(mut pasta: Pasta) -> Result<(), String> {
+    let Some(child) = pasta.0.take() else {
+        return Ok(());
+    };
     let out = child
         .wait_with_output()
         .map_err(|e| format!("pasta: {e}"))?;
@@ -835,11 +853,12 @@ mod tests {
     }
 
     #[test]
-    fn id_ranges_stay_below_the_overflow_ids() {
-        for pid in [1, 4_194_304, 16_383, 16_384] {
-            let base = uid_base(pid);
-            assert!(base >= 0x4000_0000);
-            assert!(base as u64 + 65_536 < u32::MAX as u64 - 1);
+    fn id_ranges_stay_between_nspawn_and_the_overflow_ids() {
+        for draw in [0, 1, 0x7fff, 0x8000, u64::MAX] {
+            let base = uid_base(draw);
+            assert!(base >= 0x7000_0000);
+            assert!(base as u64 + 65_536 <= 0xF000_0000);
         }
+        assert_ne!(uid_base(1), uid_base(2));
     }
 }
