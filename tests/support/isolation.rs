@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Build, Run, kiln, shared_cache};
+use super::{Build, Run, shared_cache};
 
 /// The uid and gid of `nobody`, the user of the unprivileged mode.
 pub const NOBODY: u32 = 65534;
@@ -560,31 +560,6 @@ impl Build {
             args: Vec::new(),
             envs: Vec::new(),
         }
-    }
-
-    /// The `kiln build` command [`Build::run_with`] runs, to start it in the background.
-    pub fn command(&self, extra: &[&str]) -> Command {
-        let mut cmd = kiln();
-        cmd.arg("--cache-dir")
-            .arg(self.cache.path())
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .arg("build")
-            .arg(self.dir.path())
-            .arg("--json")
-            .arg("--output")
-            .arg(self.dir.path().join("out"))
-            .args(&self.args)
-            .args(extra)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)));
-        cmd
-    }
-
-    /// What a [`Build::command`] did, keeping the project's folders alive while it is looked at.
-    pub fn finish(&self, output: std::process::Output) -> Run {
-        let mut run = Run::new(output, self.dir.path().join("out"));
-        run.keep = vec![self.dir.clone(), self.state.clone(), self.cache.clone()];
-        run
     }
 }
 

@@ -146,7 +146,11 @@ impl Build {
 
     /// Like [`Build::run`], with more arguments for this run only.
     pub fn run_with(&self, extra: &[&str]) -> Run {
-        let out = self.dir.path().join("out");
+        self.finish(self.command(extra).output().expect("kiln runs"))
+    }
+
+    /// The `kiln build` command [`Build::run_with`] runs, to start it in the background.
+    pub fn command(&self, extra: &[&str]) -> Command {
         let mut cmd = kiln();
         cmd.arg("--cache-dir")
             .arg(self.cache.path())
@@ -156,12 +160,16 @@ impl Build {
             .arg(self.dir.path())
             .arg("--json")
             .arg("--output")
-            .arg(&out)
+            .arg(self.dir.path().join("out"))
             .args(&self.args)
             .args(extra)
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
-        let output = cmd.output().expect("kiln runs");
-        let mut run = Run::new(output, out);
+        cmd
+    }
+
+    /// What a [`Build::command`] did, keeping the project's folders alive while it is looked at.
+    pub fn finish(&self, output: Output) -> Run {
+        let mut run = Run::new(output, self.dir.path().join("out"));
         run.keep = vec![self.dir.clone(), self.state.clone(), self.cache.clone()];
         run
     }

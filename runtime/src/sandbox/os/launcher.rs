@@ -31,21 +31,21 @@ pub fn main() -> ! {
     // SAFETY: fcntl on a descriptor number; harmless if it is not open.
     unsafe { libc::fcntl(SOCK, libc::F_SETFD, libc::FD_CLOEXEC) };
     let own_network = std::env::args_os().nth(2).is_some_and(|a| a == "net");
-    let code = match outer(own_network) {
-        Ok(code) => code,
-        Err(e) => {
-            let _ = wire::send(
-                SOCK,
-                &Reply::Failed {
-                    message: e.to_string(),
-                },
-                &[],
-            );
-            1
-        }
-    };
+    let code = outer(own_network).unwrap_or_else(|e| failed(&e));
     // SAFETY: ends the process without running destructors (nothing to flush).
     unsafe { libc::_exit(code) }
+}
+
+/// Tells kiln why the sandbox could not be set up; the exit code that goes with it.
+fn failed(e: &io::Error) -> i32 {
+    let _ = wire::send(
+        SOCK,
+        &Reply::Failed {
+            message: e.to_string(),
+        },
+        &[],
+    );
+    1
 }
 
 fn os_err(what: &str) -> io::Error {
@@ -90,19 +90,7 @@ fn outer(own_network: bool) -> io::Result<i32> {
         return Err(os_err("cannot start the sandbox's init"));
     }
     if pid == 0 {
-        let code = match init(plan, fds) {
-            Ok(()) => 0,
-            Err(e) => {
-                let _ = wire::send(
-                    SOCK,
-                    &Reply::Failed {
-                        message: e.to_string(),
-                    },
-                    &[],
-                );
-                1
-            }
-        };
+        let code = init(plan, fds).map_or_else(|e| failed(&e), |()| 0);
         // SAFETY: ends init; the kernel then kills what is left in its pid namespace.
         unsafe { libc::_exit(code) }
     }
@@ -478,7 +466,7 @@ fn start(
         None
     };
     // exec's failure comes back through this pipe (closed on exec when it succeeds).
-    let (report_r, report_w) = wire::pipe()?;
+    let (report_r, report_w) = wire::pipe(0)?;
 
     // SAFETY: this process is single-threaded, so the child may do anything the parent could.
     let pid = unsafe { libc::fork() };

@@ -370,10 +370,10 @@ impl OsSandbox {
         log: Arc<dyn LogSink>,
     ) -> io::Result<ProcessExit> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (out_r, out_w) = wire::pipe()?;
-        let (err_r, err_w) = wire::pipe()?;
+        let (out_r, out_w) = wire::pipe(0)?;
+        let (err_r, err_w) = wire::pipe(0)?;
         let stdin = match &spec.stdin {
-            Some(bytes) => Some((wire::pipe()?, bytes.clone())),
+            Some(bytes) => Some((wire::pipe(0)?, bytes.clone())),
             None => None,
         };
         let (tx, rx) = oneshot::channel();

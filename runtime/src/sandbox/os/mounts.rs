@@ -6,9 +6,10 @@
 //! toolchains and `--expose` folders read-only; kiln's own folders and the secrets file hidden; then
 //! `pivot_root`, the build's own `/proc` with the parts that reach the kernel masked.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -434,35 +435,44 @@ pub fn mount_points() -> Vec<PathBuf> {
     let mut points: Vec<PathBuf> = text
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
+        .map(unescape)
         .collect();
     points.sort();
     points.dedup();
     points
 }
 
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+pub(crate) fn unescape(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|_| bytes[i] == b'\\')
+            .filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)))
+            .and_then(|d| {
+                let value = d.iter().fold(0u16, |acc, d| acc * 8 + u16::from(d - b'0'));
+                u8::try_from(value).ok()
+            });
+        match octal {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
         }
-        out.push(bytes[i]);
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    PathBuf::from(OsString::from_vec(out))
 }
 
 // ---- carrying the plan out, in the launcher ----
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
+pub const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
@@ -976,7 +986,7 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
-        assert_eq!(unescape("/plain"), "/plain");
+        assert_eq!(unescape("/mnt/a\\040b"), Path::new("/mnt/a b"));
+        assert_eq!(unescape("/plain"), Path::new("/plain"));
     }
 }

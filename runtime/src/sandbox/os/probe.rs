@@ -10,11 +10,11 @@
 //! lines, buffers) and ends with `_exit`; it reports the step that failed as its exit code and the
 //! errno through a pipe.
 
-use std::ffi::{CStr, CString, OsString};
+use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -82,19 +82,8 @@ const PROBE_ID_BASE: u32 = 100_000;
 /// How many ids the idmapped-mount probe maps, as the sandbox does.
 const PROBE_ID_COUNT: u32 = 65_536;
 
-// From <linux/mount.h>, which the libc crate does not export on every target.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
+use super::mounts::{MOUNT_ATTR_IDMAP, MountAttr, OPEN_TREE_CLONE};
 const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-/// `struct mount_attr` of mount_setattr(2), in its first version (32 bytes).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 /// A step of a probe's child: its exit code when it fails, and what the parent calls it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,16 +233,7 @@ fn is_root() -> bool {
 
 /// A pipe, both ends close-on-exec, with `flags` added (O_NONBLOCK).
 fn pipe(flags: libc::c_int) -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 writes two descriptors into the array, which has room for them.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | flags) } != 0 {
-        return Err(format!(
-            "kiln could not create a pipe: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: two fresh descriptors from pipe2, owned by nothing else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    super::wire::pipe(flags).map_err(|e| format!("kiln could not create a pipe: {e}"))
 }
 
 /// Reads one errno (4 bytes) from a non-blocking pipe, if the other end wrote one.
@@ -701,42 +681,14 @@ struct MountEntry {
     fstype: String,
 }
 
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &str) -> PathBuf {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|_| bytes[i] == b'\\')
-            .filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)))
-            .and_then(|d| {
-                let value = d.iter().fold(0u16, |acc, d| acc * 8 + u16::from(d - b'0'));
-                u8::try_from(value).ok()
-            });
-        match octal {
-            Some(byte) => {
-                out.push(byte);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(OsString::from_vec(out))
-}
-
 /// Parses /proc/self/mountinfo, skipping lines it cannot read.
 fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
             let mut fields = left.split(' ');
-            let root = unescape(fields.nth(3)?);
-            let mount_point = unescape(fields.next()?);
+            let root = super::mounts::unescape(fields.nth(3)?);
+            let mount_point = super::mounts::unescape(fields.next()?);
             let fstype = right.split(' ').next()?.to_string();
             Some(MountEntry {
                 root,
