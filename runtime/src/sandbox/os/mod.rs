@@ -658,20 +658,28 @@ fn private_files() -> Vec<Private> {
 /// its owner and mode), each folder others may not enter an empty, opaque one. The shadow files are
 /// left to their password-less copies.
 fn hide_private(scratch: &Path, private: &[Private]) -> io::Result<()> {
+    use rayon::prelude::*;
     use std::os::unix::fs::PermissionsExt;
     let upper = scratch.join("upper");
-    for p in private {
-        let shadow = p.path.starts_with("/etc")
-            && p.path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().contains("shadow"));
-        // Only below a top-level folder that is overlaid (it has an upper folder).
-        let top = p.path.components().nth(1).map(|c| upper.join(c));
-        if shadow || !top.is_some_and(|t| t.is_dir()) {
-            continue;
-        }
-        let dest = mounts::join(&upper, &p.path);
+    let hidden: Vec<&Private> = private
+        .iter()
+        .filter(|p| {
+            let shadow = p.path.starts_with("/etc")
+                && p.path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains("shadow"));
+            // Only below a top-level folder that is overlaid (it has an upper folder).
+            let top = p.path.components().nth(1).map(|c| upper.join(c));
+            !shadow && top.is_some_and(|t| t.is_dir())
+        })
+        .collect();
+    // The folders above them first, one at a time (they share parents); then each hidden entry on
+    // its own, in parallel: this is disk latency, not work.
+    for p in &hidden {
         make_parents(&upper, &p.path)?;
+    }
+    hidden.par_iter().try_for_each(|p| -> io::Result<()> {
+        let dest = mounts::join(&upper, &p.path);
         if p.dir {
             std::fs::create_dir_all(&dest)?;
             let dest_c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
@@ -693,9 +701,8 @@ fn hide_private(scratch: &Path, private: &[Private]) -> io::Result<()> {
             std::fs::write(&dest, b"")?;
         }
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(p.mode))?;
-        std::os::unix::fs::chown(&dest, Some(p.uid), Some(p.gid))?;
-    }
-    Ok(())
+        std::os::unix::fs::chown(&dest, Some(p.uid), Some(p.gid))
+    })
 }
 
 /// Makes the folders above `path` in the upper layer with the owners and modes they have on the
@@ -812,6 +819,20 @@ fn wait_pasta(mut pasta: Pasta) -> Result<(), String> {
 /// Removes a build's scratch folder, making folders the build left unreadable (an overlay's work
 /// folder, `chmod 000` in the workspace) removable first.
 pub fn remove_scratch(path: &Path) {
+    use rayon::prelude::*;
+    // Its folders (workspace, layers, HOME, /tmp) side by side: removing is disk latency.
+    let entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.par_iter().for_each(|entry| {
+        let _ = match std::fs::symlink_metadata(entry) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(entry),
+            _ => std::fs::remove_file(entry),
+        };
+    });
     if std::fs::remove_dir_all(path).is_ok() {
         return;
     }
