@@ -651,16 +651,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                 if restore {
                     // A project may hold links where its cache paths are (`vendor -> /etc`):
                     // nothing is restored through one.
-                    let (safe, linked): (Vec<_>, Vec<_>) = cache_paths
-                        .iter()
-                        .cloned()
-                        .partition(|p| !cache_bases.through_link(&p.root));
-                    for p in &linked {
-                        log.container(&format!(
-                            "warning: cache path {} is not restored: it leads through a link",
-                            p.pattern
-                        ));
-                    }
+                    let safe = cache_bases.unlinked(&cache_paths, "restored", &log);
                     match paths::find(store, &key, &cache.fallback_keys) {
                         Some(entry) => match paths::restore(store, &entry, &safe) {
                             Ok(files) => log.container(&format!(
@@ -817,16 +808,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     // folder for a link while kiln reads it), and never through a link the build made: the build
     // writes its HOME and /tmp, and a link there would make kiln read the host's files.
     if let (Some(store), Some((key, update)), Status::Succeeded) = (&store, &paths_key, status) {
-        let (safe, linked): (Vec<_>, Vec<_>) = cache_paths
-            .iter()
-            .cloned()
-            .partition(|p| !cache_bases.through_link(&p.root));
-        for p in &linked {
-            log.container(&format!(
-                "warning: cache path {} is not saved: it leads through a link",
-                p.pattern
-            ));
-        }
+        let safe = cache_bases.unlinked(&cache_paths, "saved", &log);
         match paths::save(store, key, &safe, *update) {
             Ok(true) => log.container(&format!("Saved cache for key {key}")),
             Ok(false) => log.container(&format!("Cache for key {key} exists; not updated")),
@@ -1004,6 +986,26 @@ impl CacheBases {
             .or_else(|| path.parent())
             .unwrap_or(Path::new("/"));
         links_between(base, path)
+    }
+
+    /// The paths that lead through no link; each other one is said in the log, not `verb`.
+    fn unlinked(
+        &self,
+        paths: &[paths::CachePath],
+        verb: &str,
+        log: &BuildLog,
+    ) -> Vec<paths::CachePath> {
+        let (safe, linked): (Vec<_>, Vec<_>) = paths
+            .iter()
+            .cloned()
+            .partition(|p| !self.through_link(&p.root));
+        for p in &linked {
+            log.container(&format!(
+                "warning: cache path {} is not {verb}: it leads through a link",
+                p.pattern
+            ));
+        }
+        safe
     }
 }
 
