@@ -327,9 +327,10 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     // The OS sandbox: the build's own namespaces, the host's root under a private layer. Where the
     // kernel refuses namespaces, Landlock alone confines commands (or --require-sandbox refuses).
     let tools = scratch_dir.join("bin");
-    let tools_written = write_tools(&tools);
-    let tools_ok = tools_written.is_ok();
-    let kiln_outside = tools_written.ok().flatten();
+    let (tools_ok, kiln_outside) = match write_tools(&tools) {
+        Ok(kiln) => (true, kiln),
+        Err(_) => (false, None),
+    };
     let mut os = if options.confine {
         let config = os_sandbox::Config {
             scratch: scratch_dir.clone(),

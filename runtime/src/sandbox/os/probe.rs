@@ -231,6 +231,20 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Forks a probe's child: 0 in the child, its pid in the parent. The child must do only system
+/// calls on data prepared before the fork, and end with `_exit` (each caller says why it does).
+fn fork() -> Result<libc::pid_t, String> {
+    // SAFETY: fork itself touches no memory; what the child may do is each caller's promise above.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!(
+            "kiln could not fork its probe: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(pid)
+}
+
 /// A pipe, both ends close-on-exec, with `flags` added (O_NONBLOCK).
 fn pipe(flags: libc::c_int) -> Result<(OwnedFd, OwnedFd), String> {
     super::wire::pipe(flags).map_err(|e| format!("kiln could not create a pipe: {e}"))
@@ -311,16 +325,10 @@ fn run_in_child(
     body: impl FnOnce() -> Result<(), StepFailed>,
 ) -> Result<Result<(), StepFailed>, String> {
     let (read_end, write_end) = pipe(libc::O_NONBLOCK)?;
-    // SAFETY: the child only runs `body` (system calls on data prepared before the fork, as its
-    // callers promise), writes to the pipe and calls _exit, so it takes no lock another thread of the
-    // parent may have held at the fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!(
-            "kiln could not fork its probe: {}",
-            io::Error::last_os_error()
-        ));
-    }
+    // SAFETY (of the fork): the child only runs `body` (system calls on data prepared before the
+    // fork, as its callers promise), writes to the pipe and calls _exit, so it takes no lock another
+    // thread of the parent may have held at the fork.
+    let pid = fork()?;
     if pid == 0 {
         let code = match body() {
             Ok(()) => 0,
@@ -601,15 +609,9 @@ impl Drop for NamespaceHolder {
 fn hold_user_namespace() -> Result<NamespaceHolder, String> {
     let (ready_read, ready_write) = pipe(libc::O_NONBLOCK)?;
     let (release_read, release_write) = pipe(0)?;
-    // SAFETY: the child only makes system calls (prctl, unshare, write, read) and calls _exit, so it
-    // takes no lock another thread of the parent may have held at the fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!(
-            "kiln could not fork its probe: {}",
-            io::Error::last_os_error()
-        ));
-    }
+    // SAFETY (of the fork): the child only makes system calls (prctl, unshare, write, read) and
+    // calls _exit, so it takes no lock another thread of the parent may have held at the fork.
+    let pid = fork()?;
     if pid == 0 {
         // SAFETY: system calls on descriptors and a byte owned by this child; _exit ends it at once.
         unsafe {
