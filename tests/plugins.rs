@@ -39,6 +39,28 @@ fn a_plugin_runs_host_programs_through_exec() {
 }
 
 #[test]
+fn a_program_the_sandbox_cannot_start_is_reported_and_the_sandbox_goes_on() {
+    // The launcher's child fails before exec (no such program, a file that is not executable): the
+    // reason reaches the plugin, and the sandbox still starts the commands after it.
+    for (program, reason) in [
+        ("./no-such-program", "`./no-such-program` was not found"),
+        ("./plain", "cannot start `./plain`: Permission denied"),
+    ] {
+        let spec = format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - touch plain\n      \
+             - probe exec {program}\n  post_build:\n    commands:\n      - echo still-running\n"
+        );
+        Build::new()
+            .buildspec(&spec)
+            .args(["--plugin", &format!("probe={}", probe_plugin())])
+            .run()
+            .failure()
+            .log_has(reason)
+            .log_has("still-running");
+    }
+}
+
+#[test]
 fn without_the_plugin_registered_the_word_is_a_shell_command() {
     Build::new()
         .buildspec(&build_commands(&["probe args x"]))
