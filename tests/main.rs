@@ -15,6 +15,7 @@ mod plugins;
 mod revision;
 mod s3;
 mod sandbox;
+mod secrets_at_rest;
 mod source;
 mod store;
 mod validate;

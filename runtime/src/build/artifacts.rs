@@ -145,6 +145,13 @@ async fn collect_one(
     }
     let name_file = staging_path.join("name");
     let name = std::fs::read_to_string(&name_file).map_err(io(&name_file))?;
+    // A folder named after a secret would show it to whoever lists the output folder.
+    if env.log.masker().finds(&name) {
+        return Err(ArtifactError::Plugin(format!(
+            "the name of artifact `{}` would contain a secret's value; name it without the secret",
+            artifact.identifier
+        )));
+    }
     let name = sanitize(name.trim(), &artifact.identifier);
     publish(
         &staging_path.join("files"),

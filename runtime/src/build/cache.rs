@@ -177,7 +177,7 @@ pub fn explain(records: &Path, inputs: &KeyInputs, hit: bool, log: &BuildLog) {
 /// Remembers a build's inputs for the next `--explain-cache`.
 pub fn remember(records: &Path, inputs: &KeyInputs) {
     if let Ok(bytes) = serde_json::to_vec_pretty(inputs) {
-        let _ = std::fs::write(records.join("last-key-inputs.json"), bytes);
+        let _ = super::write_private(&records.join("last-key-inputs.json"), &bytes);
     }
 }
 

@@ -4,10 +4,9 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aho_corasick::AhoCorasick;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where the log's lines go besides the log file.
@@ -29,17 +28,28 @@ pub struct BuildLog {
 
 struct Inner {
     file: Option<File>,
-    masker: Option<(AhoCorasick, usize)>,
+    masker: Arc<Masker>,
 }
 
-/// The text secrets are replaced with, as CodeBuild does.
-pub const MASK: &str = "***";
+pub use super::mask::MASK;
+use super::mask::Masker;
 
 impl BuildLog {
     /// A log writing to `file` (created) and to `console`; a status line is shown when `progress` is
     /// set and the console is a terminal.
     pub fn create(file: Option<&Path>, console: Console, progress: bool) -> io::Result<Self> {
-        let file = file.map(File::create).transpose()?;
+        // The log is the build's own: other users of the machine do not read it.
+        let file = file
+            .map(|path| {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)
+            })
+            .transpose()?;
         let is_tty = match console {
             Console::Stdout => io::IsTerminal::is_terminal(&io::stdout()),
             Console::Stderr => io::IsTerminal::is_terminal(&io::stderr()),
@@ -55,7 +65,10 @@ impl BuildLog {
             bar
         });
         Ok(Self {
-            inner: Mutex::new(Inner { file, masker: None }),
+            inner: Mutex::new(Inner {
+                file,
+                masker: Arc::default(),
+            }),
             console,
             progress,
             verbose: false,
@@ -68,23 +81,14 @@ impl BuildLog {
         self
     }
 
-    /// Masks these values in every line written from now on. Values shorter than 3 characters are not
-    /// masked: they would mangle the log (`1`, `no`) without hiding anything.
+    /// Masks these values (and each line of a multi-line one) in every line written from now on.
     pub fn mask(&self, secrets: impl IntoIterator<Item = String>) {
-        let mut patterns: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 3).collect();
-        patterns.sort();
-        patterns.dedup();
-        let count = patterns.len();
-        let mut inner = self.lock();
-        inner.masker = if patterns.is_empty() {
-            None
-        } else {
-            AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                .build(&patterns)
-                .ok()
-                .map(|ac| (ac, count))
-        };
+        self.lock().masker = Arc::new(Masker::new(secrets));
+    }
+
+    /// The build's secrets, to mask what kiln writes elsewhere (records, `--json`, cache entries).
+    pub fn masker(&self) -> Arc<Masker> {
+        self.lock().masker.clone()
     }
 
     /// A kiln line in CodeBuild's form: `[Container] 2026/11/23 07:39:35.123456 <message>`.
@@ -116,22 +120,13 @@ impl BuildLog {
     }
 
     fn masked(&self, line: &str) -> String {
-        match &self.lock().masker {
-            Some((ac, _)) => ac.replace_all(line, &vec![MASK; ac.patterns_len()]),
-            None => line.to_string(),
-        }
+        self.lock().masker.mask(line).into_owned()
     }
 
     fn line(&self, line: &str) {
         let mut inner = self.lock();
-        let masked;
-        let line = match &inner.masker {
-            Some((ac, count)) => {
-                masked = ac.replace_all(line, &vec![MASK; *count]);
-                masked.as_str()
-            }
-            None => line,
-        };
+        let masker = inner.masker.clone();
+        let line = masker.mask(line);
         if let Some(file) = &mut inner.file {
             // A full disk must not stop the build; the console still has the line.
             let _ = writeln!(file, "{line}");

@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod cache;
 pub mod env;
 pub mod log;
+pub mod mask;
 pub mod paths;
 pub mod result;
 pub mod workspace;
@@ -219,7 +220,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         .clone()
         .unwrap_or_else(|| project_name(&source));
     let records = options.state_dir.join("builds").join(&project);
-    std::fs::create_dir_all(&records).map_err(BuildError::io(&records))?;
+    private_dir(&records).map_err(BuildError::io(&records))?;
     let build_number = next_build_number(&records).map_err(BuildError::io(&records))?;
     let build_id = format!("{project}:{}", uuid::Uuid::new_v4());
     let log_file = records.join(format!("{build_number}.log"));
@@ -238,8 +239,14 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     }
 
     // The workspace: a copy of the source (or the source itself), and a private temp dir.
+    // Named after this process, so that a later build can tell it is left over from a killed one.
+    sweep_dead(
+        &std::env::temp_dir(),
+        "kiln-build-",
+        os_sandbox::remove_scratch,
+    );
     let scratch = tempfile::Builder::new()
-        .prefix("kiln-build-")
+        .prefix(&format!("kiln-build-{}-", std::process::id()))
         .tempdir()
         .map_err(|e| BuildError::Io {
             path: std::env::temp_dir(),
@@ -253,7 +260,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     std::fs::create_dir_all(&temp_dir).map_err(BuildError::io(&temp_dir))?;
     // The shell session's state passes through a file per command: in memory where the system has a
     // tmpfs for it, private to this build either way (it holds the session's variables, secrets too).
-    sweep_sessions(Path::new("/dev/shm"));
+    sweep_dead(Path::new("/dev/shm"), "kiln-session-", remove_tree);
     let session = tempfile::Builder::new()
         .prefix(&format!("kiln-session-{}-", std::process::id()))
         .tempdir_in("/dev/shm")
@@ -272,6 +279,8 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         .join("shell");
     {
         use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(session.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(BuildError::io(session.path()))?;
         std::fs::create_dir(&session_dir).map_err(BuildError::io(&session_dir))?;
         std::fs::set_permissions(&session_dir, std::fs::Permissions::from_mode(0o1777))
             .map_err(BuildError::io(&session_dir))?;
@@ -588,6 +597,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                             sandbox: sandbox_kind.to_string(),
                             cache: cache_info,
                         };
+                        let result = result.masked(&log.masker());
                         write_record(&records, &result);
                         return Ok(result);
                     }
@@ -838,6 +848,9 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         sandbox: sandbox_kind.to_string(),
         cache: cache_info,
     };
+    // What kiln keeps and prints of the build (the record, --json, the cache entry, a package's
+    // manifest) has its secrets masked as the log has.
+    result = result.masked(&log.masker());
     if let (Some(store), Some((key, inputs)), Status::Succeeded) = (&store, &to_save, result.status)
     {
         match cache::save(store, key, inputs, &result, &log_file) {
@@ -1045,28 +1058,41 @@ fn links_between(base: &Path, path: &Path) -> bool {
         .any(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
 }
 
-/// Removes session folders of builds that are gone (a build killed with SIGKILL leaves its own).
-fn sweep_sessions(dir: &Path) {
+/// Removes the folders named `<prefix><pid>-…` in `dir` whose build is gone (a build killed with
+/// SIGKILL leaves its scratch and session folders behind), when they are kiln's user's own.
+fn sweep_dead(dir: &Path, prefix: &str, remove: fn(&Path)) {
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.strip_prefix("kiln-session-"))
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<i32>().ok())
+            .filter(|pid| *pid > 0)
         else {
             continue;
         };
+        // A real folder of this user's, never a link to one.
+        if !entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me) {
+            continue;
+        }
         // SAFETY: kill with signal 0 only checks whether the process exists.
         let gone = unsafe { libc::kill(pid, 0) } != 0
             && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
         if gone {
-            let _ = std::fs::remove_dir_all(entry.path());
+            remove(&entry.path());
         }
     }
+}
+
+fn remove_tree(path: &Path) {
+    let _ = std::fs::remove_dir_all(path);
 }
 
 /// What the sandbox shows read-only besides the host's root: `--expose` folders, kiln's helper
@@ -1235,11 +1261,37 @@ pub fn project_of(dir: &Path) -> String {
     project_name(&dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()))
 }
 
-/// Keeps a build's result beside its log.
+/// Keeps a build's result beside its log, readable by kiln's user alone.
 fn write_record(records: &Path, result: &BuildResult) {
     if let Ok(json) = serde_json::to_vec_pretty(result) {
-        let _ = std::fs::write(records.join(format!("{}.json", result.build_number)), json);
+        let _ = write_private(
+            &records.join(format!("{}.json", result.build_number)),
+            &json,
+        );
     }
+}
+
+/// Writes a file of kiln's state that only kiln's user may read.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+}
+
+/// Creates a folder of kiln's state (and its missing parents) readable by kiln's user alone: build
+/// records and logs hold what builds printed.
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 /// Things in the buildspec kiln reads but does not act on, said once per build.
@@ -1634,12 +1686,14 @@ fn project_name(source: &Path) -> String {
 fn next_build_number(records: &Path) -> std::io::Result<u64> {
     use std::io::{Read, Seek, Write};
     use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = records.join("build-number");
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)?;
     // SAFETY: flock on a file descriptor we own; released when the file is closed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {

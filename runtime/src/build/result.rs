@@ -79,3 +79,43 @@ pub struct BuildResult {
     /// How the action cache took part.
     pub cache: super::cache::CacheInfo,
 }
+
+impl BuildResult {
+    /// The result with every secret masked in its text: what kiln keeps and prints of a build (the
+    /// record, `--json`, the cache entry, a package's manifest) shows no more than the log does.
+    pub fn masked(mut self, masker: &super::mask::Masker) -> Self {
+        let text = |s: &mut String| masker.mask_in_place(s);
+        let path = |p: &mut PathBuf| {
+            if let Some(s) = p.to_str()
+                && masker.finds(s)
+            {
+                *p = PathBuf::from(masker.mask(s).into_owned());
+            }
+        };
+        text(&mut self.build_id);
+        text(&mut self.project);
+        for phase in &mut self.phases {
+            text(&mut phase.message);
+        }
+        self.exported_variables = std::mem::take(&mut self.exported_variables)
+            .into_iter()
+            .map(|(mut k, mut v)| {
+                text(&mut k);
+                text(&mut v);
+                (k, v)
+            })
+            .collect();
+        for artifact in &mut self.artifacts {
+            text(&mut artifact.name);
+            path(&mut artifact.path);
+            if let Some(zip) = &mut artifact.zip {
+                path(zip);
+            }
+            artifact.files.iter_mut().for_each(text);
+        }
+        if let Some(log) = &mut self.log_file {
+            path(log);
+        }
+        self
+    }
+}
