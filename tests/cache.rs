@@ -276,6 +276,26 @@ fn verify_finds_and_removes_corrupt_blobs() {
 }
 
 #[test]
+fn verify_removes_malformed_action_entries() {
+    let (b, _trace) = traced();
+    b.run().success();
+    let entries: Vec<_> = std::fs::read_dir(b.cache_dir().join("cas/ac"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    std::fs::write(&entries[0], br#"{"result": "not an entry"}"#).unwrap();
+    let (code, out) = cache_cmd(&b, &["verify"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("1 broken entries removed"), "{out}");
+    assert!(!entries[0].exists());
+    assert_eq!(cache_cmd(&b, &["verify"]).0, Some(0));
+    // The next build is a miss that rebuilds, not a restore of what the entry said.
+    assert_eq!(b.run().json["cache"]["hit"], false);
+}
+
+#[test]
 fn prune_keeps_the_store_usable() {
     let (b, trace) = traced();
     b.run().success();
@@ -408,6 +428,86 @@ fn fallback_keys_match_by_prefix() {
         .success()
         .log_has("deps-restored")
         .log_has("Restored cache deps-one (1 files) for key deps-two");
+}
+
+#[test]
+fn cache_entries_belong_to_their_project_unless_shared() {
+    // Project A's `deps-v1` (here: a script planted in deps/) is no entry of project B's, even
+    // through B's fallback keys; with --cache-scope shared on both, it is.
+    let a = with_deps("cache:\n  key: deps-v1\n  paths: [deps/**/*]\n");
+    let planted = "cache:\n  key: deps-v1\n  paths: [deps/**/*]\n";
+    let a = a.buildspec(&format!(
+        "version: 0.2\nphases:\n  install:\n    commands:\n      - mkdir -p deps && echo 'echo RAN-PROJECT-A-SCRIPT' > deps/post.sh && echo > deps/left-pad\n{planted}"
+    ));
+    a.run().success().log_has("Saved cache for key deps-v1");
+    let b_spec = "version: 0.2\nphases:\n  install:\n    commands:\n      - if [ -f deps/post.sh ]; then sh deps/post.sh; else echo clean-install; fi\ncache:\n  key: deps-v2\n  fallback-keys: [deps-]\n  paths: [deps/**/*]\n";
+    let b = Build::new().sharing_cache_with(&a).buildspec(b_spec);
+    b.run()
+        .success()
+        .log_has("clean-install")
+        .log_lacks("RAN-PROJECT-A-SCRIPT")
+        .log_has("No cache found for key deps-v2");
+    // Shared on purpose: both ask for it.
+    a.run_with(&["--no-cache", "--cache-scope", "shared"])
+        .success()
+        .log_has("Saved cache for key deps-v1");
+    b.run_with(&["--no-cache", "--cache-scope", "shared"])
+        .success()
+        .log_has("Restored cache deps-v1")
+        .log_has("RAN-PROJECT-A-SCRIPT");
+}
+
+#[test]
+fn a_cache_path_that_climbs_out_with_dot_dot_is_refused() {
+    let outside = crate::support::host_visible_dir("kiln-cache-climb-");
+    std::fs::write(outside.path().join("host-file"), "host").unwrap();
+    let climb = format!("{}/../{}", "a/b", "../".repeat(12));
+    let pattern = format!(
+        "{climb}{}/**/*",
+        outside.path().display().to_string().trim_start_matches('/')
+    );
+    let b = Build::new().buildspec(&format!(
+        "version: 0.2\ncache:\n  key: climb\n  paths: ['{pattern}']\nphases:\n  build:\n    commands:\n      - echo ran\n"
+    ));
+    b.run()
+        .success()
+        .log_has("climbs out of its folder with `..`")
+        .log_lacks("Saved cache for key climb (");
+    // Nothing of the host folder went into the store.
+    let stored = crate::support::walkdir(b.cache_dir());
+    for path in stored.iter().filter(|p| p.is_file()) {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        assert!(
+            bytes != b"host",
+            "the host file was cached as {}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn without_the_namespace_sandbox_only_workspace_cache_paths_are_cached() {
+    // With --no-confine (as under Landlock alone) a path outside the workspace is the host's own:
+    // kiln neither saves it nor restores into it.
+    let outside = crate::support::host_visible_dir("kiln-cache-host-");
+    let target = outside.path().join("ssh-like");
+    let b = Build::new().buildspec(&format!(
+        "version: 0.2\ncache:\n  key: host\n  paths: ['{dir}/**/*', 'deps/**/*']\nphases:\n  build:\n    commands:\n      - mkdir -p deps && echo d > deps/d\n",
+        dir = target.display()
+    ));
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("authorized_keys"), "mine").unwrap();
+    b.run_with(&["--no-confine"])
+        .success()
+        .log_has("without the namespace sandbox only paths in the workspace are");
+    std::fs::remove_file(target.join("authorized_keys")).unwrap();
+    b.run_with(&["--no-confine", "--no-cache"])
+        .success()
+        .log_has("Restored cache host (1 files)");
+    assert!(
+        !target.join("authorized_keys").exists(),
+        "kiln restored into a host folder"
+    );
 }
 
 #[test]

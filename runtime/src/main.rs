@@ -403,6 +403,13 @@ struct BuildArgs {
     #[arg(long)]
     explain_cache: bool,
 
+    /// Whose `cache:` entries (the buildspec's cache section) the build restores and saves: the
+    /// project's own (by --project, or the source folder's path and the buildspec's), or entries
+    /// shared by every project built with `shared`. Share only between projects that trust each
+    /// other: a shared entry's files are restored into the build.
+    #[arg(long, value_enum, default_value = "project", value_name = "SCOPE")]
+    cache_scope: CacheScope,
+
     /// Deprecated: builds with network are cached like any other (their key is their inputs).
     #[arg(long, hide = true)]
     cache_network: bool,
@@ -548,6 +555,15 @@ fn parse_size(s: &str) -> Result<usize, String> {
     };
     n.checked_shl(shift)
         .ok_or_else(|| format!("{s} is too large"))
+}
+
+/// Whose `cache:` entries a build uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CacheScope {
+    /// The building project's own.
+    Project,
+    /// Shared by every project built with `--cache-scope shared`.
+    Shared,
 }
 
 fn parse_network(s: &str) -> Result<kiln::sandbox::os::Network, String> {
@@ -1128,11 +1144,12 @@ fn cache_command(cli: &Cli, command: &CacheCommand) -> u8 {
                 println!("corrupt blob {digest} removed");
             }
             println!(
-                "{} corrupt blobs, {} entries removed",
+                "{} corrupt blobs, {} broken entries removed",
                 report.corrupt.len(),
                 report.removed_entries
             );
-            if report.corrupt.is_empty() {
+            // A malformed entry, or one whose blobs are gone, is damage as much as a bad blob.
+            if report.corrupt.is_empty() && report.removed_entries == 0 {
                 exit::OK
             } else {
                 exit::FAILED
@@ -1201,6 +1218,7 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
         cas_dir: cas_dir(cli),
         no_cache: args.no_cache,
         explain_cache: args.explain_cache,
+        shared_cache_scope: args.cache_scope == CacheScope::Shared,
         remote_cache,
     };
     let _ = args.cache_network;

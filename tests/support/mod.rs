@@ -89,6 +89,12 @@ impl Build {
         }
     }
 
+    /// Uses the build cache of `other`: two projects of one machine.
+    pub fn sharing_cache_with(mut self, other: &Build) -> Self {
+        self.cache = other.cache.clone();
+        self
+    }
+
     /// Writes `buildspec.yml`.
     pub fn buildspec(self, text: &str) -> Self {
         self.write("buildspec.yml", text)

@@ -97,6 +97,9 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Say why the cache missed (or hit).
     pub explain_cache: bool,
+    /// `cache:` entries shared by every project that asks so (`--cache-scope shared`), rather than
+    /// the project's own.
+    pub shared_cache_scope: bool,
     /// A shared store behind the local one (`--cache s3://bucket/prefix`).
     pub remote_cache: Option<crate::cas::remote::RemoteCache>,
 }
@@ -423,6 +426,21 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         .as_ref()
         .map(|c| paths::resolve(c, &source_dir, home))
         .unwrap_or_default();
+    // A `..` would lead a cache path out of the folder it names (`src/../../etc` starts with the
+    // workspace only as text).
+    cache_paths.retain(|p| {
+        let climbs = p
+            .root
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+        if climbs {
+            log.container(&format!(
+                "warning: cache path {} is not cached: it climbs out of its folder with `..`",
+                p.pattern
+            ));
+        }
+        !climbs
+    });
     if os.is_some() {
         cache_paths.retain_mut(|p| match sandbox_view(&p.root, &scratch_dir, &source_dir) {
             Some(host) => {
@@ -437,6 +455,19 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                 false
             }
         });
+    } else {
+        // Without the build's own filesystem, a cache path outside the workspace is a folder of the
+        // host (`~/.ssh`, `/etc`): kiln would restore into it, and the build would need it writable.
+        cache_paths.retain(|p| {
+            let inside = p.root.starts_with(&source_dir);
+            if !inside {
+                log.container(&format!(
+                    "warning: cache path {} is not cached: without the namespace sandbox only paths in the workspace are",
+                    p.pattern
+                ));
+            }
+            inside
+        });
     }
     // Where a cache path's links are looked for, before a restore and a save.
     let cache_bases = CacheBases {
@@ -449,14 +480,8 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                 .map(PathBuf::from),
         ],
     };
+    // Cache paths are all in the workspace by now: none widens what the build may write.
     let mut writable = vec![source_dir.clone(), temp_dir.clone(), session_dir.clone()];
-    if os.is_none() {
-        // Landlock grants only what exists: make the folders first (as the restore would).
-        for path in &cache_paths {
-            let _ = std::fs::create_dir_all(&path.root);
-        }
-        writable.extend(cache_paths.iter().map(|p| p.root.clone()));
-    }
     writable.extend(options.writable.iter().cloned());
     let confinement = Confinement {
         writable,
@@ -649,7 +674,22 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         disk_exceeded: disk_watch.exceeded.clone(),
     };
 
-    // The `cache:` section: restore before install.
+    // The `cache:` section: restore before install, from the project's own entries.
+    let cache_scope = if options.shared_cache_scope {
+        paths::Scope::Shared
+    } else {
+        paths::Scope::Project(match &options.project {
+            Some(name) => format!("name:{name}"),
+            None => format!(
+                "path:{}\0{}",
+                source.display(),
+                spec_path
+                    .strip_prefix(&source)
+                    .unwrap_or(&spec_path)
+                    .display()
+            ),
+        })
+    };
     let mut paths_key = None;
     if let (Some(cache), Some(store)) = (&spec.cache, &store) {
         let (restore, save) = paths::actions(cache);
@@ -663,7 +703,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                     // A project may hold links where its cache paths are (`vendor -> /etc`):
                     // nothing is restored through one.
                     let safe = cache_bases.unlinked(&cache_paths, "restored", &log);
-                    match paths::find(store, &key, &cache.fallback_keys) {
+                    match paths::find(store, &cache_scope, &key, &cache.fallback_keys) {
                         Some(entry) => match paths::restore(store, &entry, &safe) {
                             Ok(files) => log.container(&format!(
                                 "Restored cache {} ({files} files) for key {key}",
@@ -820,7 +860,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     // writes its HOME and /tmp, and a link there would make kiln read the host's files.
     if let (Some(store), Some((key, update)), Status::Succeeded) = (&store, &paths_key, status) {
         let safe = cache_bases.unlinked(&cache_paths, "saved", &log);
-        match paths::save(store, key, &safe, *update) {
+        match paths::save(store, &cache_scope, key, &safe, *update) {
             Ok(true) => log.container(&format!("Saved cache for key {key}")),
             Ok(false) => log.container(&format!("Cache for key {key} exists; not updated")),
             Err(e) => log.container(&format!("warning: the cache could not be saved: {e}")),

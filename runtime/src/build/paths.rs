@@ -8,6 +8,10 @@
 //!   CodeBuild's local cache is).
 //! - `action: restore` only restores, `action: save` only saves; neither means both.
 //!
+//! - Entries belong to a project ([`Scope`]): a key names an entry of the building project only, so
+//!   one project's `deps-v1` is never restored into another through its `fallback-keys`. A shared
+//!   scope (`--cache-scope shared`) is a choice the user makes for projects that trust each other.
+//!
 //! Paths are globs relative to the source directory, or absolute, or under `~`. What is saved of a
 //! path is the folder before its first glob character, filtered by the rest of the pattern. Blobs are
 //! shared with everything else in the store, so a dependency folder that changed by one file costs
@@ -33,9 +37,31 @@ pub struct SavedPath {
     pub tree: Digest,
 }
 
+/// Whose entries a build reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The project's own, by its identity (`--project NAME`, or the source folder's path and the
+    /// buildspec's path in it).
+    Project(String),
+    /// Entries shared by every project that asks for the shared scope.
+    Shared,
+}
+
+impl Scope {
+    fn id(&self) -> String {
+        match self {
+            Scope::Project(identity) => format!("project:{identity}"),
+            Scope::Shared => "shared".to_string(),
+        }
+    }
+}
+
 /// A cache entry of the `cache:` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PathsEntry {
+    /// The scope it belongs to (entries of an older kiln have none, and match no scope).
+    #[serde(default)]
+    pub scope: String,
     pub key: String,
     /// Milliseconds since the epoch, to find the newest of several prefix matches.
     pub created: u64,
@@ -94,11 +120,12 @@ pub fn resolve(cache: &Cache, source_dir: &Path, home: Option<&str>) -> Vec<Cach
         .collect()
 }
 
-fn entry_path(store: &LocalStore, key: &str) -> PathBuf {
+fn entry_path(store: &LocalStore, scope: &Scope, key: &str) -> PathBuf {
+    let name = Digest::of(format!("{}\0{key}", scope.id()).as_bytes());
     store
         .root()
         .join("paths")
-        .join(format!("{}.json", Digest::of(key.as_bytes()).hex()))
+        .join(format!("{}.json", name.hex()))
 }
 
 fn load(path: &Path) -> Option<PathsEntry> {
@@ -107,13 +134,22 @@ fn load(path: &Path) -> Option<PathsEntry> {
 
 /// Finds the entry to restore: the exact key, else the newest entry matching each fallback prefix in
 /// turn. Entries whose blobs are gone do not count.
-pub fn find(store: &LocalStore, key: &str, fallbacks: &[String]) -> Option<PathsEntry> {
+pub fn find(
+    store: &LocalStore,
+    scope: &Scope,
+    key: &str,
+    fallbacks: &[String],
+) -> Option<PathsEntry> {
+    let scope_id = scope.id();
     let usable = |e: &PathsEntry| {
         e.paths
             .iter()
             .all(|p| Tree::load(store, &p.tree).is_ok_and(|t| t.complete_in(store)))
     };
-    if let Some(entry) = load(&entry_path(store, key)).filter(usable) {
+    if let Some(entry) = load(&entry_path(store, scope, key))
+        .filter(|e| e.scope == scope_id && e.key == key)
+        .filter(usable)
+    {
         return Some(entry);
     }
     let all: Vec<PathsEntry> = std::fs::read_dir(store.root().join("paths"))
@@ -121,6 +157,7 @@ pub fn find(store: &LocalStore, key: &str, fallbacks: &[String]) -> Option<Paths
         .flatten()
         .flatten()
         .filter_map(|e| load(&e.path()))
+        .filter(|e| e.scope == scope_id)
         .collect();
     fallbacks.iter().find_map(|prefix| {
         all.iter()
@@ -202,11 +239,12 @@ pub fn restore(
 /// `update` (the per-project entry of a section without a key).
 pub fn save(
     store: &LocalStore,
+    scope: &Scope,
     key: &str,
     paths: &[CachePath],
     update: bool,
 ) -> Result<bool, CasError> {
-    let dest = entry_path(store, key);
+    let dest = entry_path(store, scope, key);
     if !update && dest.exists() {
         return Ok(false);
     }
@@ -235,6 +273,7 @@ pub fn save(
         });
     }
     let entry = PathsEntry {
+        scope: scope.id(),
         key: key.to_string(),
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -411,7 +411,9 @@ impl LocalStore {
             let Some(key) = name.strip_suffix(".json").and_then(Digest::parse) else {
                 continue;
             };
-            if self.get_action(&key).is_none() && std::fs::remove_file(entry.path()).is_ok() {
+            // get_action removes a malformed entry itself; one whose blobs are gone goes here.
+            if self.get_action(&key).is_none() {
+                let _ = std::fs::remove_file(entry.path());
                 removed += 1;
             }
         }
