@@ -28,7 +28,7 @@ fn exported_and_multi_line_secrets_are_masked_in_everything_kiln_writes() {
         .write(
             "secrets.env",
             &format!(
-                "prod/api:token=\"tok-3f9a1c77e2\"\nprod/tls:key=\"-----BEGIN PRIVATE KEY-----\\n{KEY_LINE}\\n-----END PRIVATE KEY-----\"\n"
+                "unused/ref=never-referenced-42\nprod/api:token=\"tok-3f9a1c77e2\"\nprod/tls:key=\"-----BEGIN PRIVATE KEY-----\\n{KEY_LINE}\\n-----END PRIVATE KEY-----\"\n"
             ),
         )
         .write(
@@ -36,13 +36,13 @@ fn exported_and_multi_line_secrets_are_masked_in_everything_kiln_writes() {
             "version: 0.0\nos: linux\nfiles:\n  - source: /\n    destination: /srv/app\n",
         )
         .buildspec(
-            "version: 0.2\nenv:\n  secrets-manager:\n    TOKEN: prod/api:token\n    TLS_KEY: prod/tls:key\n  exported-variables:\n    - TOKEN\n    - TLS_KEY\nphases:\n  build:\n    commands:\n      - printf '%s\\n' \"$TLS_KEY\"\n      - echo \"token is $TOKEN\"\n      - echo built > app.txt\nartifacts:\n  files:\n    - app.txt\n    - appspec.yml\n",
+            "version: 0.2\nenv:\n  secrets-manager:\n    TOKEN: prod/api:token\n    TLS_KEY: prod/tls:key\n  exported-variables:\n    - TOKEN\n    - TLS_KEY\nphases:\n  build:\n    commands:\n      - printf '%s\\n' \"$TLS_KEY\"\n      - echo \"token is $TOKEN\"\n      - echo never-referenced-42\n      - echo built > app.txt\nartifacts:\n  files:\n    - app.txt\n    - appspec.yml\n",
         );
     let secrets = b.path().join("secrets.env");
     let run = b.run_with(&["--secrets", secrets.to_str().unwrap(), "--package"]);
     run.success().log_has("token is ***").log_has("***");
     assert_eq!(run.json["exported_variables"]["TOKEN"], "***");
-    for secret in ["tok-3f9a1c77e2", KEY_LINE] {
+    for secret in ["tok-3f9a1c77e2", KEY_LINE, "never-referenced-42"] {
         assert!(!run.stdout.contains(secret), "--json shows {secret}");
         assert!(!run.stderr.contains(secret), "the console shows {secret}");
         for root in [b.state_dir(), b.cache_dir(), &b.path().join("out")] {

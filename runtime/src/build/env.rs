@@ -119,6 +119,9 @@ pub fn resolve(
             masked.push(value.to_string());
         }
     }
+    // A value of the secrets file the buildspec does not name can still reach the log (a build that
+    // prints what it fetched itself): masked all the same.
+    masked.extend(secrets.values().cloned());
     Ok(Resolved { vars, masked })
 }
 

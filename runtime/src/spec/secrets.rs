@@ -79,6 +79,11 @@ impl Secrets {
         }
     }
 
+    /// Every value the file holds, referenced by the buildspec or not: all of them are masked.
+    pub fn values(&self) -> impl Iterator<Item = &String> {
+        self.values.values()
+    }
+
     /// The value for a parameter name or secret reference: from the file first, then from kiln's own
     /// environment under the same name.
     pub fn get(&self, reference: &str) -> Option<String> {
