@@ -178,3 +178,26 @@ fn bad_flags_are_usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_project_name_that_is_a_path_is_refused_before_anything_is_written() {
+    let b =
+        Build::new().buildspec("version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n");
+    for name in ["../../escape", "a/b", ".hidden", ""] {
+        let run = b.run_with(&["--project", name]);
+        run.code(2);
+        assert!(
+            run.stderr.contains("is not a project name"),
+            "{}",
+            run.stderr
+        );
+    }
+    // Nothing was written for them: no records at all, here or above the state folder.
+    assert!(
+        crate::support::walkdir(b.state_dir())
+            .iter()
+            .all(|p| !p.is_file())
+    );
+    assert!(!b.state_dir().join("../escape").exists());
+    b.run_with(&["--project", "ok.name-1"]).success();
+}

@@ -391,8 +391,8 @@ struct BuildArgs {
     #[arg(long, value_name = "NAME=PATH.wasm", value_parser = parse_plugin)]
     plugin: Vec<(String, PathBuf)>,
 
-    /// The project name [default: the directory's name]
-    #[arg(long)]
+    /// The project name [default: the directory's name]: letters, digits, `.`, `-` and `_`
+    #[arg(long, value_parser = parse_project)]
     project: Option<String>,
 
     /// Build even when the cache holds this build's result (the new result is saved).
@@ -452,7 +452,7 @@ struct PackageArgs {
     from_build: Option<u64>,
 
     /// The project of --from-build [default: the current directory's name]
-    #[arg(long)]
+    #[arg(long, value_parser = parse_project)]
     project: Option<String>,
 
     /// The revision file to write [default: revision.zip or revision.tar.gz]
@@ -555,6 +555,22 @@ fn parse_size(s: &str) -> Result<usize, String> {
     };
     n.checked_shl(shift)
         .ok_or_else(|| format!("{s} is too large"))
+}
+
+/// A project name: it names a folder of kiln's state, so it is one plain path component.
+fn parse_project(s: &str) -> Result<String, String> {
+    let plain = !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with(['.', '-'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if plain {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a project name: use letters, digits, `.`, `-` and `_` (not first), up to 128"
+        ))
+    }
 }
 
 /// Whose `cache:` entries a build uses.
