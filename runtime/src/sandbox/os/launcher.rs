@@ -4,8 +4,8 @@
 //! kiln starts it as `kiln __launcher` with its end of a socket as descriptor 3. It enters a new user
 //! namespace and waits while kiln writes its id maps; then it enters the other namespaces and forks
 //! the sandbox's init (pid 1 of the new pid namespace), which puts the filesystem together, pivots into
-//! it, and serves requests: each `Run` forks a child that drops every capability, takes the limits and
-//! the seccomp filter, and execs the program. When kiln's end of the socket closes (the build ended,
+//! it, installs the seccomp filter (inherited by everything it starts), and serves requests: each
+//! `Run` clones a child that drops every capability, takes the limits, and execs the program. When kiln's end of the socket closes (the build ended,
 //! or kiln died), init exits, and the kernel kills every process left in the pid namespace.
 //!
 //! Each command's process is cloned with the launcher's memory shared until it execs (as posix_spawn
