@@ -155,6 +155,21 @@ impl Dir {
             .map_err(|e| io_err(&to_dir.path.join(to), e))
     }
 
+    /// Swaps `from` (below this directory) and `to` (below `to_dir`) in one step, so that whoever
+    /// looks at either sees the old or the new entry, never none. Neither is followed.
+    pub fn exchange(&self, from: &Path, to_dir: &Dir, to: &Path) -> Result<(), BeneathError> {
+        let (from_parent, from_name) = self.split(from)?;
+        let (to_parent, to_name) = to_dir.split(to)?;
+        rfs::renameat_with(
+            &from_parent.fd,
+            &from_name,
+            &to_parent.fd,
+            &to_name,
+            rfs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| io_err(&to_dir.path.join(to), e))
+    }
+
     /// Makes the symlink `rel` pointing at `target` (which is stored, not resolved).
     pub fn symlink(&self, target: &Path, rel: &Path) -> Result<(), BeneathError> {
         let (parent, name) = self.split(rel)?;
@@ -236,7 +251,11 @@ impl Dir {
 
     fn resolve(&self, rel: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, BeneathError> {
         let names = self.names(rel)?;
-        let rel_or_dot = if names.is_empty() { Path::new(".") } else { rel };
+        let rel_or_dot = if names.is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
         let opened = match rfs::openat2(&self.fd, rel_or_dot, flags, mode, RESOLVE) {
             Err(Errno::NOSYS | Errno::PERM) => self.resolve_by_component(&names, flags, mode),
             other => other,
@@ -262,7 +281,12 @@ impl Dir {
         let mut dir: Option<OwnedFd> = None;
         for name in parents {
             let at = dir.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
-            dir = Some(rfs::openat(at, *name, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty())?);
+            dir = Some(rfs::openat(
+                at,
+                *name,
+                DIR_FLAGS | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )?);
         }
         let at = dir.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
         rfs::openat(at, *last, flags | OFlags::NOFOLLOW, mode)
@@ -282,7 +306,8 @@ impl Dir {
                     target: at.link_target(name),
                 });
             }
-            let fd = rfs::openat(&at.fd, *name, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty()).ok()?;
+            let fd =
+                rfs::openat(&at.fd, *name, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty()).ok()?;
             at = Dir {
                 fd,
                 path: at.path.join(name),
@@ -342,7 +367,10 @@ mod tests {
         let (_tmp, dir) = root();
         for rel in ["../x", "/etc", "a/../../x"] {
             assert!(
-                matches!(dir.create_dir_all(Path::new(rel)), Err(BeneathError::Outside { .. })),
+                matches!(
+                    dir.create_dir_all(Path::new(rel)),
+                    Err(BeneathError::Outside { .. })
+                ),
                 "{rel}"
             );
         }
@@ -374,7 +402,11 @@ mod tests {
             Some(Entry::Symlink(outside.path().to_path_buf()))
         );
         dir.rename(Path::new("l"), &dir, Path::new("m")).unwrap();
-        assert!(std::fs::symlink_metadata(tmp.path().join("m")).unwrap().is_symlink());
+        assert!(
+            std::fs::symlink_metadata(tmp.path().join("m"))
+                .unwrap()
+                .is_symlink()
+        );
         assert!(outside.path().is_dir());
     }
 }

@@ -1,0 +1,184 @@
+//! kiln's own hands: a project, a revision or a hook that plants links or configuration cannot make
+//! kiln write, rename or delete outside the place it was given, nor run the project's programs.
+//!
+//! Each test builds the attack as its input and keeps a sentinel outside the intended place: a
+//! fake home with `.ssh/authorized_keys`, whose bytes are compared before and after.
+
+use std::path::Path;
+
+use crate::support::{Build, Run, kiln};
+
+const USER_KEY: &str = "ssh-ed25519 AAAA the-users-own-key\n";
+const ATTACKER_KEY: &str = "ssh-ed25519 AAAA the-attackers-key\n";
+
+/// A fake home folder with `.ssh/authorized_keys`, in a temp dir of its own.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join(".ssh")).unwrap();
+        std::fs::write(dir.path().join(".ssh/authorized_keys"), USER_KEY).unwrap();
+        Home { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The home is as it was: the same key, nothing added, nothing renamed away.
+    fn untouched(&self) {
+        let keys = std::fs::read(self.path().join(".ssh/authorized_keys"))
+            .expect("authorized_keys is still there");
+        assert_eq!(
+            String::from_utf8_lossy(&keys),
+            USER_KEY,
+            "authorized_keys changed"
+        );
+        let entries = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(entries(self.path()), [".ssh"], "the home gained entries");
+        assert_eq!(
+            entries(&self.path().join(".ssh")),
+            ["authorized_keys"],
+            "~/.ssh gained entries"
+        );
+    }
+}
+
+/// A project whose artifact, named by `name`, is an `authorized_keys` file.
+fn keys_project(name: &str) -> Build {
+    Build::new()
+        .write("authorized_keys", ATTACKER_KEY)
+        .buildspec(&format!(
+            "version: 0.2\nphases:\n  build:\n    commands: [true]\nartifacts:\n  name: {name}\n  files: [authorized_keys]\n"
+        ))
+}
+
+/// `kiln build` of `b` with these arguments instead of the builder's `--output <dir>/out`.
+fn build_with(b: &Build, args: &[&Path]) -> Run {
+    let out = kiln()
+        .arg("--cache-dir")
+        .arg(b.cache_dir())
+        .arg("--state-dir")
+        .arg(b.state_dir())
+        .arg("build")
+        .arg(b.path())
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("kiln runs");
+    b.finish(out)
+}
+
+fn symlink(target: &Path, link: &Path) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[test]
+fn a_kiln_out_link_in_the_project_is_refused_before_the_build() {
+    let home = Home::new();
+    let b = keys_project(".ssh").sh("mkdir .kiln");
+    symlink(home.path(), &b.path().join(".kiln/out"));
+    let run = build_with(&b, &[]);
+    run.code(2)
+        .log_has(&format!(
+            "{} is a symlink (to {})",
+            b.path().canonicalize().unwrap().join(".kiln/out").display(),
+            home.path().display()
+        ))
+        .no_phase("BUILD");
+    home.untouched();
+}
+
+#[test]
+fn an_output_folder_the_project_made_a_link_is_refused() {
+    // The builder's `--output <project>/out`: the user named it, the project made it a link.
+    let home = Home::new();
+    let b = keys_project(".ssh");
+    symlink(home.path(), &b.path().join("out"));
+    let run = b.run();
+    run.code(2)
+        .log_has(&format!("out is a symlink (to {})", home.path().display()));
+    home.untouched();
+}
+
+#[test]
+fn an_artifact_name_through_a_link_in_the_output_is_refused() {
+    // The project ships a real output folder with a link inside it; the primary artifact and a
+    // secondary one are named through it.
+    let home = Home::new();
+    for (what, spec) in [
+        (
+            "primary",
+            "artifacts:\n  name: evil/.ssh\n  files: [authorized_keys]\n",
+        ),
+        (
+            "secondary",
+            "artifacts:\n  files: [authorized_keys]\n  secondary-artifacts:\n    keys:\n      name: evil/.ssh\n      files: [authorized_keys]\n",
+        ),
+    ] {
+        let b = Build::new()
+            .write("authorized_keys", ATTACKER_KEY)
+            .buildspec(&format!(
+                "version: 0.2\nphases:\n  build:\n    commands: [true]\n{spec}"
+            ))
+            .sh("mkdir out");
+        symlink(home.path(), &b.path().join("out/evil"));
+        let run = b.run();
+        run.failure()
+            .phase("UPLOAD_ARTIFACTS", "FAILED")
+            .log_has(&format!(
+                "out/evil is a symlink (to {})",
+                home.path().display()
+            ));
+        assert!(
+            b.path().join("out/evil").is_symlink(),
+            "{what}: the link itself is left alone"
+        );
+        home.untouched();
+    }
+}
+
+#[test]
+fn a_folder_kiln_did_not_publish_is_never_replaced() {
+    // The user points --output at a folder of their own (here, the fake home): an artifact named
+    // like one of its folders does not rename it away.
+    let home = Home::new();
+    let b = keys_project(".ssh");
+    let run = build_with(&b, &[Path::new("--output"), home.path()]);
+    run.failure()
+        .phase("UPLOAD_ARTIFACTS", "FAILED")
+        .log_has(&format!(
+            "{} is in the way of an artifact and kiln did not publish it",
+            home.path().canonicalize().unwrap().join(".ssh").display()
+        ));
+    let keys = std::fs::read_to_string(home.path().join(".ssh/authorized_keys")).unwrap();
+    assert_eq!(keys, USER_KEY);
+}
+
+#[test]
+fn the_users_own_links_above_the_output_are_followed() {
+    // `--output <link>/out`, the link the user's own (as /home -> /data/home): kiln writes below
+    // where it leads, and a second build replaces what the first published.
+    let b = keys_project("keys");
+    let real = tempfile::tempdir().unwrap();
+    let links = tempfile::tempdir().unwrap();
+    let link = links.path().join("data");
+    symlink(real.path(), &link);
+    let output = link.join("out");
+    build_with(&b, &[Path::new("--output"), &output]).success();
+    std::fs::write(b.path().join("authorized_keys"), "second\n").unwrap();
+    build_with(&b, &[Path::new("--output"), &output]).success();
+    let published = real.path().join("out/keys/authorized_keys");
+    assert_eq!(std::fs::read_to_string(published).unwrap(), "second\n");
+}
