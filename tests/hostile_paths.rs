@@ -4,9 +4,10 @@
 //! Each test builds the attack as its input and keeps a sentinel outside the intended place: a
 //! fake home with `.ssh/authorized_keys`, whose bytes are compared before and after.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use crate::support::{Build, Run, kiln};
+use crate::support::{Build, Run, build_commands, kiln};
 
 const USER_KEY: &str = "ssh-ed25519 AAAA the-users-own-key\n";
 const ATTACKER_KEY: &str = "ssh-ed25519 AAAA the-attackers-key\n";
@@ -181,4 +182,115 @@ fn the_users_own_links_above_the_output_are_followed() {
     build_with(&b, &[Path::new("--output"), &output]).success();
     let published = real.path().join("out/keys/authorized_keys");
     assert_eq!(std::fs::read_to_string(published).unwrap(), "second\n");
+}
+
+/// A script outside the project that leaves `<markers>/<name>` when run.
+fn marker_script(dir: &Path, markers: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join(name);
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch '{}/{name}'\ncat\n", markers.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn git_runs_none_of_the_programs_a_projects_git_config_names() {
+    let tools = tempfile::tempdir().unwrap();
+    let markers = tempfile::tempdir().unwrap();
+    let script = |name: &str| marker_script(tools.path(), markers.path(), name);
+    let hooks = tools.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    for hook in [
+        "post-index-change",
+        "post-checkout",
+        "reference-transaction",
+        "pre-commit",
+    ] {
+        std::fs::rename(script(hook), hooks.join(hook)).unwrap();
+    }
+    let b = Build::new()
+        .write("tracked.txt", "t")
+        .buildspec(&build_commands(&["cat tracked.txt; echo"]))
+        .sh("git init -q . && git add . && git -c user.email=k@example.com -c user.name=k commit -qm init")
+        .write(".gitattributes", "* filter=evil diff=evil\n")
+        .write("untracked.txt", "u");
+    let config = [
+        ("core.fsmonitor", script("fsmonitor")),
+        ("core.hooksPath", hooks.clone()),
+        ("diff.external", script("diff-external")),
+        ("diff.evil.textconv", script("textconv")),
+        ("filter.evil.clean", script("filter-clean")),
+        ("filter.evil.smudge", script("filter-smudge")),
+        ("filter.evil.process", script("filter-process")),
+        ("core.pager", script("pager")),
+        ("pager.ls-files", script("pager-ls-files")),
+    ];
+    for (key, value) in &config {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(b.path())
+            .args(["config", key])
+            .arg(value)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git config {key}");
+    }
+    let run = b.run();
+    let ran = markers_in(markers.path());
+    assert!(ran.is_empty(), "kiln ran the project's programs: {ran:?}");
+    run.success();
+    assert_eq!(run.output_lines(), ["t"]);
+}
+
+/// The names of the markers left in `dir`.
+fn markers_in(dir: &Path) -> Vec<String> {
+    let mut ran: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ran.sort();
+    ran
+}
+
+#[test]
+fn git_variables_in_kilns_environment_do_not_redirect_it() {
+    // GIT_DIR naming another repository, GIT_CONFIG_PARAMETERS naming a program: git reads the
+    // project, and runs nothing.
+    let tools = tempfile::tempdir().unwrap();
+    let markers = tempfile::tempdir().unwrap();
+    let fsmonitor = marker_script(tools.path(), markers.path(), "env-fsmonitor");
+    let other = tempfile::tempdir().unwrap();
+    let commit = "git init -q . && git add . && git -c user.email=k@example.com -c user.name=k commit -qm init";
+    let status = Command::new("sh")
+        .args(["-c", &format!("echo other > other.txt && {commit}")])
+        .current_dir(other.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let b = Build::new()
+        .write("tracked.txt", "t")
+        .buildspec(&build_commands(&["cat tracked.txt; echo"]))
+        .sh(commit)
+        .env(
+            "GIT_CONFIG_PARAMETERS",
+            &format!("'core.fsmonitor'='{}'", fsmonitor.display()),
+        )
+        .env("GIT_DIR", &other.path().join(".git").to_string_lossy());
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(b.path())
+        .env_remove("GIT_DIR")
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let run = b.run();
+    assert_eq!(markers_in(markers.path()), Vec::<String>::new());
+    run.success();
+    assert_eq!(run.output_lines(), ["t"]);
+    assert_eq!(run.json["source_version"], head);
 }
