@@ -294,3 +294,155 @@ fn git_variables_in_kilns_environment_do_not_redirect_it() {
     assert_eq!(run.output_lines(), ["t"]);
     assert_eq!(run.json["source_version"], head);
 }
+
+/// A deployment host in a temp dir of its own: `www` the destination, `root` kiln's root.
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        Host {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn dest(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    /// Packages revision `name`: `site/` with `files` and the links `links` (path, target),
+    /// installed to `www`, with a script for each (event, body) of `hooks`.
+    fn revision(
+        &self,
+        name: &str,
+        files: &[(&str, &str)],
+        links: &[(&str, &str)],
+        hooks: &[(&str, &str)],
+    ) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let src = self.dir.path().join(format!("src-{name}"));
+        let site = src.join("site");
+        std::fs::create_dir_all(src.join("scripts")).unwrap();
+        for (path, content) in files {
+            std::fs::create_dir_all(site.join(path).parent().unwrap()).unwrap();
+            std::fs::write(site.join(path), content).unwrap();
+        }
+        for (path, target) in links {
+            std::fs::create_dir_all(site.join(path).parent().unwrap()).unwrap();
+            symlink(Path::new(target), &site.join(path));
+        }
+        let mut appspec = format!(
+            "version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: {}\nhooks:\n",
+            self.dest().display()
+        );
+        for (event, body) in hooks {
+            let script = src.join(format!("scripts/{event}.sh"));
+            std::fs::write(&script, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            appspec.push_str(&format!(
+                "  {event}:\n    - location: scripts/{event}.sh\n      timeout: 60\n"
+            ));
+        }
+        std::fs::write(src.join("appspec.yml"), appspec).unwrap();
+        let out = self.dir.path().join(format!("{name}.zip"));
+        let run = kiln()
+            .arg("package")
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        out
+    }
+
+    /// `kiln deploy` with these arguments: its exit code and its JSON.
+    fn deploy(&self, revision: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+        let out = kiln()
+            .arg("deploy")
+            .arg(revision)
+            .args(["--group", "web", "--json", "--no-rollback", "--root"])
+            .arg(self.dir.path().join("root"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.code(), json)
+    }
+}
+
+#[test]
+fn a_link_a_hook_plants_does_not_lead_the_next_cleanup_out() {
+    // The first revision installs sub/.ssh/authorized_keys; its AfterInstall hook (writing only in
+    // its destination, as a confined hook may) swaps `sub` for a link to the home. The next
+    // deployment removes what the first installed: never through that link.
+    let home = Home::new();
+    let host = Host::new();
+    let dest = host.dest();
+    let v1 = host.revision(
+        "v1",
+        &[("sub/.ssh/authorized_keys", ATTACKER_KEY)],
+        &[],
+        &[(
+            "AfterInstall",
+            &format!(
+                "rm -rf '{dest}/sub' && ln -s '{home}' '{dest}/sub'",
+                dest = dest.display(),
+                home = home.path().display()
+            ),
+        )],
+    );
+    let (code, json) = host.deploy(&v1, &[]);
+    assert_eq!(code, Some(0), "{json}");
+    let v2 = host.revision("v2", &[("index.html", "two")], &[], &[]);
+    let (code, json) = host.deploy(&v2, &[]);
+    assert_eq!(code, Some(0), "{json}");
+    home.untouched();
+    assert!(
+        !dest.join("sub").exists(),
+        "the planted link itself is removed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("index.html")).unwrap(),
+        "two"
+    );
+}
+
+#[test]
+fn a_link_a_hook_plants_where_the_revision_has_a_folder_is_refused() {
+    // BeforeInstall makes `sub` a link to the home's .ssh; the revision installs a link at
+    // sub/authorized_keys, which kiln makes itself: with OVERWRITE it would replace the user's key.
+    let home = Home::new();
+    let host = Host::new();
+    let dest = host.dest();
+    let v1 = host.revision(
+        "v1",
+        &[("index.html", "one")],
+        &[("sub/authorized_keys", "../index.html")],
+        &[(
+            "BeforeInstall",
+            &format!(
+                "mkdir -p '{dest}' && ln -s '{home}/.ssh' '{dest}/sub'",
+                dest = dest.display(),
+                home = home.path().display()
+            ),
+        )],
+    );
+    let (code, json) = host.deploy(&v1, &["--file-exists-behavior", "OVERWRITE"]);
+    assert_eq!(code, Some(1), "{json}");
+    let error = json["deployment"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "{}/sub is a symlink (to {}/.ssh) where the revision has a folder",
+            dest.canonicalize().unwrap().display(),
+            home.path().display()
+        )),
+        "{error}"
+    );
+    home.untouched();
+}
