@@ -8,6 +8,7 @@ mod cache;
 mod deploy;
 mod env;
 mod examples;
+mod hostile_paths;
 mod isolation;
 mod oci;
 mod phases;

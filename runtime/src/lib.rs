@@ -3,6 +3,7 @@
 //! Data flows one way: [`spec`] (what to do) -> [`build`] (in what order) -> [`sandbox`] (run one
 //! step) -> [`cas`] (what it produced). Nothing below imports anything above it.
 
+pub mod beneath;
 pub mod build;
 pub mod cas;
 pub mod deploy;

@@ -1,15 +1,24 @@
 //! Collecting artifacts: the `artifacts` plugin copies what the definition selects into a staging
 //! folder beside the output (seeing only the workspace, read-only, and that folder), then kiln swaps
 //! the staging folder into place, so an output folder is never half-written.
+//!
+//! Where artifacts land is decided by [`Output::locate`]; every folder kiln makes, renames or
+//! removes there is reached through [`crate::beneath`], never through a link, and kiln replaces
+//! only what it published itself (a record of each is kept in `<output>/.kiln-published/`).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::log::BuildLog;
 use super::result::ArtifactResult;
+use crate::beneath::{self, BeneathError, Entry};
 use crate::sandbox::{ExecEnv, Policy, Preopen, Sandbox, StepContext};
 use crate::spec::buildspec::Artifacts;
+
+/// The folder below the output where kiln records what it published (one empty file each).
+const PUBLISHED: &str = ".kiln-published";
 
 /// What collecting artifacts needs from the build.
 pub struct ArtifactEnv<'a> {
@@ -33,6 +42,15 @@ pub enum ArtifactError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the output: {0}")]
+    Place(#[from] BeneathError),
+    #[error(
+        "{} is in the way of an artifact and kiln did not publish it (there is no {}): kiln \
+         replaces only what it published; move it away, or choose another --output or artifact name",
+        path.display(),
+        record.display()
+    )]
+    NotPublished { path: PathBuf, record: PathBuf },
 }
 
 impl ArtifactError {
@@ -41,6 +59,7 @@ impl ArtifactError {
         match self {
             ArtifactError::Plugin(_) => "CLIENT_ERROR",
             ArtifactError::Io { .. } => "CLIENT_ERROR",
+            ArtifactError::Place(_) | ArtifactError::NotPublished { .. } => "CLIENT_ERROR",
         }
     }
 }
@@ -52,14 +71,126 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
     }
 }
 
+/// Where a build's artifacts go: a root kiln trusts, and a path below it that kiln resolves without
+/// following links.
+///
+/// The rule. The user's own `--output` path is theirs, links and all (`/home -> /data/home` is
+/// normal): the part of it that exists is resolved once, with `canonicalize`, and becomes the
+/// root. The project is not trusted: from the first part of the path that resolves into the
+/// project, the project's folder is the root and nothing below it is followed, so a `.kiln/out`
+/// or `out` link the project ships is refused rather than written through. Artifact names are
+/// always resolved below the output without following links.
+#[derive(Debug, Clone)]
+pub struct Output {
+    root: PathBuf,
+    below: PathBuf,
+}
+
+impl Output {
+    /// The output of a build of the project `source` (canonical): `given` (`--output`), else
+    /// `<source>/.kiln/out`.
+    pub fn locate(source: &Path, given: Option<&Path>) -> Result<Output, ArtifactError> {
+        let Some(given) = given else {
+            return Ok(Output {
+                root: source.to_path_buf(),
+                below: PathBuf::from(".kiln/out"),
+            });
+        };
+        let given = if given.is_absolute() {
+            given.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(io(given))?.join(given)
+        };
+        let components: Vec<_> = given.components().collect();
+        let mut root = PathBuf::from("/");
+        for (i, _) in components.iter().enumerate() {
+            let prefix: PathBuf = components[..=i].iter().collect();
+            let Ok(real) = prefix.canonicalize() else {
+                // Missing from here on: made below the root, without following links.
+                let below = components[i..].iter().collect();
+                return Ok(Output { root, below });
+            };
+            if let Ok(inside) = real.strip_prefix(source) {
+                let below = inside.join(components[i + 1..].iter().collect::<PathBuf>());
+                return Ok(Output {
+                    root: source.to_path_buf(),
+                    below,
+                });
+            }
+            root = real;
+        }
+        Ok(Output {
+            root,
+            below: PathBuf::new(),
+        })
+    }
+
+    /// The output folder's path.
+    pub fn path(&self) -> PathBuf {
+        self.root.join(&self.below)
+    }
+
+    /// Refuses, before the build, an output that goes through a link or is not a folder.
+    pub fn check(&self) -> Result<(), ArtifactError> {
+        let root = beneath::Dir::open(&self.root)?;
+        let mut prefix = PathBuf::new();
+        for name in self.below.iter() {
+            prefix.push(name);
+            match root.entry(&prefix)? {
+                None => break,
+                Some(Entry::Dir) => {}
+                Some(Entry::Symlink(target)) => {
+                    return Err(BeneathError::Link {
+                        path: self.root.join(&prefix),
+                        target,
+                    }
+                    .into());
+                }
+                Some(_) => {
+                    return Err(ArtifactError::Io {
+                        path: self.root.join(&prefix),
+                        source: std::io::Error::other("not a folder; the output must be one"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the output folder, making what is missing of it.
+    pub fn open(&self) -> Result<beneath::Dir, ArtifactError> {
+        Ok(beneath::Dir::open(&self.root)?.create_dir_all(&self.below)?)
+    }
+}
+
+/// A staging folder kiln made below the output; removed, with what was moved into it, when
+/// dropped.
+pub(crate) struct Staging<'a> {
+    output: &'a beneath::Dir,
+    name: OsString,
+    pub dir: beneath::Dir,
+}
+
+impl<'a> Staging<'a> {
+    pub(crate) fn new(output: &'a beneath::Dir, prefix: &str) -> Result<Self, ArtifactError> {
+        let (name, dir) = output.create_temp_dir(prefix)?;
+        Ok(Staging { output, name, dir })
+    }
+}
+
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        let _ = self.output.remove_tree(Path::new(&self.name));
+    }
+}
+
 /// Collects the primary artifact (when it has files) and every secondary artifact into `output`.
 pub async fn collect(
     env: &ArtifactEnv<'_>,
     definition: &Artifacts,
-    output: &Path,
+    output: &Output,
 ) -> Result<Vec<ArtifactResult>, ArtifactError> {
-    std::fs::create_dir_all(output).map_err(io(output))?;
-    let output = output.canonicalize().map_err(io(output))?;
+    let output = output.open()?;
     let mut all: Vec<&Artifacts> = Vec::new();
     if !definition.files.is_empty() {
         all.push(definition);
@@ -75,13 +206,11 @@ pub async fn collect(
 async fn collect_one(
     env: &ArtifactEnv<'_>,
     artifact: &Artifacts,
-    output: &Path,
+    output: &beneath::Dir,
 ) -> Result<ArtifactResult, ArtifactError> {
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".kiln-staging-{}-", artifact.identifier))
-        .tempdir_in(output)
-        .map_err(io(output))?;
-    let staging_path = staging.path().to_path_buf();
+    let prefix = format!(".kiln-staging-{}-", artifact.identifier.replace('/', "-"));
+    let staging = Staging::new(output, &prefix)?;
+    let staging_path = staging.dir.path().to_path_buf();
     let mut args = vec![
         "--shell".to_string(),
         env.shell.to_string(),
@@ -153,33 +282,37 @@ async fn collect_one(
         )));
     }
     let name = sanitize(name.trim(), &artifact.identifier);
-    publish(
-        &staging_path.join("files"),
-        output,
-        &artifact.identifier,
-        name,
-        env.zip,
-    )
+    publish(output, &staging, &artifact.identifier, name, env.zip)
 }
 
-/// Puts a staged artifact folder in its place as `<output>/<name>` (and `<name>.zip` when `zip`).
+/// Puts a staged artifact folder (`files` in `staging`) in its place as `<output>/<name>` (and
+/// `<name>.zip` when `zip`).
 pub(crate) fn publish(
-    staged: &Path,
-    output: &Path,
+    output: &beneath::Dir,
+    staging: &Staging<'_>,
     identifier: &str,
     name: String,
     zip: bool,
 ) -> Result<ArtifactResult, ArtifactError> {
-    let final_dir = output.join(&name);
-    if let Some(parent) = final_dir.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let rel = PathBuf::from(&name);
+    if let Some(parent) = rel.parent() {
+        output.create_dir_all(parent)?;
     }
-    swap_into_place(staged, &final_dir, output)?;
+    let published = output.create_dir_all(Path::new(PUBLISHED))?;
+    swap_into_place(output, &rel, &published, staging, "files")?;
+    let final_dir = output.path().join(&rel);
     let files = list_files(&final_dir);
     let zip = if zip {
-        let zip_path = output.join(format!("{name}.zip"));
-        write_zip(&final_dir, &zip_path)?;
-        Some(zip_path)
+        let zip_name = format!("{name}.zip");
+        write_zip(&final_dir, &staging.dir.path().join("artifact.zip"))?;
+        swap_into_place(
+            output,
+            Path::new(&zip_name),
+            &published,
+            staging,
+            "artifact.zip",
+        )?;
+        Some(output.path().join(zip_name))
     } else {
         None
     };
@@ -207,21 +340,52 @@ fn sanitize(name: &str, fallback: &str) -> String {
     }
 }
 
-/// Replaces `dest` with `staged` by renames, so `dest` is always either the old or the new folder.
-fn swap_into_place(staged: &Path, dest: &Path, output: &Path) -> Result<(), ArtifactError> {
-    if dest.exists() {
-        let trash = tempfile::Builder::new()
-            .prefix(".kiln-old-")
-            .tempdir_in(output)
-            .map_err(io(output))?;
-        let old = trash.path().join("old");
-        std::fs::rename(dest, &old).map_err(io(dest))?;
-        std::fs::rename(staged, dest).map_err(io(dest))?;
-        drop(trash);
-    } else {
-        std::fs::rename(staged, dest).map_err(io(dest))?;
+/// Puts `staged` (in the staging folder) at `dest` below the output by an exchange of the two, so
+/// `dest` is always either the old or the new one; the old one then goes with the staging folder.
+/// Something at `dest` that kiln did not publish is left alone and refused, as is a link there.
+fn swap_into_place(
+    output: &beneath::Dir,
+    dest: &Path,
+    published: &beneath::Dir,
+    staging: &Staging<'_>,
+    staged: &str,
+) -> Result<(), ArtifactError> {
+    let record = PathBuf::from(record_name(dest));
+    match output.entry(dest)? {
+        None => staging.dir.rename(Path::new(staged), output, dest)?,
+        Some(Entry::Symlink(target)) => {
+            return Err(BeneathError::Link {
+                path: output.path().join(dest),
+                target,
+            }
+            .into());
+        }
+        Some(_) if published.entry(&record)?.is_none() => {
+            return Err(ArtifactError::NotPublished {
+                path: output.path().join(dest),
+                record: published.path().join(&record),
+            });
+        }
+        Some(_) => match staging.dir.exchange(Path::new(staged), output, dest) {
+            // A file system without RENAME_EXCHANGE: the old one aside first, then the new one in.
+            Err(BeneathError::Io { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
+                output.rename(dest, &staging.dir, Path::new(&format!("old-{staged}")))?;
+                staging.dir.rename(Path::new(staged), output, dest)?;
+            }
+            other => other?,
+        },
+    }
+    if published.entry(&record)?.is_none() {
+        published.create_file(&record)?;
     }
     Ok(())
+}
+
+/// The name of the record that says kiln published `dest`: its path with `%` and `/` escaped.
+fn record_name(dest: &Path) -> String {
+    dest.to_string_lossy()
+        .replace('%', "%25")
+        .replace('/', "%2F")
 }
 
 fn list_files(dir: &Path) -> Vec<String> {

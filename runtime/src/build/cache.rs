@@ -69,17 +69,12 @@ pub fn restore(
     store: &LocalStore,
     entry: &ActionEntry,
     trees: &[Tree],
-    output: &Path,
+    output: &artifacts::Output,
     zip: bool,
     log: &BuildLog,
 ) -> Result<Vec<ArtifactResult>, artifacts::ArtifactError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| artifacts::ArtifactError::Io { path, source }
-    };
     let cas = |e: CasError| artifacts::ArtifactError::Plugin(e.to_string());
-    std::fs::create_dir_all(output).map_err(io(output))?;
-    let output = output.canonicalize().map_err(io(output))?;
+    let output = output.open()?;
     let original = store.get_bytes(&entry.log).map_err(cas)?;
     let original_id = entry.result["build_id"]
         .as_str()
@@ -93,16 +88,12 @@ pub fn restore(
     log.container(&format!("End of the restored log of {original_id}"));
     let mut results = Vec::new();
     for (artifact, tree) in entry.artifacts.iter().zip(trees) {
-        let staging = tempfile::Builder::new()
-            .prefix(".kiln-staging-")
-            .tempdir_in(&output)
-            .map_err(io(&output))?;
-        let files_dir = staging.path().join("files");
-        std::fs::create_dir_all(&files_dir).map_err(io(&files_dir))?;
-        tree.restore(store, &files_dir).map_err(cas)?;
+        let staging = artifacts::Staging::new(&output, ".kiln-staging-")?;
+        let files_dir = staging.dir.create_dir_all(Path::new("files"))?;
+        tree.restore(store, files_dir.path()).map_err(cas)?;
         let result = artifacts::publish(
-            &files_dir,
             &output,
+            &staging,
             &artifact.identifier,
             artifact.name.clone(),
             zip,

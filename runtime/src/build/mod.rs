@@ -134,6 +134,8 @@ pub enum BuildError {
     Sandbox(String),
     #[error("the cache: {0}")]
     Cache(String),
+    #[error("{0}")]
+    Output(#[from] artifacts::ArtifactError),
 }
 
 impl BuildError {
@@ -292,15 +294,12 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         "Running on kiln {} (local)",
         env!("CARGO_PKG_VERSION")
     ));
-    // Where artifacts go, absolute, so that one inside the project can be left out of its source.
-    let output = match &options.output {
-        Some(dir) if dir.is_absolute() => dir.clone(),
-        Some(dir) => std::env::current_dir()
-            .map_err(BuildError::io(dir))?
-            .join(dir),
-        None => source.join(".kiln").join("out"),
-    };
-    let output = output.canonicalize().unwrap_or(output);
+    // Where artifacts go (see `artifacts::Output` for which links are followed), refused now if
+    // it leads through a link; its path, absolute, so that one inside the project can be left out
+    // of its source.
+    let output = artifacts::Output::locate(&source, options.output.as_deref())?;
+    output.check()?;
+    let output_path = output.path();
     let download_started = Instant::now();
     log.container("Entering phase DOWNLOAD_SOURCE");
     let (source_dir, git_head) = if options.in_place {
@@ -310,7 +309,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
         // Outputs written inside the project (`-o out`) are not part of its source, nor are the
         // secrets file and the other paths the build must not see.
-        let outputs: Vec<PathBuf> = std::iter::once(&output)
+        let outputs: Vec<PathBuf> = std::iter::once(&output_path)
             .chain(&options.secrets_hidden)
             .filter_map(|p| p.strip_prefix(&source).ok())
             .filter(|rel| !rel.as_os_str().is_empty())

@@ -94,14 +94,51 @@ pub fn snapshot(
     })
 }
 
+/// Settings given to every git kiln runs on a project, over the project's own `.git/config`:
+/// each switches off something that would run a program the project names (a project's
+/// configuration is its author's, and kiln runs git unconfined, on the host). `ls-files` and
+/// `rev-parse` trigger few of them; the rest are off in case a later git or a later call does.
+/// Filter drivers (`filter.<name>.clean`) cannot be switched off by name in advance: kiln only
+/// runs commands that do not read file contents through them. `safe.directory` is left as the
+/// user set it, so git still refuses a repository owned by someone else.
+const GIT_SAFE_CONFIG: &[&str] = &[
+    "core.fsmonitor=false",
+    "core.hooksPath=/dev/null",
+    "core.pager=cat",
+    "core.sshCommand=false",
+    "core.askPass=",
+    "credential.helper=",
+    "diff.external=",
+    "core.attributesFile=/dev/null",
+    "protocol.allow=never",
+    "submodule.recurse=false",
+];
+
+/// `git <args>` for the project folder `dir`, with nothing in the project able to run a program
+/// (see [`GIT_SAFE_CONFIG`]) and nothing in kiln's environment able to point git elsewhere: every
+/// `GIT_*` variable (`GIT_DIR`, `GIT_CONFIG_PARAMETERS`, `GIT_EXEC_PATH`...) is cleared. Optional
+/// locks are off, so git does not rewrite the project's index while kiln reads it.
+fn git_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("GIT_OPTIONAL_LOCKS", "0")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .arg("--no-pager");
+    for setting in GIT_SAFE_CONFIG {
+        cmd.arg("-c").arg(setting);
+    }
+    cmd.arg("-C").arg(dir).args(args);
+    cmd
+}
+
 /// What `git -C dir <args>` prints, when git is there and succeeds.
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .ok()?;
+    let out = git_command(dir, args).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -110,17 +147,17 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 /// Whether `dir` is inside a git work tree (its root or any folder below it), and its commit when it
 /// has one. One git process for both: each costs milliseconds, which a cached build notices.
 fn git_work_tree(dir: &Path) -> (bool, Option<String>) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
+    let out = git_command(
+        dir,
+        &[
             "rev-parse",
             "--is-inside-work-tree",
             "--verify",
             "-q",
             "HEAD",
-        ])
-        .output();
+        ],
+    )
+    .output();
     let Ok(out) = out else {
         return (false, None);
     };
@@ -140,21 +177,21 @@ pub fn git_head(dir: &Path) -> Option<String> {
 }
 
 fn git_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
+    let out = git_command(
+        dir,
+        &[
             "ls-files",
             "-z",
             "--cached",
             "--others",
             "--exclude-standard",
-        ])
-        .output()
-        .map_err(|e| SnapshotError::Git {
-            dir: dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        ],
+    )
+    .output()
+    .map_err(|e| SnapshotError::Git {
+        dir: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
     if !out.status.success() {
         return Err(SnapshotError::Git {
             dir: dir.to_path_buf(),

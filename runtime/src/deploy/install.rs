@@ -2,11 +2,18 @@
 //! (from its cleanup list), plan the copies (`files`, with `file_exists_behavior`), run them in the
 //! `install` plugin (the revision read-only, the destinations read-write), then apply `permissions`
 //! to what this deployment installed.
+//!
+//! Links: a destination is resolved once, when the copies are planned (the links in and above it
+//! are the administrator's, `/srv/app -> /data/app`), and every path below it, in the plan and in
+//! the cleanup list, is real. Nothing below a destination is followed afterwards: a link found
+//! there was planted by a revision or a hook, and kiln neither installs, removes nor changes
+//! permissions through it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::beneath::{self, BeneathError, Entry};
 use crate::sandbox::{LogSink, Policy, Preopen, Sandbox, StepContext};
 use crate::spec::appspec::{AppSpec, FileExists, ObjectType, Permission};
 
@@ -62,28 +69,34 @@ impl Plan {
 }
 
 /// Removes what a previous deployment installed, newest first; folders only when empty. Missing
-/// paths are skipped. Returns how many were removed.
+/// paths are skipped, and so are paths that now lead through a link (the list holds real paths:
+/// a link on the way was planted since, and what is behind it is not kiln's to remove); a listed
+/// link is removed itself. Returns how many were removed.
 pub fn remove_previous(cleanup: &Path) -> Result<usize, DeployError> {
     let Ok(text) = std::fs::read_to_string(cleanup) else {
         return Ok(0);
     };
+    let root = beneath::Dir::open(Path::new("/")).map_err(install_err)?;
     // As the agent: a last line without its newline was cut short and is not trusted.
     let complete = text.rsplit_once('\n').map_or("", |(whole, _)| whole);
     let mut removed = 0;
     for line in complete.lines().rev().filter(|l| !l.is_empty()) {
-        let path = Path::new(line);
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
+        let Ok(rel) = Path::new(line).strip_prefix("/") else {
             continue;
         };
-        let result = if meta.is_dir() {
-            std::fs::remove_dir(path)
-        } else {
-            std::fs::remove_file(path)
+        let entry = match root.entry(rel) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => continue,
+            Err(e @ BeneathError::Link { .. }) => {
+                eprintln!("warning: {line} is not removed: {e}");
+                continue;
+            }
+            Err(e) => return Err(install_err(e)),
         };
-        match result {
+        match root.remove(rel) {
             Ok(()) => removed += 1,
-            Err(_) if meta.is_dir() => {} // not empty: someone else's files live there too
-            Err(e) => return Err(DeployError::io(path, e)),
+            Err(_) if entry == Entry::Dir => {} // not empty: someone else's files live there too
+            Err(e) => return Err(install_err(e)),
         }
     }
     std::fs::remove_file(cleanup).map_err(|e| DeployError::io(cleanup, e))?;
@@ -97,7 +110,7 @@ pub fn plan(spec: &AppSpec, archive: &Path, behavior: FileExists) -> Result<Plan
     let mut copies: HashMap<PathBuf, PathBuf> = HashMap::new();
     for mapping in &spec.files {
         let source = archive.join(mapping.source.trim_start_matches('/'));
-        let destination = normalize(Path::new(&mapping.destination));
+        let destination = real_destination(Path::new(&mapping.destination));
         let meta = std::fs::metadata(&source).map_err(|_| {
             DeployError::Install(format!(
                 "the files section names `{}`, which is not in the revision",
@@ -146,6 +159,30 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// A destination as kiln installs to it: the part of it that exists resolved once (its links are
+/// the administrator's), the rest as the AppSpec gives it.
+fn real_destination(path: &Path) -> PathBuf {
+    let path = normalize(path);
+    let mut missing = Vec::new();
+    let mut existing = path.as_path();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return missing.iter().rev().fold(real, |p, name| p.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name);
+                existing = parent;
+            }
+            _ => return path,
+        }
+    }
+}
+
+fn install_err(e: BeneathError) -> DeployError {
+    DeployError::Install(e.to_string())
+}
+
 /// Plans the folders from `/` down to `dir` that are not there yet.
 fn make_roots(plan: &mut Plan, planned: &mut BTreeSet<PathBuf>, dir: &Path) {
     let mut missing: Vec<PathBuf> = dir
@@ -178,7 +215,18 @@ fn walk(
         let to = dest.join(entry.file_name());
         let ft = entry.file_type().map_err(|e| DeployError::io(&from, e))?;
         if ft.is_dir() {
-            if !to.is_dir() && !planned.contains(&to) {
+            let there = std::fs::symlink_metadata(&to).ok();
+            if there.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+                let target = std::fs::read_link(&to).unwrap_or_default();
+                return Err(DeployError::Install(format!(
+                    "{} is a symlink (to {}) where the revision has a folder: kiln does not \
+                     install through links below a destination; remove the link, or make it a \
+                     real folder",
+                    to.display(),
+                    target.display()
+                )));
+            }
+            if !there.is_some_and(|m| m.is_dir()) && !planned.contains(&to) {
                 if copies.contains_key(&to) {
                     return Err(DeployError::Install(format!(
                         "the files section installs a file and a folder at {}",
@@ -403,10 +451,18 @@ pub async fn install(spec: &AppSpec, step: &InstallStep<'_>) -> Result<Installed
         run(dirs_plan).await?;
         futures::future::try_join_all(copy_plans.into_iter().map(run)).await?;
     }
+    // The revision's links are made by kiln, on the host: beneath `/` without following a link,
+    // so none planted below a destination leads them (or the removal of what they replace) out.
+    let root = beneath::Dir::open(Path::new("/")).map_err(install_err)?;
     for op in &plan.ops {
         if let Op::Symlink(target, dest) = op {
-            let _ = std::fs::remove_file(dest);
-            std::os::unix::fs::symlink(target, dest).map_err(|e| DeployError::io(dest, e))?;
+            let rel = dest.strip_prefix("/").unwrap_or(dest);
+            if let Some(Entry::File | Entry::Symlink(_) | Entry::Other) =
+                root.entry(rel).map_err(install_err)?
+            {
+                root.remove(rel).map_err(install_err)?;
+            }
+            root.symlink(target, rel).map_err(install_err)?;
         }
     }
     let permissions = apply_permissions(spec, &plan)?;
@@ -441,7 +497,7 @@ fn simple_glob(pattern: &str, name: &str) -> bool {
 /// Whether a permission's `pattern` (and not its `except`) takes in `path`, below `object`: `**`
 /// reaches any depth; other patterns, and `except`, only the object's direct children.
 pub fn matches(permission: &Permission, path: &Path) -> bool {
-    let object = normalize(Path::new(&permission.object));
+    let object = real_destination(Path::new(&permission.object));
     let Ok(rel) = path.strip_prefix(&object) else {
         return false;
     };
@@ -464,7 +520,7 @@ fn apply_permissions(spec: &AppSpec, plan: &Plan) -> Result<usize, DeployError> 
     let mut claimed: HashMap<PathBuf, usize> = HashMap::new();
     let mut work: Vec<(PathBuf, &Permission)> = Vec::new();
     for (i, p) in spec.permissions.iter().enumerate() {
-        let object = normalize(Path::new(&p.object));
+        let object = real_destination(Path::new(&p.object));
         let mut targets = Vec::new();
         if files.contains(&&object) {
             if !p.types.contains(&ObjectType::File) {
@@ -499,6 +555,9 @@ fn apply_permissions(spec: &AppSpec, plan: &Plan) -> Result<usize, DeployError> 
             work.push((t, p));
         }
     }
+    // A link's permissions are its target's: kiln changes none through a link (the revision's own
+    // links among them), so that a link cannot hand it a file outside the destinations.
+    work.retain(|(path, _)| !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()));
     for (path, p) in &work {
         set_permission(path, p)?;
     }

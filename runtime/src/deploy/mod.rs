@@ -609,8 +609,21 @@ fn releases(spec: &AppSpec, id: &str) -> Result<Vec<Release>, DeployError> {
                 destination.display()
             )));
         }
+        // Hooks may write below `.kiln-releases`: a link there would lead the release (and its
+        // removal by `prune`) elsewhere.
+        let releases = parent.join(".kiln-releases");
+        for dir in [releases.clone(), releases.join(name)] {
+            if let Ok(target) = std::fs::read_link(&dir) {
+                return Err(DeployError::Install(format!(
+                    "blue-green: {} is a symlink (to {}); kiln keeps releases only in real \
+                     folders: remove the link",
+                    dir.display(),
+                    target.display()
+                )));
+            }
+        }
         out.push(Release {
-            release: parent.join(".kiln-releases").join(name).join(id),
+            release: releases.join(name).join(id),
             destination,
         });
     }
@@ -805,6 +818,29 @@ async fn download(
     Ok(digest)
 }
 
+/// Removes a release folder: below the destination's folder, `.kiln-releases/<name>/<id>` is
+/// reached without following links (hooks may write there).
+fn remove_release(r: &Release) {
+    let (Some(parent), Some(name), Some(id)) = (
+        r.destination.parent(),
+        r.destination.file_name(),
+        r.release.file_name(),
+    ) else {
+        return;
+    };
+    let rel = Path::new(".kiln-releases").join(name).join(id);
+    if r.release != parent.join(&rel) {
+        return;
+    }
+    let removed = crate::beneath::Dir::open(parent).and_then(|dir| dir.remove_tree(&rel));
+    if let Err(e) = removed {
+        eprintln!(
+            "warning: the release {} is not removed: {e}",
+            r.release.display()
+        );
+    }
+}
+
 /// Keeps at most `max` deployment folders of the group (the current one included), never the last
 /// one that installed nor the last that succeeded; the oldest go first.
 fn prune(layout: &Layout, current: &Deployment, max: usize) {
@@ -850,7 +886,7 @@ fn prune(layout: &Layout, current: &Deployment, max: usize) {
             for r in &d.releases {
                 let current = std::fs::read_link(&r.destination).ok();
                 if current.as_ref() != Some(&r.release) {
-                    let _ = std::fs::remove_dir_all(&r.release);
+                    remove_release(r);
                 }
             }
         }
