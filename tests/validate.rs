@@ -201,3 +201,24 @@ fn a_project_name_that_is_a_path_is_refused_before_anything_is_written() {
     assert!(!b.state_dir().join("../escape").exists());
     b.run_with(&["--project", "ok.name-1"]).success();
 }
+
+#[test]
+fn a_reader_that_went_away_is_no_panic() {
+    // `kiln doctor --json | head -c0`: stdout is a pipe whose reader is gone.
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two descriptors into a live array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: closes the read end this test owns.
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: the write end is this test's own, handed over once.
+    let write_end =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+    let out = kiln()
+        .args(["doctor", "--json"])
+        .stdout(std::process::Stdio::from(write_end))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}

@@ -9,6 +9,15 @@ use clap::{Args, Parser, Subcommand};
 use kiln::build::{self, BuildOptions, log::Console, result::Status};
 use kiln::spec::{buildspec, diagnostic};
 
+/// `println!` for what kiln prints on stdout, without the panic when the reader has gone (`kiln
+/// cache ls | head`): the rest of the output is dropped, and the exit code stays kiln's.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Exit codes scripts can rely on.
 mod exit {
     /// The build (or command) succeeded.
@@ -661,15 +670,17 @@ async fn run(cli: Cli) -> u8 {
                     if *json {
                         print_json(&pushed);
                     } else if pushed.uploaded == 0 {
-                        println!("{}: unchanged (blake3:{})", pushed.reference, pushed.blake3);
+                        out!("{}: unchanged (blake3:{})", pushed.reference, pushed.blake3);
                     } else {
-                        println!(
+                        out!(
                             "{}: {} bytes pushed (blake3:{})",
-                            pushed.reference, pushed.uploaded, pushed.blake3
+                            pushed.reference,
+                            pushed.uploaded,
+                            pushed.blake3
                         );
                     }
                     if !*json && let Some(digest) = &pushed.manifest_digest {
-                        println!("manifest: {digest}");
+                        out!("manifest: {digest}");
                     }
                     exit::OK
                 }
@@ -701,14 +712,14 @@ async fn run(cli: Cli) -> u8 {
                     if *json {
                         print_json(&pulled);
                     } else if let kiln::store::PullInto::Archive(file) = &into {
-                        println!(
+                        out!(
                             "{reference}: {} bytes in {} (blake3:{} verified)",
                             pulled.size,
                             file.display(),
                             pulled.blake3
                         );
                     } else {
-                        println!(
+                        out!(
                             "{reference}: {} files in {} (blake3:{} verified)",
                             pulled.files,
                             pulled.output.display(),
@@ -734,7 +745,7 @@ async fn run(cli: Cli) -> u8 {
                         print_json(&revisions);
                     } else {
                         for r in &revisions {
-                            println!(
+                            out!(
                                 "{}\t{}\tblake3:{}",
                                 r.reference,
                                 r.size.map_or_else(|| "-".to_string(), |s| s.to_string()),
@@ -792,7 +803,10 @@ async fn run(cli: Cli) -> u8 {
             if *json {
                 print_json(&report);
             } else {
-                print!("{}", kiln::sandbox::os::probe::render(&report));
+                out!(
+                    "{}",
+                    kiln::sandbox::os::probe::render(&report).trim_end_matches('\n')
+                );
             }
             if report.sandbox.starts_with("namespaces") {
                 exit::OK
@@ -807,7 +821,7 @@ async fn run(cli: Cli) -> u8 {
                 print_json(&list);
             } else {
                 for d in &list {
-                    println!(
+                    out!(
                         "{}\t{}\t{:?}\t{}\t{} ms\t{}{}",
                         d.id,
                         d.group,
@@ -831,7 +845,7 @@ async fn run(cli: Cli) -> u8 {
             let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
             match build::paths::hash_files(&dir, patterns) {
                 Ok(digest) => {
-                    println!("{digest}");
+                    out!("{digest}");
                     exit::OK
                 }
                 Err(e) => {
@@ -879,12 +893,12 @@ fn package_command(cli: &Cli, args: &PackageArgs) -> u8 {
     match kiln::revision::package(&dir, &output, &options, origin) {
         Ok(manifest) => {
             if args.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&manifest).unwrap_or_default()
                 );
             } else {
-                println!(
+                out!(
                     "{}: {} files, {} bytes, blake3:{} {}",
                     output.display(),
                     manifest.files,
@@ -950,7 +964,7 @@ async fn deploy_command(cli: &Cli, revision: &str, args: &DeployArgs) -> u8 {
             if args.json {
                 print_json(&serde_json::json!({ "deployment": deployment, "rollback": rollback }));
             } else {
-                println!(
+                out!(
                     "{} {:?}: {} to {} in {} ms",
                     deployment.id,
                     deployment.status,
@@ -966,7 +980,7 @@ async fn deploy_command(cli: &Cli, revision: &str, args: &DeployArgs) -> u8 {
                     );
                 }
                 if let Some(r) = &rollback {
-                    println!("{} {:?}: rolled back to {}", r.id, r.status, r.revision);
+                    out!("{} {:?}: rolled back to {}", r.id, r.status, r.revision);
                 }
             }
             if deployment.status == kiln::deploy::Status::Succeeded {
@@ -983,7 +997,7 @@ async fn deploy_command(cli: &Cli, revision: &str, args: &DeployArgs) -> u8 {
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
@@ -1091,17 +1105,17 @@ fn cache_command(cli: &Cli, command: &CacheCommand) -> u8 {
                     "path": dir, "blobs": stats.blobs, "bytes": stats.bytes,
                     "entries": stats.entries, "recent_builds": builds, "recent_hits": hits,
                 });
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             } else {
-                println!("cache:   {}", dir.display());
-                println!(
+                out!("cache:   {}", dir.display());
+                out!(
                     "blobs:   {} ({:.1} MiB)",
                     stats.blobs,
                     stats.bytes as f64 / 1048576.0
                 );
-                println!("entries: {}", stats.entries);
+                out!("entries: {}", stats.entries);
                 if builds > 0 {
-                    println!(
+                    out!(
                         "hits:    {hits} of the last {builds} builds ({:.0}%)",
                         100.0 * hits as f64 / builds as f64
                     );
@@ -1111,7 +1125,7 @@ fn cache_command(cli: &Cli, command: &CacheCommand) -> u8 {
         }
         CacheCommand::Prune { max_size } => {
             let report = store.prune(*max_size as u64);
-            println!(
+            out!(
                 "removed {} blobs ({:.1} MiB) and {} entries",
                 report.removed_blobs,
                 report.freed_bytes as f64 / 1048576.0,
@@ -1121,7 +1135,7 @@ fn cache_command(cli: &Cli, command: &CacheCommand) -> u8 {
         }
         CacheCommand::Add { dir } => match kiln::cas::tree::Tree::store_dir(&store, dir) {
             Ok((digest, tree)) => {
-                println!("{digest}");
+                out!("{digest}");
                 eprintln!("{} entries stored", tree.entries.len());
                 exit::OK
             }
@@ -1157,9 +1171,9 @@ fn cache_command(cli: &Cli, command: &CacheCommand) -> u8 {
         CacheCommand::Verify => {
             let report = store.verify();
             for digest in &report.corrupt {
-                println!("corrupt blob {digest} removed");
+                out!("corrupt blob {digest} removed");
             }
-            println!(
+            out!(
                 "{} corrupt blobs, {} broken entries removed",
                 report.corrupt.len(),
                 report.removed_entries
@@ -1279,7 +1293,7 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
                     value["revision"] = serde_json::json!({ "path": path, "manifest": manifest });
                 }
                 match serde_json::to_string_pretty(&value) {
-                    Ok(json) => println!("{json}"),
+                    Ok(json) => out!("{json}"),
                     Err(e) => {
                         eprintln!("error: cannot print the result: {e}");
                         return exit::INTERNAL;
@@ -1287,15 +1301,15 @@ async fn build_command(cli: &Cli, args: &BuildArgs) -> u8 {
                 }
             } else if !args.quiet {
                 if let Some((path, manifest)) = &revision {
-                    println!("revision: {} (blake3:{})", path.display(), manifest.blake3);
+                    out!("revision: {} (blake3:{})", path.display(), manifest.blake3);
                 }
                 for a in &result.artifacts {
-                    println!("artifact {}: {}", a.name, a.path.display());
+                    out!("artifact {}: {}", a.name, a.path.display());
                     if let Some(zip) = &a.zip {
-                        println!("artifact {}: {}", a.name, zip.display());
+                        out!("artifact {}: {}", a.name, zip.display());
                     }
                 }
-                println!(
+                out!(
                     "build {} {} in {:.1}s (log: {})",
                     result.build_number,
                     result.status.as_str(),
@@ -1364,7 +1378,7 @@ fn validate_appspec(path: &std::path::Path, json: bool, color: bool) -> u8 {
                     );
                 }
                 let scripts: usize = spec.hooks.values().map(Vec::len).sum();
-                println!(
+                out!(
                     "{}: valid AppSpec 0.0 ({} files entries, {} permissions, {} hook scripts, {} warnings)",
                     path.display(),
                     spec.files.len(),
@@ -1406,7 +1420,7 @@ fn validate_command(args: &ValidateArgs) -> u8 {
                     .iter()
                     .map(|p| p.commands.len() + p.finally.len())
                     .sum();
-                println!(
+                out!(
                     "{}: valid buildspec {} ({} phases, {} commands, {} warnings)",
                     path.display(),
                     serde_json::to_value(parsed.buildspec.version)
@@ -1446,7 +1460,7 @@ fn print_findings(path: &std::path::Path, findings: &[diagnostic::Diagnostic], v
         })
         .collect();
     let out = serde_json::json!({ "file": path, "valid": valid, "diagnostics": list });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
 }
 
 fn plugin_list(cli: &Cli) -> u8 {
@@ -1457,7 +1471,7 @@ fn plugin_list(cli: &Cli) -> u8 {
                     .digest(name)
                     .map(|d| d.to_hex().to_string())
                     .unwrap_or_default();
-                println!("{name}\tblake3:{digest}");
+                out!("{name}\tblake3:{digest}");
             }
             exit::OK
         }
