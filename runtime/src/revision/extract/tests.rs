@@ -1,6 +1,10 @@
-//! The extractor's tests: its rules one at a time, on bundles written byte by byte.
+//! The extractor's tests: its rules one at a time, then bundles generated and mutated at random
+//! (proptest), none of which may make kiln write outside the target, leave anything beside it, or
+//! panic.
 
 use std::collections::BTreeMap;
+
+use proptest::prelude::*;
 
 use super::*;
 
@@ -478,5 +482,215 @@ fn odd_links_are_refused() {
         let site = Site::new();
         let err = refusal(site.extract(&zip_bytes(&items), Limits::default()));
         assert!(err.contains(why), "{err}");
+    }
+}
+
+/// Small limits, so that a generated bundle meets each of them now and then.
+fn fuzz_limits() -> Limits {
+    Limits {
+        max_size: 64 << 10,
+        max_ratio: 1000,
+        max_entries: 24,
+    }
+}
+
+/// A path component: mostly a few names, so that entries collide, climb and chain; now and then
+/// a `..` or an odd name (rare enough that most bundles get past them to the rest).
+fn component() -> impl Strategy<Value = String> {
+    prop_oneof![
+        12 => prop::sample::select(vec!["a", "b", "l", "e1", "e2", "outside", "x"]).prop_map(String::from),
+        1 => Just("..".to_string()),
+        1 => Just(".".to_string()),
+        1 => Just(String::new()),
+        1 => "[a-z\\\\ .~-]{1,4}",
+    ]
+}
+
+fn entry_name() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(component(), 1..5),
+        prop::sample::select(vec!["", "", "", "", "", "", "", "/", "./", "@OUT/"]),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(|(parts, lead, trailing)| {
+            let mut name = format!("{lead}{}", parts.join("/"));
+            if trailing {
+                name.push('/');
+            }
+            name
+        })
+}
+
+fn link_target() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => entry_name(),
+        1 => prop::sample::select(vec![".", "..", "../..", "../../outside", "@OUT", "/"])
+            .prop_map(String::from),
+    ]
+}
+
+fn item() -> impl Strategy<Value = Item> {
+    prop_oneof![
+        4 => (entry_name(), prop::collection::vec(any::<u8>(), 0..64), prop::sample::select(vec![0o644u32, 0o755, 0o4777, 0]))
+            .prop_map(|(name, data, mode)| Item::File(name, data, mode)),
+        2 => entry_name().prop_map(Item::Folder),
+        3 => (entry_name(), link_target()).prop_map(|(name, target)| Item::Link(name, target)),
+        1 => (entry_name(), link_target()).prop_map(|(name, target)| Item::HardLink(name, target)),
+        1 => entry_name().prop_map(Item::Fifo),
+    ]
+}
+
+/// Random entries, with now and then a known attack (a chain of links and a file below it)
+/// spread among them in its order.
+fn items() -> impl Strategy<Value = Vec<Item>> {
+    (
+        prop::collection::vec(item(), 0..10),
+        prop::option::weighted(
+            0.3,
+            (
+                1usize..4,
+                prop::sample::select(vec!["outside/pwned", "pwned", "x/pwned"]),
+            ),
+        ),
+        prop::collection::vec(any::<prop::sample::Index>(), 6),
+    )
+        .prop_map(|(mut items, attack, at)| {
+            if let Some((depth, name)) = attack {
+                let mut from = 0;
+                for (item, at) in chain(depth, name).into_iter().zip(at.iter().cycle()) {
+                    from += at.index(items.len() - from + 1);
+                    items.insert(from, item);
+                    from += 1;
+                }
+            }
+            items
+        })
+}
+
+fn format() -> impl Strategy<Value = Format> {
+    prop_oneof![Just(Format::Zip), Just(Format::Tgz)]
+}
+
+/// Replaces `@OUT` with the absolute path of the site's outside folder.
+fn placed(site: &Site, items: &[Item]) -> Vec<Item> {
+    let out = site.outside();
+    let at = |s: &String| s.replace("@OUT", &out);
+    items
+        .iter()
+        .map(|item| match item {
+            Item::File(n, d, m) => Item::File(at(n), d.clone(), *m),
+            Item::Folder(n) => Item::Folder(at(n)),
+            Item::Link(n, t) => Item::Link(at(n), at(t)),
+            Item::HardLink(n, t) => Item::HardLink(at(n), at(t)),
+            Item::Fifo(n) => Item::Fifo(at(n)),
+        })
+        .collect()
+}
+
+/// A change to a bundle's bytes.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Set(prop::sample::Index, u8),
+    Insert(prop::sample::Index, u8),
+    Remove(prop::sample::Index),
+    Truncate(prop::sample::Index),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        6 => (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
+        1 => (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        1 => any::<prop::sample::Index>().prop_map(Mutation::Remove),
+        1 => any::<prop::sample::Index>().prop_map(Mutation::Truncate),
+    ]
+}
+
+fn mutate(bytes: &mut Vec<u8>, mutations: &[Mutation]) {
+    for m in mutations {
+        if bytes.is_empty() {
+            return;
+        }
+        match m {
+            Mutation::Set(i, b) => {
+                let i = i.index(bytes.len());
+                bytes[i] = *b;
+            }
+            Mutation::Insert(i, b) => bytes.insert(i.index(bytes.len()), *b),
+            Mutation::Remove(i) => {
+                bytes.remove(i.index(bytes.len()));
+            }
+            Mutation::Truncate(i) => bytes.truncate(i.index(bytes.len())),
+        }
+    }
+}
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Generated bundles: refused or extracted, never outside the target.
+    #[test]
+    fn generated_bundles_stay_inside(format in format(), items in items()) {
+        let site = Site::new();
+        let before = snapshot(&site.dir.path().join("outside"));
+        let result = site.extract(&bundle(format, &placed(&site, &items)), fuzz_limits());
+        check_contained(&site, &before, &result);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Generated bundles with their bytes changed (a tar before it is compressed, most of the
+    /// time, so that the changes reach the entries).
+    #[test]
+    fn mutated_bundles_stay_inside(
+        format in format(),
+        items in items(),
+        mutations in prop::collection::vec(mutation(), 1..6),
+        before_gzip in prop::bool::weighted(0.8),
+    ) {
+        let site = Site::new();
+        let before = snapshot(&site.dir.path().join("outside"));
+        let items = placed(&site, &items);
+        let bytes = match format {
+            Format::Tgz if before_gzip => {
+                let mut tar = tar_bytes(&items);
+                mutate(&mut tar, &mutations);
+                gzip(&tar)
+            }
+            _ => {
+                let mut bytes = bundle(format, &items);
+                mutate(&mut bytes, &mutations);
+                bytes
+            }
+        };
+        let result = site.extract(&bytes, fuzz_limits());
+        check_contained(&site, &before, &result);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Random bytes behind a zip's or a gzip's first bytes.
+    #[test]
+    fn random_bytes_are_refused_cleanly(
+        magic in prop::sample::select(vec![&b"PK\x03\x04"[..], &b"PK\x05\x06"[..], &b"\x1f\x8b\x08\x00"[..]]),
+        rest in prop::collection::vec(any::<u8>(), 0..1024),
+    ) {
+        let site = Site::new();
+        let before = snapshot(&site.dir.path().join("outside"));
+        let mut bytes = magic.to_vec();
+        bytes.extend(rest);
+        let result = site.extract(&bytes, fuzz_limits());
+        check_contained(&site, &before, &result);
     }
 }
