@@ -8,6 +8,7 @@ mod cache;
 mod deploy;
 mod env;
 mod examples;
+mod hostile_bundles;
 mod hostile_paths;
 mod isolation;
 mod oci;

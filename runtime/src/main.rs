@@ -106,6 +106,9 @@ enum Command {
         /// Refuse bundles that expand past this size, e.g. 10G.
         #[arg(long, default_value = "10G", value_parser = parse_size)]
         max_size: usize,
+        /// Refuse bundles that make more than this many files, folders and links (inode bombs).
+        #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+        max_entries: u64,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -218,6 +221,9 @@ struct DeployArgs {
     /// own, every destination a symlink switched to it atomically once ValidateService passed.
     #[arg(long, value_enum, default_value = "in-place")]
     strategy: StrategyArg,
+    /// Refuse revisions that make more than this many files, folders and links (inode bombs).
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    max_entries: u64,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -692,6 +698,7 @@ async fn run(cli: Cli) -> u8 {
             output,
             archive,
             max_size,
+            max_entries,
             json,
             access,
         } => {
@@ -700,6 +707,7 @@ async fn run(cli: Cli) -> u8 {
             };
             let limits = kiln::revision::extract::Limits {
                 max_size: *max_size as u64,
+                max_entries: *max_entries,
                 ..Default::default()
             };
             let into = match (output, archive) {
@@ -787,6 +795,7 @@ async fn run(cli: Cli) -> u8 {
                 max_revisions: 5,
                 confine_hooks: false,
                 strategy: StrategyArg::InPlace,
+                max_entries: kiln::revision::extract::Limits::default().max_entries,
                 json: *json,
                 access: AccessArgs {
                     username: None,
@@ -947,6 +956,10 @@ fn deploy_options(
         cache_dir: cache_dir(cli).map(|d| d.join("components")),
         echo: !args.json,
         strategy: args.strategy.into(),
+        limits: kiln::revision::extract::Limits {
+            max_entries: args.max_entries,
+            ..Default::default()
+        },
     })
 }
 

@@ -88,6 +88,8 @@ pub struct DeployOptions {
     /// Echo hook output on stderr.
     pub echo: bool,
     pub strategy: Strategy,
+    /// What the revision may expand to when DownloadBundle extracts it.
+    pub limits: crate::revision::extract::Limits,
 }
 
 /// How a revision replaces the one before it.
@@ -442,7 +444,7 @@ async fn lifecycle(
                     _ => Ok(0),
                 }
             }
-            "DownloadBundle" => download(revision, &d.dir, &archive, &options.access)
+            "DownloadBundle" => download(revision, &d.dir, &archive, options)
                 .await
                 .map(|digest| {
                     d.digest = Some(digest);
@@ -780,8 +782,9 @@ async fn download(
     revision: &str,
     dir: &Path,
     archive: &Path,
-    access: &Access,
+    options: &DeployOptions,
 ) -> Result<String, DeployError> {
+    let access = &options.access;
     let bundle = dir.join("bundle.tar");
     let digest = if crate::store::Ref::parse(revision).is_ok() {
         crate::store::pull(revision, &PullInto::Archive(bundle.clone()), access)
@@ -809,8 +812,9 @@ async fn download(
     };
     let bundle2 = bundle.clone();
     let archive2 = archive.to_path_buf();
+    let limits = options.limits;
     tokio::task::spawn_blocking(move || {
-        crate::revision::extract::extract(&bundle2, &archive2, Default::default())
+        crate::revision::extract::extract(&bundle2, &archive2, limits)
     })
     .await
     .map_err(|e| DeployError::Download(e.to_string()))?

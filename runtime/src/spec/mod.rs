@@ -8,6 +8,9 @@ pub mod read;
 pub mod secrets;
 pub mod yaml;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use buildspec::{Buildspec, PhaseName};
 pub use diagnostic::{Diagnostic, Span, SpecError};
 pub use secrets::Secrets;
