@@ -125,9 +125,21 @@ impl Dir {
 
     /// Creates the file `rel` (it must not exist yet) for writing.
     pub fn create_file(&self, rel: &Path) -> Result<std::fs::File, BeneathError> {
+        self.create_file_mode(rel, 0o666)
+    }
+
+    /// Creates the file `rel` (it must not exist yet) for writing, with `mode` (less the umask).
+    pub fn create_file_mode(&self, rel: &Path, mode: u32) -> Result<std::fs::File, BeneathError> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
-        let fd = self.resolve(rel, flags, Mode::from_raw_mode(0o666))?;
+        let fd = self.resolve(rel, flags, Mode::from_raw_mode(mode))?;
         Ok(std::fs::File::from(fd))
+    }
+
+    /// Makes the folder `rel` (it must not exist yet; its parent must).
+    pub fn create_dir(&self, rel: &Path, mode: u32) -> Result<(), BeneathError> {
+        let (parent, name) = self.split(rel)?;
+        rfs::mkdirat(&parent.fd, &name, Mode::from_raw_mode(mode))
+            .map_err(|e| io_err(&self.path.join(rel), e))
     }
 
     /// What is at `rel`, without following a link there; `None` when nothing is.

@@ -39,17 +39,7 @@ impl BuildLog {
     /// set and the console is a terminal.
     pub fn create(file: Option<&Path>, console: Console, progress: bool) -> io::Result<Self> {
         // The log is the build's own: other users of the machine do not read it.
-        let file = file
-            .map(|path| {
-                use std::os::unix::fs::OpenOptionsExt;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(path)
-            })
-            .transpose()?;
+        let file = file.map(super::create_private).transpose()?;
         let is_tty = match console {
             Console::Stdout => io::IsTerminal::is_terminal(&io::stdout()),
             Console::Stderr => io::IsTerminal::is_terminal(&io::stderr()),

@@ -1313,6 +1313,11 @@ fn write_record(records: &Path, result: &BuildResult) {
 /// Writes a file of kiln's state that only kiln's user may read.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    create_private(path)?.write_all(bytes)
+}
+
+/// Creates (or truncates) a file of kiln's state that only kiln's user may read.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
@@ -1320,7 +1325,6 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .and_then(|mut f| f.write_all(bytes))
 }
 
 /// Creates a folder of kiln's state (and its missing parents) readable by kiln's user alone: build

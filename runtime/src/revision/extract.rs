@@ -18,10 +18,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
-
-use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 /// Limits on what a bundle may expand to.
 #[derive(Debug, Clone, Copy)]
@@ -217,16 +214,11 @@ impl Made {
 /// every file and folder is out.
 struct Staging {
     dir: PathBuf,
-    root: OwnedFd,
+    root: crate::beneath::Dir,
     made: HashMap<PathBuf, Made>,
     /// Entry name, path and target of each symlink, in the bundle's order.
     links: Vec<(String, PathBuf, String)>,
     max_entries: u64,
-}
-
-/// Resolution below the staging folder that follows no symlink and never leaves it.
-fn beneath() -> ResolveFlags {
-    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS
 }
 
 /// The path and last component of a relative path with at least one component.
@@ -239,12 +231,11 @@ fn split(rel: &Path) -> (&Path, &std::ffi::OsStr) {
 
 impl Staging {
     fn open(dir: &Path, max_entries: u64) -> Result<Self, ExtractError> {
-        let root = rustix::fs::open(
-            dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io_err(dir)(e.into()))?;
+        // The staging folder is kiln's own, just made: below it, nothing is followed.
+        let root = crate::beneath::Dir::open(dir).map_err(|e| ExtractError::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         Ok(Self {
             dir: dir.to_path_buf(),
             root,
@@ -338,41 +329,17 @@ impl Staging {
         Ok(())
     }
 
-    /// Opens a folder the bundle made (or the staging folder itself, for an empty path).
-    fn open_folder(&self, name: &str, rel: &Path) -> Result<OwnedFd, ExtractError> {
-        let path = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        rustix::fs::openat2(
-            &self.root,
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            beneath(),
-        )
-        .map_err(|e| self.failed(name, rel, e))
-    }
-
     fn make_folder(&self, name: &str, rel: &Path) -> Result<(), ExtractError> {
-        let (parent, leaf) = split(rel);
-        let dir = self.open_folder(name, parent)?;
-        rustix::fs::mkdirat(&dir, leaf, Mode::from_raw_mode(0o755))
+        self.root
+            .create_dir(rel, 0o755)
             .map_err(|e| self.failed(name, rel, e))
     }
 
     /// Creates a new file (never through a link, never over an existing one).
     fn create_file(&self, name: &str, rel: &Path, mode: u32) -> Result<File, ExtractError> {
-        rustix::fs::openat2(
-            &self.root,
-            rel,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
-            beneath(),
-        )
-        .map(File::from)
-        .map_err(|e| self.failed(name, rel, e))
+        self.root
+            .create_file_mode(rel, mode)
+            .map_err(|e| self.failed(name, rel, e))
     }
 
     /// Makes the bundle's symlinks, once each is checked again against all the others: a target
@@ -394,24 +361,29 @@ impl Staging {
             }
         }
         for (name, rel, target) in &self.links {
-            let (parent, leaf) = split(rel);
-            let dir = self.open_folder(name, parent)?;
-            rustix::fs::symlinkat(target.as_str(), &dir, leaf)
+            self.root
+                .symlink(Path::new(target), rel)
                 .map_err(|e| self.failed(name, rel, e))?;
         }
         Ok(())
     }
 
-    /// What a failed call below the staging folder means: the kernel's refusals to follow a link
-    /// or to leave the folder are the bundle's doing; anything else is an I/O error.
-    fn failed(&self, name: &str, rel: &Path, e: rustix::io::Errno) -> ExtractError {
-        use rustix::io::Errno;
+    /// What a failed call below the staging folder means: the refusals to follow a link or to leave
+    /// the folder are the bundle's doing; anything else is an I/O error.
+    fn failed(&self, name: &str, rel: &Path, e: crate::beneath::BeneathError) -> ExtractError {
+        use crate::beneath::BeneathError;
         match e {
-            Errno::LOOP => refused(name, "its path goes through a symlink"),
-            Errno::XDEV => refused(name, "its path leads outside the target"),
-            Errno::NOTDIR => refused(name, "its path goes through something that is not a folder"),
-            Errno::EXIST => refused(name, "the bundle already has an entry of that name"),
-            _ => io_err(&self.dir.join(rel))(e.into()),
+            BeneathError::Link { .. } => refused(name, "its path goes through a symlink"),
+            BeneathError::Outside { .. } => refused(name, "its path leads outside the target"),
+            BeneathError::Io { source, .. } => match source.raw_os_error() {
+                Some(libc::ELOOP) => refused(name, "its path goes through a symlink"),
+                Some(libc::EXDEV) => refused(name, "its path leads outside the target"),
+                Some(libc::ENOTDIR) => {
+                    refused(name, "its path goes through something that is not a folder")
+                }
+                Some(libc::EEXIST) => refused(name, "the bundle already has an entry of that name"),
+                _ => io_err(&self.dir.join(rel))(source),
+            },
         }
     }
 }
