@@ -246,15 +246,7 @@ fn a_corrupt_blob_is_detected_and_the_build_runs_again() {
 }
 
 fn cache_cmd(b: &Build, args: &[&str]) -> (Option<i32>, String) {
-    let out = kiln()
-        .arg("--cache-dir")
-        .arg(b.cache_dir())
-        .arg("--state-dir")
-        .arg(b.state_dir())
-        .arg("cache")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = b.kiln().arg("cache").args(args).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

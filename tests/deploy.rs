@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use crate::support::kiln;
 
 /// A test host: a deployment root, a destination, and a trace file the hooks append to.
-struct Host {
+/// A deployment host in a temp dir of its own: `www` the destination, `root` kiln's root.
+pub(crate) struct Host {
     dir: tempfile::TempDir,
     trace: PathBuf,
 }
 
 impl Host {
-    fn new() -> Host {
+    pub(crate) fn new() -> Host {
         let dir = tempfile::tempdir().unwrap();
         let trace = dir.path().join("trace");
         let host = Host { dir, trace };
@@ -23,7 +24,7 @@ impl Host {
     fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
-    fn dest(&self) -> PathBuf {
+    pub(crate) fn dest(&self) -> PathBuf {
         self.dir.path().join("www")
     }
     fn trace(&self) -> Vec<String> {
@@ -47,12 +48,29 @@ impl Host {
         extra: &str,
         hook_body: &[(&str, &str)],
     ) -> PathBuf {
+        self.revision_with_links(name, files, &[], extra, hook_body)
+    }
+
+    /// [`Host::revision`] with symbolic links in `site/` too: (path, target).
+    pub(crate) fn revision_with_links(
+        &self,
+        name: &str,
+        files: &[(&str, &str)],
+        links: &[(&str, &str)],
+        extra: &str,
+        hook_body: &[(&str, &str)],
+    ) -> PathBuf {
         let src = self.dir.path().join(format!("src-{name}"));
         std::fs::create_dir_all(src.join("scripts")).unwrap();
         for (path, content) in files {
             let p = src.join("site").join(path);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, content).unwrap();
+        }
+        for (path, target) in links {
+            let p = src.join("site").join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, p).unwrap();
         }
         let events = [
             "BeforeBlockTraffic",
@@ -130,7 +148,11 @@ impl Host {
             .unwrap_or_else(|e| panic!("{rel} is not installed: {e}"))
     }
 
-    fn deploy(&self, revision: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    pub(crate) fn deploy(
+        &self,
+        revision: &Path,
+        extra: &[&str],
+    ) -> (Option<i32>, serde_json::Value, String) {
         let out = kiln()
             .arg("deploy")
             .arg(revision)

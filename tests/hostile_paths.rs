@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Build, Run, build_commands, kiln};
+use crate::deploy::Host;
+use crate::support::{Build, Run, build_commands};
 
 const USER_KEY: &str = "ssh-ed25519 AAAA the-users-own-key\n";
 const ATTACKER_KEY: &str = "ssh-ed25519 AAAA the-attackers-key\n";
@@ -67,11 +68,8 @@ fn keys_project(name: &str) -> Build {
 
 /// `kiln build` of `b` with these arguments instead of the builder's `--output <dir>/out`.
 fn build_with(b: &Build, args: &[&Path]) -> Run {
-    let out = kiln()
-        .arg("--cache-dir")
-        .arg(b.cache_dir())
-        .arg("--state-dir")
-        .arg(b.state_dir())
+    let out = b
+        .kiln()
         .arg("build")
         .arg(b.path())
         .arg("--json")
@@ -295,87 +293,6 @@ fn git_variables_in_kilns_environment_do_not_redirect_it() {
     assert_eq!(run.json["source_version"], head);
 }
 
-/// A deployment host in a temp dir of its own: `www` the destination, `root` kiln's root.
-struct Host {
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Self {
-        Host {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn dest(&self) -> PathBuf {
-        self.dir.path().join("www")
-    }
-
-    /// Packages revision `name`: `site/` with `files` and the links `links` (path, target),
-    /// installed to `www`, with a script for each (event, body) of `hooks`.
-    fn revision(
-        &self,
-        name: &str,
-        files: &[(&str, &str)],
-        links: &[(&str, &str)],
-        hooks: &[(&str, &str)],
-    ) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let src = self.dir.path().join(format!("src-{name}"));
-        let site = src.join("site");
-        std::fs::create_dir_all(src.join("scripts")).unwrap();
-        for (path, content) in files {
-            std::fs::create_dir_all(site.join(path).parent().unwrap()).unwrap();
-            std::fs::write(site.join(path), content).unwrap();
-        }
-        for (path, target) in links {
-            std::fs::create_dir_all(site.join(path).parent().unwrap()).unwrap();
-            symlink(Path::new(target), &site.join(path));
-        }
-        let mut appspec = format!(
-            "version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: {}\nhooks:\n",
-            self.dest().display()
-        );
-        for (event, body) in hooks {
-            let script = src.join(format!("scripts/{event}.sh"));
-            std::fs::write(&script, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-            appspec.push_str(&format!(
-                "  {event}:\n    - location: scripts/{event}.sh\n      timeout: 60\n"
-            ));
-        }
-        std::fs::write(src.join("appspec.yml"), appspec).unwrap();
-        let out = self.dir.path().join(format!("{name}.zip"));
-        let run = kiln()
-            .arg("package")
-            .arg(&src)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        out
-    }
-
-    /// `kiln deploy` with these arguments: its exit code and its JSON.
-    fn deploy(&self, revision: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
-        let out = kiln()
-            .arg("deploy")
-            .arg(revision)
-            .args(["--group", "web", "--json", "--no-rollback", "--root"])
-            .arg(self.dir.path().join("root"))
-            .args(extra)
-            .output()
-            .unwrap();
-        let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        (out.status.code(), json)
-    }
-}
-
 #[test]
 fn a_link_a_hook_plants_does_not_lead_the_next_cleanup_out() {
     // The first revision installs sub/.ssh/authorized_keys; its AfterInstall hook (writing only in
@@ -384,10 +301,11 @@ fn a_link_a_hook_plants_does_not_lead_the_next_cleanup_out() {
     let home = Home::new();
     let host = Host::new();
     let dest = host.dest();
-    let v1 = host.revision(
+    let v1 = host.revision_with_links(
         "v1",
         &[("sub/.ssh/authorized_keys", ATTACKER_KEY)],
         &[],
+        "",
         &[(
             "AfterInstall",
             &format!(
@@ -397,10 +315,10 @@ fn a_link_a_hook_plants_does_not_lead_the_next_cleanup_out() {
             ),
         )],
     );
-    let (code, json) = host.deploy(&v1, &[]);
+    let (code, json, _) = host.deploy(&v1, &["--no-rollback"]);
     assert_eq!(code, Some(0), "{json}");
-    let v2 = host.revision("v2", &[("index.html", "two")], &[], &[]);
-    let (code, json) = host.deploy(&v2, &[]);
+    let v2 = host.revision_with_links("v2", &[("index.html", "two")], &[], "", &[]);
+    let (code, json, _) = host.deploy(&v2, &["--no-rollback"]);
     assert_eq!(code, Some(0), "{json}");
     home.untouched();
     assert!(
@@ -420,10 +338,11 @@ fn a_link_a_hook_plants_where_the_revision_has_a_folder_is_refused() {
     let home = Home::new();
     let host = Host::new();
     let dest = host.dest();
-    let v1 = host.revision(
+    let v1 = host.revision_with_links(
         "v1",
         &[("index.html", "one")],
         &[("sub/authorized_keys", "../index.html")],
+        "",
         &[(
             "BeforeInstall",
             &format!(
@@ -433,7 +352,10 @@ fn a_link_a_hook_plants_where_the_revision_has_a_folder_is_refused() {
             ),
         )],
     );
-    let (code, json) = host.deploy(&v1, &["--file-exists-behavior", "OVERWRITE"]);
+    let (code, json, _) = host.deploy(
+        &v1,
+        &["--no-rollback", "--file-exists-behavior", "OVERWRITE"],
+    );
     assert_eq!(code, Some(1), "{json}");
     let error = json["deployment"]["error"].as_str().unwrap_or_default();
     assert!(

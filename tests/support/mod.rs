@@ -155,14 +155,20 @@ impl Build {
         self.finish(self.command(extra).output().expect("kiln runs"))
     }
 
-    /// The `kiln build` command [`Build::run_with`] runs, to start it in the background.
-    pub fn command(&self, extra: &[&str]) -> Command {
+    /// `kiln` with this project's cache and state folders, for any subcommand.
+    pub fn kiln(&self) -> Command {
         let mut cmd = kiln();
         cmd.arg("--cache-dir")
             .arg(self.cache.path())
             .arg("--state-dir")
-            .arg(self.state.path())
-            .arg("build")
+            .arg(self.state.path());
+        cmd
+    }
+
+    /// The `kiln build` command [`Build::run_with`] runs, to start it in the background.
+    pub fn command(&self, extra: &[&str]) -> Command {
+        let mut cmd = self.kiln();
+        cmd.arg("build")
             .arg(self.dir.path())
             .arg("--json")
             .arg("--output")
