@@ -79,6 +79,15 @@ fn refused(entry: &str, reason: impl Into<String>) -> ExtractError {
     }
 }
 
+/// Whether a folder entry names the target itself (`./`, as `tar czf x.tgz .` writes): there is
+/// nothing to make for it.
+fn names_the_target(name: &str) -> bool {
+    !name.is_empty()
+        && Path::new(name)
+            .components()
+            .all(|c| matches!(c, Component::CurDir))
+}
+
 /// The relative path an entry name stands for, or why it is refused.
 fn safe_path(name: &str) -> Result<PathBuf, ExtractError> {
     let path = Path::new(name);
@@ -501,10 +510,14 @@ fn extract_zip(
             .by_index(i)
             .map_err(|e| io_err(bundle)(io::Error::other(e)))?;
         let name = entry.name().to_string();
-        let rel = safe_path(&name)?;
         let mode = entry.unix_mode().unwrap_or(0o644);
         let kind = mode & 0o170000;
-        if entry.is_dir() || kind == 0o040000 {
+        let is_dir = entry.is_dir() || kind == 0o040000;
+        if is_dir && names_the_target(&name) {
+            continue;
+        }
+        let rel = safe_path(&name)?;
+        if is_dir {
             staging.admit(&name, &rel, Made::Folder)?;
             continue;
         }
@@ -556,13 +569,20 @@ fn extract_tgz(
     let mut count = 0;
     for entry in archive.entries().map_err(io_err(bundle))? {
         let mut entry = entry.map_err(io_err(bundle))?;
+        let kind = entry.header().entry_type();
+        // A pax global header (`git archive` writes one) is metadata of the archive, not a file.
+        if kind == tar::EntryType::XGlobalHeader {
+            continue;
+        }
         let name = entry
             .path()
             .map_err(io_err(bundle))?
             .to_string_lossy()
             .into_owned();
+        if kind.is_dir() && names_the_target(&name) {
+            continue;
+        }
         let rel = safe_path(&name)?;
-        let kind = entry.header().entry_type();
         if kind.is_dir() {
             staging.admit(&name, &rel, Made::Folder)?;
         } else if kind.is_symlink() {

@@ -287,6 +287,62 @@ fn refusal(result: Result<usize, ExtractError>) -> String {
 }
 
 #[test]
+fn tarballs_of_tar_and_git_archive_extract() {
+    // `tar czf x.tgz -C dir .` names the folder itself `./`; `git archive` starts with a pax global
+    // header. Both are ordinary bundles.
+    let site = Site::new();
+    let src = site.dir.path().join("src");
+    std::fs::create_dir_all(src.join("app")).unwrap();
+    std::fs::write(src.join("app/index.html"), "hi").unwrap();
+    std::fs::write(src.join("appspec.yml"), "version: 0.0\n").unwrap();
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("the tool runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let tar = site.dir.path().join("dot.tgz");
+    run(std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&src)
+        .arg("."));
+    assert_eq!(
+        site.extract(&std::fs::read(&tar).unwrap(), Limits::default())
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.dest().join("app/index.html")).unwrap(),
+        "hi"
+    );
+
+    let git = |args: &[&str]| {
+        run(std::process::Command::new("git")
+            .args(["-c", "user.name=k", "-c", "user.email=k@k", "-C"])
+            .arg(&src)
+            .args(args))
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "one"]);
+    let archive = git(&["archive", "--format=tar.gz", "HEAD"]);
+    let again = Site::new();
+    assert_eq!(again.extract(&archive, Limits::default()).unwrap(), 2);
+    assert_eq!(
+        std::fs::read_to_string(again.dest().join("appspec.yml")).unwrap(),
+        "version: 0.0\n"
+    );
+    // A `./` file (not a folder) is still refused.
+    let bad = gzip(&tar_bytes(&[file(".")]));
+    assert!(Site::new().extract(&bad, Limits::default()).is_err());
+}
+
+#[test]
 fn paths_that_leave_are_refused() {
     assert!(safe_path("../x").is_err());
     assert!(safe_path("/etc/passwd").is_err());
