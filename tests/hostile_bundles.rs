@@ -407,3 +407,46 @@ fn an_inode_bomb_is_refused_on_deploy() {
         );
     }
 }
+
+#[test]
+fn a_bundle_past_max_size_is_refused_on_deploy() {
+    // Two files of 600 KiB of one byte: under the ratio cap's 1 MiB floor each, 1.2 MiB in all.
+    for format in FORMATS {
+        let host = Host::new();
+        let (code, err) = host.deploy(
+            format,
+            |p| {
+                let file = std::fs::File::create(p).unwrap();
+                let big = vec![b'a'; 600 << 10];
+                match format {
+                    Format::Zip => {
+                        let mut zip = zip::ZipWriter::new(file);
+                        for name in ["a", "b"] {
+                            zip.start_file(name, zip::write::SimpleFileOptions::default())
+                                .unwrap();
+                            zip.write_all(&big).unwrap();
+                        }
+                        zip.finish().unwrap();
+                    }
+                    Format::Tgz => {
+                        let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+                        let mut tar = tar::Builder::new(gz);
+                        for name in ["a", "b"] {
+                            let mut header = tar::Header::new_gnu();
+                            header.set_mode(0o644);
+                            header.set_size(big.len() as u64);
+                            tar.append_data(&mut header, name, &big[..]).unwrap();
+                        }
+                        tar.into_inner().unwrap().finish().unwrap();
+                    }
+                }
+            },
+            &["--max-size", "1M"],
+        );
+        assert_eq!(code, 1, "{format:?}: {err}");
+        assert!(
+            err.contains("expands past 1048576 bytes") && err.contains("--max-size"),
+            "{format:?}: {err}"
+        );
+    }
+}

@@ -224,6 +224,9 @@ struct DeployArgs {
     /// Refuse revisions that make more than this many files, folders and links (inode bombs).
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     max_entries: u64,
+    /// Refuse revisions that expand past this size, e.g. 10G (zip bombs).
+    #[arg(long, default_value = "10G", value_parser = parse_size, value_name = "SIZE")]
+    max_size: usize,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -796,6 +799,7 @@ async fn run(cli: Cli) -> u8 {
                 confine_hooks: false,
                 strategy: StrategyArg::InPlace,
                 max_entries: kiln::revision::extract::Limits::default().max_entries,
+                max_size: kiln::revision::extract::Limits::default().max_size as usize,
                 json: *json,
                 access: AccessArgs {
                     username: None,
@@ -958,6 +962,7 @@ fn deploy_options(
         strategy: args.strategy.into(),
         limits: kiln::revision::extract::Limits {
             max_entries: args.max_entries,
+            max_size: args.max_size as u64,
             ..Default::default()
         },
     })

@@ -46,8 +46,8 @@ impl Default for Limits {
 pub enum ExtractError {
     #[error("refused entry `{entry}`: {reason}")]
     Refused { entry: String, reason: String },
-    #[error("the bundle expands past {limit}: refused (a zip bomb?)")]
-    TooLarge { limit: String },
+    #[error("the bundle expands past {limit}: refused (a zip bomb?){hint}")]
+    TooLarge { limit: String, hint: &'static str },
     #[error(
         "the bundle makes more than {limit} files, folders and links: refused (an inode bomb?); \
          if it is expected, raise the limit with --max-entries"
@@ -190,11 +190,13 @@ impl Budget {
         if used > self.limits.max_size {
             return Err(ExtractError::TooLarge {
                 limit: format!("{} bytes", self.limits.max_size),
+                hint: "; if it is expected, raise the limit with --max-size",
             });
         }
         if used > ratio_cap.max(1 << 20) {
             return Err(ExtractError::TooLarge {
                 limit: format!("{}x its own size", self.limits.max_ratio),
+                hint: "; no real revision compresses that well",
             });
         }
         Ok(())
