@@ -644,3 +644,31 @@ fn a_cache_path_the_build_turned_into_a_link_is_not_saved() {
         .success()
         .log_lacks("RESTORED-HOST-FILES\n");
 }
+
+#[test]
+fn a_daemon_swapping_a_cache_path_for_a_link_cannot_lead_the_restore_out() {
+    // The key's expansion leaves a process behind that keeps replacing the cache folder with a
+    // link to a host folder while kiln restores into it: kiln must never write through the link.
+    let outside = crate::support::host_visible_dir("kiln-cache-race-");
+    let name = format!("race-{}", std::process::id());
+    let swap = format!(
+        "$(setsid sh -c 'i=0; while [ $i -lt 20000 ]; do rm -rf /root/{name}; ln -sfn {out} /root/{name}; i=$((i+1)); done' >/dev/null 2>&1 &)",
+        out = outside.path().display()
+    );
+    let spec = |key: &str| {
+        format!(
+            "version: 0.2\ncache:\n  key: \"{key}\"\n  paths: ['/root/{name}/**/*']\nphases:\n  install:\n    commands:\n      - mkdir -p /root/{name}/d && seq 1 400 | while read i; do echo x > /root/{name}/d/f$i; done\n"
+        )
+    };
+    let b = Build::new().buildspec(&spec("k"));
+    b.run().success().log_has("Saved cache for key k");
+    for _ in 0..5 {
+        std::fs::write(b.path().join("buildspec.yml"), spec(&format!("k{swap}"))).unwrap();
+        b.run_with(&["--no-cache"]);
+        let leaked = crate::support::walkdir(outside.path());
+        assert!(
+            leaked.is_empty(),
+            "kiln restored through the link: {leaked:?}"
+        );
+    }
+}

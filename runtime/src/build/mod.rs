@@ -1027,15 +1027,20 @@ struct CacheBases {
 }
 
 impl CacheBases {
-    /// Whether `path` is a link, or leads through one below the nearest base (else its parent).
-    fn through_link(&self, path: &Path) -> bool {
-        let base = self
-            .bases
+    /// The nearest base above `path`.
+    fn base_of(&self, path: &Path) -> Option<&Path> {
+        self.bases
             .iter()
             .flatten()
             .filter(|b| path.starts_with(b))
             .max_by_key(|b| b.as_os_str().len())
             .map(PathBuf::as_path)
+    }
+
+    /// Whether `path` is a link, or leads through one below the nearest base (else its parent).
+    fn through_link(&self, path: &Path) -> bool {
+        let base = self
+            .base_of(path)
             .or_else(|| path.parent())
             .unwrap_or(Path::new("/"));
         links_between(base, path)
@@ -1048,10 +1053,13 @@ impl CacheBases {
         verb: &str,
         log: &BuildLog,
     ) -> Vec<paths::CachePath> {
-        let (safe, linked): (Vec<_>, Vec<_>) = paths
+        let (mut safe, linked): (Vec<_>, Vec<_>) = paths
             .iter()
             .cloned()
             .partition(|p| !self.through_link(&p.root));
+        for p in &mut safe {
+            p.base = self.base_of(&p.root).map(Path::to_path_buf);
+        }
         for p in &linked {
             log.container(&format!(
                 "warning: cache path {} is not {verb}: it leads through a link",

@@ -73,6 +73,9 @@ pub struct PathsEntry {
 pub struct CachePath {
     pub pattern: String,
     pub root: PathBuf,
+    /// The folder above `root` that the build cannot change (its workspace, its scratch folder):
+    /// the restore makes `root` below it and follows no link on the way.
+    pub base: Option<PathBuf>,
     filter: Option<globset::GlobMatcher>,
 }
 
@@ -114,6 +117,7 @@ pub fn resolve(cache: &Cache, source_dir: &Path, home: Option<&str>) -> Vec<Cach
             Some(CachePath {
                 pattern: pattern.clone(),
                 root,
+                base: None,
                 filter,
             })
         })
@@ -177,13 +181,10 @@ pub fn restore(
 ) -> Result<usize, CasError> {
     let mut files = 0;
     for saved in &entry.paths {
-        let Some(root) = current
-            .iter()
-            .find(|p| p.pattern == saved.pattern)
-            .map(|p| &p.root)
-        else {
+        let Some(path) = current.iter().find(|p| p.pattern == saved.pattern) else {
             continue;
         };
+        let root = &path.root;
         let tree = Tree::load(store, &saved.tree)?;
         // A tree that puts entries below one of its own links would write through it.
         let links: Vec<&str> = tree
@@ -202,30 +203,39 @@ pub fn restore(
                 source: std::io::Error::other("the cached tree puts it below one of its own links"),
             });
         }
-        std::fs::create_dir_all(root).map_err(io_err(root))?;
-        for e in &tree.entries {
-            // Replacing: a stale file (or link) in the way is removed first. Nothing is written
-            // through a link the project holds below the path (`vendor/sub -> /etc`).
-            let target = root.join(e.path());
-            if target.parent().is_some_and(|parent| {
-                parent
-                    .ancestors()
-                    .take_while(|a| *a != root.as_path())
-                    .any(|a| {
-                        a.symlink_metadata()
-                            .is_ok_and(|m| m.file_type().is_symlink())
-                    })
-            }) {
-                return Err(CasError::Io {
-                    path: target,
-                    source: std::io::Error::other("leads through a link; nothing restored there"),
-                });
-            }
-            if !matches!(e, Entry::Dir { .. }) && target.symlink_metadata().is_ok() {
-                std::fs::remove_file(&target).map_err(io_err(&target))?;
+        // Everything from the base down is resolved beneath it: a link the build left on the way
+        // (or swaps in while kiln restores) is refused, never followed.
+        let beneath = |e: crate::beneath::BeneathError| CasError::Io {
+            path: root.clone(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let (base, below) = match &path.base {
+            Some(base) => (
+                base.as_path(),
+                root.strip_prefix(base).unwrap_or(Path::new("")),
+            ),
+            None => (root.as_path(), Path::new("")),
+        };
+        if path.base.is_none() {
+            std::fs::create_dir_all(root).map_err(io_err(root))?;
+        }
+        let dir = crate::beneath::Dir::open(base)
+            .and_then(|b| b.create_dir_all(below))
+            .map_err(beneath)?;
+        // Replacing: a stale file (or link) in the way is removed first.
+        for e in tree
+            .entries
+            .iter()
+            .filter(|e| !matches!(e, Entry::Dir { .. }))
+        {
+            let rel = Path::new(e.path());
+            if let Some(found) = dir.entry(rel).map_err(beneath)?
+                && found != crate::beneath::Entry::Dir
+            {
+                dir.remove(rel).map_err(beneath)?;
             }
         }
-        tree.restore(store, root)?;
+        tree.restore_into(store, &dir)?;
         files += tree
             .entries
             .iter()

@@ -274,22 +274,19 @@ impl LocalStore {
         Ok(bytes)
     }
 
-    /// Writes a blob out to `dest` (a new file), verifying it on the way. A corrupt blob is removed,
-    /// `dest` too, and the error says so.
-    pub fn copy_out(&self, digest: &Digest, dest: &Path) -> Result<(), CasError> {
+    /// Writes a blob into `out` (a file the caller created), verifying it on the way. A corrupt
+    /// blob is removed from the store; what was written to `out` is the caller's to remove.
+    pub fn copy_out_into(&self, digest: &Digest, out: &mut File) -> Result<(), CasError> {
         let path = self.blob_path(digest);
-        let mut out = File::create(dest).map_err(io_err(dest))?;
-        let actual = match copy_hashing(&path, &mut out) {
+        let actual = match copy_hashing(&path, out) {
             Ok(d) => d,
             Err(CasError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                let _ = std::fs::remove_file(dest);
                 return Err(CasError::Missing(*digest));
             }
             Err(e) => return Err(e),
         };
         if actual != *digest {
             let _ = std::fs::remove_file(&path);
-            let _ = std::fs::remove_file(dest);
             return Err(CasError::Corrupt {
                 digest: *digest,
                 actual,

@@ -154,6 +154,18 @@ impl Tree {
     /// Writes the tree out below `dest` (which must exist and be empty), files in parallel, each
     /// verified as it is copied. Paths that would leave `dest` are refused.
     pub fn restore(&self, store: &LocalStore, dest: &Path) -> Result<(), CasError> {
+        // `dest` is the caller's choice; below it nothing is followed.
+        let dir = crate::beneath::Dir::open(dest).map_err(beneath_err)?;
+        self.restore_into(store, &dir)
+    }
+
+    /// Writes the tree out below `dir`, never through a link: one already there (a build may leave
+    /// links where a cache path is restored) or one of the tree's own.
+    pub fn restore_into(
+        &self,
+        store: &LocalStore,
+        dir: &crate::beneath::Dir,
+    ) -> Result<(), CasError> {
         for entry in &self.entries {
             let rel = Path::new(entry.path());
             if rel.is_absolute()
@@ -162,36 +174,55 @@ impl Tree {
                     .any(|c| matches!(c, std::path::Component::ParentDir))
             {
                 return Err(CasError::BadEntry {
-                    path: dest.join(rel),
+                    path: dir.path().join(rel),
                     message: "a tree entry leads outside its folder".into(),
                 });
             }
             let parent = match entry {
-                Entry::Dir { .. } => dest.join(rel),
-                _ => dest.join(rel.parent().unwrap_or(Path::new(""))),
+                Entry::Dir { .. } => rel,
+                _ => rel.parent().unwrap_or(Path::new("")),
             };
-            std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+            dir.create_dir_all(parent).map_err(beneath_err)?;
         }
         self.entries.par_iter().try_for_each(|entry| {
-            let target = dest.join(entry.path());
+            let rel = Path::new(entry.path());
             match entry {
                 Entry::File {
                     digest, executable, ..
                 } => {
-                    store.copy_out(digest, &target)?;
+                    let mode = if *executable { 0o755 } else { 0o644 };
+                    let mut out = dir.create_file_mode(rel, mode).map_err(beneath_err)?;
+                    store.copy_out_into(digest, &mut out).inspect_err(|_| {
+                        let _ = dir.remove(rel);
+                    })?;
                     if *executable {
+                        // The umask may have taken bits the tree says the file has.
                         use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
-                            .map_err(io_err(&target))?;
+                        out.set_permissions(std::fs::Permissions::from_mode(0o755))
+                            .map_err(io_err(&dir.path().join(rel)))?;
                     }
                     Ok(())
                 }
                 Entry::Symlink { target: link, .. } => {
-                    std::os::unix::fs::symlink(link, &target).map_err(io_err(&target))
+                    dir.symlink(Path::new(link), rel).map_err(beneath_err)
                 }
                 Entry::Dir { .. } => Ok(()),
             }
         })
+    }
+}
+
+/// A refusal below a folder as the store's error.
+fn beneath_err(e: crate::beneath::BeneathError) -> CasError {
+    use crate::beneath::BeneathError;
+    match e {
+        BeneathError::Io { path, source } => CasError::Io { path, source },
+        BeneathError::Link { ref path, .. } | BeneathError::Outside { ref path, .. } => {
+            CasError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        }
     }
 }
 
