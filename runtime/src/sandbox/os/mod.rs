@@ -659,7 +659,6 @@ fn private_files() -> Vec<Private> {
 /// left to their password-less copies.
 fn hide_private(scratch: &Path, private: &[Private]) -> io::Result<()> {
     use rayon::prelude::*;
-    use std::os::unix::fs::PermissionsExt;
     let upper = scratch.join("upper");
     let hidden: Vec<&Private> = private
         .iter()
@@ -673,36 +672,51 @@ fn hide_private(scratch: &Path, private: &[Private]) -> io::Result<()> {
             !shadow && top.is_some_and(|t| t.is_dir())
         })
         .collect();
+    // A host file that is gone by now (a temp folder removed since the scan) has nothing left to
+    // hide: what the host no longer has, the overlay does not show either.
+    let gone = |r: io::Result<()>| match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
     // The folders above them first, one at a time (they share parents); then each hidden entry on
     // its own, in parallel: this is disk latency, not work.
-    for p in &hidden {
-        make_parents(&upper, &p.path)?;
-    }
-    hidden.par_iter().try_for_each(|p| -> io::Result<()> {
-        let dest = mounts::join(&upper, &p.path);
-        if p.dir {
-            std::fs::create_dir_all(&dest)?;
-            let dest_c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
-                .map_err(io::Error::other)?;
-            // SAFETY: setxattr reads a live path, a NUL-terminated name and a 1-byte value.
-            let rc = unsafe {
-                libc::setxattr(
-                    dest_c.as_ptr(),
-                    c"user.overlay.opaque".as_ptr(),
-                    b"y".as_ptr().cast(),
-                    1,
-                    0,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        } else {
-            std::fs::write(&dest, b"")?;
+    let mut kept = Vec::with_capacity(hidden.len());
+    for p in hidden {
+        match make_parents(&upper, &p.path) {
+            Ok(()) => kept.push(p),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(p.mode))?;
-        std::os::unix::fs::chown(&dest, Some(p.uid), Some(p.gid))
-    })
+    }
+    kept.par_iter().try_for_each(|p| gone(hide_one(&upper, p)))
+}
+
+/// Puts the empty stand-in for one private file or folder in the upper layer.
+fn hide_one(upper: &Path, p: &Private) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dest = mounts::join(upper, &p.path);
+    if p.dir {
+        std::fs::create_dir_all(&dest)?;
+        let dest_c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
+            .map_err(io::Error::other)?;
+        // SAFETY: setxattr reads a live path, a NUL-terminated name and a 1-byte value.
+        let rc = unsafe {
+            libc::setxattr(
+                dest_c.as_ptr(),
+                c"user.overlay.opaque".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    } else {
+        std::fs::write(&dest, b"")?;
+    }
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(p.mode))?;
+    std::os::unix::fs::chown(&dest, Some(p.uid), Some(p.gid))
 }
 
 /// Makes the folders above `path` in the upper layer with the owners and modes they have on the
@@ -852,6 +866,28 @@ pub fn remove_scratch(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_file_gone_since_the_scan_has_nothing_to_hide() {
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(scratch.path().join("upper/var")).unwrap();
+        let gone = |path: &str, dir: bool| Private {
+            path: PathBuf::from(path),
+            dir,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+        };
+        let name = format!("/var/kiln-test-gone-{}", std::process::id());
+        hide_private(
+            scratch.path(),
+            &[
+                gone(&format!("{name}/secret"), false),
+                gone(&format!("{name}/private-dir"), true),
+            ],
+        )
+        .expect("a vanished file is no error");
+    }
 
     #[test]
     fn shadow_copies_keep_users_and_lose_hashes() {
