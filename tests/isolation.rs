@@ -1587,3 +1587,51 @@ fn a_run_as_phase_keeps_the_shell_session() {
         .said("AS=65534 FROM_ROOT=1")
         .said("AFTER=0 FROM_NOBODY=2");
 }
+
+#[test]
+fn a_toolchain_on_path_in_a_home_is_usable() {
+    if !require_namespaces() {
+        return;
+    }
+    // A home only its owner may enter (/root is 0700): as root, the launcher's id outside could not
+    // reach into it, so kiln opens what the build is shown itself.
+    // SAFETY: geteuid has no preconditions.
+    let home = if unsafe { libc::geteuid() } == 0 {
+        std::path::PathBuf::from("/root")
+    } else {
+        std::path::PathBuf::from(std::env::var("HOME").expect("HOME"))
+    };
+    let tool = tempfile::Builder::new()
+        .prefix(".kiln-test-tool-")
+        .tempdir_in(&home)
+        .expect("a folder in the home");
+    std::fs::set_permissions(tool.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let bin = tool.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("hello-tool"), "#!/bin/sh\necho TOOL-RAN-$1\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("hello-tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Build::new()
+        .buildspec(&build_commands(&[
+            "hello-tool ok",
+            &format!(
+                "touch {}/planted 2>/dev/null && echo WROTE || echo READ-ONLY",
+                bin.display()
+            ),
+        ]))
+        .env("PATH", &path)
+        .run()
+        .success()
+        .sandboxed()
+        .said("TOOL-RAN-ok")
+        .said("READ-ONLY");
+    assert!(!bin.join("planted").exists());
+}

@@ -206,11 +206,36 @@ impl OsSandbox {
         let mut writable = config.writable.clone();
         writable.sort();
         writable.dedup();
+        let userns = if root {
+            Some(
+                std::fs::File::open(format!("/proc/{pid}/ns/user"))
+                    .map_err(|e| err("opening the build's user namespace", e))?,
+            )
+        } else {
+            None
+        };
+        // As root, kiln opens what the build is shown read-only itself (a toolchain in /root, which
+        // the launcher's id outside cannot enter); what is not there is not shown.
+        let mut expose = Vec::new();
+        let mut expose_fds = Vec::new();
+        for path in &config.expose {
+            match &userns {
+                Some(ns) => match mounts::readonly_clone(path, ns.as_raw_fd()) {
+                    Ok(fd) => {
+                        expose.push(path.clone());
+                        expose_fds.push(fd);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(err("showing a folder read-only", e)),
+                },
+                None => expose.push(path.clone()),
+            }
+        }
         let layout = Layout {
             scratch: &config.scratch,
             idmapped: root,
             writable: &writable,
-            expose: &config.expose,
+            expose: &expose,
             protect: &config.protect,
             hide: &config.hide,
             top: &top,
@@ -218,9 +243,7 @@ impl OsSandbox {
             own_network: config.network != Network::Host,
         };
         let mut fds: Vec<OwnedFd> = Vec::new();
-        if root {
-            let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
-                .map_err(|e| err("opening the build's user namespace", e))?;
+        if let Some(userns) = &userns {
             let ns = userns.as_raw_fd();
             fds.push(
                 mounts::idmapped_clone(Path::new("/"), ns, true)
@@ -236,6 +259,9 @@ impl OsSandbox {
                         .map_err(|e| err("idmapping a writable folder", e))?,
                 );
             }
+            // In the order of Layout::attached_readonly, which is `expose`'s.
+            debug_assert_eq!(layout.attached_readonly().len(), expose_fds.len());
+            fds.append(&mut expose_fds);
         }
         let mut plan = layout.plan();
         plan.hostname = "kiln".into();

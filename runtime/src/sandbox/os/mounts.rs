@@ -174,6 +174,17 @@ impl Layout<'_> {
             .collect()
     }
 
+    /// The read-only folders and files kiln must pass as mounts, after [`Layout::attached`]: as
+    /// root, kiln opens them itself, since the launcher's id outside cannot reach into a home that
+    /// only the host's root may enter (`/root` is 0700).
+    pub fn attached_readonly(&self) -> Vec<&Path> {
+        if self.idmapped {
+            self.expose.iter().map(PathBuf::as_path).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The plan. Read-write folders below the scratch folder are reached through it; the others are
     /// attached (idmapped) or bound.
     pub fn plan(&self) -> Plan {
@@ -321,13 +332,22 @@ impl Layout<'_> {
             readonly: false,
             optional: false,
         });
+        let mut exposed_fd = FD_SCRATCH + 1 + self.attached().len();
         for path in self.expose {
-            before.push(Op::Bind {
-                source: path.clone(),
-                target: at(path),
-                readonly: true,
-                optional: true,
-            });
+            if self.idmapped {
+                before.push(Op::Attach {
+                    fd: exposed_fd,
+                    target: at(path),
+                });
+                exposed_fd += 1;
+            } else {
+                before.push(Op::Bind {
+                    source: path.clone(),
+                    target: at(path),
+                    readonly: true,
+                    optional: true,
+                });
+            }
         }
         let mut next_fd = FD_SCRATCH + 1;
         for path in self.writable {
@@ -575,6 +595,31 @@ fn setattr(path: &Path, set: u64) -> io::Result<()> {
 /// A detached, idmapped clone of the mount at `path` (not of the mounts below it): files owned by
 /// `n` on disk appear as the user namespace's `n`.
 pub fn idmapped_clone(path: &Path, userns: RawFd, readonly: bool) -> io::Result<OwnedFd> {
+    let fd = clone_tree(path)?;
+    let ro = if readonly { MOUNT_ATTR_RDONLY } else { 0 };
+    set_mount_attr(
+        &fd,
+        path,
+        MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro,
+        userns,
+    )?;
+    Ok(fd)
+}
+
+/// A detached, read-only clone of what is at `path` (a folder or a file), idmapped like
+/// [`idmapped_clone`] where its file system allows, else as it is (its files then show as owned by
+/// nobody, and stay readable by everyone their mode lets read).
+pub fn readonly_clone(path: &Path, userns: RawFd) -> io::Result<OwnedFd> {
+    let fd = clone_tree(path)?;
+    let plain = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if set_mount_attr(&fd, path, plain | MOUNT_ATTR_IDMAP, userns).is_err() {
+        set_mount_attr(&fd, path, plain, 0)?;
+    }
+    Ok(fd)
+}
+
+/// A detached clone of what is at `path` (`open_tree(OPEN_TREE_CLONE)`, the mounts below left out).
+fn clone_tree(path: &Path) -> io::Result<OwnedFd> {
     use std::os::fd::FromRawFd;
     let path_c = cstr(path)?;
     // SAFETY: open_tree reads a live path; the descriptor it returns is owned below.
@@ -588,31 +633,30 @@ pub fn idmapped_clone(path: &Path, userns: RawFd, readonly: bool) -> io::Result<
     };
     check(fd, "cannot clone the mount of", path)?;
     // SAFETY: a fresh descriptor, owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sets mount attributes on a detached mount (`userns` is read only with `MOUNT_ATTR_IDMAP`).
+fn set_mount_attr(fd: &OwnedFd, path: &Path, attr_set: u64, userns: RawFd) -> io::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP
-            | MOUNT_ATTR_NOSUID
-            | MOUNT_ATTR_NODEV
-            | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_set,
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns as u64,
     };
-    let empty = c"";
     // SAFETY: mount_setattr on the descriptor itself (AT_EMPTY_PATH) with a MountAttr of the size
     // given.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
-            empty.as_ptr(),
+            c"".as_ptr(),
             libc::AT_EMPTY_PATH,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
-    check(rc, "cannot idmap the mount of", path)?;
-    Ok(fd)
+    check(rc, "cannot set the mount attributes of", path)
 }
 
 fn attach(fd: &OwnedFd, target: &Path) -> io::Result<()> {
@@ -696,7 +740,19 @@ pub fn apply(op: &Op, fds: &[OwnedFd]) -> io::Result<Option<String>> {
             let fd = fds.get(*fd).ok_or_else(|| {
                 io::Error::other(format!("no mount was passed for {}", target.display()))
             })?;
-            mkdir_all(target, 0o755)?;
+            // A file is mounted on a file, a folder on a folder.
+            if std::fs::File::from(fd.try_clone()?).metadata()?.is_dir() {
+                mkdir_all(target, 0o755)?;
+            } else {
+                if let Some(parent) = target.parent() {
+                    mkdir_all(parent, 0o755)?;
+                }
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(target)?;
+            }
             attach(fd, target)?;
         }
         Op::Overlay {
