@@ -1,6 +1,7 @@
-//! The environment a build sees: buildspec variables, --env, built-ins, secrets and masking.
+//! The environment a build sees: buildspec variables, --env, built-ins, secrets and masking, the
+//! region and the proxy and CA variables CodeBuild's environment has.
 
-use crate::support::{Build, build_commands};
+use crate::support::{Build, Run, build_commands};
 
 #[test]
 fn variables_keep_the_spelling_yaml_would_change() {
@@ -143,4 +144,229 @@ fn the_host_environment_does_not_leak_in_unless_passed() {
         .run();
     run.success();
     assert_eq!(run.output_lines(), ["[] [passed]"]);
+}
+
+/// kiln's variables that choose the region, removed from its environment unless the test sets them,
+/// so that the machine's own do not decide the result.
+const REGION_SOURCES: &[&str] = &[
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+];
+
+const PRINT_REGION: &str = "echo \"region=[$AWS_REGION] default=[$AWS_DEFAULT_REGION]\"";
+
+/// Runs `b` with only the region sources it sets, and with `AWS_CONFIG_FILE` naming a file that
+/// does not exist unless it sets one (not the machine's `~/.aws/config`).
+fn run_for_region(b: &Build, extra: &[&str]) -> Run {
+    let mut cmd = b.command(extra);
+    let set: Vec<String> = cmd
+        .get_envs()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect();
+    for name in REGION_SOURCES {
+        if !set.iter().any(|s| s == name) {
+            cmd.env_remove(name);
+        }
+    }
+    if !set.iter().any(|s| s == "AWS_CONFIG_FILE") {
+        cmd.env("AWS_CONFIG_FILE", b.path().join("no-aws-config"));
+    }
+    b.finish(cmd.output().expect("kiln runs"))
+}
+
+#[test]
+fn the_region_is_kiln_own_aws_region_else_aws_default_region() {
+    let b = Build::new()
+        .buildspec(&build_commands(&[PRINT_REGION]))
+        .env("AWS_REGION", "eu-west-3")
+        .env("AWS_DEFAULT_REGION", "eu-west-2");
+    let run = run_for_region(&b, &[]);
+    run.success();
+    assert_eq!(
+        run.output_lines(),
+        ["region=[eu-west-3] default=[eu-west-3]"]
+    );
+
+    let b = Build::new()
+        .buildspec(&build_commands(&[PRINT_REGION]))
+        .env("AWS_DEFAULT_REGION", "eu-west-2");
+    let run = run_for_region(&b, &[]);
+    run.success();
+    assert_eq!(
+        run.output_lines(),
+        ["region=[eu-west-2] default=[eu-west-2]"]
+    );
+}
+
+#[test]
+fn the_region_comes_from_the_aws_config_file_for_the_profile() {
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("config");
+    std::fs::write(
+        &file,
+        "[default]\nregion = ap-south-1\n\n[profile ci]\noutput = json\nregion = ca-central-1\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let b = Build::new()
+        .buildspec(&build_commands(&[PRINT_REGION]))
+        .env("AWS_CONFIG_FILE", file);
+    let run = run_for_region(&b, &[]);
+    run.success();
+    assert_eq!(
+        run.output_lines(),
+        ["region=[ap-south-1] default=[ap-south-1]"]
+    );
+
+    let b = Build::new()
+        .buildspec(&build_commands(&[PRINT_REGION]))
+        .env("AWS_CONFIG_FILE", file)
+        .env("AWS_PROFILE", "ci");
+    let run = run_for_region(&b, &[]);
+    run.success();
+    assert_eq!(
+        run.output_lines(),
+        ["region=[ca-central-1] default=[ca-central-1]"]
+    );
+}
+
+#[test]
+fn without_a_region_anywhere_the_build_runs_in_us_east_1() {
+    let b = Build::new().buildspec(&build_commands(&[PRINT_REGION]));
+    let run = run_for_region(&b, &[]);
+    run.success();
+    assert_eq!(
+        run.output_lines(),
+        ["region=[us-east-1] default=[us-east-1]"]
+    );
+}
+
+#[test]
+fn the_buildspec_and_env_flag_override_the_region() {
+    let b = Build::new()
+        .buildspec(&format!(
+            "version: 0.2\nenv:\n  variables:\n    AWS_REGION: ap-northeast-1\nphases:\n  build:\n    commands:\n      - '{PRINT_REGION}'\n"
+        ))
+        .env("AWS_REGION", "eu-west-3");
+    let run = run_for_region(&b, &[]);
+    run.success();
+    assert_eq!(
+        run.output_lines(),
+        ["region=[ap-northeast-1] default=[eu-west-3]"]
+    );
+    let run = run_for_region(&b, &["--env", "AWS_DEFAULT_REGION=me-south-1"]);
+    run.success();
+    assert_eq!(
+        run.output_lines(),
+        ["region=[ap-northeast-1] default=[me-south-1]"]
+    );
+}
+
+/// kiln's proxy and CA variables, as a company network would set them.
+const PROXIES: &[(&str, &str)] = &[
+    ("HTTP_PROXY", "http://proxy.example:3128"),
+    ("HTTPS_PROXY", "http://proxy.example:3129"),
+    ("NO_PROXY", "localhost,.internal.example"),
+    ("http_proxy", "http://lower.example:3128"),
+    ("https_proxy", "http://lower.example:3129"),
+    ("no_proxy", "localhost"),
+    ("SSL_CERT_FILE", "/etc/kiln-test/ca.pem"),
+    ("REQUESTS_CA_BUNDLE", "/etc/kiln-test/requests.pem"),
+    ("NODE_EXTRA_CA_CERTS", "/etc/kiln-test/node.pem"),
+    ("CURL_CA_BUNDLE", "/etc/kiln-test/curl.pem"),
+];
+
+fn with_proxies(mut b: Build) -> Build {
+    for (name, value) in PROXIES {
+        b = b.env(name, value);
+    }
+    b
+}
+
+fn print_proxies() -> String {
+    let commands: Vec<String> = PROXIES
+        .iter()
+        .map(|(name, _)| format!("echo \"{name}=[${name}]\""))
+        .collect();
+    build_commands(&commands.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn proxy_and_ca_variables_pass_through_to_a_build_with_a_network() {
+    let run = with_proxies(Build::new().buildspec(&print_proxies())).run();
+    run.success();
+    let expected: Vec<String> = PROXIES
+        .iter()
+        .map(|(name, value)| format!("{name}=[{value}]"))
+        .collect();
+    assert_eq!(run.output_lines(), expected);
+}
+
+#[test]
+fn proxy_and_ca_variables_stay_out_of_a_build_without_a_network() {
+    let run = with_proxies(Build::new().buildspec(&print_proxies()))
+        .args(["--network", "none"])
+        .run();
+    run.success();
+    let expected: Vec<String> = PROXIES
+        .iter()
+        .map(|(name, _)| format!("{name}=[]"))
+        .collect();
+    assert_eq!(run.output_lines(), expected);
+}
+
+#[test]
+fn a_ca_file_outside_the_homes_is_readable_in_the_build() {
+    let dir = crate::support::host_visible_dir("kiln-ca-");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE----- outside\n").unwrap();
+    let run = Build::new()
+        .buildspec(&build_commands(&["cat \"$SSL_CERT_FILE\""]))
+        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .run();
+    run.success();
+    assert_eq!(run.output_lines(), ["-----BEGIN CERTIFICATE----- outside"]);
+}
+
+#[test]
+fn a_ca_file_in_a_home_is_readable_in_the_build_and_nothing_beside_it() {
+    // The homes are hidden from a build: a CA file there is shown alone, read-only. (Below /home:
+    // kiln run as root reaches the host's /root, mode 0700, from no id its launcher has, so a file
+    // there is not shown, as toolchains there are not.)
+    let home = std::env::var("HOME").unwrap_or_default();
+    let parent = if home.starts_with("/home/") {
+        home
+    } else {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test needs a HOME below /home, or root to write in /home"
+        );
+        "/home".to_string()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(".kiln-test-ca-")
+        .tempdir_in(&parent)
+        .unwrap();
+    let ca = dir.path().join("corp.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE----- corp\n").unwrap();
+    std::fs::write(dir.path().join("beside.txt"), "private").unwrap();
+    let run = Build::new()
+        .buildspec(&build_commands(&[
+            "cat \"$NODE_EXTRA_CA_CERTS\"",
+            "ls \"$(dirname \"$NODE_EXTRA_CA_CERTS\")\"",
+            "(echo x >> \"$NODE_EXTRA_CA_CERTS\") 2>/dev/null && echo writable || echo read-only",
+        ]))
+        .env("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())
+        .run();
+    run.success();
+    assert_eq!(run.json["sandbox"], "namespaces", "{}", run.stderr);
+    assert_eq!(
+        run.output_lines(),
+        ["-----BEGIN CERTIFICATE----- corp", "corp.pem", "read-only"]
+    );
 }

@@ -136,3 +136,103 @@ fn an_output_folder_inside_the_project_is_not_part_of_its_source() {
     run.success();
     assert_eq!(run.output_lines(), ["buildspec.yml keep.txt "]);
 }
+
+/// A build of `b` with the default output, `.kiln/out` in the project.
+fn run_with_default_output(b: &Build) -> crate::support::Run {
+    let output = b
+        .kiln()
+        .arg("build")
+        .arg(b.path())
+        .arg("--json")
+        .output()
+        .unwrap();
+    crate::support::Run::new(output, b.path().join(".kiln/out"))
+}
+
+fn git_status(b: &Build) -> String {
+    let out = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(b.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn kiln_folders_at_any_depth_of_a_git_project_are_not_its_source() {
+    if !git_available() {
+        panic!("git is needed for this test: apt-get install git");
+    }
+    let run = Build::new()
+        .write("keep.txt", "k")
+        .sh("git init -q .")
+        .write(".kiln/out/old/a.txt", "from an earlier build")
+        .write("sub/.kiln/x", "from a build of sub")
+        .write("sub/src.txt", "s")
+        .buildspec(&build_commands(&[
+            "test ! -e sub/.kiln/x",
+            "test ! -e .kiln",
+            "test -e sub/src.txt",
+            "echo clean",
+        ]))
+        .run();
+    run.success();
+    assert_eq!(run.output_lines(), ["clean"]);
+}
+
+#[test]
+fn kiln_folders_at_any_depth_of_a_plain_project_are_not_its_source() {
+    let run = Build::new()
+        .write("keep.txt", "k")
+        .write(".kiln/out/old/a.txt", "from an earlier build")
+        .write("sub/.kiln/x", "from a build of sub")
+        .write("sub/src.txt", "s")
+        .buildspec(&build_commands(&[
+            "test ! -e sub/.kiln/x",
+            "test ! -e sub/.kiln",
+            "test ! -e .kiln",
+            "test -e sub/src.txt",
+            "echo clean",
+        ]))
+        .run();
+    run.success();
+    assert_eq!(run.output_lines(), ["clean"]);
+}
+
+#[test]
+fn the_default_output_folder_ignores_itself_for_git() {
+    if !git_available() {
+        panic!("git is needed for this test: apt-get install git");
+    }
+    let b = Build::new()
+        .buildspec(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo a > a.txt\nartifacts:\n  files: [a.txt]\n  name: app\n",
+        )
+        .sh("git init -q . && git add -A && git -c user.email=k@example.com -c user.name=k commit -qm init");
+    for _ in 0..2 {
+        let run = run_with_default_output(&b);
+        run.success();
+        assert_eq!(run.artifact_files("app"), ["a.txt"]);
+        let ignore = std::fs::read_to_string(b.path().join(".kiln/.gitignore")).unwrap();
+        assert_eq!(ignore, "*\n");
+        assert_eq!(
+            git_status(&b),
+            "",
+            "the build shows as a change of the project"
+        );
+    }
+}
+
+#[test]
+fn a_kiln_folder_the_user_made_is_left_as_it_is() {
+    let b = Build::new()
+        .write(".kiln/notes.txt", "mine")
+        .buildspec(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo a > a.txt\nartifacts:\n  files: [a.txt]\n  name: app\n",
+        );
+    let run = run_with_default_output(&b);
+    run.success();
+    assert_eq!(run.artifact_files("app"), ["a.txt"]);
+    assert!(!b.path().join(".kiln/.gitignore").exists());
+}

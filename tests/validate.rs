@@ -1,5 +1,5 @@
 //! `kiln validate` and bad input: errors name the file, line and column, show the line with a caret and
-//! say what was expected; warnings do not fail.
+//! say what was expected and, for a misspelt name, the name meant; warnings do not fail.
 
 use crate::support::{Build, kiln};
 
@@ -50,13 +50,65 @@ fn every_error_is_reported_at_once() {
 }
 
 #[test]
-fn unknown_keys_warn_with_their_place_and_do_not_fail() {
+fn a_misspelt_phase_is_an_error_naming_the_phase_it_misses() {
     let (code, stdout, stderr) =
+        validate("version: 0.2\nphases:\n  biuld:\n    commands:\n      - make\n");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("error: unknown phase `biuld`"), "{stderr}");
+    assert!(stderr.contains("buildspec.yml:3:3"), "{stderr}");
+    assert!(stderr.contains("  biuld:"), "{stderr}");
+    assert!(stderr.contains('^'), "{stderr}");
+    assert!(stderr.contains("did you mean `build`?"), "{stderr}");
+    assert!(!stdout.contains("valid buildspec"), "{stdout}");
+}
+
+#[test]
+fn a_misspelt_key_in_a_phase_is_an_error_naming_the_key_it_misses() {
+    let (code, _, stderr) =
         validate("version: 0.2\nphases:\n  build:\n    comands:\n      - make\n");
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("warning"), "{stderr}");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: unknown key `comands` in phases.build"),
+        "{stderr}"
+    );
     assert!(stderr.contains("buildspec.yml:4:5"), "{stderr}");
-    assert!(stderr.contains("unknown key `comands`"), "{stderr}");
+    assert!(stderr.contains("did you mean `commands`?"), "{stderr}");
+}
+
+#[test]
+fn misspelt_keys_in_env_artifacts_and_cache_are_errors() {
+    let (code, _, stderr) = validate(
+        "version: 0.2\nenv:\n  variabels:\n    A: 1\nphases:\n  build:\n    commands: [make]\n\
+         artifacts:\n  files: [a]\n  base-dir: out\n  secondary-artifacts:\n    docs:\n      file: [b]\n\
+         cache:\n  path: [c]\n",
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    for (place, near) in [
+        ("buildspec.yml:3:3", "`variables`"),
+        ("buildspec.yml:10:3", "`base-directory`"),
+        ("buildspec.yml:13:7", "`files`"),
+        ("buildspec.yml:15:3", "`paths`"),
+    ] {
+        assert!(stderr.contains(place), "{place} in {stderr}");
+        assert!(
+            stderr.contains(&format!("did you mean {near}?")),
+            "{near} in {stderr}"
+        );
+    }
+    // The secondary artifact's own missing `files` is reported too.
+    assert!(stderr.contains("5 errors"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_top_level_key_only_warns() {
+    let (code, stdout, stderr) =
+        validate("version: 0.2\nx-defaults: &d [make]\nphases:\n  build:\n    commands: *d\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: unknown key `x-defaults`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("buildspec.yml:2:1"), "{stderr}");
     assert!(stdout.contains("valid buildspec"), "{stdout}");
 }
 
@@ -76,12 +128,14 @@ fn validate_json_lists_findings() {
         .arg(b.path().join("buildspec.yml"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(2));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["valid"], true);
-    assert_eq!(json["diagnostics"][0]["severity"], "warning");
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["diagnostics"][0]["severity"], "error");
     assert_eq!(json["diagnostics"][0]["line"], 3);
     assert_eq!(json["diagnostics"][0]["column"], 3);
+    let help = json["diagnostics"][0]["help"].as_str().unwrap_or_default();
+    assert!(help.contains("did you mean `build`?"), "{help}");
 }
 
 #[test]
@@ -165,6 +219,22 @@ fn a_build_with_an_invalid_buildspec_runs_nothing_and_exits_2() {
     let run = b.run();
     run.code(2);
     assert!(run.stderr.contains("buildspec.yml:6:17"), "{}", run.stderr);
+    assert!(!b.path().join("ran.txt").exists());
+}
+
+#[test]
+fn a_build_with_a_misspelt_phase_runs_nothing_and_exits_2() {
+    let b = Build::new()
+        .buildspec("version: 0.2\nphases:\n  install:\n    commands:\n      - echo ran > ran.txt\n  biuld:\n    commands:\n      - make\n")
+        .args(["--in-place"]);
+    let run = b.run();
+    run.code(2);
+    assert!(run.stderr.contains("buildspec.yml:6:3"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("did you mean `build`?"),
+        "{}",
+        run.stderr
+    );
     assert!(!b.path().join("ran.txt").exists());
 }
 

@@ -157,9 +157,21 @@ impl Output {
         Ok(())
     }
 
-    /// Opens the output folder, making what is missing of it.
+    /// Opens the output folder, making what is missing of it. A `.kiln` folder kiln makes on the
+    /// way (the default output is `.kiln/out`) gets a `.gitignore` of `*`, as Python's virtual
+    /// environments and pytest's cache do, so that nothing kiln writes there shows as a change of
+    /// the project. A `.kiln` folder that is already there is left as it is.
     pub fn open(&self) -> Result<beneath::Dir, ArtifactError> {
-        Ok(beneath::Dir::open(&self.root)?.create_dir_all(&self.below)?)
+        let root = beneath::Dir::open(&self.root)?;
+        let kiln = Path::new(super::workspace::KILN_DIR);
+        if self.below.starts_with(kiln) && root.entry(kiln)?.is_none() {
+            root.create_dir(kiln, 0o777)?;
+            let ignore = kiln.join(".gitignore");
+            let path = self.root.join(&ignore);
+            let mut file = root.create_file(&ignore)?;
+            std::io::Write::write_all(&mut file, b"*\n").map_err(io(&path))?;
+        }
+        Ok(root.create_dir_all(&self.below)?)
     }
 }
 

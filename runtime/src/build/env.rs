@@ -1,9 +1,13 @@
 //! The environment a build's commands see, assembled in CodeBuild's order of precedence.
 //!
-//! From lowest to highest: the host variables kiln passes through (`PATH`, `HOME`, locale, terminal,
-//! user, and any `--pass-env`), the buildspec's `env.variables`, the resolved `parameter-store` and
-//! `secrets-manager` values, `--env K=V` from the command line, and last CodeBuild's built-in
-//! `CODEBUILD_*` variables, which nothing overrides.
+//! From lowest to highest: what CodeBuild's environment always has (`AWS_REGION` and
+//! `AWS_DEFAULT_REGION`), the host variables kiln passes through (`PATH`, `HOME`, locale, terminal,
+//! user, the proxy and CA variables when the build has a network, and any `--pass-env`), the
+//! buildspec's `env.variables`, the resolved `parameter-store` and `secrets-manager` values,
+//! `--env K=V` from the command line, and last CodeBuild's built-in `CODEBUILD_*` variables, which
+//! nothing overrides.
+
+use std::path::{Path, PathBuf};
 
 use crate::spec::Secrets;
 use crate::spec::buildspec::Env;
@@ -12,6 +16,34 @@ use crate::spec::buildspec::Env;
 const PASSTHROUGH: &[&str] = &[
     "PATH", "HOME", "LANG", "LANGUAGE", "TERM", "USER", "LOGNAME", "TZ",
 ];
+
+/// Host variables a build with a network sees, when the host has them: where its proxy is and which
+/// certificate authorities to trust (a company proxy that inspects TLS signs with its own). Without
+/// a network they would only point at what the build cannot reach.
+const NETWORK_PASSTHROUGH: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+];
+
+/// Of [`NETWORK_PASSTHROUGH`], the variables that name a file of certificates.
+const CA_FILES: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+];
+
+/// The region of a build when neither kiln's environment nor the AWS config file names one: the
+/// AWS CLI's and SDKs' own fallback.
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// Variables whose values are masked in the log wherever they appear, as CodeBuild masks AWS keys.
 const SENSITIVE: &[&str] = &[
@@ -71,17 +103,24 @@ pub struct Resolved {
     pub masked: Vec<String>,
 }
 
-/// Assembles the environment from the host, the buildspec, the secrets and the overrides.
+/// Assembles the environment from the host, the buildspec, the secrets and the overrides; `network`
+/// says whether the build has one (its network mode is not `none`).
 pub fn resolve(
     spec: &Env,
     secrets: &Secrets,
     pass_env: &[String],
     overrides: &[(String, String)],
+    network: bool,
 ) -> Result<Resolved, MissingSecret> {
     let mut vars = Vars::default();
     let mut masked = Vec::new();
+    let region = region(|name| std::env::var(name).ok(), dirs::home_dir().as_deref());
+    vars.set("AWS_REGION", region.clone());
+    vars.set("AWS_DEFAULT_REGION", region);
+    let network_passthrough = if network { NETWORK_PASSTHROUGH } else { &[] };
     for name in PASSTHROUGH
         .iter()
+        .chain(network_passthrough)
         .copied()
         .chain(pass_env.iter().map(String::as_str))
     {
@@ -125,6 +164,73 @@ pub fn resolve(
     Ok(Resolved { vars, masked })
 }
 
+/// The region a build runs in, as CodeBuild's environment always has one: kiln's own `AWS_REGION`,
+/// else its `AWS_DEFAULT_REGION`, else the region of the AWS config file (`AWS_CONFIG_FILE`, else
+/// `~/.aws/config`) for the profile `AWS_PROFILE` names (`default` without it), else
+/// [`DEFAULT_REGION`]. `var` reads kiln's environment; `home` is kiln's home folder.
+pub fn region(var: impl Fn(&str) -> Option<String>, home: Option<&Path>) -> String {
+    let set = |name| var(name).filter(|v| !v.trim().is_empty());
+    if let Some(region) = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION")) {
+        return region;
+    }
+    let file = set("AWS_CONFIG_FILE")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".aws/config")));
+    // A config file that is missing or unreadable names no region, as for the AWS CLI.
+    let text = file.and_then(|f| std::fs::read_to_string(f).ok());
+    let profile = set("AWS_PROFILE").unwrap_or_else(|| "default".to_string());
+    text.and_then(|t| config_region(&t, &profile))
+        .unwrap_or_else(|| DEFAULT_REGION.to_string())
+}
+
+/// The `region` of `profile` in the text of an AWS config file: the section `[default]` (or
+/// `[profile default]`) for the default profile, `[profile NAME]` for another. An indented line
+/// belongs to a nested setting (`s3 =` and its own keys below it) and is skipped; comments start
+/// with `#` or `;`, and a region, which has no spaces, ends at the first one.
+fn config_region(text: &str, profile: &str) -> Option<String> {
+    let mut in_profile = false;
+    let mut region = None;
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let line = line.trim();
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            let mut words = section.split_whitespace();
+            in_profile = match (words.next(), words.next(), words.next()) {
+                (Some("default"), None, _) => profile == "default",
+                (Some("profile"), Some(name), None) => name == profile,
+                _ => false,
+            };
+            continue;
+        }
+        if !in_profile {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=')
+            && key.trim() == "region"
+            && let Some(value) = value.split_whitespace().next()
+        {
+            region = Some(value.to_string());
+        }
+    }
+    region
+}
+
+/// The certificate files that [`CA_FILES`] variables of kiln's environment name, as absolute paths
+/// that exist.
+pub fn ca_files() -> Vec<PathBuf> {
+    CA_FILES
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_file())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +246,7 @@ mod tests {
             &Secrets::default(),
             &[],
             &[("A".into(), "cli".into())],
+            true,
         )
         .unwrap();
         assert_eq!(r.vars.get("A"), Some("cli"));
@@ -152,11 +259,81 @@ mod tests {
             secrets_manager: vec![("PW".into(), "kiln-test/none:pw".into())],
             ..Env::default()
         };
-        let e = resolve(&spec, &Secrets::default(), &[], &[]).err().unwrap();
+        let e = resolve(&spec, &Secrets::default(), &[], &[], true)
+            .err()
+            .unwrap();
         let text = e.to_string();
         assert!(
             text.contains("PW") && text.contains("kiln-test/none:pw"),
             "{text}"
+        );
+    }
+
+    fn env<'a>(pairs: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_region_comes_from_the_environment_first() {
+        let both = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "eu-west-2"),
+        ];
+        assert_eq!(region(env(&both), None), "eu-west-1");
+        assert_eq!(region(env(&both[1..]), None), "eu-west-2");
+        assert_eq!(region(env(&[("AWS_REGION", "")]), None), DEFAULT_REGION);
+    }
+
+    #[test]
+    fn the_region_comes_from_the_profile_of_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".aws")).unwrap();
+        std::fs::write(
+            dir.path().join(".aws/config"),
+            "# mine\n[default]\nregion = ap-south-1 ; note\ns3 =\n  region = wrong\n\n[profile work]\nregion=ca-central-1\n[profile none]\noutput = json\n",
+        )
+        .unwrap();
+        let home = Some(dir.path());
+        assert_eq!(region(env(&[]), home), "ap-south-1");
+        assert_eq!(
+            region(env(&[("AWS_PROFILE", "work")]), home),
+            "ca-central-1"
+        );
+        assert_eq!(
+            region(env(&[("AWS_PROFILE", "none")]), home),
+            DEFAULT_REGION
+        );
+        assert_eq!(
+            region(env(&[("AWS_PROFILE", "gone")]), home),
+            DEFAULT_REGION
+        );
+        assert_eq!(
+            region(env(&[("AWS_REGION", "eu-north-1")]), home),
+            "eu-north-1"
+        );
+    }
+
+    #[test]
+    fn a_config_file_named_in_the_environment_is_read_instead() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config");
+        std::fs::write(&file, "[profile default]\nregion = sa-east-1\n").unwrap();
+        let file = file.to_string_lossy().into_owned();
+        assert_eq!(
+            region(env(&[("AWS_CONFIG_FILE", &file)]), None),
+            "sa-east-1"
+        );
+        assert_eq!(
+            region(
+                env(&[("AWS_CONFIG_FILE", "/nonexistent/kiln/config")]),
+                None
+            ),
+            DEFAULT_REGION
         );
     }
 }

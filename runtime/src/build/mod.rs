@@ -218,7 +218,13 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         Some(path) => Secrets::load(path)?,
         None => Secrets::default(),
     };
-    let resolved = env::resolve(&spec.env, &secrets, &options.pass_env, &options.env)?;
+    let resolved = env::resolve(
+        &spec.env,
+        &secrets,
+        &options.pass_env,
+        &options.env,
+        options.network != Network::None,
+    )?;
 
     let project = options
         .project
@@ -1155,6 +1161,17 @@ fn exposed(options: &BuildOptions, tools: &Path, kiln: Option<&Path>) -> Vec<Pat
     out.extend(kiln.map(Path::to_path_buf));
     let path = std::env::var("PATH").unwrap_or_default();
     out.extend(toolchains(&path, Path::new("/root"), Path::new("/home")));
+    // A certificate file the build is told to trust (`SSL_CERT_FILE`...) in a home, which the
+    // sandbox hides: that one file, read-only, at the path its variable names. Elsewhere (/etc,
+    // /usr/local/share) the build's root shows it already, and writable, as a build that runs
+    // `update-ca-certificates` needs.
+    if options.network != Network::None {
+        out.extend(
+            env::ca_files()
+                .into_iter()
+                .filter(|f| f.starts_with("/root") || f.starts_with("/home")),
+        );
+    }
     out
 }
 

@@ -3,12 +3,16 @@
 //!
 //! For a folder of a git work tree (its root or below) the snapshot holds the tracked files and the untracked ones git does not
 //! ignore (`git ls-files --cached --others --exclude-standard`), with their working-tree contents; for
-//! any other directory, every file and empty directory. Symlinks are copied as symlinks. The project's
-//! `.kiln/` folder (where artifacts go by default) is never part of the source.
+//! any other directory, every file and empty directory. Symlinks are copied as symlinks. A `.kiln/`
+//! folder (where artifacts go by default), the project's or one in any folder below it, is never
+//! part of the source.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The folder where kiln writes in a project: its default output (`.kiln/out`), never source.
+pub const KILN_DIR: &str = ".kiln";
 
 /// A source tree copied into a build workspace.
 #[derive(Debug)]
@@ -42,9 +46,7 @@ pub fn snapshot(
         walk_files(source)?
     };
     let mut count = 0;
-    // `.kiln/` holds kiln's own output for this project (artifacts of earlier builds), not source.
-    let excluded =
-        |rel: &Path| rel.starts_with(".kiln") || exclude.iter().any(|e| rel.starts_with(e));
+    let excluded = |rel: &Path| in_kiln_dir(rel) || exclude.iter().any(|e| rel.starts_with(e));
     for rel in files.iter().filter(|rel| !excluded(rel)) {
         let from = source.join(rel);
         let to = dest.join(rel);
@@ -92,6 +94,14 @@ pub fn snapshot(
         files: count,
         git_head: head,
     })
+}
+
+/// Whether `rel` is in a `.kiln/` folder: it holds what kiln wrote (artifacts of earlier builds of
+/// this project, or of a project in a folder below it, built on its own), not source. git lists what
+/// is tracked there, and a project without git has it on disk, so both listings are filtered.
+fn in_kiln_dir(rel: &Path) -> bool {
+    rel.parent()
+        .is_some_and(|folder| folder.iter().any(|name| name == KILN_DIR))
 }
 
 /// Settings given to every git kiln runs on a project, over the project's own `.git/config`:
@@ -211,7 +221,12 @@ fn git_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
 
 fn walk_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
     let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+    // `.kiln/` folders are not walked: they may hold many artifacts, none of them source.
+    let walk = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !(e.file_type().is_dir() && e.file_name() == KILN_DIR));
+    for entry in walk {
         let entry = entry.map_err(|e| SnapshotError::Copy {
             path: e.path().unwrap_or(dir).to_path_buf(),
             source: e

@@ -254,7 +254,7 @@ fn read_appspec(r: &mut Reader, root: &Node) -> AppSpec {
             }
             "permissions" => spec.permissions = read_permissions(r, value),
             "hooks" => spec.hooks = read_hooks(r, value),
-            other => r.unknown_key(other, span, "the AppSpec", TOP_KEYS),
+            other => r.ignored_key(other, span, "the AppSpec", TOP_KEYS),
         }
     }
     if version.is_none() {
@@ -304,7 +304,7 @@ fn read_files(r: &mut Reader, node: &Node) -> Vec<FileMapping> {
                         );
                     }
                 }
-                other => r.unknown_key(other, span, "a files entry", &["source", "destination"]),
+                other => r.ignored_key(other, span, "a files entry", &["source", "destination"]),
             }
         }
         match (source, destination) {
@@ -470,7 +470,7 @@ fn read_permissions(r: &mut Reader, node: &Node) -> Vec<Permission> {
                         p.types = types;
                     }
                 }
-                other => r.unknown_key(other, span, "a permissions entry", PERMISSION_KEYS),
+                other => r.ignored_key(other, span, "a permissions entry", PERMISSION_KEYS),
             }
         }
         if !has_object {
@@ -495,7 +495,7 @@ fn read_context(r: &mut Reader, node: &Node) -> Option<Context> {
             "name" | "user" => user = r.string(value, "context user"),
             "type" => kind = r.string(value, "context type"),
             "range" => range = r.string(value, "context range"),
-            other => r.unknown_key(other, span, "context", &["user", "type", "range"]),
+            other => r.ignored_key(other, span, "context", &["user", "type", "range"]),
         }
     }
     match kind {
@@ -589,7 +589,7 @@ fn read_script(r: &mut Reader, node: &Node) -> Option<Script> {
             }
             "runas" => runas = r.string(value, "runas"),
             "sudo" => {}
-            other => r.unknown_key(
+            other => r.ignored_key(
                 other,
                 span,
                 "a hook script",

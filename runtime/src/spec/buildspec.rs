@@ -207,6 +207,9 @@ impl Parsed {
     }
 }
 
+/// The keys CodeBuild reads at the top of a buildspec. It ignores any other top-level key (files
+/// keep YAML anchors under such keys), so kiln only warns about one; a key it does not know inside
+/// a section is an error, since there a typo silently drops what it names.
 const TOP_KEYS: &[&str] = &[
     "version",
     "run-as",
@@ -242,6 +245,16 @@ const ARTIFACT_KEYS: &[&str] = &[
     "enable-symlinks",
     "s3-prefix",
     "secondary-artifacts",
+];
+/// A secondary artifact takes the keys of the primary one but `secondary-artifacts`.
+const SECONDARY_ARTIFACT_KEYS: &[&str] = &[
+    "files",
+    "name",
+    "discard-paths",
+    "base-directory",
+    "exclude-paths",
+    "enable-symlinks",
+    "s3-prefix",
 ];
 const REPORT_KEYS: &[&str] = &["files", "base-directory", "discard-paths", "file-format"];
 const REPORT_FORMATS: &[&str] = &[
@@ -344,7 +357,7 @@ fn read_buildspec(r: &mut Reader, root: &Node) -> Buildspec {
             "reports" => spec.reports = read_reports(r, value),
             "artifacts" => spec.artifacts = Some(read_artifacts(r, value, "primary", true)),
             "cache" => spec.cache = Some(read_cache(r, value)),
-            _ => r.unknown_key(key, key_span, "the buildspec", TOP_KEYS),
+            _ => r.ignored_key(key, key_span, "the buildspec", TOP_KEYS),
         }
     }
     if !version_seen {
@@ -436,11 +449,12 @@ fn read_phases(r: &mut Reader, node: &Node) -> Vec<Phase> {
     let mut phases = Vec::new();
     for (key, span, value) in r.map(node, "phases") {
         let Some(name) = PhaseName::ALL.into_iter().find(|p| p.key() == key) else {
-            r.unknown_key(
+            r.unknown_name(
                 key,
                 span,
-                "phases",
-                &["install", "pre_build", "build", "post_build"],
+                format!("unknown phase `{key}`"),
+                "the phases are",
+                &PhaseName::ALL.map(PhaseName::key),
             );
             continue;
         };
@@ -586,7 +600,8 @@ fn read_artifacts(r: &mut Reader, node: &Node, identifier: &str, primary: bool) 
                     artifacts.secondary.push(read_artifacts(r, def, id, false));
                 }
             }
-            _ => r.unknown_key(key, span, &what, ARTIFACT_KEYS),
+            _ if primary => r.unknown_key(key, span, &what, ARTIFACT_KEYS),
+            _ => r.unknown_key(key, span, &what, SECONDARY_ARTIFACT_KEYS),
         }
     }
     if !files_seen && (!primary || artifacts.secondary.is_empty()) {
@@ -753,14 +768,65 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_warn_with_a_place() {
-        let p = ok("version: 0.2\nphasez: {}\nphases:\n  build:\n    comands: [x]\n");
+    fn an_unknown_top_level_key_warns_with_a_place() {
+        let p = ok("version: 0.2\nphasez: {}\nphases:\n  build:\n    commands: [x]\n");
         let places: Vec<_> = p
             .warnings
             .iter()
             .map(|w| (w.span.line, w.span.column))
             .collect();
-        assert_eq!(places, [(2, 1), (5, 5)]);
+        assert_eq!(places, [(2, 1)]);
+        assert!(
+            p.warnings[0]
+                .help
+                .as_deref()
+                .unwrap()
+                .contains("did you mean `phases`?")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_a_section_are_errors_naming_the_nearest_key() {
+        let e = err(concat!(
+            "version: 0.2\n",
+            "env:\n  variable: {A: 1}\n",
+            "phases:\n  biuld:\n    commands: [x]\n  install:\n    comands: [x]\n",
+            "artifacts:\n  file: [a]\n  secondary-artifacts:\n    docs:\n      files: [b]\n      nmae: d\n",
+            "cache:\n  path: [c]\n",
+        ));
+        let found: Vec<_> = e
+            .errors()
+            .map(|d| {
+                (
+                    d.span.line,
+                    d.span.column,
+                    d.help.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let expected = [
+            (3, 3, "`variables`"),
+            (5, 3, "`build`"),
+            (8, 5, "`commands`"),
+            (10, 3, "`files`"),
+            (14, 7, "`name`"),
+            (16, 3, "`paths`"),
+        ];
+        assert_eq!(found.len(), expected.len(), "{e}");
+        for ((line, column, help), (l, c, near)) in found.iter().zip(expected) {
+            assert_eq!((*line, *column), (l, c), "{e}");
+            assert!(help.contains(&format!("did you mean {near}?")), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_secondary_artifact_does_not_nest() {
+        let e = err(
+            "version: 0.2\nartifacts:\n  secondary-artifacts:\n    a:\n      files: [x]\n      secondary-artifacts: {}\n",
+        );
+        let d = e.errors().next().unwrap();
+        assert_eq!((d.span.line, d.span.column), (6, 7));
+        assert!(!d.help.as_deref().unwrap().contains("did you mean"), "{e}");
     }
 
     #[test]

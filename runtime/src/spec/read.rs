@@ -91,17 +91,51 @@ impl Reader {
         }
     }
 
-    /// Warns about a key that kiln does not know, listing the ones it does.
+    /// Refuses a key that kiln does not know where a typo would silently drop part of the build (a
+    /// misspelt phase runs nothing), pointing at the nearest known key.
     pub fn unknown_key(&mut self, key: &str, span: Span, what: &str, known: &[&str]) {
-        self.diagnostics.push(
-            Diagnostic::warning(
-                span,
-                format!("unknown key `{key}` in {what}; it is ignored"),
-            )
-            .with_help(format!("the keys of {what} are: {}", known.join(", "))),
+        self.unknown(
+            Diagnostic::error(span, format!("unknown key `{key}` in {what}")),
+            key,
+            &format!("the keys of {what} are"),
+            known,
         );
     }
 
+    /// Refuses a name that is not one of `known` (a phase name): `message` says what it is not.
+    pub fn unknown_name(
+        &mut self,
+        name: &str,
+        span: Span,
+        message: String,
+        list: &str,
+        known: &[&str],
+    ) {
+        self.unknown(Diagnostic::error(span, message), name, list, known);
+    }
+
+    /// Warns about a key that kiln does not know where the file may hold more than kiln reads, so an
+    /// unknown key is not necessarily a mistake.
+    pub fn ignored_key(&mut self, key: &str, span: Span, what: &str, known: &[&str]) {
+        self.unknown(
+            Diagnostic::warning(
+                span,
+                format!("unknown key `{key}` in {what}; it is ignored"),
+            ),
+            key,
+            &format!("the keys of {what} are"),
+            known,
+        );
+    }
+
+    fn unknown(&mut self, diagnostic: Diagnostic, name: &str, list: &str, known: &[&str]) {
+        let listing = format!("{list}: {}", known.join(", "));
+        let help = match nearest(name, known) {
+            Some(near) => format!("did you mean `{near}`? {listing}"),
+            None => listing,
+        };
+        self.diagnostics.push(diagnostic.with_help(help));
+    }
     /// A scalar as the user wrote it. Numbers and booleans are kept as their text.
     pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         match &node.kind {
@@ -218,5 +252,57 @@ impl Reader {
             out.push((key.to_string(), text, span));
         }
         out
+    }
+}
+
+/// The known name `name` is most likely a misspelling of: the nearest by edit distance (a swap of two
+/// neighbouring letters counts as one edit, so `biuld` is near `build`), without regard to case, when
+/// at most a third of it differs (at least one letter), so that an unrelated word gets no suggestion;
+/// else the one it begins (`base-dir` for `base-directory`).
+pub fn nearest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    let name = name.to_lowercase();
+    let allowed = (name.chars().count() / 3).max(1);
+    let near = known
+        .iter()
+        .map(|k| (strsim::osa_distance(&name, &k.to_lowercase()), *k))
+        .filter(|(distance, _)| *distance <= allowed)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k);
+    if near.is_some() || name.chars().count() < 3 {
+        return near;
+    }
+    let mut begun = known.iter().filter(|k| k.to_lowercase().starts_with(&name));
+    match (begun.next(), begun.next()) {
+        (Some(k), None) => Some(*k),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest;
+
+    const PHASES: &[&str] = &["install", "pre_build", "build", "post_build"];
+
+    #[test]
+    fn typos_are_near_the_name_they_miss() {
+        assert_eq!(nearest("biuld", PHASES), Some("build"));
+        assert_eq!(nearest("bild", PHASES), Some("build"));
+        assert_eq!(nearest("prebuild", PHASES), Some("pre_build"));
+        assert_eq!(nearest("post-build", PHASES), Some("post_build"));
+        assert_eq!(nearest("Install", PHASES), Some("install"));
+        assert_eq!(
+            nearest("comands", &["commands", "finally"]),
+            Some("commands")
+        );
+    }
+
+    #[test]
+    fn unrelated_words_get_no_suggestion() {
+        assert_eq!(nearest("deploy", PHASES), None);
+        assert_eq!(nearest("x", PHASES), None);
+        assert_eq!(nearest("p", PHASES), None);
+        assert_eq!(nearest("pos", &["post_build", "position"]), None);
+        assert_eq!(nearest("steps", &["commands", "finally"]), None);
     }
 }
