@@ -34,7 +34,17 @@ fn a_yaml_syntax_error_has_a_place() {
     let (code, _, stderr) = validate("version: 0.2\nphases:\n  build:\n    commands: [echo a\n");
     assert_eq!(code, Some(2));
     assert!(stderr.contains("not valid YAML"), "{stderr}");
-    assert!(stderr.contains("buildspec.yml:5:"), "{stderr}");
+    // The document ends cut short: the place is its last character, shown with its line, once.
+    assert!(stderr.contains("buildspec.yml:4:21\n"), "{stderr}");
+    assert!(stderr.contains("    commands: [echo a"), "{stderr}");
+}
+
+#[test]
+fn a_place_is_written_once() {
+    let (code, _, stderr) =
+        validate("version: 0.2\nphases:\n  biuld:\n    commands:\n      - echo hi\n");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("buildspec.yml:3:3\n"), "{stderr}");
 }
 
 #[test]

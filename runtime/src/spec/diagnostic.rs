@@ -59,9 +59,19 @@ impl Diagnostic {
             Severity::Error => Level::Error,
             Severity::Warning => Level::Warning,
         };
-        let origin = format!("{}:{}:{}", path.display(), self.span.line, self.span.column);
+        // annotate-snippets adds the annotation's line:column to the origin itself.
+        let origin = path.display().to_string();
         let end = self.span.end.clamp(self.span.start, source.len());
-        let start = self.span.start.min(end);
+        let mut start = self.span.start.min(end);
+        // A place at the very end of the file (a document cut short) is shown on its last
+        // character: past the end, the renderer would place it at 1:1.
+        let mut end = end;
+        if start == source.len() && !source.is_empty() {
+            let trimmed = source.trim_end();
+            let last = trimmed.chars().next_back().map_or(0, char::len_utf8);
+            start = trimmed.len().saturating_sub(last);
+            end = trimmed.len();
+        }
         let mut message = level.title(&self.message).snippet(
             Snippet::source(source)
                 .line_start(1)
@@ -77,7 +87,6 @@ impl Diagnostic {
         } else {
             Renderer::plain()
         };
-        // annotate-snippets prints the origin with its own line:column; ours is already in it.
         renderer.render(message).to_string()
     }
 }
