@@ -17,23 +17,19 @@ const PASSTHROUGH: &[&str] = &[
     "PATH", "HOME", "LANG", "LANGUAGE", "TERM", "USER", "LOGNAME", "TZ",
 ];
 
-/// Host variables a build with a network sees, when the host has them: where its proxy is and which
-/// certificate authorities to trust (a company proxy that inspects TLS signs with its own). Without
-/// a network they would only point at what the build cannot reach.
-const NETWORK_PASSTHROUGH: &[&str] = &[
+/// Host variables a build with a network sees, when the host has them: where its proxy is, and (with
+/// [`CA_FILES`]) which certificate authorities to trust (a company proxy that inspects TLS signs
+/// with its own). Without a network they would only point at what the build cannot reach.
+const PROXIES: &[&str] = &[
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "NO_PROXY",
     "http_proxy",
     "https_proxy",
     "no_proxy",
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "CURL_CA_BUNDLE",
 ];
 
-/// Of [`NETWORK_PASSTHROUGH`], the variables that name a file of certificates.
+/// The variables that name a file of certificates, passed through with [`PROXIES`].
 const CA_FILES: &[&str] = &[
     "SSL_CERT_FILE",
     "REQUESTS_CA_BUNDLE",
@@ -117,10 +113,15 @@ pub fn resolve(
     let region = region(|name| std::env::var(name).ok(), dirs::home_dir().as_deref());
     vars.set("AWS_REGION", region.clone());
     vars.set("AWS_DEFAULT_REGION", region);
-    let network_passthrough = if network { NETWORK_PASSTHROUGH } else { &[] };
+    let (proxies, ca_files) = if network {
+        (PROXIES, CA_FILES)
+    } else {
+        (&[][..], &[][..])
+    };
     for name in PASSTHROUGH
         .iter()
-        .chain(network_passthrough)
+        .chain(proxies)
+        .chain(ca_files)
         .copied()
         .chain(pass_env.iter().map(String::as_str))
     {

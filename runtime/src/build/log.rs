@@ -115,9 +115,9 @@ impl BuildLog {
 
     fn line(&self, line: &str) {
         let mut inner = self.lock();
-        let masker = inner.masker.clone();
+        let Inner { file, masker } = &mut *inner;
         let line = masker.mask(line);
-        if let Some(file) = &mut inner.file {
+        if let Some(file) = file {
             // A full disk must not stop the build; the console still has the line.
             let _ = writeln!(file, "{line}");
         }

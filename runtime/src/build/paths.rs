@@ -205,10 +205,6 @@ pub fn restore(
         }
         // Everything from the base down is resolved beneath it: a link the build left on the way
         // (or swaps in while kiln restores) is refused, never followed.
-        let beneath = |e: crate::beneath::BeneathError| CasError::Io {
-            path: root.clone(),
-            source: std::io::Error::other(e.to_string()),
-        };
         let (base, below) = match &path.base {
             Some(base) => (
                 base.as_path(),
@@ -219,9 +215,7 @@ pub fn restore(
         if path.base.is_none() {
             std::fs::create_dir_all(root).map_err(io_err(root))?;
         }
-        let dir = crate::beneath::Dir::open(base)
-            .and_then(|b| b.create_dir_all(below))
-            .map_err(beneath)?;
+        let dir = crate::beneath::Dir::open(base).and_then(|b| b.create_dir_all(below))?;
         // Replacing: a stale file (or link) in the way is removed first.
         for e in tree
             .entries
@@ -229,10 +223,10 @@ pub fn restore(
             .filter(|e| !matches!(e, Entry::Dir { .. }))
         {
             let rel = Path::new(e.path());
-            if let Some(found) = dir.entry(rel).map_err(beneath)?
+            if let Some(found) = dir.entry(rel)?
                 && found != crate::beneath::Entry::Dir
             {
-                dir.remove(rel).map_err(beneath)?;
+                dir.remove(rel)?;
             }
         }
         tree.restore_into(store, &dir)?;

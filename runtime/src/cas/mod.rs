@@ -92,6 +92,23 @@ pub enum CasError {
     BadEntry { path: PathBuf, message: String },
 }
 
+/// A refusal below a folder (a link in the way, a path that leads out) as the store's error, at
+/// the path it happened on.
+impl From<crate::beneath::BeneathError> for CasError {
+    fn from(e: crate::beneath::BeneathError) -> Self {
+        use crate::beneath::BeneathError;
+        match e {
+            BeneathError::Io { path, source } => CasError::Io { path, source },
+            BeneathError::Link { ref path, .. } | BeneathError::Outside { ref path, .. } => {
+                CasError::Io {
+                    path: path.clone(),
+                    source: io::Error::other(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
 /// Wraps an I/O error with the path it happened on.
 pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CasError + '_ {
     move |source| CasError::Io {

@@ -155,7 +155,7 @@ impl Tree {
     /// verified as it is copied. Paths that would leave `dest` are refused.
     pub fn restore(&self, store: &LocalStore, dest: &Path) -> Result<(), CasError> {
         // `dest` is the caller's choice; below it nothing is followed.
-        let dir = crate::beneath::Dir::open(dest).map_err(beneath_err)?;
+        let dir = crate::beneath::Dir::open(dest)?;
         self.restore_into(store, &dir)
     }
 
@@ -182,7 +182,7 @@ impl Tree {
                 Entry::Dir { .. } => rel,
                 _ => rel.parent().unwrap_or(Path::new("")),
             };
-            dir.create_dir_all(parent).map_err(beneath_err)?;
+            dir.create_dir_all(parent)?;
         }
         self.entries.par_iter().try_for_each(|entry| {
             let rel = Path::new(entry.path());
@@ -191,7 +191,7 @@ impl Tree {
                     digest, executable, ..
                 } => {
                     let mode = if *executable { 0o755 } else { 0o644 };
-                    let mut out = dir.create_file_mode(rel, mode).map_err(beneath_err)?;
+                    let mut out = dir.create_file_mode(rel, mode)?;
                     store.copy_out_into(digest, &mut out).inspect_err(|_| {
                         let _ = dir.remove(rel);
                     })?;
@@ -204,25 +204,11 @@ impl Tree {
                     Ok(())
                 }
                 Entry::Symlink { target: link, .. } => {
-                    dir.symlink(Path::new(link), rel).map_err(beneath_err)
+                    dir.symlink(Path::new(link), rel).map_err(CasError::from)
                 }
                 Entry::Dir { .. } => Ok(()),
             }
         })
-    }
-}
-
-/// A refusal below a folder as the store's error.
-fn beneath_err(e: crate::beneath::BeneathError) -> CasError {
-    use crate::beneath::BeneathError;
-    match e {
-        BeneathError::Io { path, source } => CasError::Io { path, source },
-        BeneathError::Link { ref path, .. } | BeneathError::Outside { ref path, .. } => {
-            CasError::Io {
-                path: path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            }
-        }
     }
 }
 

@@ -236,6 +236,7 @@ const PHASE_KEYS: &[&str] = &[
     "commands",
     "finally",
 ];
+/// The keys of the primary artifact; `secondary-artifacts` last, as a secondary one has all but it.
 const ARTIFACT_KEYS: &[&str] = &[
     "files",
     "name",
@@ -246,16 +247,10 @@ const ARTIFACT_KEYS: &[&str] = &[
     "s3-prefix",
     "secondary-artifacts",
 ];
-/// A secondary artifact takes the keys of the primary one but `secondary-artifacts`.
-const SECONDARY_ARTIFACT_KEYS: &[&str] = &[
-    "files",
-    "name",
-    "discard-paths",
-    "base-directory",
-    "exclude-paths",
-    "enable-symlinks",
-    "s3-prefix",
-];
+const SECONDARY_ARTIFACT_KEYS: &[&str] = match ARTIFACT_KEYS.split_last() {
+    Some((_, keys)) => keys,
+    None => &[],
+};
 const REPORT_KEYS: &[&str] = &["files", "base-directory", "discard-paths", "file-format"];
 const REPORT_FORMATS: &[&str] = &[
     "CUCUMBERJSON",

@@ -136,6 +136,7 @@ impl Reader {
         };
         self.diagnostics.push(diagnostic.with_help(help));
     }
+
     /// A scalar as the user wrote it. Numbers and booleans are kept as their text.
     pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         match &node.kind {

@@ -259,8 +259,7 @@ impl OsSandbox {
                         .map_err(|e| err("idmapping a writable folder", e))?,
                 );
             }
-            // In the order of Layout::attached_readonly, which is `expose`'s.
-            debug_assert_eq!(layout.attached_readonly().len(), expose_fds.len());
+            // After the writable ones, in `expose`'s order, as the plan numbers them.
             fds.append(&mut expose_fds);
         }
         let mut plan = layout.plan();

@@ -174,17 +174,6 @@ impl Layout<'_> {
             .collect()
     }
 
-    /// The read-only folders and files kiln must pass as mounts, after [`Layout::attached`]: as
-    /// root, kiln opens them itself, since the launcher's id outside cannot reach into a home that
-    /// only the host's root may enter (`/root` is 0700).
-    pub fn attached_readonly(&self) -> Vec<&Path> {
-        if self.idmapped {
-            self.expose.iter().map(PathBuf::as_path).collect()
-        } else {
-            Vec::new()
-        }
-    }
-
     /// The plan. Read-write folders below the scratch folder are reached through it; the others are
     /// attached (idmapped) or bound.
     pub fn plan(&self) -> Plan {
@@ -332,6 +321,9 @@ impl Layout<'_> {
             readonly: false,
             optional: false,
         });
+        // As root, kiln passes `expose` as mounts it opened itself (the launcher's id outside
+        // cannot enter a home only the host's root may, as /root): after the writable ones, in
+        // `expose`'s order.
         let mut exposed_fd = FD_SCRATCH + 1 + self.attached().len();
         for path in self.expose {
             if self.idmapped {
