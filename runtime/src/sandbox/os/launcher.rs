@@ -533,34 +533,25 @@ struct Spawn<'a> {
 extern "C" fn spawned(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `Spawn` that `start` passed to clone, alive while it is suspended.
     let spawn = unsafe { &mut *arg.cast::<Spawn>() };
-    spawn.errno = child(
-        spawn.exe,
-        spawn.argv,
-        spawn.envp,
-        spawn.cwd,
-        spawn.run_as,
-        spawn.out,
-        spawn.err,
-        spawn.input,
-        spawn.limits,
-    );
+    spawn.errno = child(spawn);
     // SAFETY: ends the child without running anything of the parent's (shared memory).
     unsafe { libc::_exit(127) }
 }
 
 /// In the cloned child: becomes the program. Returns only on failure, with the errno.
-#[allow(clippy::too_many_arguments)]
-fn child(
-    exe: &CString,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    cwd: &CString,
-    run_as: Option<(u32, u32)>,
-    out: RawFd,
-    err: RawFd,
-    input: Option<RawFd>,
-    limits: &Limits,
-) -> i32 {
+fn child(spawn: &Spawn) -> i32 {
+    let Spawn {
+        exe,
+        argv,
+        envp,
+        cwd,
+        run_as,
+        out,
+        err,
+        input,
+        limits,
+        ..
+    } = *spawn;
     let errno = || {
         io::Error::last_os_error()
             .raw_os_error()
