@@ -906,14 +906,25 @@ fn the_memory_limit_holds() {
 
 #[test]
 fn the_disk_limit_stops_the_build_and_names_it() {
+    disk_limit_holds("/tmp/big");
+}
+
+#[test]
+fn the_disk_limit_holds_the_private_layer_too() {
+    // The host's folders are written in the build's private layer (in memory where the kernel
+    // allows): it counts against the same limit as the workspace, HOME and /tmp.
+    disk_limit_holds("/usr/local/big");
+}
+
+fn disk_limit_holds(file: &str) {
     if !require_namespaces() {
         return;
     }
-    // 200 MB into the build's /tmp, past a 32 MiB limit: every process is killed, the build fails
+    // 200 MB into the build's `file`, past a 32 MiB limit: every process is killed, the build fails
     // naming the limit, and no later phase runs.
     let spec = |mib: usize| {
         format!(
-            "version: 0.2\nphases:\n  build:\n    commands:\n      - dd if=/dev/zero of=/tmp/big bs=1M count={mib} status=none; sleep 3; echo WROTE-ALL\n  post_build:\n    commands:\n      - echo POST-BUILD-RAN\n"
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - dd if=/dev/zero of={file} bs=1M count={mib} status=none; sleep 3; echo WROTE-ALL\n  post_build:\n    commands:\n      - echo POST-BUILD-RAN\n"
         )
     };
     Build::new()
@@ -990,6 +1001,7 @@ fn doctor_says_which_sandbox_builds_get() {
     for name in [
         "user namespaces",
         "overlayfs in userns",
+        "private layers",
         "idmapped mounts",
         "cgroup v2 delegation",
         "landlock",

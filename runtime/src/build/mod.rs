@@ -372,6 +372,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             network: options.network,
             memory: options.memory,
             pids: options.pids_limit,
+            disk_limit: options.disk_limit,
         };
         match OsSandbox::start(&config) {
             Ok(os) => {
@@ -981,11 +982,13 @@ impl DiskWatch {
                 .name("kiln-disk".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        let used: u64 = ["src", "tmp", "home", "upper", "work"]
+                        let layer = os.upgrade().and_then(|os| os.layer_usage()).unwrap_or(0);
+                        let used: u64 = ["src", "tmp", "home", "layers"]
                             .iter()
                             .map(|d| disk_usage(&scratch.join(d)))
-                            .sum();
-                        if used > limit {
+                            .sum::<u64>()
+                            + layer;
+                        if used >= limit {
                             exceeded.store(true, Ordering::Relaxed);
                             if let Some(os) = os.upgrade() {
                                 os.kill_all();

@@ -123,6 +123,11 @@ fn init(plan: Plan, fds: Vec<OwnedFd>) -> io::Result<()> {
         }
     }
     drop(fds);
+    // kiln watches what the private layers hold (`--disk-limit`) through this folder.
+    let layer = plan.before.iter().find_map(|op| match op {
+        mounts::Op::Layer { target, .. } => std::fs::File::open(target).ok(),
+        _ => None,
+    });
     mounts::pivot(&plan.root)?;
     for op in &plan.after {
         if let Some(w) = mounts::apply(op, &[])? {
@@ -166,7 +171,9 @@ fn init(plan: Plan, fds: Vec<OwnedFd>) -> io::Result<()> {
         pids: plan.pids,
         memory: plan.memory,
     };
-    wire::send(SOCK, &Reply::Ready { warnings }, &[])?;
+    let layer_fd: Vec<i32> = layer.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    wire::send(SOCK, &Reply::Ready { warnings }, &layer_fd)?;
+    drop(layer);
     serve(&limits)
 }
 

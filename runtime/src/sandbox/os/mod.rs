@@ -94,6 +94,8 @@ pub struct Config {
     pub memory: Option<u64>,
     /// `RLIMIT_NPROC` of the build's user in its own user namespace.
     pub pids: u64,
+    /// `--disk-limit`: also the most the private layers may hold when they are in memory.
+    pub disk_limit: Option<u64>,
 }
 
 /// Why a sandbox could not be set up.
@@ -131,6 +133,9 @@ pub struct OsSandbox {
     pub idmapped: bool,
     /// The network the build got.
     pub network: Network,
+    /// The folder of the private layers, as the launcher mounted it (a tmpfs, or the scratch
+    /// folder's own disk).
+    layer: Option<OwnedFd>,
 }
 
 impl OsSandbox {
@@ -145,7 +150,8 @@ impl OsSandbox {
         // The build's root owns the host's root-owned files (that is what lets it install packages),
         // so root's private files must not come through the overlay: found while the launcher starts.
         let private = root.then(|| std::thread::spawn(private_files));
-        prepare_scratch(&config.scratch, &top).map_err(|e| err("preparing its folders", e))?;
+        let layer_files =
+            prepare_scratch(&config.scratch).map_err(|e| err("preparing its folders", e))?;
         lap("folders prepared");
 
         let (ours, theirs) = wire::socketpair().map_err(|e| err("socketpair", e))?;
@@ -174,6 +180,7 @@ impl OsSandbox {
             });
         }
         let child = cmd.spawn().map_err(|e| err("starting the launcher", e))?;
+        lap("launcher spawned");
         drop(theirs);
         let pid = child.id();
         let mut sandbox = Self {
@@ -189,6 +196,7 @@ impl OsSandbox {
             warnings: Vec::new(),
             idmapped: root,
             network: config.network,
+            layer: None,
         };
         let sock = sandbox.sock.as_raw_fd();
         match wire::recv::<Reply>(sock) {
@@ -231,6 +239,13 @@ impl OsSandbox {
                 None => expose.push(path.clone()),
             }
         }
+        let private = match private {
+            Some(finder) => finder
+                .join()
+                .map_err(|_| SandboxError("looking for the host's private files failed".into()))?,
+            None => Vec::new(),
+        };
+        lap("private files found");
         let layout = Layout {
             scratch: &config.scratch,
             idmapped: root,
@@ -241,6 +256,9 @@ impl OsSandbox {
             top: &top,
             mount_points: &points,
             own_network: config.network != Network::Host,
+            layer_size: config.disk_limit.filter(|bytes| *bytes > 0),
+            private: &private,
+            layer_files: &layer_files,
         };
         let mut fds: Vec<OwnedFd> = Vec::new();
         if let Some(userns) = &userns {
@@ -266,20 +284,16 @@ impl OsSandbox {
         plan.hostname = "kiln".into();
         plan.pids = config.pids;
         plan.memory = config.memory;
-        if let Some(finder) = private {
-            let private = finder
-                .join()
-                .map_err(|_| SandboxError("looking for the host's private files failed".into()))?;
-            hide_private(&config.scratch, &private)
-                .map_err(|e| err("hiding the host's private files", e))?;
-        }
         lap("plan and idmapped mounts ready");
         let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         wire::send(sock, &Request::Setup { plan }, &raw)
             .map_err(|e| err("talking to the launcher", e))?;
         drop(fds);
         match wire::recv::<Reply>(sock) {
-            Ok(Some((Reply::Ready { warnings }, _))) => sandbox.warnings = warnings,
+            Ok(Some((Reply::Ready { warnings }, fds))) => {
+                sandbox.warnings = warnings;
+                sandbox.layer = fds.into_iter().next();
+            }
             Ok(Some((Reply::Failed { message }, _))) => return Err(SandboxError(message)),
             Ok(_) => return Err(SandboxError("the launcher ended while setting up".into())),
             Err(e) => return Err(err("talking to the launcher", e)),
@@ -379,6 +393,26 @@ impl OsSandbox {
     fn request(&self, request: &Request, fds: &[i32]) -> io::Result<()> {
         let _guard = self.send.lock().unwrap_or_else(|e| e.into_inner());
         wire::send(self.sock.as_raw_fd(), request, fds)
+    }
+
+    /// What the private layers hold, in bytes, when they are in memory (on disk, they are files of
+    /// the scratch folder and counted with it).
+    pub fn layer_usage(&self) -> Option<u64> {
+        const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+        let fd = self.layer.as_ref()?;
+        // SAFETY: fstatfs fills a statfs struct for a live descriptor.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0
+            || st.f_type as libc::c_long != TMPFS_MAGIC
+        {
+            return None;
+        }
+        Some((st.f_blocks - st.f_bfree) as u64 * st.f_bsize as u64)
+    }
+
+    /// Whether the private layers are in memory (a tmpfs) rather than on the scratch folder's disk.
+    pub fn layer_in_memory(&self) -> bool {
+        self.layer_usage().is_some()
     }
 
     /// Kills every process of the build (a step ran out of time, the disk limit was hit).
@@ -563,44 +597,45 @@ fn write_maps(pid: u32, root: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Makes the folders the plan uses: an upper and a work folder per overlaid top-level folder, the
-/// build's HOME and /tmp; and the password-less copies of the shadow files.
-fn prepare_scratch(scratch: &Path, top: &[(String, mounts::TopKind)]) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for dir in ["root", "home", "tmp", "mnt/root", "mnt/scratch"] {
+/// Makes the folders the plan uses (the build's HOME and /tmp, where the host's root and the
+/// scratch folder are attached, the folder of the private layers); returns the files the layers
+/// start with: password-less copies of the shadow files, and resolv.conf where it links into `/run`.
+fn prepare_scratch(scratch: &Path) -> io::Result<Vec<mounts::LayerFile>> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for dir in ["root", "home", "tmp", "layers", "mnt/root", "mnt/scratch"] {
         std::fs::create_dir_all(scratch.join(dir))?;
     }
     std::fs::set_permissions(scratch.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
     std::fs::set_permissions(scratch.join("home"), std::fs::Permissions::from_mode(0o700))?;
-    for (name, kind) in top {
-        if *kind == mounts::TopKind::Dir && !mounts::OWN.contains(&name.as_str()) {
-            std::fs::create_dir_all(scratch.join("upper").join(name))?;
-            std::fs::create_dir_all(scratch.join("work").join(name))?;
+    let mut files = Vec::new();
+    for name in ["shadow", "gshadow", "shadow-", "gshadow-"] {
+        let host = Path::new("/etc").join(name);
+        if let Ok(meta) = std::fs::symlink_metadata(&host) {
+            let text = std::fs::read_to_string(&host).unwrap_or_default();
+            files.push(mounts::LayerFile {
+                path: host,
+                text: without_hashes(&text),
+                mode: 0o640,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            });
         }
     }
-    let etc = scratch.join("upper/etc");
-    if etc.is_dir() {
-        for name in ["shadow", "gshadow", "shadow-", "gshadow-"] {
-            let host = Path::new("/etc").join(name);
-            if let Ok(meta) = std::fs::symlink_metadata(&host) {
-                let text = std::fs::read_to_string(&host).unwrap_or_default();
-                let dest = etc.join(name);
-                std::fs::write(&dest, without_hashes(&text))?;
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o640))?;
-                use std::os::unix::fs::MetadataExt;
-                let _ = std::os::unix::fs::chown(&dest, Some(meta.uid()), Some(meta.gid()));
-            }
-        }
-        // A resolv.conf that links into the host's /run (systemd-resolved) would dangle: the build
-        // has its own /run. Its contents are copied instead.
-        let resolv = Path::new("/etc/resolv.conf");
-        if std::fs::symlink_metadata(resolv).is_ok_and(|m| m.file_type().is_symlink())
-            && let Ok(text) = std::fs::read_to_string(resolv)
-        {
-            std::fs::write(etc.join("resolv.conf"), text)?;
-        }
+    // A resolv.conf that links into the host's /run (systemd-resolved) would dangle: the build
+    // has its own /run. Its contents are copied instead.
+    let resolv = Path::new("/etc/resolv.conf");
+    if std::fs::symlink_metadata(resolv).is_ok_and(|m| m.file_type().is_symlink())
+        && let Ok(text) = std::fs::read_to_string(resolv)
+    {
+        files.push(mounts::LayerFile {
+            path: resolv.to_path_buf(),
+            text,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        });
     }
-    Ok(())
+    Ok(files)
 }
 
 /// Where the host keeps root's private files (keys, credentials, backups of the password files),
@@ -616,151 +651,74 @@ const PRIVATE_PLACES: &[(&str, usize)] = &[
     ("/media", 3),
 ];
 
-/// A file others may not read, or folder others may not enter.
-struct Private {
-    path: PathBuf,
-    dir: bool,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-}
-
-/// Finds what only the host's root may read in [`PRIVATE_PLACES`], each top-level subtree on its own
-/// core (this runs while the launcher starts). Private folders are not entered.
-fn private_files() -> Vec<Private> {
+/// Finds what only the host's root may read in [`PRIVATE_PLACES`] (this runs while the launcher
+/// starts). Private folders are not entered, nor other file systems.
+fn private_files() -> Vec<mounts::Private> {
     use rayon::prelude::*;
     use std::os::unix::fs::MetadataExt;
-    let roots: Vec<(PathBuf, usize)> = PRIVATE_PLACES
-        .iter()
-        .flat_map(|(place, depth)| {
-            std::fs::read_dir(place)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(move |e| (e.path(), depth - 1))
-        })
-        .collect();
-    roots
+    PRIVATE_PLACES
         .par_iter()
-        .flat_map_iter(|(root, depth)| {
+        .flat_map_iter(|(place, depth)| {
             let mut found = Vec::new();
-            let mut walk = walkdir::WalkDir::new(root)
-                .max_depth(*depth)
-                .follow_links(false)
-                .same_file_system(true)
-                .into_iter();
-            while let Some(entry) = walk.next() {
-                let Ok(entry) = entry else { continue };
-                let Ok(meta) = entry.metadata() else { continue };
-                let dir = meta.is_dir();
-                // Whoever owns it: the build's root owns what the host's root owns, and a `run-as`
-                // user of the build is the host's user of that id.
-                let private = if dir {
-                    meta.mode() & 0o001 == 0
-                } else {
-                    meta.is_file() && meta.mode() & 0o004 == 0
-                };
-                if !private {
-                    continue;
-                }
-                if dir {
-                    walk.skip_current_dir();
-                }
-                found.push(Private {
-                    path: entry.into_path(),
-                    dir,
-                    mode: meta.mode() & 0o7777,
-                    uid: meta.uid(),
-                    gid: meta.gid(),
-                });
+            if let Ok(meta) = std::fs::symlink_metadata(place)
+                && meta.is_dir()
+            {
+                find_private(Path::new(place), meta.dev(), *depth, &mut found);
             }
             found
         })
         .collect()
 }
 
-/// Hides what others may not read: each such file is an empty file in the build's upper layer (with
-/// its owner and mode), each folder others may not enter an empty, opaque one. The shadow files are
-/// left to their password-less copies.
-fn hide_private(scratch: &Path, private: &[Private]) -> io::Result<()> {
+/// [`private_files`] below `dir`, `depth` levels down. Each entry is looked at relative to its
+/// folder (no path walk per file), and a large folder's entries on every core: `/var/lib/dpkg/info`
+/// holds thousands.
+fn find_private(dir: &Path, dev: u64, depth: usize, found: &mut Vec<mounts::Private>) {
     use rayon::prelude::*;
-    let upper = scratch.join("upper");
-    let hidden: Vec<&Private> = private
-        .iter()
-        .filter(|p| {
-            let shadow = p.path.starts_with("/etc")
-                && p.path
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains("shadow"));
-            // Only below a top-level folder that is overlaid (it has an upper folder).
-            let top = p.path.components().nth(1).map(|c| upper.join(c));
-            !shadow && top.is_some_and(|t| t.is_dir())
-        })
-        .collect();
-    // A host file that is gone by now (a temp folder removed since the scan) has nothing left to
-    // hide: what the host no longer has, the overlay does not show either.
-    let gone = |r: io::Result<()>| match r {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
+    use std::os::unix::fs::MetadataExt;
+    if depth == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
     };
-    // The folders above them first, one at a time (they share parents); then each hidden entry on
-    // its own, in parallel: this is disk latency, not work.
-    let mut kept = Vec::with_capacity(hidden.len());
-    for p in hidden {
-        match make_parents(&upper, &p.path) {
-            Ok(()) => kept.push(p),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    kept.par_iter().try_for_each(|p| gone(hide_one(&upper, p)))
-}
-
-/// Puts the empty stand-in for one private file or folder in the upper layer.
-fn hide_one(upper: &Path, p: &Private) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dest = mounts::join(upper, &p.path);
-    if p.dir {
-        std::fs::create_dir_all(&dest)?;
-        let dest_c = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
-            .map_err(io::Error::other)?;
-        // SAFETY: setxattr reads a live path, a NUL-terminated name and a 1-byte value.
-        let rc = unsafe {
-            libc::setxattr(
-                dest_c.as_ptr(),
-                c"user.overlay.opaque".as_ptr(),
-                b"y".as_ptr().cast(),
-                1,
-                0,
-            )
+    let entries: Vec<std::fs::DirEntry> = entries.flatten().collect();
+    let look = |entry: &std::fs::DirEntry| -> Vec<mounts::Private> {
+        let Ok(meta) = entry.metadata() else {
+            return Vec::new();
         };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
+        if meta.dev() != dev {
+            return Vec::new();
         }
+        let dir = meta.is_dir();
+        // Whoever owns it: the build's root owns what the host's root owns, and a `run-as` user of
+        // the build is the host's user of that id.
+        let private = if dir {
+            meta.mode() & 0o001 == 0
+        } else {
+            meta.is_file() && meta.mode() & 0o004 == 0
+        };
+        let path = entry.path();
+        if private {
+            return vec![mounts::Private {
+                path,
+                dir,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            }];
+        }
+        let mut below = Vec::new();
+        if dir {
+            find_private(&path, dev, depth - 1, &mut below);
+        }
+        below
+    };
+    if entries.len() > 256 {
+        found.par_extend(entries.par_iter().flat_map_iter(look));
     } else {
-        std::fs::write(&dest, b"")?;
+        found.extend(entries.iter().flat_map(look));
     }
-    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(p.mode))?;
-    std::os::unix::fs::chown(&dest, Some(p.uid), Some(p.gid))
-}
-
-/// Makes the folders above `path` in the upper layer with the owners and modes they have on the
-/// host, so the overlay shows them as they are.
-fn make_parents(upper: &Path, path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let mut parents: Vec<&Path> = path.ancestors().skip(1).collect();
-    parents.reverse();
-    for parent in parents.into_iter().skip(2) {
-        let dest = mounts::join(upper, parent);
-        if dest.is_dir() {
-            continue;
-        }
-        let meta = std::fs::metadata(parent)?;
-        std::fs::create_dir(&dest)?;
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-        std::os::unix::fs::chown(&dest, Some(meta.uid()), Some(meta.gid()))?;
-    }
-    Ok(())
 }
 
 /// A shadow or gshadow file with every password field replaced by `*` (no login, no hash).
@@ -891,28 +849,6 @@ pub fn remove_scratch(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_private_file_gone_since_the_scan_has_nothing_to_hide() {
-        let scratch = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(scratch.path().join("upper/var")).unwrap();
-        let gone = |path: &str, dir: bool| Private {
-            path: PathBuf::from(path),
-            dir,
-            mode: 0o600,
-            uid: 0,
-            gid: 0,
-        };
-        let name = format!("/var/kiln-test-gone-{}", std::process::id());
-        hide_private(
-            scratch.path(),
-            &[
-                gone(&format!("{name}/secret"), false),
-                gone(&format!("{name}/private-dir"), true),
-            ],
-        )
-        .expect("a vanished file is no error");
-    }
 
     #[test]
     fn shadow_copies_keep_users_and_lose_hashes() {

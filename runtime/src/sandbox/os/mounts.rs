@@ -24,8 +24,35 @@ pub enum Op {
         mode: u32,
         size_mib: u64,
     },
+    /// The folder of the build's private layers (uppers and work folders): a tmpfs of at most
+    /// `size` bytes (the kernel's default, half the RAM, when `None`) where tmpfs keeps the
+    /// `user.*` attributes overlay needs (Linux 6.6 and later); elsewhere the folder itself, on the
+    /// scratch folder's disk.
+    Layer { target: PathBuf, size: Option<u64> },
     /// A folder (and its parents).
     Dir { path: PathBuf, mode: u32 },
+    /// A file of a layer, written before the layer is mounted (the password-less shadow copies).
+    /// Its owner is kept where the build's user namespace maps it.
+    File {
+        path: PathBuf,
+        text: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// The empty stand-in of a host file or folder the build must not read, put in the layer
+    /// `upper` above the host's `lower` folder (`path` is relative to both): an empty file, or an
+    /// empty opaque folder, with the host's mode and owner, below folders made like the host's.
+    /// Nothing is made for what the host no longer has.
+    Hide {
+        upper: PathBuf,
+        lower: PathBuf,
+        path: PathBuf,
+        dir: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     /// A symbolic link.
     Symlink { path: PathBuf, to: PathBuf },
     /// A mount kiln prepared (an idmapped clone), passed as descriptor number `fd` of the setup.
@@ -101,6 +128,32 @@ pub struct Layout<'a> {
     pub mount_points: &'a [PathBuf],
     /// Whether the build has a network namespace of its own.
     pub own_network: bool,
+    /// The most the private layers may hold, in bytes (`--disk-limit`).
+    pub layer_size: Option<u64>,
+    /// What the build must not read of the host's overlaid folders (see [`Op::Hide`]).
+    pub private: &'a [Private],
+    /// Files the layers start with, at the host paths they cover (see [`Op::File`]).
+    pub layer_files: &'a [LayerFile],
+}
+
+/// A host file others may not read, or folder others may not enter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Private {
+    pub path: PathBuf,
+    pub dir: bool,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A file a layer starts with, covering the host's file at `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerFile {
+    pub path: PathBuf,
+    pub text: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// What a top-level entry of the host's root is.
@@ -194,6 +247,10 @@ impl Layout<'_> {
                 target: self.scratch.join("mnt/scratch"),
             });
         }
+        before.push(Op::Layer {
+            target: self.scratch("layers"),
+            size: self.layer_size,
+        });
         let mut overlaid = Vec::new();
         for (name, kind) in self.top {
             let path = Path::new("/").join(name);
@@ -224,10 +281,44 @@ impl Layout<'_> {
                     });
                 }
                 TopKind::Dir => {
+                    let upper = self.scratch(&format!("layers/upper/{name}"));
+                    let work = self.scratch(&format!("layers/work/{name}"));
+                    for dir in [&upper, &work] {
+                        before.push(Op::Dir {
+                            path: dir.clone(),
+                            mode: 0o755,
+                        });
+                    }
+                    // What the layer starts with is written before the overlay is mounted.
+                    let below = |p: &Path| p.starts_with(&path);
+                    for file in self.layer_files.iter().filter(|f| below(&f.path)) {
+                        before.push(Op::File {
+                            path: join(&upper, file.path.strip_prefix(&path).unwrap_or(&file.path)),
+                            text: file.text.clone(),
+                            mode: file.mode,
+                            uid: file.uid,
+                            gid: file.gid,
+                        });
+                    }
+                    for p in self.private.iter().filter(|p| below(&p.path)) {
+                        // A file the layer starts with already stands in for the host's.
+                        if self.layer_files.iter().any(|f| f.path == p.path) {
+                            continue;
+                        }
+                        before.push(Op::Hide {
+                            upper: upper.clone(),
+                            lower: self.host(&path),
+                            path: p.path.strip_prefix(&path).unwrap_or(&p.path).to_path_buf(),
+                            dir: p.dir,
+                            mode: p.mode,
+                            uid: p.uid,
+                            gid: p.gid,
+                        });
+                    }
                     before.push(Op::Overlay {
                         lower: self.host(&path),
-                        upper: self.scratch(&format!("upper/{name}")),
-                        work: self.scratch(&format!("work/{name}")),
+                        upper,
+                        work,
                         target: at(&path),
                     });
                     overlaid.push(path);
@@ -697,6 +788,63 @@ fn make_target(source: &Path, target: &Path) -> io::Result<()> {
 /// Carries out one step; a warning for what was done differently than asked.
 pub fn apply(op: &Op, fds: &[OwnedFd]) -> io::Result<Option<String>> {
     match op {
+        Op::Layer { target, size } => {
+            mkdir_all(target, 0o755)?;
+            let data = match size {
+                Some(bytes) => format!("mode=755,size={bytes}"),
+                None => "mode=755".to_string(),
+            };
+            mount(
+                "tmpfs",
+                target,
+                "tmpfs",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some(&data),
+            )?;
+            if !keeps_user_xattrs(target) {
+                // SAFETY: unmounts the tmpfs just mounted; the folder below takes its place.
+                let rc = unsafe { libc::umount2(cstr(target)?.as_ptr(), 0) };
+                check(rc as libc::c_long, "cannot unmount", target)?;
+            }
+        }
+        Op::File {
+            path,
+            text,
+            mode,
+            uid,
+            gid,
+        } => {
+            use std::io::Write;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            if let Some(parent) = path.parent() {
+                mkdir_all(parent, 0o755)?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(*mode)
+                .open(path)
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+                })?;
+            file.write_all(text.as_bytes())?;
+            file.set_permissions(std::fs::Permissions::from_mode(*mode))?;
+            // An owner the build's user namespace does not map stays the build's root.
+            let _ = std::os::unix::fs::fchown(&file, Some(*uid), Some(*gid));
+        }
+        Op::Hide {
+            upper,
+            lower,
+            path,
+            dir,
+            mode,
+            uid,
+            gid,
+        } => match hide(upper, lower, path, *dir, *mode, (*uid, *gid)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        },
         Op::Tmpfs {
             target,
             mode,
@@ -847,6 +995,80 @@ pub fn apply(op: &Op, fds: &[OwnedFd]) -> io::Result<Option<String>> {
     Ok(None)
 }
 
+/// Whether a folder's file system keeps `user.*` extended attributes (overlay's `userxattr` mode
+/// stores whiteouts and opaque folders in them).
+fn keeps_user_xattrs(dir: &Path) -> bool {
+    let Ok(path) = cstr(dir) else { return false };
+    let name = c"user.kiln.probe";
+    // SAFETY: setxattr and removexattr read a live path, a NUL-terminated name and a 1-byte value.
+    unsafe {
+        libc::setxattr(path.as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) == 0
+            && libc::removexattr(path.as_ptr(), name.as_ptr()) == 0
+    }
+}
+
+/// Puts the stand-in for `lower/rel` in `upper/rel` (see [`Op::Hide`]).
+fn hide(
+    upper: &Path,
+    lower: &Path,
+    rel: &Path,
+    dir: bool,
+    mode: u32,
+    owner: (u32, u32),
+) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let chown = |path: &Path, (uid, gid): (u32, u32)| match std::os::unix::fs::lchown(
+        path,
+        Some(uid),
+        Some(gid),
+    ) {
+        // An owner the build's user namespace does not map: the build's root keeps it.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        other => other,
+    };
+    let mut parents: Vec<&Path> = rel
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    parents.reverse();
+    for parent in parents {
+        let dest = upper.join(parent);
+        if dest.is_dir() {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(lower.join(parent))?;
+        if !meta.is_dir() {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        std::fs::create_dir(&dest)?;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        chown(&dest, (meta.uid(), meta.gid()))?;
+    }
+    // What the host no longer has (a temp folder removed since the scan) needs no stand-in.
+    std::fs::symlink_metadata(lower.join(rel))?;
+    let dest = upper.join(rel);
+    if dir {
+        std::fs::create_dir(&dest)?;
+        let dest_c = cstr(&dest)?;
+        // SAFETY: setxattr reads a live path, a NUL-terminated name and a 1-byte value.
+        let rc = unsafe {
+            libc::setxattr(
+                dest_c.as_ptr(),
+                c"user.overlay.opaque".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        check(rc as libc::c_long, "cannot make opaque", &dest)?;
+    } else {
+        std::fs::write(&dest, b"")?;
+    }
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))?;
+    chown(&dest, owner)
+}
+
 /// Makes `root` the root of the calling process's mount namespace and drops the old one.
 pub fn pivot(root: &Path) -> io::Result<()> {
     std::env::set_current_dir(root)?;
@@ -912,6 +1134,29 @@ mod tests {
         ];
         let expose = vec![PathBuf::from("/root/.cargo/bin")];
         let protect = vec![PathBuf::from("/srv/out/.git")];
+        let private = vec![
+            Private {
+                path: "/etc/ssl/private".into(),
+                dir: true,
+                mode: 0o700,
+                uid: 0,
+                gid: 0,
+            },
+            Private {
+                path: "/etc/shadow".into(),
+                dir: false,
+                mode: 0o640,
+                uid: 0,
+                gid: 42,
+            },
+        ];
+        let layer_files = vec![LayerFile {
+            path: "/etc/shadow".into(),
+            text: "root:*:19000:0:99999:7:::\n".into(),
+            mode: 0o640,
+            uid: 0,
+            gid: 42,
+        }];
         Layout {
             scratch: Path::new("/tmp/kiln-build-x"),
             idmapped,
@@ -922,6 +1167,9 @@ mod tests {
             top: &top,
             mount_points: &points,
             own_network: true,
+            layer_size: Some(1 << 30),
+            private: &private,
+            layer_files: &layer_files,
         }
         .plan()
     }
@@ -932,8 +1180,8 @@ mod tests {
         let r = Path::new("/tmp/kiln-build-x/root");
         assert!(plan.before.contains(&Op::Overlay {
             lower: "/tmp/kiln-build-x/mnt/root/usr".into(),
-            upper: "/tmp/kiln-build-x/mnt/scratch/upper/usr".into(),
-            work: "/tmp/kiln-build-x/mnt/scratch/work/usr".into(),
+            upper: "/tmp/kiln-build-x/mnt/scratch/layers/upper/usr".into(),
+            work: "/tmp/kiln-build-x/mnt/scratch/layers/work/usr".into(),
             target: r.join("usr"),
         }));
         // The host's homes and /tmp are never overlaid: the build has its own.
@@ -974,6 +1222,95 @@ mod tests {
         assert!(plan.before.contains(&Op::Mask {
             target: r.join("srv/out/.secrets")
         }));
+    }
+
+    #[test]
+    fn the_layers_start_with_their_stand_ins_before_their_overlays() {
+        let plan = layout_plan(true);
+        let position = |wanted: &dyn Fn(&Op) -> bool| plan.before.iter().position(wanted);
+        let layer = position(&|op| {
+            *op == Op::Layer {
+                target: "/tmp/kiln-build-x/mnt/scratch/layers".into(),
+                size: Some(1 << 30),
+            }
+        })
+        .expect("the layers' folder");
+        let etc =
+            position(&|op| matches!(op, Op::Overlay { target, .. } if target.ends_with("etc")))
+                .expect("/etc is overlaid");
+        let upper = PathBuf::from("/tmp/kiln-build-x/mnt/scratch/layers/upper/etc");
+        let hidden = position(&|op| {
+            *op == Op::Hide {
+                upper: upper.clone(),
+                lower: "/tmp/kiln-build-x/mnt/root/etc".into(),
+                path: "ssl/private".into(),
+                dir: true,
+                mode: 0o700,
+                uid: 0,
+                gid: 0,
+            }
+        })
+        .expect("a stand-in for /etc/ssl/private");
+        let shadow = position(&|op| {
+            matches!(op, Op::File { path, text, gid: 42, .. }
+                if *path == upper.join("shadow") && !text.contains('$'))
+        })
+        .expect("the password-less shadow");
+        assert!(layer < hidden && hidden < etc && shadow < etc);
+        // The shadow copy stands in for the host's: no empty stand-in over it.
+        assert!(
+            !plan
+                .before
+                .iter()
+                .any(|op| matches!(op, Op::Hide { path, .. } if path.ends_with("shadow")))
+        );
+    }
+
+    #[test]
+    fn a_stand_in_is_empty_with_the_hosts_mode_below_folders_like_the_hosts() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (lower, upper) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dir = lower.path().join("app/keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::write(dir.join("secret"), "s3cret").unwrap();
+        std::fs::create_dir(dir.join("vault")).unwrap();
+        let me = std::fs::metadata(lower.path()).unwrap();
+        let hide = |rel: &str, dir: bool, mode: u32| Op::Hide {
+            upper: upper.path().into(),
+            lower: lower.path().into(),
+            path: rel.into(),
+            dir,
+            mode,
+            uid: me.uid(),
+            gid: me.gid(),
+        };
+        apply(&hide("app/keys/secret", false, 0o600), &[]).unwrap();
+        apply(&hide("app/keys/vault", true, 0o700), &[]).unwrap();
+        let keys = std::fs::metadata(upper.path().join("app/keys")).unwrap();
+        assert_eq!(keys.mode() & 0o7777, 0o750);
+        let secret = upper.path().join("app/keys/secret");
+        assert_eq!(std::fs::read(&secret).unwrap(), b"");
+        assert_eq!(std::fs::metadata(&secret).unwrap().mode() & 0o7777, 0o600);
+        let vault = cstr(&upper.path().join("app/keys/vault")).unwrap();
+        let mut value = [0u8; 4];
+        // SAFETY: getxattr writes at most `value.len()` bytes into a live buffer.
+        let n = unsafe {
+            libc::getxattr(
+                vault.as_ptr(),
+                c"user.overlay.opaque".as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        assert_eq!(
+            &value[..n.max(0) as usize],
+            b"y",
+            "the folder hides the host's contents"
+        );
+        // What the host no longer has (a temp folder removed since the scan) needs no stand-in.
+        apply(&hide("gone/secret", false, 0o600), &[]).expect("a vanished file is no error");
+        assert!(!upper.path().join("gone").exists());
     }
 
     #[test]

@@ -108,10 +108,11 @@ enum Step {
     WriteNew,
     CopyUp,
     Upper,
+    UserXattr,
 }
 
 /// Every step, to turn an exit code back into its step.
-const STEPS: [Step; 19] = [
+const STEPS: [Step; 20] = [
     Step::UserNs,
     Step::Setgroups,
     Step::UidMap,
@@ -131,6 +132,7 @@ const STEPS: [Step; 19] = [
     Step::WriteNew,
     Step::CopyUp,
     Step::Upper,
+    Step::UserXattr,
 ];
 
 /// The namespaces the launcher creates inside its user namespace, each with its step.
@@ -170,6 +172,7 @@ impl Step {
             Step::WriteNew => "creating a file through the overlay",
             Step::CopyUp => "writing to a lower file through the overlay (copy-up)",
             Step::Upper => "finding the written files in the upper directory",
+            Step::UserXattr => "setting a user.* attribute on a tmpfs",
         }
     }
 
@@ -484,6 +487,10 @@ fn explain(failed: StepFailed) -> String {
         (libc::ENODEV, _) if failed.step == Step::Overlay => {
             Some("this kernel has no overlayfs (CONFIG_OVERLAY_FS; modprobe overlay)".to_string())
         }
+        (libc::EOPNOTSUPP, _) if failed.step == Step::UserXattr => Some(format!(
+            "tmpfs keeps user.* attributes from Linux 6.6 on, and this is {}",
+            uname().1
+        )),
         (libc::EPERM | libc::EINVAL, _)
             if failed.step == Step::Overlay && kernel_version().is_some_and(|v| v < (5, 11)) =>
         {
@@ -585,6 +592,60 @@ pub fn overlay_in_user_namespace() -> Result<(), String> {
             // SAFETY: checks that a NUL-terminated path exists.
             sys(unsafe { libc::access(name.as_ptr(), libc::F_OK) }).map_err(at(Step::Upper))?;
         }
+        Ok(())
+    })?;
+    drop(dir);
+    outcome.map_err(explain)
+}
+
+/// Whether a build's private layers can live in memory: a tmpfs mounted in a user namespace keeps
+/// the `user.*` attributes overlay stores its whiteouts and opaque folders in (Linux 6.6 and
+/// later). Where it does not, the layers are folders of the build's scratch folder, on its disk.
+pub fn layers_in_memory() -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix(".kiln-probe-")
+        .tempdir()
+        .map_err(|e| format!("kiln could not create a temporary directory: {e}"))?;
+    let target = CString::new(dir.path().as_os_str().as_bytes())
+        .map_err(|_| format!("the temporary directory {} has a NUL", dir.path().display()))?;
+    let map = SelfMap::new();
+    let outcome = run_in_child(|| {
+        map.enter()?;
+        // SAFETY: unshare only changes this (child) process's namespaces.
+        sys(unsafe { libc::unshare(libc::CLONE_NEWNS) }).map_err(at(Step::MountNs))?;
+        // SAFETY: a propagation change of the child's own mount namespace, as above.
+        sys(unsafe {
+            libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            )
+        })
+        .map_err(at(Step::PrivateMounts))?;
+        // SAFETY: mounts a tmpfs in the child's own mount namespace; every string is NUL-terminated.
+        sys(unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"size=1m,mode=0755".as_ptr().cast(),
+            )
+        })
+        .map_err(at(Step::Tmpfs))?;
+        // SAFETY: sets an attribute on a NUL-terminated path from a live 1-byte value.
+        sys(unsafe {
+            libc::setxattr(
+                target.as_ptr(),
+                c"user.kiln.probe".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            )
+        })
+        .map_err(at(Step::UserXattr))?;
         Ok(())
     })?;
     drop(dir);
@@ -1207,6 +1268,7 @@ pub fn report() -> Report {
     let root = is_root();
     let userns = user_namespaces();
     let overlay = overlay_in_user_namespace();
+    let layers = layers_in_memory();
     let idmapped = idmapped_mounts();
     let cgroup = cgroup();
     let landlock = landlock();
@@ -1225,6 +1287,15 @@ pub fn report() -> Report {
         check(
             "overlayfs in userns",
             overlay.map(|()| "mounted and written through (copy-up included)".to_string()),
+        ),
+        check(
+            "private layers",
+            match layers {
+                Ok(()) => Ok("in memory (a tmpfs per build, at most --disk-limit)".to_string()),
+                Err(e) => Err(format!(
+                    "{e} (they go on the build's scratch folder, on disk)"
+                )),
+            },
         ),
         check(
             "idmapped mounts",
@@ -1633,6 +1704,7 @@ mod tests {
             [
                 "user namespaces",
                 "overlayfs in userns",
+                "private layers",
                 "idmapped mounts",
                 "cgroup v2 delegation",
                 "landlock",
