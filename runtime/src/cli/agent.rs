@@ -32,7 +32,7 @@ pub async fn run(global: &GlobalArgs, args: &AgentArgs) -> u8 {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: {e}");
-            exit::INTERNAL
+            exit::of_deploy(&e)
         }
     }
 }

@@ -8,14 +8,16 @@ use kiln::build::{self, BuildOptions, log::Console, result::Status};
 
 use super::exit;
 use super::options::{
-    GlobalArgs, parse_key_value, parse_network, parse_plugin, parse_project, parse_size,
+    GlobalArgs, existing, existing_file, parse_key_value, parse_network, parse_plugin,
+    parse_project, parse_size,
 };
+use super::print_invalid;
 
 /// `kiln build`.
 #[derive(Args)]
 pub struct BuildArgs {
     /// The project directory.
-    #[arg(default_value = ".")]
+    #[arg(default_value = ".", value_parser = existing)]
     dir: PathBuf,
 
     /// The buildspec, relative to the project [default: buildspec.yml]
@@ -35,7 +37,7 @@ pub struct BuildArgs {
     pass_env: Vec<String>,
 
     /// A dotenv file of parameter-store names and secrets-manager references with their values.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = existing_file)]
     secrets: Option<PathBuf>,
 
     /// Where artifacts go, one folder each [default: <dir>/.kiln/out]
@@ -68,11 +70,11 @@ pub struct BuildArgs {
     no_confine: bool,
 
     /// Let build commands write below this directory of the host too (repeatable).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = existing)]
     writable: Vec<PathBuf>,
 
     /// Show this directory of the host to the build, read-only, at its own path (repeatable).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = existing)]
     expose: Vec<PathBuf>,
 
     /// Memory limit of every program the build runs, e.g. 2G [default: none]
@@ -302,11 +304,16 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
             }
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            match e {
-                build::BuildError::Sandbox(_) | build::BuildError::Io { .. } => exit::INTERNAL,
-                _ => exit::BAD_INPUT,
+            use kiln::spec::{buildspec::LoadError, secrets::SecretsError};
+            match &e {
+                build::BuildError::Spec(spec)
+                | build::BuildError::Load(LoadError::Invalid(spec))
+                | build::BuildError::Secrets(SecretsError::Invalid(spec)) => {
+                    print_invalid(spec);
+                }
+                _ => eprintln!("error: {e}"),
             }
+            exit::of_build(&e)
         }
     }
 }

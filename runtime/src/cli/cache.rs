@@ -7,7 +7,7 @@ use clap::Subcommand;
 use kiln::build;
 
 use super::exit;
-use super::options::{GlobalArgs, parse_size};
+use super::options::{GlobalArgs, existing_dir, parse_size};
 
 /// `kiln cache stats|prune|verify|add|restore`.
 #[derive(Subcommand)]
@@ -26,7 +26,10 @@ pub enum CacheCommand {
     /// Re-hash every blob; remove corrupt ones and the entries that name them. Exit 1 if any was found.
     Verify,
     /// Store a directory as a tree; print its digest.
-    Add { dir: PathBuf },
+    Add {
+        #[arg(value_parser = existing_dir)]
+        dir: PathBuf,
+    },
     /// Write a stored tree out into a new or empty directory.
     Restore { digest: String, dir: PathBuf },
 }

@@ -2,13 +2,14 @@
 
 use clap::Args;
 
-use super::options::{DeployArgs, GlobalArgs};
+use super::options::{self, DeployArgs, GlobalArgs};
 use super::{exit, print_json};
 
 /// `kiln deploy`.
 #[derive(Args)]
 pub struct DeployCommandArgs {
     /// The revision: a store reference (file:///…, s3://…, oci://…) or a revision file.
+    #[arg(value_parser = options::revision)]
     revision: String,
     #[command(flatten)]
     args: DeployArgs,
@@ -62,7 +63,7 @@ pub async fn deploy(global: &GlobalArgs, revision: &str, args: &DeployArgs) -> u
         }
         Err(e) => {
             eprintln!("error: {e}");
-            exit::INTERNAL
+            exit::of_deploy(&e)
         }
     }
 }

@@ -35,3 +35,55 @@ pub fn of_store(e: &kiln::store::StoreError) -> u8 {
         StoreError::Io { .. } => INTERNAL,
     }
 }
+
+/// The code of a build that could not start or finish (a build that ran and failed is [`FAILED`]).
+pub fn of_build(e: &kiln::build::BuildError) -> u8 {
+    use kiln::build::BuildError;
+    match e {
+        BuildError::Spec(_)
+        | BuildError::Load(_)
+        | BuildError::Secrets(_)
+        | BuildError::MissingSecret(_)
+        | BuildError::NoBuildspec(_)
+        | BuildError::Snapshot(_)
+        | BuildError::Confine(_)
+        | BuildError::Namespaces(_)
+        | BuildError::RunAs { .. }
+        | BuildError::Cache(_)
+        | BuildError::Output(_) => BAD_INPUT,
+        BuildError::Io { .. } | BuildError::Sandbox(_) => INTERNAL,
+    }
+}
+
+/// The code of a revision that could not be packaged.
+pub fn of_revision(e: &kiln::revision::RevisionError) -> u8 {
+    use kiln::revision::RevisionError;
+    match e {
+        RevisionError::NoAppspec(_) | RevisionError::InvalidAppspec(_) => BAD_INPUT,
+        RevisionError::Io { .. } => INTERNAL,
+    }
+}
+
+/// The code of a deployment that could not start or be recorded (one that ran and failed is
+/// [`FAILED`]).
+pub fn of_deploy(e: &kiln::deploy::DeployError) -> u8 {
+    use kiln::deploy::DeployError;
+    match e {
+        DeployError::NoRevision(_) | DeployError::Usage(_) => BAD_INPUT,
+        DeployError::Hook { .. }
+        | DeployError::Install(_)
+        | DeployError::Download(_)
+        | DeployError::AppSpec(_) => FAILED,
+        DeployError::Io { .. } | DeployError::Engine(_) => INTERNAL,
+    }
+}
+
+/// The code of `kiln plugin run` when the step could not run.
+pub fn of_step(e: &kiln::sandbox::StepError) -> u8 {
+    use kiln::sandbox::StepError;
+    match e {
+        StepError::UnknownPlugin(_) | StepError::Load { .. } => BAD_INPUT,
+        StepError::Timeout { .. } | StepError::Memory { .. } | StepError::Trap { .. } => FAILED,
+        StepError::Preopen { .. } => INTERNAL,
+    }
+}

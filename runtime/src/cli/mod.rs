@@ -2,6 +2,8 @@
 //! groups several commands share in [`options`], the exit codes in [`exit`]. Commands parse, call the
 //! library and print; the library knows nothing of clap.
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
 /// `println!` for what kiln prints on stdout, without the panic when the reader has gone (`kiln
@@ -94,6 +96,20 @@ pub fn print_json(value: &impl serde::Serialize) {
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
+}
+
+/// Prints a spec's diagnostics as a compiler does, each with its own `error:` (or `warning:`) and
+/// its place, then how many errors there were; the bad-input exit code. `kiln validate`, `kiln
+/// build` and `kiln package` all show an invalid spec this way.
+pub fn print_invalid(e: &kiln::spec::SpecError) -> u8 {
+    eprintln!("{}", e.render(std::io::stderr().is_terminal()));
+    let n = e.errors().count();
+    eprintln!(
+        "\n{}: {n} error{}",
+        e.path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    exit::BAD_INPUT
 }
 
 /// Says why a store operation failed and gives its exit code.

@@ -254,3 +254,44 @@ pub fn parse_project(s: &str) -> Result<String, String> {
 pub fn parse_network(s: &str) -> Result<kiln::sandbox::os::Network, String> {
     s.parse()
 }
+
+/// A file or folder the user names as input. It must be there: a missing one is a usage error
+/// (exit 2, `no such file or directory`), found before anything runs or is recorded.
+pub fn existing(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(_) => Ok(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err("no such file or directory".to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An input file that is there (see [`existing`]).
+pub fn existing_file(s: &str) -> Result<PathBuf, String> {
+    let path = existing(s)?;
+    if path.is_dir() {
+        return Err("is a folder, not a file".to_string());
+    }
+    Ok(path)
+}
+
+/// An input folder that is there (see [`existing`]).
+pub fn existing_dir(s: &str) -> Result<PathBuf, String> {
+    let path = existing(s)?;
+    if !path.is_dir() {
+        return Err("is not a folder".to_string());
+    }
+    Ok(path)
+}
+
+/// A revision to deploy: a store reference, or a revision file that is there (see [`existing`]).
+pub fn revision(s: &str) -> Result<String, String> {
+    if s.contains("://") {
+        kiln::store::Ref::parse(s).map_err(|e| e.to_string())?;
+    } else {
+        existing_file(s)?;
+    }
+    Ok(s.to_string())
+}

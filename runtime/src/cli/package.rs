@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use clap::Args;
 use kiln::build;
 
-use super::exit;
-use super::options::{GlobalArgs, parse_project};
+use super::options::{GlobalArgs, existing_dir, parse_project};
+use super::{exit, print_invalid};
 
 /// `kiln package`.
 #[derive(Args)]
 pub struct PackageArgs {
     /// The folder to package.
-    #[arg(conflicts_with = "from_build")]
+    #[arg(conflicts_with = "from_build", value_parser = existing_dir)]
     dir: Option<PathBuf>,
 
     /// Package the primary artifact of this build number of the project instead.
@@ -93,13 +93,10 @@ pub fn run(global: &GlobalArgs, args: &PackageArgs) -> u8 {
             }
             exit::OK
         }
-        Err(e @ kiln::revision::RevisionError::Io { .. }) => {
-            eprintln!("error: {e}");
-            exit::INTERNAL
-        }
+        Err(kiln::revision::RevisionError::InvalidAppspec(spec)) => print_invalid(&spec),
         Err(e) => {
             eprintln!("error: {e}");
-            exit::BAD_INPUT
+            exit::of_revision(&e)
         }
     }
 }

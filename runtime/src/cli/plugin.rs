@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use kiln::build::{self, log::Console};
 
 use super::exit;
-use super::options::{GlobalArgs, parse_size};
+use super::options::{GlobalArgs, existing_dir, existing_file, parse_size};
 
 /// `kiln plugin list|run`.
 #[derive(Subcommand)]
@@ -23,6 +23,7 @@ pub enum PluginCommand {
 #[derive(Args)]
 pub struct PluginRunArgs {
     /// The plugin: a component file (.wasm) or the name of a built-in plugin.
+    #[arg(value_parser = plugin)]
     plugin: String,
 
     /// The step's arguments.
@@ -30,7 +31,7 @@ pub struct PluginRunArgs {
     args: Vec<String>,
 
     /// The directory preopened read-write (the step's source directory).
-    #[arg(long, default_value = ".")]
+    #[arg(long, default_value = ".", value_parser = existing_dir)]
     dir: PathBuf,
 
     /// Let the plugin run host programs.
@@ -179,11 +180,16 @@ pub async fn run(global: &GlobalArgs, args: &PluginRunArgs) -> u8 {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            match e {
-                kiln::sandbox::StepError::UnknownPlugin(_)
-                | kiln::sandbox::StepError::Load { .. } => exit::BAD_INPUT,
-                _ => exit::FAILED,
-            }
+            exit::of_step(&e)
         }
     }
+}
+
+/// A plugin to run: a built-in plugin's name, or a component file that is there (a name with a `/`
+/// or ending in `.wasm` is a file).
+fn plugin(s: &str) -> Result<String, String> {
+    if s.contains('/') || s.ends_with(".wasm") {
+        existing_file(s)?;
+    }
+    Ok(s.to_string())
 }

@@ -4,13 +4,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::options::AccessArgs;
+use super::options::{AccessArgs, existing_file};
 use super::{exit, print_json, store_error};
 
 /// `kiln push`.
 #[derive(Args)]
 pub struct PushArgs {
     /// The revision file.
+    #[arg(value_parser = existing_file)]
     revision: PathBuf,
     /// Where to.
     reference: String,

@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use clap::Args;
 use kiln::spec::{buildspec, diagnostic};
 
-use super::exit;
+use super::options::existing_file;
+use super::{exit, print_invalid};
 
 /// `kiln validate`.
 #[derive(Args)]
 pub struct ValidateArgs {
     /// The buildspec or AppSpec to check [default: ./buildspec.yml]; a file named appspec.yml (or
     /// .yaml) is checked as an AppSpec.
+    #[arg(value_parser = existing_file)]
     file: Option<PathBuf>,
 
     /// Print the findings as JSON.
@@ -62,7 +64,7 @@ pub fn run(args: &ValidateArgs) -> u8 {
             }
             exit::OK
         }
-        Err(buildspec::LoadError::Invalid(e)) => report_invalid(&path, &e, args.json, color),
+        Err(buildspec::LoadError::Invalid(e)) => report_invalid(&path, &e, args.json),
         Err(e) => {
             eprintln!("error: {e}");
             exit::BAD_INPUT
@@ -103,29 +105,18 @@ fn validate_appspec(path: &std::path::Path, json: bool, color: bool) -> u8 {
             }
             exit::OK
         }
-        Err(e) => report_invalid(path, &e, json, color),
+        Err(e) => report_invalid(path, &e, json),
     }
 }
 
 /// Prints a spec's errors (rendered, or as JSON findings) and gives the bad-input exit code.
-fn report_invalid(
-    path: &std::path::Path,
-    e: &kiln::spec::SpecError,
-    json: bool,
-    color: bool,
-) -> u8 {
+fn report_invalid(path: &std::path::Path, e: &kiln::spec::SpecError, json: bool) -> u8 {
     if json {
         print_findings(path, &e.diagnostics, false);
+        exit::BAD_INPUT
     } else {
-        eprintln!("{}", e.render(color));
-        let n = e.errors().count();
-        eprintln!(
-            "\n{}: {n} error{}",
-            path.display(),
-            if n == 1 { "" } else { "s" }
-        );
+        print_invalid(e)
     }
-    exit::BAD_INPUT
 }
 
 /// Prints the findings as JSON: the file, whether it is valid, and each finding with its place.

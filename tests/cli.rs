@@ -1,0 +1,226 @@
+//! The command line itself: one `error:` per error, exit codes scripts can trust, and nothing
+//! recorded for a command that names a file or folder that is not there.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::support::{Build, walkdir};
+
+/// What a finished `kiln` said and how it exited.
+struct Said {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Said {
+    fn of(out: Output) -> Said {
+        Said {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Exit `code`, and `error:` exactly once on stderr, at the start of a line.
+    fn one_error(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "{}", self.stderr);
+        assert_eq!(
+            self.stderr.matches("error:").count(),
+            1,
+            "one `error:` expected:\n{}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.lines().any(|l| l.starts_with("error: ")),
+            "{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Exit 2 with one error that says the path is not there.
+    fn no_such_file(&self, path: &Path) -> &Self {
+        self.one_error(2);
+        assert!(self.stderr.contains("no such file"), "{}", self.stderr);
+        assert!(
+            self.stderr.contains(&path.display().to_string()),
+            "the message should name {}:\n{}",
+            path.display(),
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Everything kiln wrote in the project's state folder (build records, deployments).
+fn recorded(b: &Build) -> Vec<std::path::PathBuf> {
+    walkdir(b.state_dir())
+}
+
+const BUILDSPEC: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n";
+
+#[test]
+fn building_a_missing_folder_is_exit_2_and_records_nothing() {
+    let b = Build::new();
+    let missing = b.path().join("nope");
+    let out = b.kiln().arg("build").arg(&missing).output().unwrap();
+    Said::of(out).no_such_file(&missing);
+    assert_eq!(recorded(&b), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn a_missing_secrets_file_is_exit_2_and_records_nothing() {
+    let b = Build::new().buildspec(BUILDSPEC);
+    let missing = b.path().join("nope.env");
+    let out = b
+        .kiln()
+        .arg("build")
+        .arg(b.path())
+        .arg("--secrets")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    Said::of(out).no_such_file(&missing);
+    assert_eq!(recorded(&b), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn deploying_a_missing_revision_file_is_exit_2_and_records_no_deployment() {
+    let b = Build::new();
+    let missing = b.path().join("nope.zip");
+    let out = b
+        .kiln()
+        .arg("deploy")
+        .arg(&missing)
+        .args(["--group", "web"])
+        .output()
+        .unwrap();
+    Said::of(out).no_such_file(&missing);
+    assert_eq!(recorded(&b), Vec::<std::path::PathBuf>::new());
+    let listed = b.kiln().args(["deployments", "--json"]).output().unwrap();
+    assert_eq!(Said::of(listed).stdout.trim(), "[]");
+}
+
+#[test]
+fn validating_a_missing_file_is_exit_2() {
+    let b = Build::new();
+    let missing = b.path().join("nope.yml");
+    let out = b.kiln().arg("validate").arg(&missing).output().unwrap();
+    Said::of(out).no_such_file(&missing);
+}
+
+#[test]
+fn packaging_a_missing_folder_is_exit_2_and_writes_nothing() {
+    let b = Build::new();
+    let missing = b.path().join("nope");
+    let revision = b.path().join("app.zip");
+    let out = b
+        .kiln()
+        .arg("package")
+        .arg(&missing)
+        .arg("-o")
+        .arg(&revision)
+        .output()
+        .unwrap();
+    Said::of(out).no_such_file(&missing);
+    assert!(!revision.exists());
+}
+
+#[test]
+fn pushing_a_missing_revision_file_is_exit_2() {
+    let b = Build::new();
+    let missing = b.path().join("nope.zip");
+    let store = format!("file://{}/store/app.zip", b.path().display());
+    let out = b
+        .kiln()
+        .arg("push")
+        .arg(&missing)
+        .arg(&store)
+        .output()
+        .unwrap();
+    Said::of(out).no_such_file(&missing);
+    assert!(!b.path().join("store").exists());
+}
+
+#[test]
+fn an_invalid_appspec_to_package_has_one_error_prefix() {
+    let b = Build::new().write("app/appspec.yml", "version: 0.0\nos: [linux\n");
+    let out = b
+        .kiln()
+        .arg("package")
+        .arg(b.path().join("app"))
+        .arg("-o")
+        .arg(b.path().join("app.zip"))
+        .output()
+        .unwrap();
+    let said = Said::of(out);
+    said.one_error(2);
+    assert!(said.stderr.contains("appspec.yml:2:10"), "{}", said.stderr);
+    assert!(said.stderr.contains("not valid YAML"), "{}", said.stderr);
+}
+
+#[test]
+fn an_invalid_buildspec_to_build_has_one_error_prefix() {
+    let b = Build::new().buildspec("version: 0.2\nphases:\n  build:\n    commands: [echo a\n");
+    let out = b.kiln().arg("build").arg(b.path()).output().unwrap();
+    let said = Said::of(out);
+    said.one_error(2);
+    assert!(
+        said.stderr.contains("buildspec.yml:4:21"),
+        "{}",
+        said.stderr
+    );
+    assert!(
+        said.stderr.contains("    commands: [echo a"),
+        "{}",
+        said.stderr
+    );
+    assert_eq!(recorded(&b), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn an_invalid_appspec_in_a_deployed_revision_has_no_doubled_prefix() {
+    let b = Build::new().write("app/appspec.yml", "version: 0.0\nos: [linux\n");
+    let revision = b.path().join("app.zip");
+    let packaged = b
+        .kiln()
+        .arg("package")
+        .arg(b.path().join("app"))
+        .arg("--no-appspec")
+        .arg("-o")
+        .arg(&revision)
+        .output()
+        .unwrap();
+    assert!(packaged.status.success());
+    let out = b
+        .kiln()
+        .arg("deploy")
+        .arg(&revision)
+        .args(["--group", "web"])
+        .output()
+        .unwrap();
+    let said = Said::of(out);
+    assert_eq!(said.code, Some(1), "{}", said.stderr);
+    assert!(said.stderr.contains("not valid YAML"), "{}", said.stderr);
+    for line in said.stderr.lines() {
+        assert!(
+            line.matches("error:").count() <= 1 && !line.contains(": error:"),
+            "a doubled prefix: {line}\n{}",
+            said.stderr
+        );
+    }
+}
+
+#[test]
+fn rolling_back_with_nothing_to_go_back_to_is_bad_usage() {
+    let b = Build::new();
+    let out = b
+        .kiln()
+        .args(["rollback", "--group", "web"])
+        .output()
+        .unwrap();
+    let said = Said::of(out);
+    said.one_error(2);
+    assert!(said.stderr.contains("no earlier successful deployment"));
+}
