@@ -224,3 +224,48 @@ fn rolling_back_with_nothing_to_go_back_to_is_bad_usage() {
     said.one_error(2);
     assert!(said.stderr.contains("no earlier successful deployment"));
 }
+
+/// `kiln ARGS` with this project's folders and no KILN_LOG of the caller's.
+fn said(b: &Build, args: &[&str]) -> Said {
+    Said::of(b.kiln().args(args).env_remove("KILN_LOG").output().unwrap())
+}
+
+#[test]
+fn verbose_logs_debug_lines_before_or_after_any_command() {
+    let b = Build::new().buildspec(BUILDSPEC);
+    let spec = b.path().join("buildspec.yml");
+    let spec = spec.to_str().unwrap();
+    for args in [
+        &["-v", "validate", spec][..],
+        &["validate", spec, "--verbose"],
+        &["deployments", "-v"],
+        &["-v", "cache", "stats"],
+        &["plugin", "list", "-v"],
+    ] {
+        let out = said(&b, args);
+        assert_eq!(out.code, Some(0), "kiln {args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("DEBUG") && out.stderr.contains("state dir"),
+            "kiln {args:?} should log debug lines:\n{}",
+            out.stderr
+        );
+    }
+    let quiet = said(&b, &["validate", spec]);
+    assert!(!quiet.stderr.contains("DEBUG"), "{}", quiet.stderr);
+}
+
+#[test]
+fn verbose_builds_show_the_plugins_debug_lines() {
+    let b = Build::new()
+        .buildspec(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi > a.txt\nartifacts:\n  files:\n    - a.txt\n",
+        )
+        .env("KILN_LOG", "");
+    let plain = b.run_with(&["--no-cache"]);
+    plain.success().log_lacks("collected 1 file");
+    let verbose = b.run_with(&["--no-cache", "-v"]);
+    verbose
+        .success()
+        .log_has("collected 1 file")
+        .log_has("DEBUG");
+}

@@ -3,6 +3,7 @@
 
 mod cli;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,9 +21,18 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KILN_LOG"))
+        .with_env_filter(cli.global.log_filter())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    tracing::debug!(
+        "kiln {}: cache dir {}, state dir {}",
+        env!("CARGO_PKG_VERSION"),
+        cli.global
+            .cache_dir()
+            .map_or_else(|| "-".to_string(), |d| d.display().to_string()),
+        cli.global.state_dir().display()
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

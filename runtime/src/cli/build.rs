@@ -149,10 +149,6 @@ pub struct BuildArgs {
     /// Print no log on the console (it is still written to the log file).
     #[arg(long, short = 'q')]
     quiet: bool,
-
-    /// Show plugins' debug lines.
-    #[arg(long, short = 'v')]
-    verbose: bool,
 }
 
 /// Whose `cache:` entries a build uses.
@@ -217,7 +213,7 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         cache_dir: global.components_dir(),
         console,
         progress: true,
-        verbose: args.verbose,
+        verbose: global.verbose > 0,
         initiator: format!(
             "kiln/{}",
             std::env::var("USER").unwrap_or_else(|_| "local".into())

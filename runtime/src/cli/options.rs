@@ -15,6 +15,11 @@ pub struct GlobalArgs {
     /// Where build numbers, records and logs live [default: $XDG_STATE_HOME/kiln]
     #[arg(long, env = "KILN_STATE_DIR", global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+
+    /// Log more: debug lines, as KILN_LOG=debug (-vv: trace); a build also shows its plugins' debug
+    /// lines. KILN_LOG, when set, decides.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 impl GlobalArgs {
@@ -47,6 +52,20 @@ impl GlobalArgs {
     /// The default deployment root.
     pub fn deploy_root(&self) -> PathBuf {
         self.state_dir().join("deployment-root")
+    }
+
+    /// What kiln logs on stderr: what KILN_LOG says when it is set, else errors, debug lines
+    /// with -v, everything with -vv.
+    pub fn log_filter(&self) -> tracing_subscriber::EnvFilter {
+        use tracing_subscriber::EnvFilter;
+        if std::env::var_os("KILN_LOG").is_some_and(|v| !v.is_empty()) {
+            return EnvFilter::from_env("KILN_LOG");
+        }
+        match self.verbose {
+            0 => EnvFilter::new("error"),
+            1 => EnvFilter::new("debug"),
+            _ => EnvFilter::new("trace"),
+        }
     }
 }
 
