@@ -269,3 +269,149 @@ fn verbose_builds_show_the_plugins_debug_lines() {
         .log_has("collected 1 file")
         .log_has("DEBUG");
 }
+
+/// What bash's completion offers for the words typed so far, with kiln's script loaded.
+fn bash_completes(script: &Path, words: &[&str]) -> String {
+    let line = format!(
+        "source {}; COMP_WORDS=({}); COMP_CWORD={}; _kiln kiln '{}' '{}'; echo \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words.join(" "),
+        words.len() - 1,
+        words[words.len() - 1],
+        words[words.len().saturating_sub(2)],
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "-c", &line])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn bash_completion_is_valid_bash_and_completes_commands_and_flags() {
+    let b = Build::new();
+    let out = said(&b, &["completions", "bash"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for command in [
+        "build",
+        "deploy",
+        "package",
+        "validate",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            out.stdout.contains(&format!(" {command} ")),
+            "the script should offer `{command}`"
+        );
+    }
+    let script = b.path().join("kiln.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "bash -n refused the script: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(
+        bash_completes(&script, &["kiln", "dep"]),
+        "deploy deployments"
+    );
+    assert_eq!(
+        bash_completes(&script, &["kiln", "build", "--explain"]),
+        "--explain-cache"
+    );
+}
+
+#[test]
+fn zsh_and_fish_completions_name_the_commands() {
+    let b = Build::new();
+    let zsh = said(&b, &["completions", "zsh"]);
+    assert_eq!(zsh.code, Some(0), "{}", zsh.stderr);
+    assert!(zsh.stdout.starts_with("#compdef kiln"), "{}", zsh.stdout);
+    let fish = said(&b, &["completions", "fish"]);
+    assert_eq!(fish.code, Some(0), "{}", fish.stderr);
+    for command in ["build", "deploy", "rollback"] {
+        assert!(
+            zsh.stdout.contains(&format!("'{command}:")),
+            "zsh: {command}"
+        );
+        assert!(
+            fish.stdout.contains(&format!("-a \"{command}\"")),
+            "fish: {command}"
+        );
+    }
+    let unknown = said(&b, &["completions", "tcsh"]);
+    assert_eq!(unknown.code, Some(2));
+}
+
+/// The page without roff's preamble (the `.ie`/`.el` lines that define the apostrophe string).
+fn man_page(b: &Build, args: &[&str]) -> String {
+    let out = said(b, &[&["man"][..], args].concat());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.stdout
+        .lines()
+        .skip_while(|l| l.starts_with(".ie ") || l.starts_with(".el "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_man_page_is_roff_and_names_every_command() {
+    let b = Build::new();
+    let page = man_page(&b, &[]);
+    assert!(page.starts_with(".TH kiln 1 "), "{page}");
+    for command in [
+        "build",
+        "deploy",
+        "package",
+        "push",
+        "pull",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            page.contains(&format!("kiln\\-{command}(1)")),
+            "kiln(1) should name kiln-{command}(1)"
+        );
+    }
+    assert!(page.contains("Exit codes"));
+    let build = man_page(&b, &["build"]);
+    assert!(build.starts_with(".TH kiln-build 1 "), "{build}");
+    assert!(build.contains("\\-\\-explain\\-cache"), "{build}");
+    assert!(
+        build.contains("\\-\\-state\\-dir"),
+        "the global flags: {build}"
+    );
+    let unknown = said(&b, &["man", "nope"]);
+    assert_eq!(unknown.code, Some(2));
+    // Where groff is installed, it reads the page without a warning.
+    let groff = std::process::Command::new("groff")
+        .args(["-man", "-Tascii", "-ww", "-z"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    if let Ok(mut groff) = groff {
+        use std::io::Write;
+        groff
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(said(&b, &["man"]).stdout.as_bytes())
+            .unwrap();
+        let out = groff.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "groff: {out:?}"
+        );
+    }
+}

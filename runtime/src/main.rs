@@ -79,5 +79,7 @@ async fn run(Cli { global, command }: Cli) -> u8 {
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Deployments(args) => cli::deployments::run(global, args),
         Command::HashFiles(args) => cli::hash_files::run(args),
+        Command::Completions(args) => cli::completions::run(args),
+        Command::Man(args) => cli::man::run(args),
     }
 }

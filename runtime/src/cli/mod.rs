@@ -18,12 +18,14 @@ macro_rules! out {
 pub mod agent;
 pub mod build;
 pub mod cache;
+pub mod completions;
 pub mod deploy;
 pub mod deployments;
 pub mod doctor;
 pub mod exit;
 pub mod hash_files;
 pub mod ls;
+pub mod man;
 pub mod options;
 pub mod package;
 pub mod plugin;
@@ -88,6 +90,12 @@ pub enum Command {
     /// Print one digest of the files matching the patterns, for cache keys (also reachable inside
     /// builds as `codebuild-hash-files`).
     HashFiles(hash_files::HashFilesArgs),
+    /// Print a completion script for a shell: `kiln completions bash >
+    /// ~/.local/share/bash-completion/completions/kiln`; zsh: `_kiln` in a folder of $fpath; fish:
+    /// ~/.config/fish/completions/kiln.fish.
+    Completions(completions::CompletionsArgs),
+    /// Print kiln's manual page (roff), or one command's: `kiln man | man -l -`, `kiln man build`.
+    Man(man::ManArgs),
 }
 
 /// Prints `value` as pretty JSON on stdout.
@@ -96,6 +104,13 @@ pub fn print_json(value: &impl serde::Serialize) {
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
+}
+
+/// Writes `bytes` on stdout, dropping them when the reader has gone (see `out!`).
+pub fn print_bytes(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
 }
 
 /// Prints a spec's diagnostics as a compiler does, each with its own `error:` (or `warning:`) and
