@@ -415,3 +415,33 @@ fn the_man_page_is_roff_and_names_every_command() {
         );
     }
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let head = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(head) = head else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI builds kiln from a git checkout"
+        );
+        eprintln!("SKIPPED version_names_the_commit_it_was_built_from: not a git checkout");
+        return;
+    };
+    let out = said(&Build::new(), &["--version"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let version = out.stdout.trim();
+    let commit = version
+        .strip_prefix(&format!("kiln {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("`{version}` is not `kiln VERSION (COMMIT)`"));
+    let hash = commit.strip_suffix("-dirty").unwrap_or(commit);
+    assert!(
+        hash.len() >= 7 && head.starts_with(hash),
+        "`{version}` should name HEAD, {head}"
+    );
+}

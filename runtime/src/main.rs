@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         .init();
     tracing::debug!(
         "kiln {}: cache dir {}, state dir {}",
-        env!("CARGO_PKG_VERSION"),
+        cli::version(),
         cli.global
             .cache_dir()
             .map_or_else(|| "-".to_string(), |d| d.display().to_string()),

@@ -40,7 +40,7 @@ pub mod validate;
 /// found, 5 access denied by a store, 6 a store unreachable, 7 a revision failed verification or was
 /// refused, 130 interrupted.
 #[derive(Parser)]
-#[command(name = "kiln", version, propagate_version = true)]
+#[command(name = "kiln", version = version(), propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: options::GlobalArgs,
@@ -96,6 +96,16 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print kiln's manual page (roff), or one command's: `kiln man | man -l -`, `kiln man build`.
     Man(man::ManArgs),
+}
+
+/// kiln's version and the commit it was built from (see build.rs): `0.1.0 (1a2b3c4)`, `0.1.0
+/// (1a2b3c4-dirty)` when the tree had changes, just `0.1.0` when it was not built from a git checkout.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| match env!("KILN_COMMIT") {
+        "" => env!("CARGO_PKG_VERSION").to_string(),
+        commit => format!("{} ({commit})", env!("CARGO_PKG_VERSION")),
+    })
 }
 
 /// Prints `value` as pretty JSON on stdout.
