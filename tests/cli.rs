@@ -445,3 +445,13 @@ fn version_names_the_commit_it_was_built_from() {
         "`{version}` should name HEAD, {head}"
     );
 }
+
+#[test]
+fn a_size_too_large_is_refused_not_wrapped() {
+    let b = Build::new();
+    // 2^34 G is 2^64 bytes: shifted, it would wrap to 0 and prune the whole cache.
+    let out = said(&b, &["cache", "prune", "--max-size", "17179869184G"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("too large"), "{}", out.stderr);
+    assert!(!out.stdout.contains("removed"), "{}", out.stdout);
+}

@@ -249,7 +249,8 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "G" | "GB" | "GIB" => 30,
         _ => return Err(format!("unknown size unit `{unit}`: use K, M or G")),
     };
-    n.checked_shl(shift)
+    // checked_shl only refuses a shift past the width: the bits shifted out must be checked too.
+    n.checked_mul(1 << shift)
         .ok_or_else(|| format!("{s} is too large"))
 }
 
