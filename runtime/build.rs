@@ -3,6 +3,8 @@
 //!
 //! The plugins are a workspace of their own, built by a nested `cargo build` into this build's
 //! `OUT_DIR`, so a plain `cargo build` of kiln needs nothing but the wasm32-wasip2 target.
+//!
+//! It also sets `KILN_COMMIT`, the commit kiln is built from, for `kiln --version`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", sdk.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=KILN_PLUGINS_PROFILE");
+    commit(&manifest_dir);
 
     require_wasm_target();
     let target_dir = out_dir.join("plugins-target");
@@ -126,4 +129,59 @@ fn wasm(dir: &Path, name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Sets `KILN_COMMIT` to the short hash of the commit checked out, with `-dirty` when tracked files
+/// differ from it, and empty when kiln is not built from its own git checkout (no git, no `.git`, or
+/// a copy of kiln unpacked inside some other repository). Never fails the build.
+///
+/// Cargo runs this again when HEAD or the branch it names moves. `-dirty` is as of that run: cargo
+/// cannot watch every file of the tree, and watching git's index would rebuild kiln at every `git
+/// status`.
+fn commit(manifest_dir: &Path) {
+    let Some(root) = manifest_dir.parent() else {
+        println!("cargo:rustc-env=KILN_COMMIT=");
+        return;
+    };
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let own_checkout = git(&["rev-parse", "--show-toplevel"])
+        .and_then(|top| Path::new(&top).canonicalize().ok())
+        .is_some_and(|top| root.canonicalize().is_ok_and(|root| root == top));
+    let hash = own_checkout
+        .then(|| git(&["rev-parse", "--short", "HEAD"]))
+        .flatten();
+    let Some(hash) = hash else {
+        println!("cargo:rustc-env=KILN_COMMIT=");
+        return;
+    };
+    // HEAD, the branch it names (a loose ref, or packed-refs), wherever git keeps them: in a worktree
+    // of another checkout, they are in that checkout's .git.
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
+            let path = root.join(path);
+            // A path that is not there would make cargo run this script at every build.
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+    let dirty = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["diff", "--quiet", "HEAD", "--"])
+        .status()
+        .is_ok_and(|s| s.code() == Some(1));
+    let suffix = if dirty { "-dirty" } else { "" };
+    println!("cargo:rustc-env=KILN_COMMIT={hash}{suffix}");
 }

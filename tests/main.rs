@@ -5,6 +5,7 @@ mod support;
 
 mod artifacts;
 mod cache;
+mod cli;
 mod deploy;
 mod env;
 mod examples;

@@ -45,7 +45,7 @@ pub async fn recover(options: &DeployOptions) -> Result<Vec<Deployment>, DeployE
             .find(|g| g.status == Status::Succeeded && g.id != d.id);
         if let Some(good) = good {
             let sandbox = crate::sandbox::Sandbox::new(options.cache_dir.clone())
-                .map_err(|e| DeployError::Usage(format!("cannot start the plugin engine: {e}")))?;
+                .map_err(|e| DeployError::Engine(format!("cannot start the plugin engine: {e}")))?;
             let bundle = good.dir.join("bundle.tar");
             let r = super::run(
                 options,

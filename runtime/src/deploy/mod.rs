@@ -53,6 +53,15 @@ pub enum DeployError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The revision is neither a store reference nor a file of this machine: nothing was recorded.
+    #[error(
+        "{}: no such file (a revision is a file or a store reference: file:///…, s3://…, oci://…)",
+        .0.display()
+    )]
+    NoRevision(PathBuf),
+    /// The plugin engine, or the hooks' confinement, could not be set up on this host.
+    #[error("{0}")]
+    Engine(String),
     #[error("{0}")]
     Usage(String),
 }
@@ -274,12 +283,27 @@ pub fn list(root: &Path, group: Option<&str>) -> Vec<Deployment> {
 pub async fn deploy(
     options: &DeployOptions,
 ) -> Result<(Deployment, Option<Deployment>), DeployError> {
+    // A file that is not there is a mistake in the command, not a deployment that failed: nothing
+    // is recorded for it (a store reference is fetched in DownloadBundle, and recorded).
+    if crate::store::Ref::parse(&options.revision).is_err() {
+        let path = Path::new(&options.revision);
+        if !path.exists() {
+            return Err(DeployError::NoRevision(path.to_path_buf()));
+        }
+        if !path.is_file() {
+            return Err(DeployError::Usage(format!(
+                "{} is not a revision file (a zip or tar.gz) nor a store reference \
+                 (file:///…, s3://…, oci://…)",
+                path.display()
+            )));
+        }
+    }
     let layout = Layout {
         root: options.root.clone(),
         group_id: group_id(&options.group),
     };
     let sandbox = Sandbox::new(options.cache_dir.clone())
-        .map_err(|e| DeployError::Usage(format!("cannot start the plugin engine: {e}")))?;
+        .map_err(|e| DeployError::Engine(format!("cannot start the plugin engine: {e}")))?;
     let good = list(&options.root, Some(&options.group))
         .into_iter()
         .rev()
@@ -412,7 +436,7 @@ async fn lifecycle(
         prepared: Arc::new(
             confinement
                 .prepare()
-                .map_err(|e| DeployError::Usage(e.to_string()))?,
+                .map_err(|e| DeployError::Engine(e.to_string()))?,
         ),
         reaper: reaper.clone(),
     };
@@ -493,7 +517,7 @@ async fn lifecycle(
                         env.prepared = Arc::new(
                             confined
                                 .prepare()
-                                .map_err(|e| DeployError::Usage(e.to_string()))?,
+                                .map_err(|e| DeployError::Engine(e.to_string()))?,
                         );
                     }
                     if options.strategy == Strategy::BlueGreen {
@@ -709,7 +733,7 @@ pub async fn rollback(
             )));
         }
         let sandbox = Sandbox::new(options.cache_dir.clone())
-            .map_err(|e| DeployError::Usage(format!("cannot start the plugin engine: {e}")))?;
+            .map_err(|e| DeployError::Engine(format!("cannot start the plugin engine: {e}")))?;
         let options = DeployOptions {
             strategy: current.strategy,
             ..options.clone()

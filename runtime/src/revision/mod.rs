@@ -31,7 +31,7 @@ pub enum RevisionError {
     )]
     NoAppspec(PathBuf),
     #[error("{0}")]
-    InvalidAppspec(String),
+    InvalidAppspec(crate::spec::SpecError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
 }
@@ -175,12 +175,11 @@ pub fn check_appspec(dir: &Path) -> Result<(), RevisionError> {
     };
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
     let invalid = |d: crate::spec::Diagnostic| {
-        RevisionError::InvalidAppspec(crate::spec::diagnostic::render_all(
-            &path,
-            &text,
-            &[d],
-            false,
-        ))
+        RevisionError::InvalidAppspec(crate::spec::SpecError {
+            path: path.clone(),
+            source: text.clone(),
+            diagnostics: vec![d],
+        })
     };
     let root = crate::spec::yaml::parse(&text).map_err(invalid)?;
     let crate::spec::yaml::NodeKind::Map(entries) = &root.kind else {

@@ -124,16 +124,19 @@ pub fn render_all(path: &Path, source: &str, diagnostics: &[Diagnostic], color: 
         .join("\n\n")
 }
 
+/// One line that says which file is wrong and how many errors it has, then the rendered diagnostics
+/// (each with its own `error:` or `warning:`) on lines of their own: a message that puts its own
+/// prefix in front (`error: DownloadBundle: …`) never makes `error: error:`.
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.errors().count();
         write!(
             f,
-            "{}\n\n{} is not a valid spec: {} error{}",
-            self.render(false),
+            "{} is not a valid spec: {} error{}\n\n{}",
             self.path.display(),
             count,
-            if count == 1 { "" } else { "s" }
+            if count == 1 { "" } else { "s" },
+            self.render(false)
         )
     }
 }

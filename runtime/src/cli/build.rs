@@ -1,0 +1,374 @@
+//! `kiln build`: run a project's buildspec, phase by phase, in the build sandbox.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use kiln::build::{self, BuildOptions, log::Console, result::Status};
+
+use super::exit;
+use super::options::{
+    GlobalArgs, existing, existing_file, parse_key_value, parse_network, parse_plugin,
+    parse_project, parse_size,
+};
+use super::print_invalid;
+
+/// `kiln build`.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// The project directory.
+    #[arg(default_value = ".", value_parser = existing)]
+    dir: PathBuf,
+
+    /// The buildspec, relative to the project [default: buildspec.yml]
+    #[arg(long, short = 'b', value_name = "FILE")]
+    buildspec: Option<PathBuf>,
+
+    /// Build in the project directory itself instead of a fresh copy.
+    #[arg(long)]
+    in_place: bool,
+
+    /// Set a variable, over the buildspec's own (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    env: Vec<(String, String)>,
+
+    /// Pass a variable of kiln's environment through to the build (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pass_env: Vec<String>,
+
+    /// A dotenv file of parameter-store names and secrets-manager references with their values.
+    #[arg(long, value_name = "FILE", value_parser = existing_file)]
+    secrets: Option<PathBuf>,
+
+    /// Where artifacts go, one folder each [default: <dir>/.kiln/out]
+    #[arg(long, short = 'o', value_name = "DIR")]
+    output: Option<PathBuf>,
+
+    /// Also write each artifact as <name>.zip.
+    #[arg(long)]
+    zip: bool,
+
+    /// After a successful build, package the primary artifact as a revision: <output>/<name>.zip
+    /// with its manifest (the artifact must have appspec.yml at its root).
+    #[arg(long)]
+    package: bool,
+
+    /// What the build's network reaches: `internet` (outbound only, through pasta: the host's own
+    /// services stay out of reach), `none` (loopback only) or `host` (the host's network).
+    /// `--network` alone means internet.
+    #[arg(long, value_name = "MODE", default_value = "internet", num_args = 0..=1,
+          default_missing_value = "internet", value_parser = parse_network)]
+    network: kiln::sandbox::os::Network,
+
+    /// Fail rather than fall back when the kernel refuses the build's namespaces (the sandbox then
+    /// is Landlock alone), or has no Landlock either.
+    #[arg(long)]
+    require_sandbox: bool,
+
+    /// Run build commands on the host, with no sandbox at all.
+    #[arg(long, conflicts_with = "require_sandbox")]
+    no_confine: bool,
+
+    /// Let build commands write below this directory of the host too (repeatable).
+    #[arg(long, value_name = "DIR", value_parser = existing)]
+    writable: Vec<PathBuf>,
+
+    /// Show this directory of the host to the build, read-only, at its own path (repeatable).
+    #[arg(long, value_name = "DIR", value_parser = existing)]
+    expose: Vec<PathBuf>,
+
+    /// Memory limit of every program the build runs, e.g. 2G [default: none]
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    memory: Option<usize>,
+
+    /// How many processes the build may have at once.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pids_limit: u64,
+
+    /// Stop the build when its workspace, /tmp, HOME and private layer grow past this, e.g. 10G.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    disk_limit: Option<usize>,
+
+    /// The build's time limit, e.g. 60m.
+    #[arg(long, default_value = "60m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+
+    /// One command's (step's) time limit, e.g. 10m [default: the build's]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    step_timeout: Option<Duration>,
+
+    /// Memory limit of one plugin instance, e.g. 512M or 2G.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    memory_limit: usize,
+
+    /// Register a plugin: commands whose first word is NAME run it (repeatable).
+    #[arg(long, value_name = "NAME=PATH.wasm", value_parser = parse_plugin)]
+    plugin: Vec<(String, PathBuf)>,
+
+    /// The project name [default: the directory's name]: letters, digits, `.`, `-` and `_`
+    #[arg(long, value_parser = parse_project)]
+    project: Option<String>,
+
+    /// Build even when the cache holds this build's result (the new result is saved).
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Say why the cache missed or hit: which inputs changed since the project's last build.
+    #[arg(long)]
+    explain_cache: bool,
+
+    /// Whose `cache:` entries (the buildspec's cache section) the build restores and saves: the
+    /// project's own (by --project, or the source folder's path and the buildspec's), or entries
+    /// shared by every project built with `shared`. Share only between projects that trust each
+    /// other: a shared entry's files are restored into the build.
+    #[arg(long, value_enum, default_value = "project", value_name = "SCOPE")]
+    cache_scope: CacheScope,
+
+    /// Deprecated: builds with network are cached like any other (their key is their inputs).
+    #[arg(long, hide = true)]
+    cache_network: bool,
+
+    /// A shared cache behind the local one: s3://bucket/prefix. Builds look there when the local
+    /// store misses and send it what they store (only the blobs it lacks).
+    #[arg(long = "cache", env = "KILN_CACHE", value_name = "URL")]
+    remote_cache: Option<String>,
+
+    /// Read the shared cache but never write it: for builds of changes not trusted to write it
+    /// (a shared cache takes entries only from trusted writers, such as CI on the main branch).
+    #[arg(long, env = "KILN_CACHE_READ_ONLY")]
+    cache_read_only: bool,
+
+    /// Allow plain HTTP to the remote cache's endpoint (AWS_ENDPOINT_URL).
+    #[arg(long)]
+    allow_http: bool,
+
+    /// Print the result as JSON on stdout (the log goes to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// Print no log on the console (it is still written to the log file).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// Whose `cache:` entries a build uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CacheScope {
+    /// The building project's own.
+    Project,
+    /// Shared by every project built with `--cache-scope shared`.
+    Shared,
+}
+
+/// Runs the build, prints its result, and gives its exit code.
+pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
+    let console = match (args.quiet, args.json) {
+        (true, _) => Console::Quiet,
+        (false, true) => Console::Stderr,
+        (false, false) => Console::Stdout,
+    };
+    let remote_cache = match args.remote_cache.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let access = kiln::store::Access {
+                allow_http: args.allow_http,
+                ..Default::default()
+            };
+            match kiln::cas::remote::RemoteCache::open(url, &access) {
+                Ok(mut remote) => {
+                    remote.read_only = args.cache_read_only;
+                    Some(remote)
+                }
+                Err(e) => {
+                    eprintln!("error: --cache: {e}");
+                    return exit::BAD_INPUT;
+                }
+            }
+        }
+        None => None,
+    };
+    let options = BuildOptions {
+        source: args.dir.clone(),
+        buildspec: args.buildspec.clone(),
+        in_place: args.in_place,
+        env: args.env.clone(),
+        pass_env: args.pass_env.clone(),
+        secrets: args.secrets.clone(),
+        output: args.output.clone(),
+        zip: args.zip,
+        network: args.network,
+        require_sandbox: args.require_sandbox,
+        confine: !args.no_confine,
+        writable: args.writable.clone(),
+        expose: args.expose.clone(),
+        memory: args.memory.map(|m| m as u64),
+        pids_limit: args.pids_limit,
+        disk_limit: args.disk_limit.map(|d| d as u64),
+        secrets_hidden: secret_paths(global, args.secrets.as_deref()),
+        timeout: args.timeout,
+        step_timeout: args.step_timeout,
+        memory_limit: args.memory_limit,
+        plugins: args.plugin.clone(),
+        project: args.project.clone(),
+        state_dir: global.state_dir(),
+        cache_dir: global.components_dir(),
+        console,
+        progress: true,
+        verbose: global.verbose > 0,
+        initiator: format!(
+            "kiln/{}",
+            std::env::var("USER").unwrap_or_else(|_| "local".into())
+        ),
+        cas_dir: global.cas_dir(),
+        no_cache: args.no_cache,
+        explain_cache: args.explain_cache,
+        shared_cache_scope: args.cache_scope == CacheScope::Shared,
+        remote_cache,
+    };
+    let _ = args.cache_network;
+    match build::run(&options).await {
+        Ok(result) => {
+            let mut revision = None;
+            if args.package && result.status == Status::Succeeded {
+                let primary = result
+                    .artifacts
+                    .iter()
+                    .find(|a| a.identifier == "primary")
+                    .or_else(|| result.artifacts.first());
+                let Some(primary) = primary else {
+                    eprintln!("error: --package: the build has no artifact to package");
+                    return exit::FAILED;
+                };
+                let out = primary
+                    .path
+                    .with_file_name(format!("{}.zip", primary.name.replace('/', "-")));
+                let origin = kiln::revision::Origin {
+                    build_id: result.build_id.clone(),
+                    build_number: result.build_number,
+                    source_version: result.source_version.clone(),
+                    exported_variables: result.exported_variables.clone(),
+                };
+                let options = kiln::revision::PackageOptions {
+                    format: kiln::revision::Format::Zip,
+                    require_appspec: true,
+                    timestamp: None,
+                };
+                match kiln::revision::package(&primary.path, &out, &options, Some(origin)) {
+                    Ok(manifest) => revision = Some((out, manifest)),
+                    Err(e) => {
+                        eprintln!("error: --package: {e}");
+                        return exit::FAILED;
+                    }
+                }
+            }
+            if args.json {
+                let mut value = serde_json::to_value(&result).unwrap_or_default();
+                if let Some((path, manifest)) = &revision {
+                    value["revision"] = serde_json::json!({ "path": path, "manifest": manifest });
+                }
+                match serde_json::to_string_pretty(&value) {
+                    Ok(json) => out!("{json}"),
+                    Err(e) => {
+                        eprintln!("error: cannot print the result: {e}");
+                        return exit::INTERNAL;
+                    }
+                }
+            } else if !args.quiet {
+                if let Some((path, manifest)) = &revision {
+                    out!("revision: {} (blake3:{})", path.display(), manifest.blake3);
+                }
+                for a in &result.artifacts {
+                    out!("artifact {}: {}", a.name, a.path.display());
+                    if let Some(zip) = &a.zip {
+                        out!("artifact {}: {}", a.name, zip.display());
+                    }
+                }
+                out!(
+                    "build {} {} in {:.1}s (log: {})",
+                    result.build_number,
+                    result.status.as_str(),
+                    result.duration_ms as f64 / 1000.0,
+                    result
+                        .log_file
+                        .as_ref()
+                        .map_or_else(String::new, |p| p.display().to_string())
+                );
+            }
+            if result.status == Status::Succeeded {
+                exit::OK
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            use kiln::spec::{buildspec::LoadError, secrets::SecretsError};
+            match &e {
+                build::BuildError::Spec(spec)
+                | build::BuildError::Load(LoadError::Invalid(spec))
+                | build::BuildError::Secrets(SecretsError::Invalid(spec)) => {
+                    print_invalid(spec);
+                }
+                _ => eprintln!("error: {e}"),
+            }
+            exit::of_build(&e)
+        }
+    }
+}
+
+/// What a build must never see: kiln's own folders, the secrets file, and the credentials kiln's
+/// environment points at (a sandboxed build hides each of them).
+fn secret_paths(global: &GlobalArgs, secrets: Option<&std::path::Path>) -> Vec<PathBuf> {
+    let mut paths = vec![global.state_dir()];
+    paths.extend(global.cache_dir());
+    paths.extend(dirs::config_dir().map(|d| d.join("kiln")));
+    paths.extend(secrets.map(|s| std::path::absolute(s).unwrap_or_else(|_| s.to_path_buf())));
+    for var in [
+        "DOCKER_CONFIG",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "KILN_SECRETS",
+    ] {
+        if let Some(value) = std::env::var_os(var) {
+            paths.push(PathBuf::from(value));
+        }
+    }
+    // kiln's own HOME, wherever it is (/root and /home are the build's own already): hidden whole,
+    // unless it holds the project (a CI whose HOME is its workspace), then its credentials one by one.
+    if let Some(home) = dirs::home_dir().filter(|h| h.parent().is_some()) {
+        let project = std::env::current_dir().unwrap_or_default();
+        if project.starts_with(&home) {
+            paths.extend(
+                [
+                    ".aws",
+                    ".docker",
+                    ".ssh",
+                    ".gnupg",
+                    ".kube",
+                    ".netrc",
+                    ".git-credentials",
+                    ".npmrc",
+                    ".pypirc",
+                    ".config/gh",
+                    ".config/gcloud",
+                    ".azure",
+                    ".cargo/credentials",
+                    ".cargo/credentials.toml",
+                    ".m2/settings.xml",
+                    ".gradle/gradle.properties",
+                    ".terraform.d",
+                ]
+                .iter()
+                .map(|p| home.join(p)),
+            );
+        } else {
+            paths.push(home);
+        }
+    }
+    paths.retain(|p| p.is_absolute());
+    // A path that goes through a link is hidden where it leads too (the sandbox masks paths of the
+    // build's view, where the link may lead elsewhere or nowhere).
+    let real: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    paths.extend(real);
+    paths.sort();
+    paths.dedup();
+    paths
+}

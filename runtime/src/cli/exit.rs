@@ -1,0 +1,89 @@
+//! Exit codes scripts can rely on, and which library errors give which code.
+
+/// The build (or command) succeeded.
+pub const OK: u8 = 0;
+/// The build ran and failed.
+pub const FAILED: u8 = 1;
+/// Bad input or usage: a spec with errors, a missing file, a bad flag.
+pub const BAD_INPUT: u8 = 2;
+/// kiln itself could not do its work (engine, sandbox, disk).
+pub const INTERNAL: u8 = 3;
+/// A revision or store that does not exist.
+pub const NOT_FOUND: u8 = 4;
+/// A store refused the credentials (401/403).
+pub const DENIED: u8 = 5;
+/// A store could not be reached, or kept failing (connection refused, timeouts, 5xx).
+pub const UNREACHABLE: u8 = 6;
+/// A revision that fails verification, or a bundle refused by safe extraction.
+pub const INTEGRITY: u8 = 7;
+/// Interrupted (Ctrl-C).
+pub const INTERRUPTED: u8 = 130;
+
+/// The code of a push, pull or list that failed.
+pub fn of_store(e: &kiln::store::StoreError) -> u8 {
+    use kiln::revision::extract::ExtractError;
+    use kiln::store::StoreError;
+    match e {
+        StoreError::BadRef(_) | StoreError::Usage(_) => BAD_INPUT,
+        StoreError::NotFound(_) => NOT_FOUND,
+        StoreError::Denied { .. } => DENIED,
+        StoreError::Unreachable { .. } => UNREACHABLE,
+        StoreError::Remote { .. } => INTERNAL,
+        StoreError::Extract(ExtractError::Io { .. }) => INTERNAL,
+        StoreError::Extract(ExtractError::Interrupted) => INTERRUPTED,
+        StoreError::Mismatch { .. } | StoreError::Extract(_) => INTEGRITY,
+        StoreError::Io { .. } => INTERNAL,
+    }
+}
+
+/// The code of a build that could not start or finish (a build that ran and failed is [`FAILED`]).
+pub fn of_build(e: &kiln::build::BuildError) -> u8 {
+    use kiln::build::BuildError;
+    match e {
+        BuildError::Spec(_)
+        | BuildError::Load(_)
+        | BuildError::Secrets(_)
+        | BuildError::MissingSecret(_)
+        | BuildError::NoBuildspec(_)
+        | BuildError::Snapshot(_)
+        | BuildError::Confine(_)
+        | BuildError::Namespaces(_)
+        | BuildError::RunAs { .. }
+        | BuildError::Cache(_)
+        | BuildError::Output(_) => BAD_INPUT,
+        BuildError::Io { .. } | BuildError::Sandbox(_) => INTERNAL,
+    }
+}
+
+/// The code of a revision that could not be packaged.
+pub fn of_revision(e: &kiln::revision::RevisionError) -> u8 {
+    use kiln::revision::RevisionError;
+    match e {
+        RevisionError::NoAppspec(_) | RevisionError::InvalidAppspec(_) => BAD_INPUT,
+        RevisionError::Io { .. } => INTERNAL,
+    }
+}
+
+/// The code of a deployment that could not start or be recorded (one that ran and failed is
+/// [`FAILED`]).
+pub fn of_deploy(e: &kiln::deploy::DeployError) -> u8 {
+    use kiln::deploy::DeployError;
+    match e {
+        DeployError::NoRevision(_) | DeployError::Usage(_) => BAD_INPUT,
+        DeployError::Hook { .. }
+        | DeployError::Install(_)
+        | DeployError::Download(_)
+        | DeployError::AppSpec(_) => FAILED,
+        DeployError::Io { .. } | DeployError::Engine(_) => INTERNAL,
+    }
+}
+
+/// The code of `kiln plugin run` when the step could not run.
+pub fn of_step(e: &kiln::sandbox::StepError) -> u8 {
+    use kiln::sandbox::StepError;
+    match e {
+        StepError::UnknownPlugin(_) | StepError::Load { .. } => BAD_INPUT,
+        StepError::Timeout { .. } | StepError::Memory { .. } | StepError::Trap { .. } => FAILED,
+        StepError::Preopen { .. } => INTERNAL,
+    }
+}

@@ -1,0 +1,144 @@
+//! The `kiln` command line: one file per command (its clap arguments and its `run`), the option
+//! groups several commands share in [`options`], the exit codes in [`exit`]. Commands parse, call the
+//! library and print; the library knows nothing of clap.
+
+use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand};
+
+/// `println!` for what kiln prints on stdout, without the panic when the reader has gone (`kiln
+/// cache ls | head`): the rest of the output is dropped, and the exit code stays kiln's.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+pub mod agent;
+pub mod build;
+pub mod cache;
+pub mod completions;
+pub mod deploy;
+pub mod deployments;
+pub mod doctor;
+pub mod exit;
+pub mod hash_files;
+pub mod ls;
+pub mod man;
+pub mod options;
+pub mod package;
+pub mod plugin;
+pub mod pull;
+pub mod push;
+pub mod rollback;
+pub mod validate;
+
+/// Run AWS CodeBuild buildspecs locally, every step a WebAssembly plugin in a sandbox.
+///
+/// Exit codes: 0 success, 1 the build failed, 2 bad input or usage, 3 kiln could not work, 4 not
+/// found, 5 access denied by a store, 6 a store unreachable, 7 a revision failed verification or was
+/// refused, 130 interrupted.
+#[derive(Parser)]
+#[command(name = "kiln", version = version(), propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: options::GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kiln's commands, in the order `kiln --help` lists them.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a project's buildspec.yml phase by phase, as CodeBuild does.
+    Build(build::BuildArgs),
+    /// Check a buildspec and report every error and warning with its line and column.
+    Validate(validate::ValidateArgs),
+    /// Work with step plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Look after the build cache (the content-addressed store).
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+    /// Package a folder (or a build's primary artifact) as a deterministic revision: a zip or tar.gz
+    /// with appspec.yml at its root, and its manifest beside it.
+    Package(package::PackageArgs),
+    /// Push a revision file (and its manifest) to a store: file:///path/app.zip,
+    /// s3://bucket/key/app.zip or oci://host[:port]/repository:tag.
+    Push(push::PushArgs),
+    /// Pull a revision, verify its digests, and extract it safely into a new folder.
+    Pull(pull::PullArgs),
+    /// List the revisions under a prefix: file:///folder, s3://bucket/prefix/, oci://host/repo.
+    Ls(ls::LsArgs),
+    /// Deploy a revision on this host as the CodeDeploy agent does: the appspec.yml lifecycle, with
+    /// automatic rollback to the last successful revision.
+    Deploy(deploy::DeployCommandArgs),
+    /// Watch a store for new revisions and deploy each new digest once, as the CodeDeploy agent
+    /// polls its service. Survives restarts: a deployment a crash interrupted is rolled back.
+    Agent(agent::AgentArgs),
+    /// Go back to a group's previous successful revision: at once for blue-green (the symlinks are
+    /// switched back), by deploying it again in place.
+    Rollback(rollback::RollbackArgs),
+    /// Say what this host supports for sandboxing builds (user namespaces, overlay in a user
+    /// namespace, idmapped mounts, cgroup delegation, Landlock, seccomp, pasta) and which sandbox a
+    /// build gets here. Exits 0 when builds get the namespace sandbox, 1 otherwise.
+    Doctor(doctor::DoctorArgs),
+    /// List the deployments made on this host, with status, revision digest and duration.
+    Deployments(deployments::DeploymentsArgs),
+    /// Print one digest of the files matching the patterns, for cache keys (also reachable inside
+    /// builds as `codebuild-hash-files`).
+    HashFiles(hash_files::HashFilesArgs),
+    /// Print a completion script for a shell: `kiln completions bash >
+    /// ~/.local/share/bash-completion/completions/kiln`; zsh: `_kiln` in a folder of $fpath; fish:
+    /// ~/.config/fish/completions/kiln.fish.
+    Completions(completions::CompletionsArgs),
+    /// Print kiln's manual page (roff), or one command's: `kiln man | man -l -`, `kiln man build`.
+    Man(man::ManArgs),
+}
+
+/// kiln's version and the commit it was built from (see build.rs): `0.1.0 (1a2b3c4)`, `0.1.0
+/// (1a2b3c4-dirty)` when the tree had changes, just `0.1.0` when it was not built from a git checkout.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| match env!("KILN_COMMIT") {
+        "" => env!("CARGO_PKG_VERSION").to_string(),
+        commit => format!("{} ({commit})", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) {
+    out!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// Writes `bytes` on stdout, dropping them when the reader has gone (see `out!`).
+pub fn print_bytes(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
+}
+
+/// Prints a spec's diagnostics as a compiler does, each with its own `error:` (or `warning:`) and
+/// its place, then how many errors there were; the bad-input exit code. `kiln validate`, `kiln
+/// build` and `kiln package` all show an invalid spec this way.
+pub fn print_invalid(e: &kiln::spec::SpecError) -> u8 {
+    eprintln!("{}", e.render(std::io::stderr().is_terminal()));
+    let n = e.errors().count();
+    eprintln!(
+        "\n{}: {n} error{}",
+        e.path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    exit::BAD_INPUT
+}
+
+/// Says why a store operation failed and gives its exit code.
+pub fn store_error(e: kiln::store::StoreError) -> u8 {
+    eprintln!("error: {e}");
+    exit::of_store(&e)
+}

@@ -1,0 +1,142 @@
+//! `kiln validate`: check a buildspec or an AppSpec and report every finding with its place.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Args;
+use kiln::spec::{buildspec, diagnostic};
+
+use super::options::existing_file;
+use super::{exit, print_invalid};
+
+/// `kiln validate`.
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// The buildspec or AppSpec to check [default: ./buildspec.yml]; a file named appspec.yml (or
+    /// .yaml) is checked as an AppSpec.
+    #[arg(value_parser = existing_file)]
+    file: Option<PathBuf>,
+
+    /// Print the findings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Checks the file, prints its findings, and gives the exit code: 0 valid, 2 not.
+pub fn run(args: &ValidateArgs) -> u8 {
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("buildspec.yml"));
+    let color = !args.json && std::io::stderr().is_terminal();
+    let is_appspec = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("appspec."));
+    if is_appspec {
+        return validate_appspec(&path, args.json, color);
+    }
+    match buildspec::load(&path) {
+        Ok(parsed) => {
+            if args.json {
+                print_findings(&path, &parsed.warnings, true);
+            } else {
+                if let Some(w) = parsed.render_warnings(&path, color) {
+                    eprintln!("{w}\n");
+                }
+                let commands: usize = parsed
+                    .buildspec
+                    .phases
+                    .iter()
+                    .map(|p| p.commands.len() + p.finally.len())
+                    .sum();
+                out!(
+                    "{}: valid buildspec {} ({} phases, {} commands, {} warnings)",
+                    path.display(),
+                    serde_json::to_value(parsed.buildspec.version)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    parsed.buildspec.phases.len(),
+                    commands,
+                    parsed.warnings.len()
+                );
+            }
+            exit::OK
+        }
+        Err(buildspec::LoadError::Invalid(e)) => report_invalid(&path, &e, args.json),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::BAD_INPUT
+        }
+    }
+}
+
+/// Checks an AppSpec (`kiln validate appspec.yml`).
+fn validate_appspec(path: &std::path::Path, json: bool, color: bool) -> u8 {
+    use kiln::spec::appspec;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return exit::BAD_INPUT;
+        }
+    };
+    match appspec::parse(path, &text) {
+        Ok((spec, warnings)) => {
+            if json {
+                print_findings(path, &warnings, true);
+            } else {
+                if !warnings.is_empty() {
+                    eprintln!(
+                        "{}\n",
+                        kiln::spec::diagnostic::render_all(path, &text, &warnings, color)
+                    );
+                }
+                let scripts: usize = spec.hooks.values().map(Vec::len).sum();
+                out!(
+                    "{}: valid AppSpec 0.0 ({} files entries, {} permissions, {} hook scripts, {} warnings)",
+                    path.display(),
+                    spec.files.len(),
+                    spec.permissions.len(),
+                    scripts,
+                    warnings.len()
+                );
+            }
+            exit::OK
+        }
+        Err(e) => report_invalid(path, &e, json),
+    }
+}
+
+/// Prints a spec's errors (rendered, or as JSON findings) and gives the bad-input exit code.
+fn report_invalid(path: &std::path::Path, e: &kiln::spec::SpecError, json: bool) -> u8 {
+    if json {
+        print_findings(path, &e.diagnostics, false);
+        exit::BAD_INPUT
+    } else {
+        print_invalid(e)
+    }
+}
+
+/// Prints the findings as JSON: the file, whether it is valid, and each finding with its place.
+fn print_findings(path: &std::path::Path, findings: &[diagnostic::Diagnostic], valid: bool) {
+    let list: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "severity": match d.severity {
+                    diagnostic::Severity::Error => "error",
+                    diagnostic::Severity::Warning => "warning",
+                },
+                "file": path,
+                "line": d.span.line,
+                "column": d.span.column,
+                "message": d.message,
+                "help": d.help,
+            })
+        })
+        .collect();
+    let out = serde_json::json!({ "file": path, "valid": valid, "diagnostics": list });
+    out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+}
