@@ -8,6 +8,7 @@ mod cache;
 mod deploy;
 mod env;
 mod examples;
+mod git;
 mod hostile_bundles;
 mod hostile_paths;
 mod isolation;

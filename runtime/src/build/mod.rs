@@ -11,6 +11,7 @@
 pub mod artifacts;
 pub mod cache;
 pub mod env;
+pub mod git;
 pub mod log;
 pub mod mask;
 pub mod paths;
@@ -308,8 +309,9 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     let output_path = output.path();
     let download_started = Instant::now();
     log.container("Entering phase DOWNLOAD_SOURCE");
+    let mut repositories = Vec::new();
     let (source_dir, git_head) = if options.in_place {
-        (source.clone(), workspace::git_head(&source))
+        (source.clone(), git::head(&source))
     } else {
         let dir = scratch_dir.join("src");
         std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
@@ -328,6 +330,10 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             source.display(),
             dir.display()
         ));
+        for why in &snapshot.without_history {
+            log.container(&format!("No .git for {why}"));
+        }
+        repositories = snapshot.repositories;
         (dir, snapshot.git_head)
     };
     log.container("Phase complete: DOWNLOAD_SOURCE State: SUCCEEDED");
@@ -360,7 +366,11 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                         .filter_map(|w| w.canonicalize().ok()),
                 )
                 .collect(),
-            expose: exposed(options, &tools, kiln_outside.as_deref()),
+            // The project's objects, which the workspace's `.git` borrows, read-only.
+            expose: exposed(options, &tools, kiln_outside.as_deref())
+                .into_iter()
+                .chain(repositories.iter().map(|(_, r)| r.objects.clone()))
+                .collect(),
             // An in-place build works in the user's own tree: its `.git` (hooks, config) would run
             // on the host with the user's next git command, so the build sees it read-only.
             protect: options
@@ -644,6 +654,27 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             if let Some(reason) = reason {
                 log.container(&format!("Not cached: {reason}"));
             }
+        }
+    }
+
+    // The workspace's `.git`, for a build that runs (it is not part of the source's digest).
+    for (rel, repository) in &repositories {
+        let at = if rel.as_os_str().is_empty() {
+            String::new()
+        } else {
+            format!(" in {}", rel.display())
+        };
+        let lending = Instant::now();
+        let lent = repository.lend(&source_dir.join(rel));
+        tracing::debug!("build: .git{at} made in {:?}", lending.elapsed());
+        match lent {
+            Ok(tags) => log.container(&format!(
+                "Git{at}: {} at {}, {tags} tag(s), objects read from {}",
+                repository.branch.as_deref().unwrap_or("detached HEAD"),
+                repository.head,
+                repository.objects.display()
+            )),
+            Err(e) => log.container(&format!("warning: no .git{at}: {e}")),
         }
     }
 
