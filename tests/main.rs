@@ -15,6 +15,7 @@ mod isolation;
 mod oci;
 mod phases;
 mod plugins;
+mod projects;
 mod revision;
 mod s3;
 mod sandbox;

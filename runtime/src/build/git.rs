@@ -83,14 +83,11 @@ fn output(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The commit checked out in `dir`, when it is a git checkout with at least one commit.
-pub fn head(dir: &Path) -> Option<String> {
-    output(dir, &["rev-parse", "HEAD"]).filter(|h| is_object_id(h))
-}
-
 /// A folder inside a git work tree.
 #[derive(Debug)]
 pub struct WorkTree {
+    /// The work tree's root (canonical): the folder itself, or one above it.
+    pub root: Option<PathBuf>,
     /// HEAD's commit, when the repository has one.
     pub head: Option<String>,
     /// The repository the folder is the root of, when kiln can lend its history to a build; or
@@ -157,10 +154,13 @@ pub fn work_tree(dir: &Path) -> Option<WorkTree> {
         .get(4)
         .filter(|h| is_object_id(h))
         .map(|h| h.to_string());
-    let repository = match (lines.get(1), lines.get(2), lines.get(3), &head) {
+    let root = lines
+        .get(1)
+        .and_then(|top| Path::new(top).canonicalize().ok());
+    let repository = match (&root, lines.get(2), lines.get(3), &head) {
         (_, _, _, None) => Err("the repository has no commit yet".to_string()),
-        (Some(top), Some(git_dir), Some(common), Some(head)) => {
-            own_objects(dir, Path::new(top), Path::new(git_dir), &dir.join(common)).map(|objects| {
+        (Some(root), Some(git_dir), Some(common), Some(head)) => {
+            own_objects(dir, root, Path::new(git_dir), &dir.join(common)).map(|objects| {
                 Repository {
                     work_tree: dir.to_path_buf(),
                     head: head.clone(),
@@ -175,17 +175,20 @@ pub fn work_tree(dir: &Path) -> Option<WorkTree> {
         }
         _ => Err("git did not say where its repository is".to_string()),
     };
-    Some(WorkTree { head, repository })
+    Some(WorkTree {
+        root,
+        head,
+        repository,
+    })
 }
 
-/// The objects folder of the repository checked out in `dir`, when that repository is `dir`'s own
-/// (see [`work_tree`]); else why not.
+/// The objects folder of the repository checked out in `dir`, whose work tree's root is `top`
+/// (canonical), when that repository is `dir`'s own (see [`work_tree`]); else why not.
 fn own_objects(dir: &Path, top: &Path, git_dir: &Path, common: &Path) -> Result<PathBuf, String> {
     let canonical = |p: &Path| {
         p.canonicalize()
             .map_err(|e| format!("{}: {e}", p.display()))
     };
-    let top = canonical(top)?;
     if top != dir {
         return Err(format!(
             "the project is a folder of the repository at {}; a build of that folder (its buildspec named with -b) gets one",

@@ -15,6 +15,7 @@ pub mod git;
 pub mod log;
 pub mod mask;
 pub mod paths;
+pub mod project;
 pub mod result;
 pub mod workspace;
 
@@ -78,7 +79,8 @@ pub struct BuildOptions {
     pub memory_limit: usize,
     /// `--plugin NAME=PATH`: components whose name, as a command's first word, runs them.
     pub plugins: Vec<(String, PathBuf)>,
-    /// The project name (`CODEBUILD_BUILD_ID` starts with it); the source folder's name by default.
+    /// The project (`CODEBUILD_BUILD_ID` starts with it); by default its id, from the repository's
+    /// root and the buildspec's path in it (see [`project`]).
     pub project: Option<String>,
     /// Where build numbers and logs are kept.
     pub state_dir: PathBuf,
@@ -227,10 +229,21 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         options.network != Network::None,
     )?;
 
-    let project = options
-        .project
-        .clone()
-        .unwrap_or_else(|| project_name(&source));
+    // One git process says what the source is: the repository's root (for the project's id), HEAD,
+    // and whether the workspace can be given its history.
+    let work_tree = git::work_tree(&source);
+    let project = match &options.project {
+        Some(name) => name.clone(),
+        None => project::id(
+            work_tree
+                .as_ref()
+                .and_then(|t| t.root.as_deref())
+                .unwrap_or(&source),
+            &spec_path
+                .canonicalize()
+                .unwrap_or_else(|_| spec_path.clone()),
+        ),
+    };
     let records = options.state_dir.join("builds").join(&project);
     private_dir(&records).map_err(BuildError::io(&records))?;
     let build_number = next_build_number(&records).map_err(BuildError::io(&records))?;
@@ -311,7 +324,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     log.container("Entering phase DOWNLOAD_SOURCE");
     let mut repositories = Vec::new();
     let (source_dir, git_head) = if options.in_place {
-        (source.clone(), git::head(&source))
+        (source.clone(), work_tree.and_then(|t| t.head))
     } else {
         let dir = scratch_dir.join("src");
         std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
@@ -323,7 +336,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             .filter(|rel| !rel.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .collect();
-        let snapshot = workspace::snapshot(&source, &dir, &outputs)?;
+        let snapshot = workspace::snapshot(&source, work_tree, &dir, &outputs)?;
         log.container(&format!(
             "Copied {} files of {} into {}",
             snapshot.files,
@@ -714,17 +727,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     let cache_scope = if options.shared_cache_scope {
         paths::Scope::Shared
     } else {
-        paths::Scope::Project(match &options.project {
-            Some(name) => format!("name:{name}"),
-            None => format!(
-                "path:{}\0{}",
-                source.display(),
-                spec_path
-                    .strip_prefix(&source)
-                    .unwrap_or(&spec_path)
-                    .display()
-            ),
-        })
+        paths::Scope::Project(project.clone())
     };
     let mut paths_key = None;
     if let (Some(cache), Some(store)) = (&spec.cache, &store) {
@@ -1351,9 +1354,15 @@ pub fn recorded_artifact(
     Ok((path, origin))
 }
 
-/// The project name kiln gives a folder (the default of `--project`).
+/// The id kiln gives the project of a folder and its default buildspec (the default of
+/// `--project`; see [`project`]).
 pub fn project_of(dir: &Path) -> String {
-    project_name(&dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()))
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let root = git::work_tree(&dir)
+        .and_then(|t| t.root)
+        .unwrap_or_else(|| dir.clone());
+    let spec = find_buildspec(&dir, None).unwrap_or_else(|_| dir.join("buildspec.yml"));
+    project::id(&root, &spec)
 }
 
 /// Keeps a build's result beside its log, readable by kiln's user alone.
@@ -1754,30 +1763,6 @@ fn expand(word: &str, vars: &env::Vars) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// The project name from its folder: letters, digits, `-` and `_`.
-fn project_name(source: &Path) -> String {
-    let name: String = source
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "project".into())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    // A leading `-` would read as a flag wherever the name is passed on (`.hidden` gives `hidden`).
-    let name = name.trim_start_matches('-');
-    if name.is_empty() {
-        "project".into()
-    } else {
-        name.to_string()
-    }
 }
 
 /// Counts builds of a project on this machine, safely under concurrent builds (an flock on the

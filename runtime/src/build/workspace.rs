@@ -41,9 +41,11 @@ pub enum SnapshotError {
 }
 
 /// Copies `source` (canonical) into the empty directory `dest`, leaving out the folders in
-/// `exclude` (relative to `source`: where kiln writes this project's outputs).
+/// `exclude` (relative to `source`: where kiln writes this project's outputs). `work_tree` is
+/// what git says of `source` ([`git::work_tree`]).
 pub fn snapshot(
     source: &Path,
+    work_tree: Option<git::WorkTree>,
     dest: &Path,
     exclude: &[PathBuf],
 ) -> Result<Snapshot, SnapshotError> {
@@ -53,7 +55,6 @@ pub fn snapshot(
         repositories: Vec::new(),
         without_history: Vec::new(),
     };
-    let work_tree = git::work_tree(source);
     let files = match work_tree {
         Some(tree) => {
             snapshot.git_head = tree.head;
