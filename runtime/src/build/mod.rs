@@ -117,7 +117,7 @@ pub enum BuildError {
     #[error("{0}")]
     Secrets(#[from] crate::spec::secrets::SecretsError),
     #[error("{0}")]
-    MissingSecret(#[from] env::MissingSecret),
+    MissingSecrets(#[from] env::MissingSecrets),
     #[error("no buildspec found: looked for {}", .0.display())]
     NoBuildspec(PathBuf),
     #[error("{}: {source}", path.display())]
