@@ -200,8 +200,20 @@ struct Runner<'a> {
 }
 
 /// Runs a build to its end. A build that runs and fails is an `Ok` with a failed status; `Err` means it
-/// could not start.
+/// could not start. The build's scratch folder is removed before this returns.
 pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
+    let (result, scratch) = run_leaving_scratch(options).await?;
+    scratch.remove();
+    Ok(result)
+}
+
+/// [`run`], leaving the build's scratch folder (its workspace, HOME, /tmp and private layer) to the
+/// caller: removing a large one (a `node_modules` tree) takes seconds, which a CLI spends after it
+/// printed the result ([`workspace::Scratch::remove_in_background`]) and a worker after it reported
+/// it. Dropped, the folder is removed then.
+pub async fn run_leaving_scratch(
+    options: &BuildOptions,
+) -> Result<(BuildResult, workspace::Scratch), BuildError> {
     let started = Instant::now();
     let start_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -273,6 +285,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     let scratch = tempfile::Builder::new()
         .prefix(&format!("kiln-build-{}-", std::process::id()))
         .tempdir()
+        .map(workspace::Scratch::new)
         .map_err(|e| BuildError::Io {
             path: std::env::temp_dir(),
             source: e,
@@ -652,7 +665,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                         };
                         let result = result.masked(&log.masker());
                         write_record(&records, &result);
-                        return Ok(result);
+                        return Ok((result, scratch));
                     }
                     // A hit that cannot be restored (a blob went bad since the lookup) is a miss.
                     Err(e) => log.container(&format!(
@@ -905,9 +918,6 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             Err(e) => log.container(&format!("warning: the cache could not be saved: {e}")),
         }
     }
-    let removing = Instant::now();
-    os_sandbox::remove_scratch(scratch.path());
-    tracing::debug!("build: scratch removed in {:?}", removing.elapsed());
     log.container(&format!("Build {}: {}", build_id, status.as_str()));
     log.finish();
 
@@ -959,7 +969,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         }
     }
     write_record(&records, &result);
-    Ok(result)
+    Ok((result, scratch))
 }
 
 /// Looks a key up in the remote cache, bringing what it names into the local store; any failure is

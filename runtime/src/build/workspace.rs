@@ -142,6 +142,74 @@ impl Snapshot {
     }
 }
 
+/// A build's scratch folder: its workspace, temp dir, HOME, private layer and helper programs.
+/// Removed when dropped (unreadable folders a build left made removable first).
+pub struct Scratch {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Scratch {
+    pub fn new(dir: tempfile::TempDir) -> Self {
+        Self { dir: Some(dir) }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+
+    /// Removes it now.
+    pub fn remove(mut self) {
+        if let Some(dir) = self.dir.take() {
+            remove_now(&dir.keep());
+        }
+    }
+
+    /// Leaves its removal to a process of its own and returns at once, so that a large workspace
+    /// costs the user no wait after the build's result. The process is `sh` with `rm` (and `chmod`
+    /// for folders a build left unreadable), started in a process group of its own (Ctrl-C at the
+    /// terminal does not stop it half-way) and left to init (no zombie, however long kiln runs).
+    /// Were it stopped anyway, the folder is named after kiln's process, and the next build
+    /// removes it when that process is gone. Where no `sh` can start, it is removed now.
+    pub fn remove_in_background(mut self) {
+        use std::os::unix::process::CommandExt;
+        let Some(dir) = self.dir.take() else {
+            return;
+        };
+        let path = dir.keep();
+        // The inner shell outlives the outer one, which ends at once and is waited for here.
+        let started = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                "(rm -rf -- \"$1\" 2>/dev/null || { chmod -R u+rwx -- \"$1\"; rm -rf -- \"$1\"; }) </dev/null >/dev/null 2>&1 &",
+                "kiln-remove",
+            ])
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .status();
+        if !started.is_ok_and(|s| s.success()) {
+            remove_now(&path);
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            remove_now(&dir.keep());
+        }
+    }
+}
+
+fn remove_now(path: &Path) {
+    let removing = std::time::Instant::now();
+    crate::sandbox::os::remove_scratch(path);
+    tracing::debug!("build: scratch removed in {:?}", removing.elapsed());
+}
+
 /// Whether `rel` is in a `.kiln/` folder: it holds what kiln wrote (artifacts of earlier builds of
 /// this project, or of a project in a folder below it, built on its own), not source. git lists what
 /// is tracked there, and a project without git has it on disk, so both listings are filtered.
@@ -237,4 +305,50 @@ fn walk(dir: &Path, repositories: bool) -> Result<(Vec<PathBuf>, Vec<PathBuf>), 
         files.push(rel.to_path_buf());
     }
     Ok((files, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gone_within(path: &Path, seconds: u64) -> bool {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while std::time::Instant::now() < until {
+            if std::fs::symlink_metadata(path).is_err() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// A scratch folder as a build leaves it: a workspace, and a folder it made unreadable.
+    fn left_by_a_build() -> (Scratch, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = Scratch::new(tempfile::tempdir().unwrap());
+        let path = scratch.path().to_path_buf();
+        for i in 0..200 {
+            let dir = path.join(format!("src/node_modules/m{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("index.js"), "x").unwrap();
+        }
+        let locked = path.join("work/work");
+        std::fs::create_dir_all(locked.join("inner")).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        (scratch, path)
+    }
+
+    #[test]
+    fn a_scratch_folder_removed_in_the_background_goes_whole() {
+        let (scratch, path) = left_by_a_build();
+        scratch.remove_in_background();
+        assert!(gone_within(&path, 20), "{} is still there", path.display());
+    }
+
+    #[test]
+    fn a_dropped_scratch_folder_is_removed_at_once() {
+        let (scratch, path) = left_by_a_build();
+        drop(scratch);
+        assert!(std::fs::symlink_metadata(&path).is_err());
+    }
 }
