@@ -119,6 +119,36 @@ fn a_missing_secret_is_an_error_naming_variable_and_reference() {
 }
 
 #[test]
+fn every_missing_secret_is_named_in_one_error() {
+    let secrets = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secrets.path(), "/app/present=here\n").unwrap();
+    let run = Build::new()
+        .buildspec(
+            "version: 0.2\nenv:\n  parameter-store:\n    DB_HOST: /app/db/host\n    PRESENT: /app/present\n    DB_PORT: /app/db/port\n  secrets-manager:\n    API_KEY: prod/api:key\nphases:\n  build:\n    commands:\n      - echo never\n",
+        )
+        .args(["--secrets", secrets.path().to_str().unwrap()])
+        .run();
+    run.code(2);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .skip_while(|l| !l.contains("3 secrets have no value"))
+        .collect();
+    assert_eq!(
+        lines[1..],
+        [
+            "  parameter `/app/db/host` for variable DB_HOST",
+            "  parameter `/app/db/port` for variable DB_PORT",
+            "  secret `prod/api:key` for variable API_KEY",
+        ],
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("PRESENT"), "{}", run.stderr);
+    assert!(!run.stderr.contains("never"));
+}
+
+#[test]
 fn aws_secret_keys_are_masked() {
     Build::new()
         .buildspec(&build_commands(&["echo key=$AWS_SECRET_ACCESS_KEY"]))

@@ -231,3 +231,25 @@ fn a_kiln_folder_the_user_made_is_left_as_it_is() {
     assert_eq!(run.artifact_files("app"), ["a.txt"]);
     assert!(!b.path().join(".kiln/.gitignore").exists());
 }
+
+#[test]
+fn the_workspace_is_gone_once_kiln_has_exited() {
+    let run = Build::new()
+        .write("node_modules/m/index.js", "x")
+        .buildspec(&build_commands(&["mkdir -p big && touch big/a big/b"]))
+        .run();
+    run.success();
+    let workspace = run
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once(" into ").map(|(_, dir)| dir.trim()))
+        .map(std::path::PathBuf::from)
+        .expect("the log names the workspace");
+    let scratch = workspace.parent().unwrap().to_path_buf();
+    // Removed before kiln returns, or by the process kiln leaves it to: either way, soon.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while scratch.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!scratch.exists(), "{} was left behind", scratch.display());
+}

@@ -246,6 +246,12 @@ async fn collect_one(
     for exclude in &artifact.exclude_paths {
         args.extend(["--exclude".to_string(), exclude.clone()]);
     }
+    // A workspace's `.git` borrows the project's objects: a copy of it elsewhere is a broken
+    // repository naming a path of this host. No `.git`, the project's or a submodule's, is
+    // collected.
+    for exclude in ["**/.git", "**/.git/**"] {
+        args.extend(["--exclude".to_string(), exclude.to_string()]);
+    }
     args.push("--".to_string());
     args.extend(artifact.files.iter().cloned());
 

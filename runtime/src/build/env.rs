@@ -82,15 +82,48 @@ impl Vars {
     }
 }
 
-/// A secret that could not be resolved.
+/// The secrets a buildspec names that have no value, all of them: a user learns every name in one
+/// run, not one per run.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{kind} `{reference}` for variable {variable} has no value: add `{reference}=…` to the file given with --secrets, or set it in kiln's environment"
-)]
+pub struct MissingSecrets {
+    /// In the buildspec's order: `parameter-store` first, then `secrets-manager`.
+    pub missing: Vec<MissingSecret>,
+}
+
+/// A secret that could not be resolved.
+#[derive(Debug)]
 pub struct MissingSecret {
+    /// `parameter` (`parameter-store`) or `secret` (`secrets-manager`).
     pub kind: &'static str,
     pub variable: String,
     pub reference: String,
+}
+
+impl std::fmt::Display for MissingSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.missing.as_slice() {
+            [one] => write!(
+                f,
+                "{} `{}` for variable {} has no value: add `{}=…` to the file given with --secrets, or set it in kiln's environment",
+                one.kind, one.reference, one.variable, one.reference
+            ),
+            all => {
+                write!(
+                    f,
+                    "{} secrets have no value: add `REFERENCE=…` for each to the file given with --secrets, or set them in kiln's environment:",
+                    all.len()
+                )?;
+                for one in all {
+                    write!(
+                        f,
+                        "\n  {} `{}` for variable {}",
+                        one.kind, one.reference, one.variable
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The environment before the built-ins, and the values to mask.
@@ -107,9 +140,10 @@ pub fn resolve(
     pass_env: &[String],
     overrides: &[(String, String)],
     network: bool,
-) -> Result<Resolved, MissingSecret> {
+) -> Result<Resolved, MissingSecrets> {
     let mut vars = Vars::default();
     let mut masked = Vec::new();
+    let mut missing = Vec::new();
     let region = region(|name| std::env::var(name).ok(), dirs::home_dir().as_deref());
     vars.set("AWS_REGION", region.clone());
     vars.set("AWS_DEFAULT_REGION", region);
@@ -142,14 +176,21 @@ pub fn resolve(
         ("secret", &spec.secrets_manager),
     ] {
         for (name, reference) in list {
-            let value = secrets.get(reference).ok_or_else(|| MissingSecret {
-                kind,
-                variable: name.clone(),
-                reference: reference.clone(),
-            })?;
-            masked.push(value.clone());
-            vars.set(name, value);
+            match secrets.get(reference) {
+                Some(value) => {
+                    masked.push(value.clone());
+                    vars.set(name, value);
+                }
+                None => missing.push(MissingSecret {
+                    kind,
+                    variable: name.clone(),
+                    reference: reference.clone(),
+                }),
+            }
         }
+    }
+    if !missing.is_empty() {
+        return Err(MissingSecrets { missing });
     }
     for (name, value) in overrides {
         vars.set(name, value.clone());

@@ -11,9 +11,11 @@
 pub mod artifacts;
 pub mod cache;
 pub mod env;
+pub mod git;
 pub mod log;
 pub mod mask;
 pub mod paths;
+pub mod project;
 pub mod result;
 pub mod workspace;
 
@@ -77,7 +79,8 @@ pub struct BuildOptions {
     pub memory_limit: usize,
     /// `--plugin NAME=PATH`: components whose name, as a command's first word, runs them.
     pub plugins: Vec<(String, PathBuf)>,
-    /// The project name (`CODEBUILD_BUILD_ID` starts with it); the source folder's name by default.
+    /// The project (`CODEBUILD_BUILD_ID` starts with it); by default its id, from the repository's
+    /// root and the buildspec's path in it (see [`project`]).
     pub project: Option<String>,
     /// Where build numbers and logs are kept.
     pub state_dir: PathBuf,
@@ -114,7 +117,7 @@ pub enum BuildError {
     #[error("{0}")]
     Secrets(#[from] crate::spec::secrets::SecretsError),
     #[error("{0}")]
-    MissingSecret(#[from] env::MissingSecret),
+    MissingSecrets(#[from] env::MissingSecrets),
     #[error("no buildspec found: looked for {}", .0.display())]
     NoBuildspec(PathBuf),
     #[error("{}: {source}", path.display())]
@@ -197,8 +200,20 @@ struct Runner<'a> {
 }
 
 /// Runs a build to its end. A build that runs and fails is an `Ok` with a failed status; `Err` means it
-/// could not start.
+/// could not start. The build's scratch folder is removed before this returns.
 pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
+    let (result, scratch) = run_leaving_scratch(options).await?;
+    scratch.remove();
+    Ok(result)
+}
+
+/// [`run`], leaving the build's scratch folder (its workspace, HOME, /tmp and private layer) to the
+/// caller: removing a large one (a `node_modules` tree) takes seconds, which a CLI spends after it
+/// printed the result ([`workspace::Scratch::remove_in_background`]) and a worker after it reported
+/// it. Dropped, the folder is removed then.
+pub async fn run_leaving_scratch(
+    options: &BuildOptions,
+) -> Result<(BuildResult, workspace::Scratch), BuildError> {
     let started = Instant::now();
     let start_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -226,10 +241,21 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         options.network != Network::None,
     )?;
 
-    let project = options
-        .project
-        .clone()
-        .unwrap_or_else(|| project_name(&source));
+    // One git process says what the source is: the repository's root (for the project's id), HEAD,
+    // and whether the workspace can be given its history.
+    let work_tree = git::work_tree(&source);
+    let project = match &options.project {
+        Some(name) => name.clone(),
+        None => project::id(
+            work_tree
+                .as_ref()
+                .and_then(|t| t.root.as_deref())
+                .unwrap_or(&source),
+            &spec_path
+                .canonicalize()
+                .unwrap_or_else(|_| spec_path.clone()),
+        ),
+    };
     let records = options.state_dir.join("builds").join(&project);
     private_dir(&records).map_err(BuildError::io(&records))?;
     let build_number = next_build_number(&records).map_err(BuildError::io(&records))?;
@@ -259,6 +285,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     let scratch = tempfile::Builder::new()
         .prefix(&format!("kiln-build-{}-", std::process::id()))
         .tempdir()
+        .map(workspace::Scratch::new)
         .map_err(|e| BuildError::Io {
             path: std::env::temp_dir(),
             source: e,
@@ -308,8 +335,9 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     let output_path = output.path();
     let download_started = Instant::now();
     log.container("Entering phase DOWNLOAD_SOURCE");
+    let mut repositories = Vec::new();
     let (source_dir, git_head) = if options.in_place {
-        (source.clone(), workspace::git_head(&source))
+        (source.clone(), work_tree.and_then(|t| t.head))
     } else {
         let dir = scratch_dir.join("src");
         std::fs::create_dir_all(&dir).map_err(BuildError::io(&dir))?;
@@ -321,13 +349,17 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             .filter(|rel| !rel.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .collect();
-        let snapshot = workspace::snapshot(&source, &dir, &outputs)?;
+        let snapshot = workspace::snapshot(&source, work_tree, &dir, &outputs)?;
         log.container(&format!(
             "Copied {} files of {} into {}",
             snapshot.files,
             source.display(),
             dir.display()
         ));
+        for why in &snapshot.without_history {
+            log.container(&format!("No .git for {why}"));
+        }
+        repositories = snapshot.repositories;
         (dir, snapshot.git_head)
     };
     log.container("Phase complete: DOWNLOAD_SOURCE State: SUCCEEDED");
@@ -360,7 +392,11 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                         .filter_map(|w| w.canonicalize().ok()),
                 )
                 .collect(),
-            expose: exposed(options, &tools, kiln_outside.as_deref()),
+            // The project's objects, which the workspace's `.git` borrows, read-only.
+            expose: exposed(options, &tools, kiln_outside.as_deref())
+                .into_iter()
+                .chain(repositories.iter().map(|(_, r)| r.objects.clone()))
+                .collect(),
             // An in-place build works in the user's own tree: its `.git` (hooks, config) would run
             // on the host with the user's next git command, so the build sees it read-only.
             protect: options
@@ -630,7 +666,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
                         };
                         let result = result.masked(&log.masker());
                         write_record(&records, &result);
-                        return Ok(result);
+                        return Ok((result, scratch));
                     }
                     // A hit that cannot be restored (a blob went bad since the lookup) is a miss.
                     Err(e) => log.container(&format!(
@@ -645,6 +681,27 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             if let Some(reason) = reason {
                 log.container(&format!("Not cached: {reason}"));
             }
+        }
+    }
+
+    // The workspace's `.git`, for a build that runs (it is not part of the source's digest).
+    for (rel, repository) in &repositories {
+        let at = if rel.as_os_str().is_empty() {
+            String::new()
+        } else {
+            format!(" in {}", rel.display())
+        };
+        let lending = Instant::now();
+        let lent = repository.lend(&source_dir.join(rel));
+        tracing::debug!("build: .git{at} made in {:?}", lending.elapsed());
+        match lent {
+            Ok(tags) => log.container(&format!(
+                "Git{at}: {} at {}, {tags} tag(s), objects read from {}",
+                repository.branch.as_deref().unwrap_or("detached HEAD"),
+                repository.head,
+                repository.objects.display()
+            )),
+            Err(e) => log.container(&format!("warning: no .git{at}: {e}")),
         }
     }
 
@@ -684,17 +741,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
     let cache_scope = if options.shared_cache_scope {
         paths::Scope::Shared
     } else {
-        paths::Scope::Project(match &options.project {
-            Some(name) => format!("name:{name}"),
-            None => format!(
-                "path:{}\0{}",
-                source.display(),
-                spec_path
-                    .strip_prefix(&source)
-                    .unwrap_or(&spec_path)
-                    .display()
-            ),
-        })
+        paths::Scope::Project(project.clone())
     };
     let mut paths_key = None;
     if let (Some(cache), Some(store)) = (&spec.cache, &store) {
@@ -872,9 +919,6 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
             Err(e) => log.container(&format!("warning: the cache could not be saved: {e}")),
         }
     }
-    let removing = Instant::now();
-    os_sandbox::remove_scratch(scratch.path());
-    tracing::debug!("build: scratch removed in {:?}", removing.elapsed());
     log.container(&format!("Build {}: {}", build_id, status.as_str()));
     log.finish();
 
@@ -926,7 +970,7 @@ pub async fn run(options: &BuildOptions) -> Result<BuildResult, BuildError> {
         }
     }
     write_record(&records, &result);
-    Ok(result)
+    Ok((result, scratch))
 }
 
 /// Looks a key up in the remote cache, bringing what it names into the local store; any failure is
@@ -1323,9 +1367,15 @@ pub fn recorded_artifact(
     Ok((path, origin))
 }
 
-/// The project name kiln gives a folder (the default of `--project`).
+/// The id kiln gives the project of a folder and its default buildspec (the default of
+/// `--project`; see [`project`]).
 pub fn project_of(dir: &Path) -> String {
-    project_name(&dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()))
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let root = git::work_tree(&dir)
+        .and_then(|t| t.root)
+        .unwrap_or_else(|| dir.clone());
+    let spec = find_buildspec(&dir, None).unwrap_or_else(|_| dir.join("buildspec.yml"));
+    project::id(&root, &spec)
 }
 
 /// Keeps a build's result beside its log, readable by kiln's user alone.
@@ -1726,30 +1776,6 @@ fn expand(word: &str, vars: &env::Vars) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// The project name from its folder: letters, digits, `-` and `_`.
-fn project_name(source: &Path) -> String {
-    let name: String = source
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "project".into())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    // A leading `-` would read as a flag wherever the name is passed on (`.hidden` gives `hidden`).
-    let name = name.trim_start_matches('-');
-    if name.is_empty() {
-        "project".into()
-    } else {
-        name.to_string()
-    }
 }
 
 /// Counts builds of a project on this machine, safely under concurrent builds (an flock on the

@@ -5,11 +5,14 @@
 //! ignore (`git ls-files --cached --others --exclude-standard`), with their working-tree contents; for
 //! any other directory, every file and empty directory. Symlinks are copied as symlinks. A `.kiln/`
 //! folder (where artifacts go by default), the project's or one in any folder below it, is never
-//! part of the source.
+//! part of the source. No `.git` is copied: the repositories found (the project's, its submodules')
+//! are listed, for [`git::Repository::lend`] to give the workspace a `.git` of its own once the
+//! build is known to run.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use super::git;
 
 /// The folder where kiln writes in a project: its default output (`.kiln/out`), never source.
 pub const KILN_DIR: &str = ".kiln";
@@ -21,6 +24,11 @@ pub struct Snapshot {
     pub files: usize,
     /// The git commit the source was at, when it is a git checkout.
     pub git_head: Option<String>,
+    /// The repositories checked out in the source whose history the workspace can be given, each
+    /// with where it is in the workspace (empty: the project itself; else a submodule's path).
+    pub repositories: Vec<(PathBuf, git::Repository)>,
+    /// For each repository of the source that cannot lend its history, where it is and why.
+    pub without_history: Vec<String>,
 }
 
 /// Why the source could not be copied.
@@ -32,20 +40,29 @@ pub enum SnapshotError {
     Git { dir: PathBuf, message: String },
 }
 
-/// Copies `source` into the empty directory `dest`, leaving out the folders in `exclude` (relative
-/// to `source`: where kiln writes this project's outputs).
+/// Copies `source` (canonical) into the empty directory `dest`, leaving out the folders in
+/// `exclude` (relative to `source`: where kiln writes this project's outputs). `work_tree` is
+/// what git says of `source` ([`git::work_tree`]).
 pub fn snapshot(
     source: &Path,
+    work_tree: Option<git::WorkTree>,
     dest: &Path,
     exclude: &[PathBuf],
 ) -> Result<Snapshot, SnapshotError> {
-    let (in_git, head) = git_work_tree(source);
-    let files = if in_git {
-        git_files(source)?
-    } else {
-        walk_files(source)?
+    let mut snapshot = Snapshot {
+        files: 0,
+        git_head: None,
+        repositories: Vec::new(),
+        without_history: Vec::new(),
     };
-    let mut count = 0;
+    let files = match work_tree {
+        Some(tree) => {
+            snapshot.git_head = tree.head;
+            snapshot.found(source, PathBuf::new(), tree.repository);
+            git_files(source)?
+        }
+        None => walk_files(source)?,
+    };
     let excluded = |rel: &Path| in_kiln_dir(rel) || exclude.iter().any(|e| rel.starts_with(e));
     for rel in files.iter().filter(|rel| !excluded(rel)) {
         let from = source.join(rel);
@@ -69,31 +86,128 @@ pub fn snapshot(
         } else if meta.is_file() {
             std::fs::copy(&from, &to).map_err(copy_err)?;
         } else if meta.is_dir() {
-            // An empty directory, or a git submodule (copied whole).
+            // An empty directory, or a git submodule (or a repository of its own, untracked):
+            // copied whole but for its `.git`, and those of the repositories inside it.
             std::fs::create_dir_all(&to).map_err(copy_err)?;
-            for entry in walk_files(&from)? {
+            let (entries, repositories) = walk_repository(&from)?;
+            for entry in entries {
                 let f = from.join(&entry);
                 let t = to.join(&entry);
                 if let Some(parent) = t.parent() {
                     std::fs::create_dir_all(parent).map_err(copy_err)?;
                 }
-                if std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_dir()) {
+                let meta = std::fs::symlink_metadata(&f).map_err(copy_err)?;
+                if meta.is_dir() {
                     std::fs::create_dir_all(&t).map_err(copy_err)?;
-                } else {
+                } else if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&f).map_err(copy_err)?;
+                    std::os::unix::fs::symlink(target, &t).map_err(copy_err)?;
+                    snapshot.files += 1;
+                } else if meta.is_file() {
                     std::fs::copy(&f, &t).map_err(copy_err)?;
-                    count += 1;
+                    snapshot.files += 1;
                 }
+            }
+            for inner in repositories {
+                let dir = from.join(&inner);
+                let found = match dir.canonicalize().ok().and_then(|d| git::work_tree(&d)) {
+                    Some(tree) => tree.repository,
+                    None => Err("git does not read it as a repository".to_string()),
+                };
+                let at = if inner.as_os_str().is_empty() {
+                    rel.clone()
+                } else {
+                    rel.join(inner)
+                };
+                snapshot.found(&dir, at, found);
             }
             continue;
         } else {
             continue;
         }
-        count += 1;
+        snapshot.files += 1;
     }
-    Ok(Snapshot {
-        files: count,
-        git_head: head,
-    })
+    Ok(snapshot)
+}
+
+impl Snapshot {
+    /// Notes a repository found at `host` (`rel` in the workspace), or why it lends no history.
+    fn found(&mut self, host: &Path, rel: PathBuf, repository: Result<git::Repository, String>) {
+        match repository {
+            Ok(repository) => self.repositories.push((rel, repository)),
+            Err(why) => self
+                .without_history
+                .push(format!("{}: {why}", host.display())),
+        }
+    }
+}
+
+/// A build's scratch folder: its workspace, temp dir, HOME, private layer and helper programs.
+/// Removed when dropped (unreadable folders a build left made removable first).
+pub struct Scratch {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Scratch {
+    pub fn new(dir: tempfile::TempDir) -> Self {
+        Self { dir: Some(dir) }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+
+    /// Removes it now.
+    pub fn remove(mut self) {
+        if let Some(dir) = self.dir.take() {
+            remove_now(&dir.keep());
+        }
+    }
+
+    /// Leaves its removal to a process of its own and returns at once, so that a large workspace
+    /// costs the user no wait after the build's result. The process is `sh` with `rm` (and `chmod`
+    /// for folders a build left unreadable), started in a process group of its own (Ctrl-C at the
+    /// terminal does not stop it half-way) and left to init (no zombie, however long kiln runs).
+    /// Were it stopped anyway, the folder is named after kiln's process, and the next build
+    /// removes it when that process is gone. Where no `sh` can start, it is removed now.
+    pub fn remove_in_background(mut self) {
+        use std::os::unix::process::CommandExt;
+        let Some(dir) = self.dir.take() else {
+            return;
+        };
+        let path = dir.keep();
+        // The inner shell outlives the outer one, which ends at once and is waited for here.
+        let started = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                "(rm -rf -- \"$1\" 2>/dev/null || { chmod -R u+rwx -- \"$1\"; rm -rf -- \"$1\"; }) </dev/null >/dev/null 2>&1 &",
+                "kiln-remove",
+            ])
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .status();
+        if !started.is_ok_and(|s| s.success()) {
+            remove_now(&path);
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            remove_now(&dir.keep());
+        }
+    }
+}
+
+fn remove_now(path: &Path) {
+    let removing = std::time::Instant::now();
+    crate::sandbox::os::remove_scratch(path);
+    tracing::debug!("build: scratch removed in {:?}", removing.elapsed());
 }
 
 /// Whether `rel` is in a `.kiln/` folder: it holds what kiln wrote (artifacts of earlier builds of
@@ -104,90 +218,8 @@ fn in_kiln_dir(rel: &Path) -> bool {
         .is_some_and(|folder| folder.iter().any(|name| name == KILN_DIR))
 }
 
-/// Settings given to every git kiln runs on a project, over the project's own `.git/config`:
-/// each switches off something that would run a program the project names (a project's
-/// configuration is its author's, and kiln runs git unconfined, on the host). `ls-files` and
-/// `rev-parse` trigger few of them; the rest are off in case a later git or a later call does.
-/// Filter drivers (`filter.<name>.clean`) cannot be switched off by name in advance: kiln only
-/// runs commands that do not read file contents through them. `safe.directory` is left as the
-/// user set it, so git still refuses a repository owned by someone else.
-const GIT_SAFE_CONFIG: &[&str] = &[
-    "core.fsmonitor=false",
-    "core.hooksPath=/dev/null",
-    "core.pager=cat",
-    "core.sshCommand=false",
-    "core.askPass=",
-    "credential.helper=",
-    "diff.external=",
-    "core.attributesFile=/dev/null",
-    "protocol.allow=never",
-    "submodule.recurse=false",
-];
-
-/// `git <args>` for the project folder `dir`, with nothing in the project able to run a program
-/// (see [`GIT_SAFE_CONFIG`]) and nothing in kiln's environment able to point git elsewhere: every
-/// `GIT_*` variable (`GIT_DIR`, `GIT_CONFIG_PARAMETERS`, `GIT_EXEC_PATH`...) is cleared. Optional
-/// locks are off, so git does not rewrite the project's index while kiln reads it.
-fn git_command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("git");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("GIT_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("GIT_OPTIONAL_LOCKS", "0")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(std::process::Stdio::null())
-        .arg("--no-pager");
-    for setting in GIT_SAFE_CONFIG {
-        cmd.arg("-c").arg(setting);
-    }
-    cmd.arg("-C").arg(dir).args(args);
-    cmd
-}
-
-/// What `git -C dir <args>` prints, when git is there and succeeds.
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = git_command(dir, args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Whether `dir` is inside a git work tree (its root or any folder below it), and its commit when it
-/// has one. One git process for both: each costs milliseconds, which a cached build notices.
-fn git_work_tree(dir: &Path) -> (bool, Option<String>) {
-    let out = git_command(
-        dir,
-        &[
-            "rev-parse",
-            "--is-inside-work-tree",
-            "--verify",
-            "-q",
-            "HEAD",
-        ],
-    )
-    .output();
-    let Ok(out) = out else {
-        return (false, None);
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    let inside = lines.next() == Some("true");
-    let head = lines
-        .next()
-        .filter(|h| h.len() == 40 && h.chars().all(|c| c.is_ascii_hexdigit()))
-        .map(str::to_string);
-    (inside, head)
-}
-
-/// The commit checked out in `dir`, when it is a git checkout with at least one commit.
-pub fn git_head(dir: &Path) -> Option<String> {
-    git(dir, &["rev-parse", "HEAD"])
-}
-
 fn git_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
-    let out = git_command(
+    let out = git::command(
         dir,
         &[
             "ls-files",
@@ -220,12 +252,28 @@ fn git_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
 }
 
 fn walk_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    walk(dir, false).map(|(files, _)| files)
+}
+
+/// The entries of a repository checked out inside the project (a submodule), as [`walk_files`]
+/// lists them but for every `.git`, and the folders (relative to `dir`) that had one: `dir` itself,
+/// and the repositories inside it.
+fn walk_repository(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SnapshotError> {
+    walk(dir, true)
+}
+
+fn walk(dir: &Path, repositories: bool) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SnapshotError> {
     let mut files = Vec::new();
+    let mut found = Vec::new();
     // `.kiln/` folders are not walked: they may hold many artifacts, none of them source.
     let walk = walkdir::WalkDir::new(dir)
         .follow_links(false)
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !(e.file_type().is_dir() && e.file_name() == KILN_DIR));
+        .filter_entry(|e| {
+            e.depth() == 0
+                || !(e.file_type().is_dir() && e.file_name() == KILN_DIR
+                    || repositories && e.file_name() == ".git")
+        });
     for entry in walk {
         let entry = entry.map_err(|e| SnapshotError::Copy {
             path: e.path().unwrap_or(dir).to_path_buf(),
@@ -233,15 +281,74 @@ fn walk_files(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
                 .into_io_error()
                 .unwrap_or_else(|| io::Error::other("walk failed")),
         })?;
+        let Ok(rel) = entry.path().strip_prefix(dir) else {
+            continue;
+        };
+        if repositories && entry.file_type().is_dir() {
+            if std::fs::symlink_metadata(entry.path().join(".git")).is_ok() {
+                found.push(rel.to_path_buf());
+            }
+            // A folder whose only entry is a `.git` is copied as an empty folder.
+            let only_git = std::fs::read_dir(entry.path())
+                .is_ok_and(|d| d.flatten().all(|e| e.file_name() == ".git"));
+            if only_git && entry.depth() > 0 {
+                files.push(rel.to_path_buf());
+            }
+            continue;
+        }
         // Empty directories are part of the source too (git has none to list).
         if entry.file_type().is_dir()
             && std::fs::read_dir(entry.path()).map_or(true, |mut d| d.next().is_some())
         {
             continue;
         }
-        if let Ok(rel) = entry.path().strip_prefix(dir) {
-            files.push(rel.to_path_buf());
-        }
+        files.push(rel.to_path_buf());
     }
-    Ok(files)
+    Ok((files, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gone_within(path: &Path, seconds: u64) -> bool {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while std::time::Instant::now() < until {
+            if std::fs::symlink_metadata(path).is_err() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// A scratch folder as a build leaves it: a workspace, and a folder it made unreadable.
+    fn left_by_a_build() -> (Scratch, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = Scratch::new(tempfile::tempdir().unwrap());
+        let path = scratch.path().to_path_buf();
+        for i in 0..200 {
+            let dir = path.join(format!("src/node_modules/m{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("index.js"), "x").unwrap();
+        }
+        let locked = path.join("work/work");
+        std::fs::create_dir_all(locked.join("inner")).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        (scratch, path)
+    }
+
+    #[test]
+    fn a_scratch_folder_removed_in_the_background_goes_whole() {
+        let (scratch, path) = left_by_a_build();
+        scratch.remove_in_background();
+        assert!(gone_within(&path, 20), "{} is still there", path.display());
+    }
+
+    #[test]
+    fn a_dropped_scratch_folder_is_removed_at_once() {
+        let (scratch, path) = left_by_a_build();
+        drop(scratch);
+        assert!(std::fs::symlink_metadata(&path).is_err());
+    }
 }
