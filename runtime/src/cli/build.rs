@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use kiln::build::{self, BuildOptions, log::Console, result::Status};
+use kiln::build::{
+    self, BuildOptions,
+    log::Console,
+    result::{BuildResult, Status},
+};
 
 use super::exit;
 use super::options::{
@@ -105,7 +109,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "NAME=PATH.wasm", value_parser = parse_plugin)]
     plugin: Vec<(String, PathBuf)>,
 
-    /// The project name [default: the directory's name]: letters, digits, `.`, `-` and `_`
+    /// The project name [default: the folder's name and a hash of its repository's path and the
+    /// buildspec's, e.g. app-3f9c2a1b]: letters, digits, `.`, `-` and `_`
     #[arg(long, value_parser = parse_project)]
     project: Option<String>,
 
@@ -225,79 +230,12 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         remote_cache,
     };
     let _ = args.cache_network;
-    match build::run(&options).await {
-        Ok(result) => {
-            let mut revision = None;
-            if args.package && result.status == Status::Succeeded {
-                let primary = result
-                    .artifacts
-                    .iter()
-                    .find(|a| a.identifier == "primary")
-                    .or_else(|| result.artifacts.first());
-                let Some(primary) = primary else {
-                    eprintln!("error: --package: the build has no artifact to package");
-                    return exit::FAILED;
-                };
-                let out = primary
-                    .path
-                    .with_file_name(format!("{}.zip", primary.name.replace('/', "-")));
-                let origin = kiln::revision::Origin {
-                    build_id: result.build_id.clone(),
-                    build_number: result.build_number,
-                    source_version: result.source_version.clone(),
-                    exported_variables: result.exported_variables.clone(),
-                };
-                let options = kiln::revision::PackageOptions {
-                    format: kiln::revision::Format::Zip,
-                    require_appspec: true,
-                    timestamp: None,
-                };
-                match kiln::revision::package(&primary.path, &out, &options, Some(origin)) {
-                    Ok(manifest) => revision = Some((out, manifest)),
-                    Err(e) => {
-                        eprintln!("error: --package: {e}");
-                        return exit::FAILED;
-                    }
-                }
-            }
-            if args.json {
-                let mut value = serde_json::to_value(&result).unwrap_or_default();
-                if let Some((path, manifest)) = &revision {
-                    value["revision"] = serde_json::json!({ "path": path, "manifest": manifest });
-                }
-                match serde_json::to_string_pretty(&value) {
-                    Ok(json) => out!("{json}"),
-                    Err(e) => {
-                        eprintln!("error: cannot print the result: {e}");
-                        return exit::INTERNAL;
-                    }
-                }
-            } else if !args.quiet {
-                if let Some((path, manifest)) = &revision {
-                    out!("revision: {} (blake3:{})", path.display(), manifest.blake3);
-                }
-                for a in &result.artifacts {
-                    out!("artifact {}: {}", a.name, a.path.display());
-                    if let Some(zip) = &a.zip {
-                        out!("artifact {}: {}", a.name, zip.display());
-                    }
-                }
-                out!(
-                    "build {} {} in {:.1}s (log: {})",
-                    result.build_number,
-                    result.status.as_str(),
-                    result.duration_ms as f64 / 1000.0,
-                    result
-                        .log_file
-                        .as_ref()
-                        .map_or_else(String::new, |p| p.display().to_string())
-                );
-            }
-            if result.status == Status::Succeeded {
-                exit::OK
-            } else {
-                exit::FAILED
-            }
+    match build::run_leaving_scratch(&options).await {
+        // The workspace goes once the result is out: a large one takes seconds to delete.
+        Ok((result, scratch)) => {
+            let code = report(args, result);
+            scratch.remove_in_background();
+            code
         }
         Err(e) => {
             use kiln::spec::{buildspec::LoadError, secrets::SecretsError};
@@ -311,6 +249,81 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
             }
             exit::of_build(&e)
         }
+    }
+}
+
+/// Packages (with --package) and prints a finished build's result; its exit code.
+fn report(args: &BuildArgs, result: BuildResult) -> u8 {
+    let mut revision = None;
+    if args.package && result.status == Status::Succeeded {
+        let primary = result
+            .artifacts
+            .iter()
+            .find(|a| a.identifier == "primary")
+            .or_else(|| result.artifacts.first());
+        let Some(primary) = primary else {
+            eprintln!("error: --package: the build has no artifact to package");
+            return exit::FAILED;
+        };
+        let out = primary
+            .path
+            .with_file_name(format!("{}.zip", primary.name.replace('/', "-")));
+        let origin = kiln::revision::Origin {
+            build_id: result.build_id.clone(),
+            build_number: result.build_number,
+            source_version: result.source_version.clone(),
+            exported_variables: result.exported_variables.clone(),
+        };
+        let options = kiln::revision::PackageOptions {
+            format: kiln::revision::Format::Zip,
+            require_appspec: true,
+            timestamp: None,
+        };
+        match kiln::revision::package(&primary.path, &out, &options, Some(origin)) {
+            Ok(manifest) => revision = Some((out, manifest)),
+            Err(e) => {
+                eprintln!("error: --package: {e}");
+                return exit::FAILED;
+            }
+        }
+    }
+    if args.json {
+        let mut value = serde_json::to_value(&result).unwrap_or_default();
+        if let Some((path, manifest)) = &revision {
+            value["revision"] = serde_json::json!({ "path": path, "manifest": manifest });
+        }
+        match serde_json::to_string_pretty(&value) {
+            Ok(json) => out!("{json}"),
+            Err(e) => {
+                eprintln!("error: cannot print the result: {e}");
+                return exit::INTERNAL;
+            }
+        }
+    } else if !args.quiet {
+        if let Some((path, manifest)) = &revision {
+            out!("revision: {} (blake3:{})", path.display(), manifest.blake3);
+        }
+        for a in &result.artifacts {
+            out!("artifact {}: {}", a.name, a.path.display());
+            if let Some(zip) = &a.zip {
+                out!("artifact {}: {}", a.name, zip.display());
+            }
+        }
+        out!(
+            "build {} {} in {:.1}s (log: {})",
+            result.build_number,
+            result.status.as_str(),
+            result.duration_ms as f64 / 1000.0,
+            result
+                .log_file
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string())
+        );
+    }
+    if result.status == Status::Succeeded {
+        exit::OK
+    } else {
+        exit::FAILED
     }
 }
 

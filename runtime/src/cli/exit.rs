@@ -43,7 +43,7 @@ pub fn of_build(e: &kiln::build::BuildError) -> u8 {
         BuildError::Spec(_)
         | BuildError::Load(_)
         | BuildError::Secrets(_)
-        | BuildError::MissingSecret(_)
+        | BuildError::MissingSecrets(_)
         | BuildError::NoBuildspec(_)
         | BuildError::Snapshot(_)
         | BuildError::Confine(_)

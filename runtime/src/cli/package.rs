@@ -19,7 +19,7 @@ pub struct PackageArgs {
     #[arg(long, value_name = "NUMBER")]
     from_build: Option<u64>,
 
-    /// The project of --from-build [default: the current directory's name]
+    /// The project of --from-build [default: the current folder's project, as kiln build names it]
     #[arg(long, value_parser = parse_project)]
     project: Option<String>,
 
