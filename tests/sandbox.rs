@@ -234,6 +234,25 @@ fn require_sandbox_runs_where_landlock_exists() {
 
 #[test]
 fn ctrl_c_stops_the_build_and_kills_its_commands() {
+    stopped_by(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_stops_the_build_as_ctrl_c_does() {
+    // What `timeout`, systemd and a CI's cancel button send.
+    stopped_by(libc::SIGTERM, 143);
+}
+
+#[test]
+fn sighup_stops_the_build_as_ctrl_c_does() {
+    // The terminal kiln ran in was closed.
+    stopped_by(libc::SIGHUP, 129);
+}
+
+/// Starts a build whose command runs a long `sleep`, sends kiln `signal` once it runs, and checks
+/// the exit code, that no process of the build is left, that no later command ran, and that kiln's
+/// scratch and session folders are gone.
+fn stopped_by(signal: i32, code: i32) {
     let arg = format!("300.{}", unique_digits());
     let b = Build::new().buildspec(&build_commands(&[
         &format!("sleep {arg} & echo $! > child.pid; wait"),
@@ -262,18 +281,34 @@ fn ctrl_c_stops_the_build_and_kills_its_commands() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    // SAFETY: sending SIGINT to the kiln process this test started.
+    // SAFETY: signals the kiln process this test started.
     unsafe {
-        libc::kill(kiln.id() as i32, libc::SIGINT);
+        libc::kill(kiln.id() as i32, signal);
     }
     let status = kiln.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(code));
     let left = processes_with_arg(&arg);
     assert!(
         left.is_empty(),
-        "the command's child {left:?} outlived Ctrl-C"
+        "the command's child {left:?} outlived signal {signal}"
     );
     assert!(!b.path().join("never.txt").exists());
+    let own = |dir: &std::path::Path, prefix: &str| -> Vec<std::path::PathBuf> {
+        let prefix = format!("{prefix}{}-", kiln.id());
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect()
+    };
+    let left = [
+        own(&std::env::temp_dir(), "kiln-build-"),
+        own(std::path::Path::new("/dev/shm"), "kiln-session-"),
+    ]
+    .concat();
+    assert!(left.is_empty(), "kiln left {left:?} behind");
 }
 
 #[test]

@@ -46,16 +46,36 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         tokio::select! {
             code = run(cli) => code,
-            _ = tokio::signal::ctrl_c() => {
+            (code, why) = stopped() => {
                 kiln::revision::extract::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
-                eprintln!("kiln: interrupted; stopping the build's processes");
-                exit::INTERRUPTED
+                eprintln!("kiln: {why}; stopping the build's processes");
+                code
             }
         }
     });
     // Dropping the runtime drops the build, whose guards kill what it started.
     runtime.shutdown_timeout(Duration::from_secs(2));
     ExitCode::from(code)
+}
+
+/// Waits for a signal that stops kiln as Ctrl-C does: SIGINT, SIGTERM (`timeout`, systemd, a CI's
+/// cancel button), SIGHUP (the terminal went away). Its exit code (128 + the signal, as a shell
+/// reports it) and what to say.
+async fn stopped() -> (u8, &'static str) {
+    use tokio::signal::unix::{SignalKind, signal};
+    async fn next(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+    tokio::select! {
+        () = next(SignalKind::interrupt()) => (exit::INTERRUPTED, "interrupted"),
+        () = next(SignalKind::terminate()) => (exit::TERMINATED, "terminated (SIGTERM)"),
+        () = next(SignalKind::hangup()) => (exit::HUNG_UP, "hung up (SIGHUP)"),
+    }
 }
 
 /// Runs the command; its exit code.

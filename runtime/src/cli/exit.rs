@@ -18,6 +18,10 @@ pub const UNREACHABLE: u8 = 6;
 pub const INTEGRITY: u8 = 7;
 /// Interrupted (Ctrl-C).
 pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM (128 + 15).
+pub const TERMINATED: u8 = 143;
+/// Stopped by SIGHUP (128 + 1).
+pub const HUNG_UP: u8 = 129;
 
 /// The code of a push, pull or list that failed.
 pub fn of_store(e: &kiln::store::StoreError) -> u8 {

@@ -38,7 +38,7 @@ pub mod validate;
 ///
 /// Exit codes: 0 success, 1 the build failed, 2 bad input or usage, 3 kiln could not work, 4 not
 /// found, 5 access denied by a store, 6 a store unreachable, 7 a revision failed verification or was
-/// refused, 130 interrupted.
+/// refused, 129 SIGHUP, 130 interrupted (Ctrl-C), 143 SIGTERM.
 #[derive(Parser)]
 #[command(name = "kiln", version = version(), propagate_version = true)]
 pub struct Cli {
