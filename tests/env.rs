@@ -176,6 +176,23 @@ fn the_host_environment_does_not_leak_in_unless_passed() {
     assert_eq!(run.output_lines(), ["[] [passed]"]);
 }
 
+#[test]
+fn pass_env_takes_globs_and_names_what_matches_nothing() {
+    let run = Build::new()
+        .buildspec(&build_commands(&[
+            "echo \"[$KILN_GLOB_ONE] [$KILN_GLOB_TWO] [$KILN_OTHER]\"",
+        ]))
+        .env("KILN_GLOB_ONE", "one")
+        .env("KILN_GLOB_TWO", "two")
+        .env("KILN_OTHER", "other")
+        .args(["--pass-env", "KILN_GLOB_*", "--pass-env", "KILN_NOTHING_*"])
+        .run();
+    run.success()
+        .log_has("warning: --pass-env KILN_NOTHING_* matches no variable of kiln's environment")
+        .log_lacks("--pass-env KILN_GLOB_* matches no");
+    assert_eq!(run.output_lines(), ["[one] [two] []"]);
+}
+
 /// kiln's variables that choose the region, removed from its environment unless the test sets them,
 /// so that the machine's own do not decide the result.
 const REGION_SOURCES: &[&str] = &[

@@ -130,6 +130,48 @@ impl std::fmt::Display for MissingSecrets {
 pub struct Resolved {
     pub vars: Vars,
     pub masked: Vec<String>,
+    /// `--pass-env` names and patterns that matched nothing in kiln's environment.
+    pub unmatched: Vec<String>,
+}
+
+/// Which of kiln's variables `--pass-env` passes: each entry a name, or a glob (`AWS_*`,
+/// `NPM_CONFIG_?`, `[A-Z]*_TOKEN`); the entries that matched none, in their order.
+pub fn passed(
+    pass_env: &[String],
+    kiln_env: impl Iterator<Item = (String, String)>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let kiln_env: Vec<(String, String)> = kiln_env.collect();
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut unmatched = Vec::new();
+    for entry in pass_env {
+        let glob = entry
+            .contains(['*', '?', '['])
+            .then(|| {
+                globset::GlobBuilder::new(entry)
+                    .literal_separator(false)
+                    .build()
+                    .ok()
+                    .map(|g| g.compile_matcher())
+            })
+            .flatten();
+        let mut any = false;
+        for (name, value) in &kiln_env {
+            let hit = match &glob {
+                Some(matcher) => matcher.is_match(name.as_str()),
+                None => name == entry,
+            };
+            if hit {
+                any = true;
+                if !out.iter().any(|(n, _)| n == name) {
+                    out.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        if !any {
+            unmatched.push(entry.clone());
+        }
+    }
+    (out, unmatched)
 }
 
 /// Assembles the environment from the host, the buildspec, the secrets and the overrides; `network`
@@ -152,16 +194,19 @@ pub fn resolve(
     } else {
         (&[][..], &[][..])
     };
-    for name in PASSTHROUGH
-        .iter()
-        .chain(proxies)
-        .chain(ca_files)
-        .copied()
-        .chain(pass_env.iter().map(String::as_str))
-    {
+    for name in PASSTHROUGH.iter().chain(proxies).chain(ca_files) {
         if let Ok(value) = std::env::var(name) {
             vars.set(name, value);
         }
+    }
+    // Variables kiln's environment holds as bytes that are not UTF-8 cannot be passed.
+    let (pass, unmatched) = passed(
+        pass_env,
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    );
+    for (name, value) in pass {
+        vars.set(&name, value);
     }
     for (key, value) in std::env::vars() {
         if key.starts_with("LC_") {
@@ -203,7 +248,11 @@ pub fn resolve(
     // A value of the secrets file the buildspec does not name can still reach the log (a build that
     // prints what it fetched itself): masked all the same.
     masked.extend(secrets.values().cloned());
-    Ok(Resolved { vars, masked })
+    Ok(Resolved {
+        vars,
+        masked,
+        unmatched,
+    })
 }
 
 /// The region a build runs in, as CodeBuild's environment always has one: kiln's own `AWS_REGION`,

@@ -327,6 +327,11 @@ pub async fn run_leaving_scratch(
         "Running on kiln {} (local)",
         env!("CARGO_PKG_VERSION")
     ));
+    for entry in &resolved.unmatched {
+        log.container(&format!(
+            "warning: --pass-env {entry} matches no variable of kiln's environment"
+        ));
+    }
     // Where artifacts go (see `artifacts::Output` for which links are followed), refused now if
     // it leads through a link; its path, absolute, so that one inside the project can be left out
     // of its source.

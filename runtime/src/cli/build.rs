@@ -36,8 +36,9 @@ pub struct BuildArgs {
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = parse_key_value)]
     env: Vec<(String, String)>,
 
-    /// Pass a variable of kiln's environment through to the build (repeatable).
-    #[arg(long, value_name = "NAME")]
+    /// Pass variables of kiln's environment through to the build (repeatable): a name, or a glob
+    /// such as 'AWS_*' (quote it from the shell); one that matches nothing is warned about.
+    #[arg(long, value_name = "NAME|GLOB")]
     pass_env: Vec<String>,
 
     /// A dotenv file of parameter-store names and secrets-manager references with their values.
