@@ -44,7 +44,9 @@ fn an_unchanged_build_is_restored_and_runs_no_command() {
         .success()
         .log_has("from the cache: no command runs")
         .log_has("Running command echo ran >> $TRACE/trace")
-        .log_has("End of the restored log");
+        .log_has("End of the restored log")
+        .log_has("Cache hit: the artifacts (primary) and exported variables are build 1's")
+        .log_has("CODEBUILD_BUILD_NUMBER");
     assert_eq!(runs(trace.path()), 1, "a command ran on a cache hit");
     assert_eq!(second.json["cache"]["hit"], true);
     assert_eq!(

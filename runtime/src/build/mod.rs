@@ -645,6 +645,15 @@ pub async fn run_leaving_scratch(
                         cache_info.hit = true;
                         cache_info.restored_from =
                             entry.result["build_id"].as_str().map(str::to_string);
+                        let names: Vec<&str> = artifacts.iter().map(|a| a.name.as_str()).collect();
+                        let from = match entry.result["build_number"].as_u64() {
+                            Some(n) => format!("build {n}"),
+                            None => "an earlier build".to_string(),
+                        };
+                        log.container(&format!(
+                            "Cache hit: the artifacts ({}) and exported variables are {from}'s, and so is whatever they took from CODEBUILD_BUILD_NUMBER, CODEBUILD_BUILD_ID or the start time (--no-cache runs the build again)",
+                            if names.is_empty() { "none".to_string() } else { names.join(", ") },
+                        ));
                         log.container(&format!(
                             "Build {build_id}: SUCCEEDED (restored from the cache)"
                         ));
