@@ -1647,3 +1647,30 @@ fn a_toolchain_on_path_in_a_home_is_usable() {
         .said("READ-ONLY");
     assert!(!bin.join("planted").exists());
 }
+
+#[test]
+fn sudo_works_for_the_builds_root_and_names_what_it_cannot_do() {
+    if !require_namespaces() {
+        return;
+    }
+    // Buildspecs written for CodeBuild's images say `sudo apt-get ...`: the build is root in its
+    // sandbox, so sudo runs the command as it is.
+    let run = Build::new()
+        .buildspec(&build_commands(&[
+            "sudo id -u",
+            "sudo -E MARK=sudo-env sh -c 'echo $MARK'",
+            "sudo -u nobody id -u || echo other-user-refused",
+        ]))
+        .args(["--no-cache"])
+        .run();
+    run.success().sandboxed();
+    assert_eq!(
+        run.output_lines(),
+        [
+            "0",
+            "sudo-env",
+            "sudo: kiln's sandbox runs sudo as root only; for user nobody, use run-as in the buildspec",
+            "other-user-refused"
+        ]
+    );
+}

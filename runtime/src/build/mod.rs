@@ -584,7 +584,15 @@ pub async fn run_leaving_scratch(
     } else {
         vars.set("TMPDIR", temp_dir.to_string_lossy());
     }
-    // `codebuild-hash-files`, as on CodeBuild's images, for cache keys.
+    // `codebuild-hash-files`, as on CodeBuild's images, for cache keys; and in the namespace sandbox,
+    // where the build is root, a `sudo` that runs what it is given (CodeBuild's images have sudo,
+    // and buildspecs say `sudo apt-get ...`; the host's, where there is one, cannot work there).
+    if tools_ok
+        && os.is_some()
+        && let Err(e) = write_sudo(&tools)
+    {
+        log.container(&format!("warning: no sudo in the build: {e}"));
+    }
     if tools_ok {
         let path = vars.get("PATH").unwrap_or("/usr/bin:/bin").to_string();
         vars.set("PATH", format!("{}:{path}", tools.display()));
@@ -1332,6 +1340,43 @@ fn write_tools(dir: &Path) -> std::io::Result<Option<PathBuf>> {
     )?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
     Ok(outside)
+}
+
+/// kiln's `sudo` for the namespace sandbox: the build's root runs the command as it is (`sudo -E`,
+/// `-H`, `-n`, `VAR=value` and `-u root` are understood); another user is refused, as is a step that
+/// does not run as root (a `run-as` phase cannot raise itself).
+const SUDO: &str = r#"#!/bin/sh
+# kiln's sudo: this build is root in its own sandbox, so what sudo is asked to run runs as it is.
+shell=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -E|-H|-n|-S|-k|-b|-P|--preserve-env|--preserve-env=*|--set-home|--non-interactive|--stdin) shift ;;
+    -i|-s|--login|--shell) shell=1; shift ;;
+    -u|--user)
+      case "$2" in root|0|'#0') shift 2 ;; *) echo "sudo: kiln's sandbox runs sudo as root only; for user $2, use run-as in the buildspec" >&2; exit 1 ;; esac ;;
+    -u*) u=${1#-u}; case "$u" in root|0|'#0') shift ;; *) echo "sudo: kiln's sandbox runs sudo as root only; for user $u, use run-as in the buildspec" >&2; exit 1 ;; esac ;;
+    --) shift; break ;;
+    -*) echo "sudo: option $1 is not one kiln's sudo knows (it runs the command as root, as it is)" >&2; exit 1 ;;
+    *) break ;;
+  esac
+done
+if [ "$(id -u)" != 0 ]; then
+  echo "sudo: this step runs as $(id -un 2>/dev/null || id -u) (run-as), which kiln's sandbox does not raise to root" >&2
+  exit 1
+fi
+if [ $# -eq 0 ]; then
+  [ -n "$shell" ] && exec "${SHELL:-/bin/sh}"
+  echo "usage: sudo [-E] [-u root] command [args...]" >&2
+  exit 1
+fi
+exec env -- "$@"
+"#;
+
+fn write_sudo(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("sudo");
+    std::fs::write(&path, SUDO)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
 }
 
 /// The primary artifact folder of a recorded build, and where it came from, for packaging it
