@@ -312,6 +312,54 @@ fn prune_keeps_the_store_usable() {
 }
 
 #[test]
+fn prune_removes_compiled_plugins_this_kiln_cannot_load_or_no_build_loaded() {
+    let (b, _trace) = traced();
+    b.run().success();
+    let components = b.cache_dir().join("components");
+    let ours: Vec<std::path::PathBuf> = std::fs::read_dir(&components)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert!(!ours.is_empty(), "the build compiled no plugin");
+    let suffix = ours[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .rsplit_once('-')
+        .unwrap()
+        .1
+        .to_string();
+    // One compiled by another kiln (another suffix), one of this kiln's that no build loaded for
+    // 40 days, and one of this kiln's loaded today: only the last stays.
+    let name = |n: u128| format!("{:064x}", std::process::id() as u128 * 1000 + n);
+    let foreign = components.join(format!("{}-0123456789abcdef.cwasm", name(1)));
+    let idle = components.join(format!("{}-{suffix}", name(2)));
+    let fresh = components.join(format!("{}-{suffix}", name(3)));
+    for f in [&foreign, &idle, &fresh] {
+        std::fs::write(f, b"compiled").unwrap();
+    }
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&idle)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let (code, out) = cache_cmd(&b, &["prune", "--max-size", "10G"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("compiled plugins"), "{out}");
+    assert!(!foreign.exists(), "another kiln's compiled plugin was kept");
+    assert!(!idle.exists(), "a plugin unused for 40 days was kept");
+    assert!(fresh.exists(), "a plugin loaded today was removed");
+    std::fs::remove_file(&fresh).unwrap();
+    // The plugins the build loaded stay, and the next build loads them.
+    assert!(ours.iter().all(|p| p.exists()));
+    b.run().success();
+}
+
+#[test]
 fn stats_count_recent_hits() {
     let (b, _trace) = traced();
     b.run().success();

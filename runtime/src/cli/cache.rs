@@ -18,10 +18,15 @@ pub enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove the least recently used blobs until the store is at most this size (e.g. 10G).
+    /// Remove the least recently used blobs until the store is at most this size (e.g. 10G), and
+    /// the compiled plugins this kiln cannot load (another version compiled them) or that no build
+    /// loaded for --unused-days.
     Prune {
         #[arg(long, value_parser = parse_size, value_name = "SIZE")]
         max_size: usize,
+        /// Compiled plugins no build loaded for this many days are removed.
+        #[arg(long, default_value_t = 30, value_name = "DAYS")]
+        unused_days: u64,
     },
     /// Re-hash every blob; remove corrupt ones and the entries that name them. Exit 1 if any was found.
     Verify,
@@ -74,7 +79,10 @@ pub fn run(global: &GlobalArgs, command: &CacheCommand) -> u8 {
             }
             exit::OK
         }
-        CacheCommand::Prune { max_size } => {
+        CacheCommand::Prune {
+            max_size,
+            unused_days,
+        } => {
             let report = store.prune(*max_size as u64);
             out!(
                 "removed {} blobs ({:.1} MiB) and {} entries",
@@ -82,6 +90,20 @@ pub fn run(global: &GlobalArgs, command: &CacheCommand) -> u8 {
                 report.freed_bytes as f64 / 1048576.0,
                 report.removed_entries
             );
+            if let Some(dir) = global.components_dir() {
+                let unused = std::time::Duration::from_secs(unused_days.saturating_mul(86_400));
+                match kiln::sandbox::prune_compiled(&dir, unused) {
+                    Ok(pruned) => out!(
+                        "removed {} compiled plugins ({:.1} MiB)",
+                        pruned.files,
+                        pruned.bytes as f64 / 1048576.0
+                    ),
+                    Err(e) => {
+                        eprintln!("error: cannot prune the compiled plugins: {e}");
+                        return exit::INTERNAL;
+                    }
+                }
+            }
             exit::OK
         }
         CacheCommand::Add { dir } => match kiln::cas::tree::Tree::store_dir(&store, dir) {

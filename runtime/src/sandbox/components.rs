@@ -19,19 +19,20 @@ pub fn load(
     let Some(cache_dir) = cache_dir else {
         return Component::new(engine, bytes);
     };
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    env!("CARGO_PKG_VERSION").hash(&mut hasher);
     let file = cache_dir.join(format!(
-        "{}-{:016x}.cwasm",
+        "{}-{}.cwasm",
         blake3::hash(bytes).to_hex(),
-        hasher.finish()
+        suffix(engine)
     ));
     if file.exists() {
         // SAFETY: the file was written by `precompile_component` of an engine with the same
         // compatibility hash (it is in the name), into kiln's own cache directory, atomically.
         // A file that fails to deserialize is recompiled below.
         if let Ok(component) = unsafe { Component::deserialize_file(engine, &file) } {
+            // Its time says when a build last loaded it, for `kiln cache prune`.
+            if let Ok(f) = std::fs::File::open(&file) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
             return Ok(component);
         }
     }
@@ -40,6 +41,50 @@ pub fn load(
     let _ = store(cache_dir, &file, &compiled);
     // SAFETY: these bytes were produced by `precompile_component` of this very engine just above.
     unsafe { Component::deserialize(engine, &compiled) }
+}
+
+/// What this kiln and engine configuration name their compiled components with (after the
+/// component's digest): what another kiln compiled can never be loaded by this one.
+fn suffix(engine: &Engine) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// What [`prune`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Removes the compiled components of `dir` that `engine` cannot load (their name has another
+/// suffix), those not loaded for `unused`, and temp files of interrupted writes.
+pub fn prune(engine: &Engine, dir: &Path, unused: std::time::Duration) -> Pruned {
+    let ours = format!("-{}.cwasm", suffix(engine));
+    let now = std::time::SystemTime::now();
+    let mut pruned = Pruned::default();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let idle = meta
+            .modified()
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default();
+        // A write in progress (another build compiling) is left to finish.
+        let writing = name.starts_with(".tmp") && idle < std::time::Duration::from_secs(3600);
+        let stale = !writing && (!name.ends_with(&ours) || idle > unused);
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            pruned.files += 1;
+            pruned.bytes += meta.len();
+        }
+    }
+    pruned
 }
 
 fn store(dir: &Path, file: &Path, compiled: &[u8]) -> std::io::Result<()> {

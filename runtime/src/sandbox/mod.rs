@@ -12,6 +12,7 @@
 //! granted, and host programs confined by Landlock (see [`process`]).
 
 mod components;
+pub use components::Pruned;
 mod host;
 pub mod os;
 pub mod process;
@@ -174,16 +175,28 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 }
 
+/// The engine every sandbox runs plugins on (its configuration is part of a compiled plugin's name).
+fn engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Ok(Engine::new(&config)?)
+}
+
+/// Removes from `dir` the compiled plugins this kiln can no longer load (another kiln version or
+/// engine configuration compiled them) and those no build loaded for `unused` (a load refreshes a
+/// file's time).
+pub fn prune_compiled(dir: &Path, unused: Duration) -> anyhow::Result<Pruned> {
+    Ok(components::prune(&engine()?, dir, unused))
+}
+
 impl Sandbox {
     /// A sandbox with kiln's embedded plugins registered (`shell`, `artifacts`). Compiled components are
     /// cached under `cache_dir` when given.
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&config)?;
+        let engine = engine()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Step::add_to_linker::<_, HasSelf<host::StepState>>(&mut linker, |state| state)?;
