@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::oci::big_revision;
-use crate::store::{Target, app_revision, every_malicious_bundle_is_refused};
+use crate::store::{
+    Target, another_revision_needs_force, app_revision, every_malicious_bundle_is_refused,
+};
 use crate::support::services::{Service, wait_for_bytes};
 use crate::support::{Run, kiln, own_cache};
 
@@ -38,6 +40,17 @@ fn python_with_boto3() -> Option<&'static str> {
             .output()
             .is_ok_and(|o| o.status.success())
     })
+}
+
+#[test]
+fn a_pushed_revision_is_not_replaced_without_force() {
+    let Some(s3) = Service::s3(ACCESS, SECRET, &["revisions"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    another_revision_needs_force(&target(&s3, "revisions/imm/"), dir.path(), |name| {
+        std::fs::read(s3.data().join("revisions/imm").join(name)).unwrap()
+    });
 }
 
 #[test]

@@ -101,6 +101,44 @@ fn a_tampered_revision_is_refused_before_extraction() {
     assert!(!dest.exists(), "a refused revision left a folder");
 }
 
+#[test]
+fn a_pushed_revision_is_not_replaced_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    another_revision_needs_force(&Target::file(dir.path()), dir.path(), |name| {
+        std::fs::read(dir.path().join("store").join(name)).unwrap()
+    });
+}
+
+/// Pushes a revision, then a different one to the same name: refused (exit 2, the stored bytes
+/// unchanged) until `--force`; the same revision again is no change.
+pub fn another_revision_needs_force(target: &Target, dir: &Path, stored: impl Fn(&str) -> Vec<u8>) {
+    let v1 = app_revision(dir);
+    std::fs::write(dir.join("src/VERSION"), "2\n").unwrap();
+    let v2 = dir.join("app-v2.zip");
+    let (code, _, err) = run(&[
+        "package",
+        dir.join("src").to_str().unwrap(),
+        "-o",
+        v2.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let reference = target.reference("immutable.zip");
+    let (code, _, err) = target.run(&["push", v1.to_str().unwrap(), &reference]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = target.run(&["push", v1.to_str().unwrap(), &reference]);
+    assert_eq!(code, Some(0), "the same revision again: {err}");
+    let (code, _, err) = target.run(&["push", v2.to_str().unwrap(), &reference]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("holds another revision") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(stored("immutable.zip"), std::fs::read(&v1).unwrap());
+    let (code, _, err) = target.run(&["push", v2.to_str().unwrap(), &reference, "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(stored("immutable.zip"), std::fs::read(&v2).unwrap());
+}
+
 /// Where a test pushes: a reference for a name, and the flags and environment the store needs.
 pub struct Target {
     pub prefix: String,
@@ -180,7 +218,12 @@ fn push_zip(dir: &Path, entries: &[(&str, &[u8], u32)], target: &Target) -> Stri
         }
     }
     zip.finish().unwrap();
-    let reference = target.reference(&format!("evil{}.zip", entries.len()));
+    // A name of its own: pushed revisions are immutable, and a store may hold earlier ones.
+    let reference = target.reference(&format!(
+        "evil{}-{}.zip",
+        entries.len(),
+        crate::support::isolation::unique_digits()
+    ));
     let (code, _, err) = target.run(&["push", path.to_str().unwrap(), &reference]);
     assert_eq!(code, Some(0), "{err}");
     reference

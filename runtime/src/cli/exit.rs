@@ -28,7 +28,7 @@ pub fn of_store(e: &kiln::store::StoreError) -> u8 {
     use kiln::revision::extract::ExtractError;
     use kiln::store::StoreError;
     match e {
-        StoreError::BadRef(_) | StoreError::Usage(_) => BAD_INPUT,
+        StoreError::BadRef(_) | StoreError::Usage(_) | StoreError::Exists { .. } => BAD_INPUT,
         StoreError::NotFound(_) => NOT_FOUND,
         StoreError::Denied { .. } => DENIED,
         StoreError::Unreachable { .. } => UNREACHABLE,

@@ -18,6 +18,9 @@ pub struct PushArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Replace another revision at a file or S3 key (pushed revisions are immutable otherwise).
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     access: AccessArgs,
 }
@@ -27,7 +30,7 @@ pub async fn run(args: &PushArgs) -> u8 {
     let Some(access) = args.access.access() else {
         return exit::BAD_INPUT;
     };
-    match kiln::store::push(&args.revision, &args.reference, &access).await {
+    match kiln::store::push(&args.revision, &args.reference, &access, args.force).await {
         Ok(pushed) => {
             if args.json {
                 print_json(&pushed);

@@ -11,12 +11,30 @@ pub(super) fn push(
     outgoing: &Outgoing,
     dest: &Path,
     reference: &str,
+    force: bool,
 ) -> Result<Pushed, StoreError> {
     let existing = std::fs::read(manifest_path(dest))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let there = dest
+        .exists()
+        .then(|| crate::revision::digests(dest).map(|(b, _, _)| b));
     let already = existing.is_some_and(|m| m["blake3"] == outgoing.blake3.as_str())
-        && crate::revision::digests(dest).is_ok_and(|(b, _, _)| b == outgoing.blake3);
+        && there
+            .as_ref()
+            .is_some_and(|d| d.as_ref().is_ok_and(|b| *b == outgoing.blake3));
+    if !already
+        && !force
+        && let Some(digest) = there
+    {
+        return Err(StoreError::Exists {
+            reference: reference.to_string(),
+            existing: match digest {
+                Ok(b) => format!("blake3:{b}"),
+                Err(_) => "a file that is not a revision".to_string(),
+            },
+        });
+    }
     let mut uploaded = 0;
     let parent = dest.parent().unwrap_or(Path::new("/"));
     if !already {

@@ -75,6 +75,10 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Extract(#[from] ExtractError),
+    #[error(
+        "{reference} holds another revision ({existing}); a pushed revision is not replaced (as a registry with immutable tags does): push it under a new name, or give --force to replace it"
+    )]
+    Exists { reference: String, existing: String },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -239,8 +243,15 @@ pub struct Listed {
     pub manifest: serde_json::Value,
 }
 
-/// Pushes a revision file (with the manifest beside it, or one computed now) to `reference`.
-pub async fn push(revision: &Path, reference: &str, access: &Access) -> Result<Pushed, StoreError> {
+/// Pushes a revision file (with the manifest beside it, or one computed now) to `reference`. A file
+/// or S3 key that holds another revision is replaced only with `force`; the same revision again is
+/// no change. (An OCI tag moves, as tags do; its manifests are immutable by digest.)
+pub async fn push(
+    revision: &Path,
+    reference: &str,
+    access: &Access,
+    force: bool,
+) -> Result<Pushed, StoreError> {
     let dest = Ref::parse(reference)?;
     let outgoing = {
         let revision = revision.to_path_buf();
@@ -249,8 +260,10 @@ pub async fn push(revision: &Path, reference: &str, access: &Access) -> Result<P
             .map_err(|e| StoreError::Usage(e.to_string()))??
     };
     match dest {
-        Ref::File(path) => file::push(&outgoing, &path, reference),
-        Ref::S3 { bucket, key } => s3::push(&outgoing, &bucket, &key, reference, access).await,
+        Ref::File(path) => file::push(&outgoing, &path, reference, force),
+        Ref::S3 { bucket, key } => {
+            s3::push(&outgoing, &bucket, &key, reference, access, force).await
+        }
         Ref::Oci(image) => oci::push(&outgoing, &image, reference, access).await,
     }
 }

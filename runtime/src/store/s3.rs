@@ -249,6 +249,7 @@ pub(super) async fn push(
     key: &str,
     reference: &str,
     access: &Access,
+    force: bool,
 ) -> Result<Pushed, StoreError> {
     let store = client(bucket, access)?;
     let path = object_path(key, reference)?;
@@ -258,6 +259,18 @@ pub(super) async fn push(
     let same = existing.as_ref().is_some_and(|(size, attrs)| {
         *size == outgoing.size && metadata(attrs, META_BLAKE3) == Some(outgoing.blake3.as_str())
     });
+    if !same
+        && !force
+        && let Some((_, attrs)) = &existing
+    {
+        return Err(StoreError::Exists {
+            reference: reference.to_string(),
+            existing: match metadata(attrs, META_BLAKE3) {
+                Some(b) => format!("blake3:{b}"),
+                None => "an object kiln did not push".to_string(),
+            },
+        });
+    }
     let manifest_there = head(&store, &manifest_path).await.map_err(err)?.is_some();
     let mut uploaded = 0;
     if !same {
