@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{Build, walkdir};
+use crate::support::{Build, kiln, walkdir};
 
 /// What a finished `kiln` said and how it exited.
 struct Said {
@@ -454,4 +454,69 @@ fn a_size_too_large_is_refused_not_wrapped() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("too large"), "{}", out.stderr);
     assert!(!out.stdout.contains("removed"), "{}", out.stdout);
+}
+
+#[test]
+fn init_writes_a_buildspec_for_the_project_it_finds_and_keeps_what_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("package.json"),
+        r#"{"name":"web","scripts":{"build":"mkdir -p dist && echo built > dist/index.html"}}"#,
+    )
+    .unwrap();
+    let init = |extra: &[&str]| {
+        kiln()
+            .arg("init")
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = init(&["--deploy"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("an npm project"));
+    let spec = std::fs::read_to_string(dir.path().join("buildspec.yml")).unwrap();
+    assert!(
+        spec.contains("npm install") && spec.contains("base-directory: dist"),
+        "{spec}"
+    );
+    // What it wrote is valid for kiln (and for CodeBuild's schema kiln checks).
+    for file in ["buildspec.yml", "appspec.yml"] {
+        let v = kiln()
+            .arg("validate")
+            .arg(dir.path().join(file))
+            .output()
+            .unwrap();
+        assert_eq!(
+            v.status.code(),
+            Some(0),
+            "{file}: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let start = std::fs::metadata(dir.path().join("scripts/start.sh")).unwrap();
+    assert_eq!(start.permissions().mode() & 0o111, 0o111);
+    // A buildspec that exists is left alone unless --force.
+    std::fs::write(dir.path().join("buildspec.yml"), "mine\n").unwrap();
+    let again = init(&[]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("buildspec.yml")).unwrap(),
+        "mine\n"
+    );
+    // With a lock file, `npm ci` installs exactly it.
+    std::fs::write(dir.path().join("package-lock.json"), "{}").unwrap();
+    assert_eq!(init(&["--force"]).status.code(), Some(0));
+    assert!(
+        std::fs::read_to_string(dir.path().join("buildspec.yml"))
+            .unwrap()
+            .contains("npm ci")
+    );
 }

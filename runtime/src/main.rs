@@ -83,6 +83,7 @@ async fn run(Cli { global, command }: Cli) -> u8 {
     let global = &global;
     match &command {
         Command::Build(args) => cli::build::run(global, args).await,
+        Command::Init(args) => cli::init::run(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Plugin(cli::plugin::PluginCommand::List) => cli::plugin::list(global),
         Command::Plugin(cli::plugin::PluginCommand::Run(args)) => {

@@ -24,6 +24,7 @@ pub mod deployments;
 pub mod doctor;
 pub mod exit;
 pub mod hash_files;
+pub mod init;
 pub mod ls;
 pub mod man;
 pub mod options;
@@ -54,6 +55,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a project's buildspec.yml phase by phase, as CodeBuild does.
     Build(build::BuildArgs),
+    /// Write a starter buildspec.yml for the project here (Cargo, npm, Python, Go, Maven, Gradle),
+    /// and appspec.yml with --deploy.
+    Init(init::InitArgs),
     /// Check a buildspec and report every error and warning with its line and column.
     Validate(validate::ValidateArgs),
     /// Work with step plugins.
