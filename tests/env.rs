@@ -98,11 +98,34 @@ fn secrets_resolve_from_kiln_environment_too() {
         .buildspec(
             "version: 0.2\nenv:\n  parameter-store:\n    TOKEN: /ci/token\nphases:\n  build:\n    commands:\n      - echo token=$TOKEN\n",
         )
-        .env("/ci/token", "from-the-environment")
+        .env("KILN_SECRET_CI_TOKEN", "from-the-environment")
         .run()
         .success()
         .log_has("token=***")
         .log_lacks("from-the-environment");
+}
+
+#[test]
+fn a_buildspec_cannot_name_a_variable_of_kilns_environment_as_its_secret() {
+    // A hostile buildspec asks for kiln's own credentials by their names: only KILN_SECRET_*
+    // variables stand in for missing secrets, so these are missing, and nothing runs.
+    let run = Build::new()
+        .buildspec(
+            "version: 0.2\nenv:\n  parameter-store:\n    STOLEN: AWS_SECRET_ACCESS_KEY\n  secrets-manager:\n    ALSO: KILN_TEST_CI_TOKEN\nphases:\n  build:\n    commands:\n      - echo \"stolen=$STOLEN also=$ALSO\"\n",
+        )
+        .env("AWS_SECRET_ACCESS_KEY", "kilnsecretvalue0123")
+        .env("KILN_TEST_CI_TOKEN", "citokenvalue4567")
+        .run();
+    run.code(2);
+    assert!(
+        run.stderr.contains("AWS_SECRET_ACCESS_KEY"),
+        "{}",
+        run.stderr
+    );
+    for value in ["kilnsecretvalue0123", "citokenvalue4567"] {
+        assert!(!run.stderr.contains(value) && !run.stdout.contains(value));
+    }
+    assert!(!run.stderr.contains("stolen="), "a command ran");
 }
 
 #[test]
@@ -416,4 +439,15 @@ fn a_ca_file_in_a_home_is_readable_in_the_build_and_nothing_beside_it() {
         run.output_lines(),
         ["-----BEGIN CERTIFICATE----- corp", "corp.pem", "read-only"]
     );
+}
+
+#[test]
+fn a_proxy_password_is_masked() {
+    Build::new()
+        .buildspec(&build_commands(&["echo \"proxy=$HTTPS_PROXY\""]))
+        .env("HTTPS_PROXY", "http://builder:proxypw9876@127.0.0.1:3128")
+        .run()
+        .success()
+        .log_has("proxy=http://builder:***@127.0.0.1:3128")
+        .log_lacks("proxypw9876");
 }

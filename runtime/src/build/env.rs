@@ -245,6 +245,12 @@ pub fn resolve(
             masked.push(value.to_string());
         }
     }
+    // A proxy's password (`http://user:password@proxy:3128`) is a credential too.
+    for name in PROXIES {
+        if let Some(password) = vars.get(name).and_then(proxy_password) {
+            masked.push(password.to_string());
+        }
+    }
     // A value of the secrets file the buildspec does not name can still reach the log (a build that
     // prints what it fetched itself): masked all the same.
     masked.extend(secrets.values().cloned());
@@ -253,6 +259,15 @@ pub fn resolve(
         masked,
         unmatched,
     })
+}
+
+/// The password of a proxy URL's `user:password@`, when it has one.
+fn proxy_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
 }
 
 /// The region a build runs in, as CodeBuild's environment always has one: kiln's own `AWS_REGION`,
@@ -325,6 +340,18 @@ pub fn ca_files() -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_password_is_found_in_its_url() {
+        assert_eq!(
+            proxy_password("http://me:s3cr%40t@proxy:3128"),
+            Some("s3cr%40t")
+        );
+        assert_eq!(proxy_password("me:pw@proxy:3128"), Some("pw"));
+        assert_eq!(proxy_password("http://me@proxy:3128"), None);
+        assert_eq!(proxy_password("http://proxy:3128/a@b"), None);
+        assert_eq!(proxy_password("localhost,.internal"), None);
+    }
 
     #[test]
     fn overrides_beat_the_buildspec() {

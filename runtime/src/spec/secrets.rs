@@ -85,13 +85,33 @@ impl Secrets {
     }
 
     /// The value for a parameter name or secret reference: from the file first, then from kiln's own
-    /// environment under the same name.
+    /// environment as [`env_name`] names it. Never from a variable of another name: a buildspec may
+    /// be hostile, and `parameter-store: {X: AWS_SECRET_ACCESS_KEY}` must not hand it kiln's own.
     pub fn get(&self, reference: &str) -> Option<String> {
         self.values
             .get(reference)
             .cloned()
-            .or_else(|| std::env::var(reference).ok())
+            .or_else(|| std::env::var(env_name(reference)).ok())
     }
+}
+
+/// The variable of kiln's environment that may hold a parameter or secret (a CI's secrets are often
+/// variables): `KILN_SECRET_` and the reference without its leading `/`, each character that is not
+/// a letter or digit as `_`, upper-cased: `/app/db/password` is `KILN_SECRET_APP_DB_PASSWORD`,
+/// `prod/api:key` is `KILN_SECRET_PROD_API_KEY`.
+pub fn env_name(reference: &str) -> String {
+    let name: String = reference
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("KILN_SECRET_{name}")
 }
 
 fn unquote(value: &str) -> Result<String, String> {
