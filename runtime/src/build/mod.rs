@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod cache;
 pub mod env;
 pub mod git;
+pub mod locate;
 pub mod log;
 pub mod mask;
 pub mod paths;
@@ -120,6 +121,13 @@ pub enum BuildError {
     MissingSecrets(#[from] env::MissingSecrets),
     #[error("no buildspec found: looked for {}", .0.display())]
     NoBuildspec(PathBuf),
+    #[error(
+        "no buildspec.yml (or .yaml, .json) in {} or any folder above it up to {}{}",
+        start.display(),
+        last.display(),
+        if last.parent().is_some() { " (the repository's root)" } else { "" }
+    )]
+    NoBuildspecAbove { start: PathBuf, last: PathBuf },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -160,7 +168,7 @@ pub fn find_buildspec(source: &Path, given: Option<&Path>) -> Result<PathBuf, Bu
         };
         return Ok(path);
     }
-    ["buildspec.yml", "buildspec.yaml", "buildspec.json"]
+    locate::BUILDSPEC_NAMES
         .iter()
         .map(|name| source.join(name))
         .find(|p| p.exists())

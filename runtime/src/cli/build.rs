@@ -1,6 +1,6 @@
 //! `kiln build`: run a project's buildspec, phase by phase, in the build sandbox.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -20,9 +20,11 @@ use super::print_invalid;
 /// `kiln build`.
 #[derive(Args)]
 pub struct BuildArgs {
-    /// The project directory.
-    #[arg(default_value = ".", value_parser = existing)]
-    dir: PathBuf,
+    /// The project directory [default: the nearest folder at or above the current one holding a
+    /// buildspec.yml, or its git repository's root]. A buildspec file here means `-b FILE`, its
+    /// project being its folder (or its repository's root).
+    #[arg(value_parser = existing)]
+    dir: Option<PathBuf>,
 
     /// The buildspec, relative to the project [default: buildspec.yml]
     #[arg(long, short = 'b', value_name = "FILE")]
@@ -191,9 +193,13 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         }
         None => None,
     };
+    let (source, buildspec) = match project(args) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
     let options = BuildOptions {
-        source: args.dir.clone(),
-        buildspec: args.buildspec.clone(),
+        source,
+        buildspec,
         in_place: args.in_place,
         env: args.env.clone(),
         pass_env: args.pass_env.clone(),
@@ -248,6 +254,38 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
                 _ => eprintln!("error: {e}"),
             }
             exit::of_build(&e)
+        }
+    }
+}
+
+/// The project's folder and buildspec: as given, or found from a buildspec file given as DIR, or
+/// found upward from the current folder; the exit code when there is none.
+fn project(args: &BuildArgs) -> Result<(PathBuf, Option<PathBuf>), u8> {
+    use kiln::build::locate;
+    let located = match (&args.dir, &args.buildspec) {
+        (Some(dir), given) if !dir.is_dir() => {
+            if given.is_some() {
+                eprintln!(
+                    "error: {} is a buildspec file, and -b names another: give a folder, or only the file",
+                    dir.display()
+                );
+                return Err(exit::BAD_INPUT);
+            }
+            locate::from_file(dir)
+        }
+        (Some(dir), given) => return Ok((dir.clone(), given.clone())),
+        (None, Some(given)) => return Ok((PathBuf::from("."), Some(given.clone()))),
+        (None, None) => locate::upward(Path::new(".")),
+    };
+    match located {
+        // Absolute, so that no file of the current folder is taken for it.
+        Ok(found) => Ok((
+            found.source.clone(),
+            found.buildspec.map(|b| found.source.join(b)),
+        )),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(exit::of_build(&e))
         }
     }
 }

@@ -1,0 +1,119 @@
+//! How a project is configured outside its buildspec: where `kiln build` finds the buildspec when it
+//! is not told (upward from the current folder, as cargo finds Cargo.toml).
+
+use std::path::Path;
+
+use crate::support::{Build, Run, build_commands};
+
+const COMMIT: &str =
+    "git init -q . && git add -A && git -c user.email=k@example.com -c user.name=k commit -qm init";
+
+/// `kiln build ARGS --json` run in `cwd`, with `b`'s state and cache, artifacts in `b`'s `out`.
+fn build_in(b: &Build, cwd: &Path, args: &[&str]) -> Run {
+    let output = b
+        .kiln()
+        .arg("build")
+        .args(args)
+        .arg("--json")
+        .arg("--output")
+        .arg(b.path().join("out"))
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    b.finish(output)
+}
+
+#[test]
+fn build_in_a_subfolder_finds_the_buildspec_above_and_runs_at_the_repository_root() {
+    let b = Build::new()
+        .write("top.txt", "t")
+        .write(
+            "svc/buildspec.yml",
+            &build_commands(&[
+                "echo files: $(ls | tr '\\n' ' ')",
+                "echo src=$CODEBUILD_SRC_DIR pwd=$(pwd)",
+            ]),
+        )
+        .write("svc/src/main.c", "int main;")
+        .sh(COMMIT);
+    let run = build_in(&b, &b.path().join("svc/src"), &[]);
+    run.success();
+    let lines = run.output_lines();
+    assert_eq!(lines[0], "files: svc top.txt", "{lines:?}");
+    let (src, pwd) = lines[1]
+        .strip_prefix("src=")
+        .and_then(|l| l.split_once(" pwd="))
+        .unwrap();
+    assert_eq!(
+        src, pwd,
+        "commands start at CODEBUILD_SRC_DIR, the repository's root"
+    );
+}
+
+#[test]
+fn build_given_a_buildspec_file_builds_its_folder_with_it() {
+    let b = Build::new()
+        .write("elsewhere.txt", "e")
+        .write(
+            "ci/buildspec.yml",
+            &build_commands(&["echo files: $(ls | tr '\\n' ' ')"]),
+        )
+        .write("ci/a.txt", "a");
+    let run = build_in(&b, b.path(), &["ci/buildspec.yml"]);
+    run.success();
+    assert_eq!(run.output_lines()[0], "files: a.txt buildspec.yml");
+}
+
+#[test]
+fn build_given_a_buildspec_file_in_a_repository_builds_the_repository() {
+    let b = Build::new()
+        .write("top.txt", "t")
+        .write(
+            "ci/release.yml",
+            &build_commands(&["echo files: $(ls | tr '\\n' ' ')"]),
+        )
+        .sh(COMMIT);
+    let run = build_in(&b, b.path(), &["ci/release.yml"]);
+    run.success();
+    assert_eq!(run.output_lines()[0], "files: ci top.txt");
+}
+
+#[test]
+fn build_with_no_buildspec_up_to_the_repository_root_is_a_usage_error_naming_where_it_looked() {
+    let b = Build::new().write("sub/deeper/a.txt", "a").sh(COMMIT);
+    let run = build_in(&b, &b.path().join("sub/deeper"), &[]);
+    run.code(2);
+    let root = b.path().canonicalize().unwrap();
+    assert!(
+        run.stderr.contains(&format!(
+            "no buildspec.yml (or .yaml, .json) in {}/sub/deeper or any folder above it up to {} (the repository's root)",
+            root.display(),
+            root.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !b.state_dir().join("builds").exists(),
+        "nothing is recorded"
+    );
+}
+
+#[test]
+fn validate_with_no_argument_checks_the_buildspec_above() {
+    let b = Build::new()
+        .write(
+            "buildspec.yml",
+            "version: 0.2\nphases:\n  biuld:\n    commands: [x]\n",
+        )
+        .write("sub/a.txt", "a");
+    let output = b
+        .kiln()
+        .arg("validate")
+        .current_dir(b.path().join("sub"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("buildspec.yml:3:3"), "{stderr}");
+}
