@@ -1,5 +1,5 @@
 //! How a project is configured outside its buildspec: where `kiln build` finds the buildspec when it
-//! is not told (upward from the current folder, as cargo finds Cargo.toml).
+//! is not told (upward from the current folder, as cargo finds Cargo.toml), and `--env-file`.
 
 use std::path::Path;
 
@@ -116,4 +116,45 @@ fn validate_with_no_argument_checks_the_buildspec_above() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("buildspec.yml:3:3"), "{stderr}");
+}
+
+#[test]
+fn env_file_values_reach_the_build_and_env_overrides_them() {
+    let b = Build::new()
+        .buildspec(
+            "version: 0.2\nenv:\n  variables:\n    STAGE: from-buildspec\nphases:\n  build:\n    commands:\n      - echo \"stage=$STAGE greeting=$GREETING raw=$RAW region=$REGION\"\n",
+        )
+        .write(
+            "vars.env",
+            "# settings\n\nexport STAGE=from-file\nGREETING=\"a\\tb\"\nRAW='$HOME'\nREGION=eu-west-1 # comment\n",
+        );
+    let env_file = b.path().join("vars.env");
+    let run = b.run_with(&[
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-e",
+        "REGION=eu-north-1",
+    ]);
+    run.success();
+    assert_eq!(
+        run.output_lines()[0],
+        "stage=from-file greeting=a\tb raw=$HOME region=eu-north-1"
+    );
+}
+
+#[test]
+fn env_file_with_a_bad_line_is_a_usage_error_naming_the_line() {
+    let b = Build::new()
+        .buildspec(&build_commands(&["echo ran"]))
+        .write("vars.env", "A=1\n\nthis line has no equals sign\n");
+    let env_file = b.path().join("vars.env");
+    let run = b.run_with(&["--env-file", env_file.to_str().unwrap()]);
+    run.code(2);
+    assert!(run.stderr.contains("vars.env:3:1"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("expected `NAME=value`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("ran"));
 }

@@ -38,6 +38,11 @@ pub struct BuildArgs {
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = parse_key_value)]
     env: Vec<(String, String)>,
 
+    /// Set the variables of a dotenv file (`NAME=value` lines), over the buildspec's own; --env
+    /// overrides them, a later file an earlier one (repeatable). Not secrets: use --secrets.
+    #[arg(long, value_name = "FILE", value_parser = existing_file)]
+    env_file: Vec<PathBuf>,
+
     /// Pass a variable of kiln's environment through to the build (repeatable).
     #[arg(long, value_name = "NAME")]
     pass_env: Vec<String>,
@@ -197,11 +202,19 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         Ok(found) => found,
         Err(code) => return code,
     };
+    let mut env = Vec::new();
+    for file in &args.env_file {
+        match env_file(file) {
+            Ok(vars) => env.extend(vars),
+            Err(code) => return code,
+        }
+    }
+    env.extend(args.env.iter().cloned());
     let options = BuildOptions {
         source,
         buildspec,
         in_place: args.in_place,
-        env: args.env.clone(),
+        env,
         pass_env: args.pass_env.clone(),
         secrets: args.secrets.clone(),
         output: args.output.clone(),
@@ -288,6 +301,16 @@ fn project(args: &BuildArgs) -> Result<(PathBuf, Option<PathBuf>), u8> {
             Err(exit::of_build(&e))
         }
     }
+}
+
+/// The variables of an `--env-file`; the exit code (after saying why) when it cannot be read or
+/// has a bad line.
+fn env_file(path: &Path) -> Result<Vec<(String, String)>, u8> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: cannot read the env file {}: {e}", path.display());
+        exit::BAD_INPUT
+    })?;
+    kiln::spec::dotenv::variables(path, &text).map_err(|e| print_invalid(&e))
 }
 
 /// Packages (with --package) and prints a finished build's result; its exit code.

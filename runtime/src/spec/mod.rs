@@ -4,6 +4,7 @@
 pub mod appspec;
 pub mod buildspec;
 pub mod diagnostic;
+pub mod dotenv;
 pub mod read;
 pub mod secrets;
 pub mod yaml;
