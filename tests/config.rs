@@ -1,5 +1,6 @@
 //! How a project is configured outside its buildspec: where `kiln build` finds the buildspec when it
-//! is not told (upward from the current folder, as cargo finds Cargo.toml), and `--env-file`.
+//! is not told (upward from the current folder, as cargo finds Cargo.toml), `--env-file`, and the
+//! project's kiln.toml (defaults for flags, which may not widen the sandbox by themselves).
 
 use std::path::Path;
 
@@ -157,4 +158,159 @@ fn env_file_with_a_bad_line_is_a_usage_error_naming_the_line() {
         run.stderr
     );
     assert!(!run.stdout.contains("ran"));
+}
+
+/// `kiln config ARGS --json` in the project's folder: each setting's value and origin.
+fn config_json(b: &Build, args: &[&str], envs: &[(&str, &str)]) -> serde_json::Value {
+    let output = b
+        .kiln()
+        .arg("config")
+        .args(args)
+        .arg("--json")
+        .current_dir(b.path())
+        .env_remove("KILN_CACHE")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn kiln_toml_gives_defaults_that_flags_override() {
+    let b = Build::new()
+        .buildspec(&build_commands(&[
+            "echo from-toml=$FROM_TOML from-flag=$FROM_FLAG",
+        ]))
+        .write("kiln.toml", "# defaults\npass-env = [\"FROM_TOML\"]\n")
+        .env("FROM_TOML", "t")
+        .env("FROM_FLAG", "f");
+    let run = b.run();
+    run.success();
+    assert_eq!(run.output_lines()[0], "from-toml=t from-flag=");
+    let run = b.run_with(&["--pass-env", "FROM_FLAG", "--no-cache"]);
+    run.success();
+    assert_eq!(run.output_lines()[0], "from-toml= from-flag=f");
+}
+
+#[test]
+fn kiln_config_names_where_each_setting_came_from() {
+    let b = Build::new()
+        .buildspec(&build_commands(&["true"]))
+        .write(
+            "kiln.toml",
+            "# defaults\nnetwork = \"none\"\n\nmemory = \"1G\"\nstep-timeout = \"5m\"\n",
+        )
+        .write("sub/a.txt", "a");
+    let json = config_json(
+        &b,
+        &["--memory", "2G"],
+        &[("KILN_CACHE", "s3://bucket/prefix")],
+    );
+    let settings = &json["settings"];
+    let origin = |name: &str| settings[name]["origin"].as_str().unwrap().to_string();
+    assert_eq!(settings["network"]["value"], "none");
+    assert_eq!(origin("network"), "kiln.toml:2");
+    assert_eq!(origin("step-timeout"), "kiln.toml:5");
+    assert_eq!(settings["memory"]["value"], 2u64 << 30);
+    assert_eq!(origin("memory"), "flag");
+    assert_eq!(origin("cache"), "env KILN_CACHE");
+    assert_eq!(origin("cache-scope"), "default");
+    assert_eq!(
+        json["file"].as_str().unwrap(),
+        b.path()
+            .canonicalize()
+            .unwrap()
+            .join("kiln.toml")
+            .to_str()
+            .unwrap()
+    );
+
+    let text = b
+        .kiln()
+        .arg("config")
+        .current_dir(b.path().join("sub"))
+        .env_remove("KILN_CACHE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    let network = text.lines().find(|l| l.starts_with("network = ")).unwrap();
+    assert!(network.ends_with("# kiln.toml:2"), "{text}");
+}
+
+#[test]
+fn kiln_toml_with_a_misspelt_key_is_a_usage_error_at_its_line_and_column() {
+    let b = Build::new()
+        .buildspec(&build_commands(&["echo ran"]))
+        .write("kiln.toml", "memory = \"1G\"\n\nnetwrok = \"none\"\n");
+    let run = b.run();
+    run.code(2);
+    assert!(run.stderr.contains("kiln.toml:3:1"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown key `netwrok`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("did you mean `network`?"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("ran"));
+}
+
+#[test]
+fn kiln_toml_may_not_make_etc_writable_by_itself() {
+    let b = Build::new()
+        .buildspec(&build_commands(&["echo ran"]))
+        .write("kiln.toml", "writable = [\"/etc\"]\n");
+    let run = b.run();
+    run.code(2);
+    assert!(run.stderr.contains("kiln.toml:1:13"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("a kiln.toml may not reach beyond its repository by itself"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--writable /etc"), "{}", run.stderr);
+    assert!(!run.stdout.contains("ran"));
+    // The same on the command line is the user's own choice.
+    let json = config_json(&b, &["--writable", "/etc"], &[]);
+    assert_eq!(json["settings"]["writable"]["value"][0], "/etc");
+    assert_eq!(json["settings"]["writable"]["origin"], "flag");
+}
+
+#[test]
+fn kiln_toml_may_not_ask_for_the_hosts_network_or_a_path_through_a_link_outside() {
+    let b = Build::new()
+        .buildspec(&build_commands(&["echo ran"]))
+        .write("kiln.toml", "network = \"host\"\n");
+    let run = b.run();
+    run.code(2);
+    assert!(run.stderr.contains("--network host"), "{}", run.stderr);
+    let b = Build::new()
+        .buildspec(&build_commands(&["echo ran"]))
+        .write("kiln.toml", "output = \"escape/out\"\n")
+        .sh("ln -s /var escape");
+    let run = b.run_with(&[]);
+    // The builder gives --output: the file's own is not used, so nothing is refused.
+    run.success();
+    let output = b
+        .kiln()
+        .arg("config")
+        .current_dir(b.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("`escape/out` is outside"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

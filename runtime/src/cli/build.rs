@@ -12,10 +12,10 @@ use kiln::build::{
 
 use super::exit;
 use super::options::{
-    GlobalArgs, existing, existing_file, parse_key_value, parse_network, parse_plugin,
-    parse_project, parse_size,
+    GlobalArgs, existing, existing_file, parse_key_value, parse_project, parse_size,
 };
 use super::print_invalid;
+use super::settings::{self, CacheScope, SettingsArgs};
 
 /// `kiln build`.
 #[derive(Args)]
@@ -43,18 +43,6 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE", value_parser = existing_file)]
     env_file: Vec<PathBuf>,
 
-    /// Pass a variable of kiln's environment through to the build (repeatable).
-    #[arg(long, value_name = "NAME")]
-    pass_env: Vec<String>,
-
-    /// A dotenv file of parameter-store names and secrets-manager references with their values.
-    #[arg(long, value_name = "FILE", value_parser = existing_file)]
-    secrets: Option<PathBuf>,
-
-    /// Where artifacts go, one folder each [default: <dir>/.kiln/out]
-    #[arg(long, short = 'o', value_name = "DIR")]
-    output: Option<PathBuf>,
-
     /// Also write each artifact as <name>.zip.
     #[arg(long)]
     zip: bool,
@@ -63,13 +51,6 @@ pub struct BuildArgs {
     /// with its manifest (the artifact must have appspec.yml at its root).
     #[arg(long)]
     package: bool,
-
-    /// What the build's network reaches: `internet` (outbound only, through pasta: the host's own
-    /// services stay out of reach), `none` (loopback only) or `host` (the host's network).
-    /// `--network` alone means internet.
-    #[arg(long, value_name = "MODE", default_value = "internet", num_args = 0..=1,
-          default_missing_value = "internet", value_parser = parse_network)]
-    network: kiln::sandbox::os::Network,
 
     /// Fail rather than fall back when the kernel refuses the build's namespaces (the sandbox then
     /// is Landlock alone), or has no Landlock either.
@@ -80,41 +61,21 @@ pub struct BuildArgs {
     #[arg(long, conflicts_with = "require_sandbox")]
     no_confine: bool,
 
-    /// Let build commands write below this directory of the host too (repeatable).
-    #[arg(long, value_name = "DIR", value_parser = existing)]
-    writable: Vec<PathBuf>,
-
     /// Show this directory of the host to the build, read-only, at its own path (repeatable).
     #[arg(long, value_name = "DIR", value_parser = existing)]
     expose: Vec<PathBuf>,
-
-    /// Memory limit of every program the build runs, e.g. 2G [default: none]
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
-    memory: Option<usize>,
 
     /// How many processes the build may have at once.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pids_limit: u64,
 
-    /// Stop the build when its workspace, /tmp, HOME and private layer grow past this, e.g. 10G.
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
-    disk_limit: Option<usize>,
-
     /// The build's time limit, e.g. 60m.
     #[arg(long, default_value = "60m", value_parser = humantime::parse_duration)]
     timeout: Duration,
 
-    /// One command's (step's) time limit, e.g. 10m [default: the build's]
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
-    step_timeout: Option<Duration>,
-
     /// Memory limit of one plugin instance, e.g. 512M or 2G.
     #[arg(long, default_value = "512M", value_parser = parse_size)]
     memory_limit: usize,
-
-    /// Register a plugin: commands whose first word is NAME run it (repeatable).
-    #[arg(long, value_name = "NAME=PATH.wasm", value_parser = parse_plugin)]
-    plugin: Vec<(String, PathBuf)>,
 
     /// The project name [default: the folder's name and a hash of its repository's path and the
     /// buildspec's, e.g. app-3f9c2a1b]: letters, digits, `.`, `-` and `_`
@@ -129,21 +90,9 @@ pub struct BuildArgs {
     #[arg(long)]
     explain_cache: bool,
 
-    /// Whose `cache:` entries (the buildspec's cache section) the build restores and saves: the
-    /// project's own (by --project, or the source folder's path and the buildspec's), or entries
-    /// shared by every project built with `shared`. Share only between projects that trust each
-    /// other: a shared entry's files are restored into the build.
-    #[arg(long, value_enum, default_value = "project", value_name = "SCOPE")]
-    cache_scope: CacheScope,
-
     /// Deprecated: builds with network are cached like any other (their key is their inputs).
     #[arg(long, hide = true)]
     cache_network: bool,
-
-    /// A shared cache behind the local one: s3://bucket/prefix. Builds look there when the local
-    /// store misses and send it what they store (only the blobs it lacks).
-    #[arg(long = "cache", env = "KILN_CACHE", value_name = "URL")]
-    remote_cache: Option<String>,
 
     /// Read the shared cache but never write it: for builds of changes not trusted to write it
     /// (a shared cache takes entries only from trusted writers, such as CI on the main branch).
@@ -154,6 +103,9 @@ pub struct BuildArgs {
     #[arg(long)]
     allow_http: bool,
 
+    #[command(flatten)]
+    settings: SettingsArgs,
+
     /// Print the result as JSON on stdout (the log goes to stderr).
     #[arg(long)]
     json: bool,
@@ -163,15 +115,6 @@ pub struct BuildArgs {
     quiet: bool,
 }
 
-/// Whose `cache:` entries a build uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum CacheScope {
-    /// The building project's own.
-    Project,
-    /// Shared by every project built with `--cache-scope shared`.
-    Shared,
-}
-
 /// Runs the build, prints its result, and gives its exit code.
 pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
     let console = match (args.quiet, args.json) {
@@ -179,7 +122,15 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         (false, true) => Console::Stderr,
         (false, false) => Console::Stdout,
     };
-    let remote_cache = match args.remote_cache.as_deref().filter(|u| !u.is_empty()) {
+    let (source, buildspec) = match project(args.dir.as_ref(), args.buildspec.as_ref()) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let settings = match settings::resolve(&args.settings, &source) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let remote_cache = match settings.remote_cache.as_deref() {
         Some(url) => {
             let access = kiln::store::Access {
                 allow_http: args.allow_http,
@@ -198,10 +149,6 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         }
         None => None,
     };
-    let (source, buildspec) = match project(args) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
     let mut env = Vec::new();
     for file in &args.env_file {
         match env_file(file) {
@@ -215,23 +162,23 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         buildspec,
         in_place: args.in_place,
         env,
-        pass_env: args.pass_env.clone(),
-        secrets: args.secrets.clone(),
-        output: args.output.clone(),
+        pass_env: settings.pass_env.clone(),
+        secrets: settings.secrets.clone(),
+        output: settings.output.clone(),
         zip: args.zip,
-        network: args.network,
+        network: settings.network,
         require_sandbox: args.require_sandbox,
         confine: !args.no_confine,
-        writable: args.writable.clone(),
+        writable: settings.writable.clone(),
         expose: args.expose.clone(),
-        memory: args.memory.map(|m| m as u64),
+        memory: settings.memory.map(|m| m as u64),
         pids_limit: args.pids_limit,
-        disk_limit: args.disk_limit.map(|d| d as u64),
-        secrets_hidden: secret_paths(global, args.secrets.as_deref()),
+        disk_limit: settings.disk_limit.map(|d| d as u64),
+        secrets_hidden: secret_paths(global, settings.secrets.as_deref()),
         timeout: args.timeout,
-        step_timeout: args.step_timeout,
+        step_timeout: settings.step_timeout,
         memory_limit: args.memory_limit,
-        plugins: args.plugin.clone(),
+        plugins: settings.plugins.clone(),
         project: args.project.clone(),
         state_dir: global.state_dir(),
         cache_dir: global.components_dir(),
@@ -245,7 +192,7 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         cas_dir: global.cas_dir(),
         no_cache: args.no_cache,
         explain_cache: args.explain_cache,
-        shared_cache_scope: args.cache_scope == CacheScope::Shared,
+        shared_cache_scope: settings.cache_scope == CacheScope::Shared,
         remote_cache,
     };
     let _ = args.cache_network;
@@ -273,9 +220,12 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
 
 /// The project's folder and buildspec: as given, or found from a buildspec file given as DIR, or
 /// found upward from the current folder; the exit code when there is none.
-fn project(args: &BuildArgs) -> Result<(PathBuf, Option<PathBuf>), u8> {
+pub(super) fn project(
+    dir: Option<&PathBuf>,
+    buildspec: Option<&PathBuf>,
+) -> Result<(PathBuf, Option<PathBuf>), u8> {
     use kiln::build::locate;
-    let located = match (&args.dir, &args.buildspec) {
+    let located = match (dir, buildspec) {
         (Some(dir), given) if !dir.is_dir() => {
             if given.is_some() {
                 eprintln!(
@@ -286,7 +236,7 @@ fn project(args: &BuildArgs) -> Result<(PathBuf, Option<PathBuf>), u8> {
             }
             locate::from_file(dir)
         }
-        (Some(dir), given) => return Ok((dir.clone(), given.clone())),
+        (Some(dir), given) => return Ok((dir.clone(), given.cloned())),
         (None, Some(given)) => return Ok((PathBuf::from("."), Some(given.clone()))),
         (None, None) => locate::upward(Path::new(".")),
     };

@@ -3,6 +3,7 @@
 
 pub mod appspec;
 pub mod buildspec;
+pub mod config;
 pub mod diagnostic;
 pub mod dotenv;
 pub mod read;
