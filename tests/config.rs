@@ -314,3 +314,36 @@ fn kiln_toml_may_not_ask_for_the_hosts_network_or_a_path_through_a_link_outside(
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_buildspec_or_kiln_toml_of_another_user_above_the_current_folder_is_not_taken() {
+    if !crate::support::isolation::is_root() {
+        eprintln!("SKIPPED: giving a file to another user needs root");
+        return;
+    }
+    let b = Build::new()
+        .buildspec(&build_commands(&["echo ran"]))
+        .write("mine/a.txt", "a")
+        .sh("chown 65534 buildspec.yml");
+    let run = build_in(&b, &b.path().join("mine"), &[]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("belongs to another user (uid 65534)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("ran"));
+
+    let b = Build::new()
+        .write("kiln.toml", "network = \"none\"\n")
+        .write("mine/buildspec.yml", &build_commands(&["echo ran"]))
+        .sh("chown 65534 kiln.toml");
+    let run = build_in(&b, &b.path().join("mine"), &[]);
+    run.code(2);
+    assert!(
+        run.stderr
+            .contains("kiln.toml belongs to another user (uid 65534)"),
+        "{}",
+        run.stderr
+    );
+}

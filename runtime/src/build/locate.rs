@@ -3,6 +3,10 @@
 //! repository's root (or the filesystem's). Inside a git repository the repository's root is the
 //! source and the buildspec is named relative to it, as CodeBuild's `buildspec` override names it
 //! (its `CODEBUILD_SRC_DIR` is the repository's root).
+//!
+//! A file found in a folder above the current one that belongs to another user (neither kiln's user
+//! nor root) is not taken, as git refuses a repository another user owns: anyone may write `/tmp`,
+//! and a `buildspec.yml` or `kiln.toml` left there must not decide what a build of `/tmp/mine` runs.
 
 use std::path::{Path, PathBuf};
 
@@ -43,8 +47,11 @@ pub fn upward_folders(start: &Path) -> Result<(Vec<PathBuf>, PathBuf), BuildErro
 /// The project of the nearest folder at or above `start` holding a buildspec.
 pub fn upward(start: &Path) -> Result<Located, BuildError> {
     let (folders, last) = upward_folders(start)?;
-    for dir in &folders {
+    for (i, dir) in folders.iter().enumerate() {
         if let Some(name) = BUILDSPEC_NAMES.iter().find(|n| dir.join(n).is_file()) {
+            if i > 0 {
+                refuse_foreign(&dir.join(name))?;
+            }
             return Ok(in_repository(dir, Path::new(name)));
         }
     }
@@ -52,6 +59,23 @@ pub fn upward(start: &Path) -> Result<Located, BuildError> {
         start: folders.first().cloned().unwrap_or_default(),
         last,
     })
+}
+
+/// An error when `path` belongs to a user other than kiln's own and root (see the module's
+/// comment).
+pub fn refuse_foreign(path: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(path).map_err(BuildError::io(path))?.uid();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own = unsafe { libc::geteuid() };
+    if uid == own || uid == 0 {
+        Ok(())
+    } else {
+        Err(BuildError::Foreign {
+            path: path.to_path_buf(),
+            uid,
+        })
+    }
 }
 
 /// The project of a buildspec file named where a folder was expected (`kiln build ci/buildspec.yml`):

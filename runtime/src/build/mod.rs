@@ -128,6 +128,11 @@ pub enum BuildError {
         if last.parent().is_some() { " (the repository's root)" } else { "" }
     )]
     NoBuildspecAbove { start: PathBuf, last: PathBuf },
+    #[error(
+        "{} belongs to another user (uid {uid}): kiln does not take another user's file found by looking upward",
+        path.display()
+    )]
+    Foreign { path: PathBuf, uid: u32 },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -183,7 +183,17 @@ pub fn resolve(args: &SettingsArgs, source: &Path) -> Result<Settings, u8> {
     let folders = kiln::build::locate::upward_folders(source)
         .map(|(folders, _)| folders)
         .unwrap_or_default();
-    let config = match ProjectConfig::find(&folders) {
+    let found = ProjectConfig::find(&folders);
+    // A kiln.toml above the folder built must be its user's (or root's), as a buildspec found
+    // upward must (see build::locate).
+    let above = found
+        .as_ref()
+        .filter(|p| p.parent() != folders.first().map(|f| f.as_path()));
+    if let Some(Err(e)) = above.map(|p| kiln::build::locate::refuse_foreign(p)) {
+        eprintln!("error: {e}");
+        return Err(exit::of_build(&e));
+    }
+    let config = match found {
         Some(path) => match ProjectConfig::load(&path) {
             Ok(config) => Some(config),
             Err(kiln::spec::config::ConfigError::Invalid(e)) => return Err(print_invalid(&e)),
