@@ -347,3 +347,31 @@ fn a_buildspec_or_kiln_toml_of_another_user_above_the_current_folder_is_not_take
         run.stderr
     );
 }
+
+#[test]
+fn package_from_build_in_a_subfolder_finds_the_build_of_the_buildspec_above() {
+    let b = Build::new()
+        .write(
+            "svc/buildspec.yml",
+            &(build_commands(&["printf 'version: 0.0\\nos: linux\\n' > appspec.yml"])
+                + "artifacts:\n  files:\n    - appspec.yml\n"),
+        )
+        .write("svc/src/main.c", "int main;")
+        .sh(COMMIT);
+    let src = b.path().join("svc/src");
+    build_in(&b, &src, &[]).success();
+    let output = b
+        .kiln()
+        .args(["package", "--from-build", "1", "-o"])
+        .arg(b.path().join("app.zip"))
+        .current_dir(&src)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(b.path().join("app.zip").is_file());
+}

@@ -1380,14 +1380,22 @@ pub fn recorded_artifact(
     Ok((path, origin))
 }
 
-/// The id kiln gives the project of a folder and its default buildspec (the default of
-/// `--project`; see [`project`]).
+/// The id of the project `kiln build` run in `dir` would build: the nearest buildspec at or above
+/// it ([`locate::upward`]; the default of `--project`, see [`project`]).
 pub fn project_of(dir: &Path) -> String {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let root = git::work_tree(&dir)
+    let (source, spec) = match locate::upward(&dir) {
+        Ok(found) => {
+            let given = found.buildspec.map(|b| found.source.join(b));
+            let spec = find_buildspec(&found.source, given.as_deref())
+                .unwrap_or_else(|_| found.source.join("buildspec.yml"));
+            (found.source, spec)
+        }
+        Err(_) => (dir.clone(), dir.join("buildspec.yml")),
+    };
+    let root = git::work_tree(&source)
         .and_then(|t| t.root)
-        .unwrap_or_else(|| dir.clone());
-    let spec = find_buildspec(&dir, None).unwrap_or_else(|_| dir.join("buildspec.yml"));
+        .unwrap_or_else(|| source.clone());
     project::id(&root, &spec)
 }
 
