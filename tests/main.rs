@@ -6,6 +6,7 @@ mod support;
 mod artifacts;
 mod cache;
 mod cli;
+mod config;
 mod deploy;
 mod env;
 mod examples;

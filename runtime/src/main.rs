@@ -85,6 +85,7 @@ async fn run(Cli { global, command }: Cli) -> u8 {
         Command::Build(args) => cli::build::run(global, args).await,
         Command::Init(args) => cli::init::run(args),
         Command::Validate(args) => cli::validate::run(args),
+        Command::Config(args) => cli::config::run(args),
         Command::Plugin(cli::plugin::PluginCommand::List) => cli::plugin::list(global),
         Command::Plugin(cli::plugin::PluginCommand::Run(args)) => {
             cli::plugin::run(global, args).await

@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod cache;
 pub mod env;
 pub mod git;
+pub mod locate;
 pub mod log;
 pub mod mask;
 pub mod paths;
@@ -120,6 +121,18 @@ pub enum BuildError {
     MissingSecrets(#[from] env::MissingSecrets),
     #[error("no buildspec found: looked for {}", .0.display())]
     NoBuildspec(PathBuf),
+    #[error(
+        "no buildspec.yml (or .yaml, .json) in {} or any folder above it up to {}{}",
+        start.display(),
+        last.display(),
+        if last.parent().is_some() { " (the repository's root)" } else { "" }
+    )]
+    NoBuildspecAbove { start: PathBuf, last: PathBuf },
+    #[error(
+        "{} belongs to another user (uid {uid}): kiln does not take another user's file found by looking upward",
+        path.display()
+    )]
+    Foreign { path: PathBuf, uid: u32 },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -160,7 +173,7 @@ pub fn find_buildspec(source: &Path, given: Option<&Path>) -> Result<PathBuf, Bu
         };
         return Ok(path);
     }
-    ["buildspec.yml", "buildspec.yaml", "buildspec.json"]
+    locate::BUILDSPEC_NAMES
         .iter()
         .map(|name| source.join(name))
         .find(|p| p.exists())
@@ -1426,14 +1439,22 @@ pub fn recorded_artifact(
     Ok((path, origin))
 }
 
-/// The id kiln gives the project of a folder and its default buildspec (the default of
-/// `--project`; see [`project`]).
+/// The id of the project `kiln build` run in `dir` would build: the nearest buildspec at or above
+/// it ([`locate::upward`]; the default of `--project`, see [`project`]).
 pub fn project_of(dir: &Path) -> String {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let root = git::work_tree(&dir)
+    let (source, spec) = match locate::upward(&dir) {
+        Ok(found) => {
+            let given = found.buildspec.map(|b| found.source.join(b));
+            let spec = find_buildspec(&found.source, given.as_deref())
+                .unwrap_or_else(|_| found.source.join("buildspec.yml"));
+            (found.source, spec)
+        }
+        Err(_) => (dir.clone(), dir.join("buildspec.yml")),
+    };
+    let root = git::work_tree(&source)
         .and_then(|t| t.root)
-        .unwrap_or_else(|| dir.clone());
-    let spec = find_buildspec(&dir, None).unwrap_or_else(|_| dir.join("buildspec.yml"));
+        .unwrap_or_else(|| source.clone());
     project::id(&root, &spec)
 }
 

@@ -1,6 +1,6 @@
 //! `kiln build`: run a project's buildspec, phase by phase, in the build sandbox.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -12,17 +12,19 @@ use kiln::build::{
 
 use super::exit;
 use super::options::{
-    GlobalArgs, existing, existing_file, parse_key_value, parse_network, parse_plugin,
-    parse_project, parse_size,
+    GlobalArgs, existing, existing_file, parse_key_value, parse_project, parse_size,
 };
 use super::print_invalid;
+use super::settings::{self, CacheScope, SettingsArgs};
 
 /// `kiln build`.
 #[derive(Args)]
 pub struct BuildArgs {
-    /// The project directory.
-    #[arg(default_value = ".", value_parser = existing)]
-    dir: PathBuf,
+    /// The project directory [default: the nearest folder at or above the current one holding a
+    /// buildspec.yml, or its git repository's root]. A buildspec file here means `-b FILE`, its
+    /// project being its folder (or its repository's root).
+    #[arg(value_parser = existing)]
+    dir: Option<PathBuf>,
 
     /// The buildspec, relative to the project [default: buildspec.yml]
     #[arg(long, short = 'b', value_name = "FILE")]
@@ -36,18 +38,10 @@ pub struct BuildArgs {
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = parse_key_value)]
     env: Vec<(String, String)>,
 
-    /// Pass variables of kiln's environment through to the build (repeatable): a name, or a glob
-    /// such as 'AWS_*' (quote it from the shell); one that matches nothing is warned about.
-    #[arg(long, value_name = "NAME|GLOB")]
-    pass_env: Vec<String>,
-
-    /// A dotenv file of parameter-store names and secrets-manager references with their values.
+    /// Set the variables of a dotenv file (`NAME=value` lines), over the buildspec's own; --env
+    /// overrides them, a later file an earlier one (repeatable). Not secrets: use --secrets.
     #[arg(long, value_name = "FILE", value_parser = existing_file)]
-    secrets: Option<PathBuf>,
-
-    /// Where artifacts go, one folder each [default: <dir>/.kiln/out]
-    #[arg(long, short = 'o', value_name = "DIR")]
-    output: Option<PathBuf>,
+    env_file: Vec<PathBuf>,
 
     /// Also write each artifact as <name>.zip.
     #[arg(long)]
@@ -58,13 +52,6 @@ pub struct BuildArgs {
     #[arg(long)]
     package: bool,
 
-    /// What the build's network reaches: `internet` (outbound only, through pasta: the host's own
-    /// services stay out of reach), `none` (loopback only) or `host` (the host's network).
-    /// `--network` alone means internet.
-    #[arg(long, value_name = "MODE", default_value = "internet", num_args = 0..=1,
-          default_missing_value = "internet", value_parser = parse_network)]
-    network: kiln::sandbox::os::Network,
-
     /// Fail rather than fall back when the kernel refuses the build's namespaces (the sandbox then
     /// is Landlock alone), or has no Landlock either.
     #[arg(long)]
@@ -74,41 +61,21 @@ pub struct BuildArgs {
     #[arg(long, conflicts_with = "require_sandbox")]
     no_confine: bool,
 
-    /// Let build commands write below this directory of the host too (repeatable).
-    #[arg(long, value_name = "DIR", value_parser = existing)]
-    writable: Vec<PathBuf>,
-
     /// Show this directory of the host to the build, read-only, at its own path (repeatable).
     #[arg(long, value_name = "DIR", value_parser = existing)]
     expose: Vec<PathBuf>,
-
-    /// Memory limit of every program the build runs, e.g. 2G [default: none]
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
-    memory: Option<usize>,
 
     /// How many processes the build may have at once.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pids_limit: u64,
 
-    /// Stop the build when its workspace, /tmp, HOME and private layer grow past this, e.g. 10G.
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
-    disk_limit: Option<usize>,
-
     /// The build's time limit, e.g. 60m.
     #[arg(long, default_value = "60m", value_parser = humantime::parse_duration)]
     timeout: Duration,
 
-    /// One command's (step's) time limit, e.g. 10m [default: the build's]
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
-    step_timeout: Option<Duration>,
-
     /// Memory limit of one plugin instance, e.g. 512M or 2G.
     #[arg(long, default_value = "512M", value_parser = parse_size)]
     memory_limit: usize,
-
-    /// Register a plugin: commands whose first word is NAME run it (repeatable).
-    #[arg(long, value_name = "NAME=PATH.wasm", value_parser = parse_plugin)]
-    plugin: Vec<(String, PathBuf)>,
 
     /// The project name [default: the folder's name and a hash of its repository's path and the
     /// buildspec's, e.g. app-3f9c2a1b]: letters, digits, `.`, `-` and `_`
@@ -123,21 +90,9 @@ pub struct BuildArgs {
     #[arg(long)]
     explain_cache: bool,
 
-    /// Whose `cache:` entries (the buildspec's cache section) the build restores and saves: the
-    /// project's own (by --project, or the source folder's path and the buildspec's), or entries
-    /// shared by every project built with `shared`. Share only between projects that trust each
-    /// other: a shared entry's files are restored into the build.
-    #[arg(long, value_enum, default_value = "project", value_name = "SCOPE")]
-    cache_scope: CacheScope,
-
     /// Deprecated: builds with network are cached like any other (their key is their inputs).
     #[arg(long, hide = true)]
     cache_network: bool,
-
-    /// A shared cache behind the local one: s3://bucket/prefix. Builds look there when the local
-    /// store misses and send it what they store (only the blobs it lacks).
-    #[arg(long = "cache", env = "KILN_CACHE", value_name = "URL")]
-    remote_cache: Option<String>,
 
     /// Read the shared cache but never write it: for builds of changes not trusted to write it
     /// (a shared cache takes entries only from trusted writers, such as CI on the main branch).
@@ -148,6 +103,9 @@ pub struct BuildArgs {
     #[arg(long)]
     allow_http: bool,
 
+    #[command(flatten)]
+    settings: SettingsArgs,
+
     /// Print the result as JSON on stdout (the log goes to stderr).
     #[arg(long)]
     json: bool,
@@ -157,15 +115,6 @@ pub struct BuildArgs {
     quiet: bool,
 }
 
-/// Whose `cache:` entries a build uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum CacheScope {
-    /// The building project's own.
-    Project,
-    /// Shared by every project built with `--cache-scope shared`.
-    Shared,
-}
-
 /// Runs the build, prints its result, and gives its exit code.
 pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
     let console = match (args.quiet, args.json) {
@@ -173,7 +122,15 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         (false, true) => Console::Stderr,
         (false, false) => Console::Stdout,
     };
-    let remote_cache = match args.remote_cache.as_deref().filter(|u| !u.is_empty()) {
+    let (source, buildspec) = match project(args.dir.as_ref(), args.buildspec.as_ref()) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let settings = match settings::resolve(&args.settings, &source) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let remote_cache = match settings.remote_cache.as_deref() {
         Some(url) => {
             let access = kiln::store::Access {
                 allow_http: args.allow_http,
@@ -192,28 +149,36 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         }
         None => None,
     };
+    let mut env = Vec::new();
+    for file in &args.env_file {
+        match env_file(file) {
+            Ok(vars) => env.extend(vars),
+            Err(code) => return code,
+        }
+    }
+    env.extend(args.env.iter().cloned());
     let options = BuildOptions {
-        source: args.dir.clone(),
-        buildspec: args.buildspec.clone(),
+        source,
+        buildspec,
         in_place: args.in_place,
-        env: args.env.clone(),
-        pass_env: args.pass_env.clone(),
-        secrets: args.secrets.clone(),
-        output: args.output.clone(),
+        env,
+        pass_env: settings.pass_env.clone(),
+        secrets: settings.secrets.clone(),
+        output: settings.output.clone(),
         zip: args.zip,
-        network: args.network,
+        network: settings.network,
         require_sandbox: args.require_sandbox,
         confine: !args.no_confine,
-        writable: args.writable.clone(),
+        writable: settings.writable.clone(),
         expose: args.expose.clone(),
-        memory: args.memory.map(|m| m as u64),
+        memory: settings.memory.map(|m| m as u64),
         pids_limit: args.pids_limit,
-        disk_limit: args.disk_limit.map(|d| d as u64),
-        secrets_hidden: secret_paths(global, args.secrets.as_deref()),
+        disk_limit: settings.disk_limit.map(|d| d as u64),
+        secrets_hidden: secret_paths(global, settings.secrets.as_deref()),
         timeout: args.timeout,
-        step_timeout: args.step_timeout,
+        step_timeout: settings.step_timeout,
         memory_limit: args.memory_limit,
-        plugins: args.plugin.clone(),
+        plugins: settings.plugins.clone(),
         project: args.project.clone(),
         state_dir: global.state_dir(),
         cache_dir: global.components_dir(),
@@ -227,7 +192,7 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         cas_dir: global.cas_dir(),
         no_cache: args.no_cache,
         explain_cache: args.explain_cache,
-        shared_cache_scope: args.cache_scope == CacheScope::Shared,
+        shared_cache_scope: settings.cache_scope == CacheScope::Shared,
         remote_cache,
     };
     let _ = args.cache_network;
@@ -251,6 +216,51 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
             exit::of_build(&e)
         }
     }
+}
+
+/// The project's folder and buildspec: as given, or found from a buildspec file given as DIR, or
+/// found upward from the current folder; the exit code when there is none.
+pub(super) fn project(
+    dir: Option<&PathBuf>,
+    buildspec: Option<&PathBuf>,
+) -> Result<(PathBuf, Option<PathBuf>), u8> {
+    use kiln::build::locate;
+    let located = match (dir, buildspec) {
+        (Some(dir), given) if !dir.is_dir() => {
+            if given.is_some() {
+                eprintln!(
+                    "error: {} is a buildspec file, and -b names another: give a folder, or only the file",
+                    dir.display()
+                );
+                return Err(exit::BAD_INPUT);
+            }
+            locate::from_file(dir)
+        }
+        (Some(dir), given) => return Ok((dir.clone(), given.cloned())),
+        (None, Some(given)) => return Ok((PathBuf::from("."), Some(given.clone()))),
+        (None, None) => locate::upward(Path::new(".")),
+    };
+    match located {
+        // Absolute, so that no file of the current folder is taken for it.
+        Ok(found) => Ok((
+            found.source.clone(),
+            found.buildspec.map(|b| found.source.join(b)),
+        )),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(exit::of_build(&e))
+        }
+    }
+}
+
+/// The variables of an `--env-file`; the exit code (after saying why) when it cannot be read or
+/// has a bad line.
+fn env_file(path: &Path) -> Result<Vec<(String, String)>, u8> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: cannot read the env file {}: {e}", path.display());
+        exit::BAD_INPUT
+    })?;
+    kiln::spec::dotenv::variables(path, &text).map_err(|e| print_invalid(&e))
 }
 
 /// Packages (with --package) and prints a finished build's result; its exit code.

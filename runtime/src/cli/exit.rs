@@ -49,6 +49,8 @@ pub fn of_build(e: &kiln::build::BuildError) -> u8 {
         | BuildError::Secrets(_)
         | BuildError::MissingSecrets(_)
         | BuildError::NoBuildspec(_)
+        | BuildError::NoBuildspecAbove { .. }
+        | BuildError::Foreign { .. }
         | BuildError::Snapshot(_)
         | BuildError::Confine(_)
         | BuildError::Namespaces(_)

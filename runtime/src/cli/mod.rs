@@ -19,6 +19,7 @@ pub mod agent;
 pub mod build;
 pub mod cache;
 pub mod completions;
+pub mod config;
 pub mod deploy;
 pub mod deployments;
 pub mod doctor;
@@ -33,6 +34,7 @@ pub mod plugin;
 pub mod pull;
 pub mod push;
 pub mod rollback;
+pub mod settings;
 pub mod validate;
 
 /// Run AWS CodeBuild buildspecs locally, every step a WebAssembly plugin in a sandbox.
@@ -60,6 +62,9 @@ pub enum Command {
     Init(init::InitArgs),
     /// Check a buildspec and report every error and warning with its line and column.
     Validate(validate::ValidateArgs),
+    /// Print the settings a build here would use (the project's kiln.toml under the flags given)
+    /// and where each came from.
+    Config(config::ConfigArgs),
     /// Work with step plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),

@@ -12,8 +12,9 @@ use super::{exit, print_invalid};
 /// `kiln validate`.
 #[derive(Args)]
 pub struct ValidateArgs {
-    /// The buildspec or AppSpec to check [default: ./buildspec.yml]; a file named appspec.yml (or
-    /// .yaml) is checked as an AppSpec.
+    /// The buildspec or AppSpec to check [default: the buildspec `kiln build` would run: the nearest
+    /// buildspec.yml at or above the current folder]; a file named appspec.yml (or .yaml) is
+    /// checked as an AppSpec.
     #[arg(value_parser = existing_file)]
     file: Option<PathBuf>,
 
@@ -24,10 +25,16 @@ pub struct ValidateArgs {
 
 /// Checks the file, prints its findings, and gives the exit code: 0 valid, 2 not.
 pub fn run(args: &ValidateArgs) -> u8 {
-    let path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("buildspec.yml"));
+    let path = match &args.file {
+        Some(file) => file.clone(),
+        None => match nearest_buildspec() {
+            Ok(path) => path,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::of_build(&e);
+            }
+        },
+    };
     let color = !args.json && std::io::stderr().is_terminal();
     let is_appspec = path
         .file_name()
@@ -70,6 +77,18 @@ pub fn run(args: &ValidateArgs) -> u8 {
             exit::BAD_INPUT
         }
     }
+}
+
+/// The buildspec `kiln build` would find from the current folder, relative to it when below it.
+fn nearest_buildspec() -> Result<PathBuf, kiln::build::BuildError> {
+    use kiln::build::{find_buildspec, locate};
+    let found = locate::upward(std::path::Path::new("."))?;
+    let given = found.buildspec.map(|b| found.source.join(b));
+    let path = find_buildspec(&found.source, given.as_deref())?;
+    let here = std::env::current_dir()
+        .and_then(|d| d.canonicalize())
+        .unwrap_or_default();
+    Ok(path.strip_prefix(&here).map(PathBuf::from).unwrap_or(path))
 }
 
 /// Checks an AppSpec (`kiln validate appspec.yml`).

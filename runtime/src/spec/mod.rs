@@ -3,7 +3,9 @@
 
 pub mod appspec;
 pub mod buildspec;
+pub mod config;
 pub mod diagnostic;
+pub mod dotenv;
 pub mod read;
 pub mod secrets;
 pub mod yaml;

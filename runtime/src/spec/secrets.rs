@@ -8,14 +8,13 @@
 //! prod/db:password="s3cr3t with spaces"
 //! ```
 //!
-//! Keys run up to the first `=`; values may be single-quoted (taken literally) or double-quoted (with
-//! `\n`, `\"` and `\\` escapes); `export ` before a key and `#` comment lines are allowed.
+//! The file is read as any dotenv file is ([`super::dotenv`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::diagnostic::{Diagnostic, SpecError};
-use super::yaml::LineIndex;
+use super::diagnostic::SpecError;
+use super::dotenv;
 
 /// Parameter names and secret references with their values.
 #[derive(Debug, Default, Clone)]
@@ -35,50 +34,10 @@ impl Secrets {
 
     /// Parses secrets-file text; `path` is only used in messages.
     pub fn parse(path: &Path, source: &str) -> Result<Self, SpecError> {
-        let lines = LineIndex::new(source);
-        let mut values = BTreeMap::new();
-        let mut diagnostics = Vec::new();
-        for (n, raw) in source.lines().enumerate() {
-            let line = raw.trim_start();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let indent = raw.chars().count() - line.chars().count();
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            let Some((key, value)) = line.split_once('=') else {
-                diagnostics.push(
-                    Diagnostic::error(
-                        lines.span(n + 1, indent, line.chars().count()),
-                        "expected `NAME=value`",
-                    )
-                    .with_help(
-                        "each line names a parameter or secret reference, `=`, and its value",
-                    ),
-                );
-                continue;
-            };
-            let key = key.trim();
-            match unquote(value.trim()) {
-                Ok(v) => {
-                    values.insert(key.to_string(), v);
-                }
-                Err(message) => {
-                    let col = indent + raw.trim_start().find('=').unwrap_or(0) + 1;
-                    diagnostics.push(Diagnostic::error(lines.span(n + 1, col, 1), message));
-                }
-            }
-        }
-        if diagnostics.is_empty() {
-            Ok(Self { values })
-        } else {
-            Err(SpecError {
-                path: path.to_path_buf(),
-                source: source.to_string(),
-                diagnostics,
-            })
-        }
+        Ok(Self {
+            values: dotenv::parse(path, source)?.into_iter().collect(),
+        })
     }
-
     /// Every value the file holds, referenced by the buildspec or not: all of them are masked.
     pub fn values(&self) -> impl Iterator<Item = &String> {
         self.values.values()
@@ -112,41 +71,6 @@ pub fn env_name(reference: &str) -> String {
         })
         .collect();
     format!("KILN_SECRET_{name}")
-}
-
-fn unquote(value: &str) -> Result<String, String> {
-    if let Some(inner) = value.strip_prefix('\'') {
-        return inner
-            .strip_suffix('\'')
-            .map(str::to_string)
-            .ok_or_else(|| "this single-quoted value has no closing quote".to_string());
-    }
-    if let Some(inner) = value.strip_prefix('"') {
-        let inner = inner
-            .strip_suffix('"')
-            .ok_or_else(|| "this double-quoted value has no closing quote".to_string())?;
-        let mut out = String::with_capacity(inner.len());
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                match chars.next() {
-                    Some('n') => out.push('\n'),
-                    Some('t') => out.push('\t'),
-                    Some(other) => out.push(other),
-                    None => out.push('\\'),
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        return Ok(out);
-    }
-    // An unquoted value ends at a ` #` comment.
-    Ok(value
-        .split_once(" #")
-        .map_or(value, |(v, _)| v)
-        .trim_end()
-        .to_string())
 }
 
 /// Why a secrets file could not be used.
