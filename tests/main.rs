@@ -10,6 +10,7 @@ mod deploy;
 mod env;
 mod examples;
 mod git;
+mod history;
 mod hostile_bundles;
 mod hostile_paths;
 mod isolation;

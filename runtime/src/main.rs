@@ -63,6 +63,8 @@ async fn run(Cli { global, command }: Cli) -> u8 {
     let global = &global;
     match &command {
         Command::Build(args) => cli::build::run(global, args).await,
+        Command::Builds(args) => cli::builds::run(global, args),
+        Command::Logs(args) => cli::logs::run(global, args).await,
         Command::Validate(args) => cli::validate::run(args),
         Command::Plugin(cli::plugin::PluginCommand::List) => cli::plugin::list(global),
         Command::Plugin(cli::plugin::PluginCommand::Run(args)) => {

@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod cache;
 pub mod env;
 pub mod git;
+pub mod history;
 pub mod log;
 pub mod mask;
 pub mod paths;

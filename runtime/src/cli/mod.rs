@@ -17,6 +17,7 @@ macro_rules! out {
 
 pub mod agent;
 pub mod build;
+pub mod builds;
 pub mod cache;
 pub mod completions;
 pub mod deploy;
@@ -24,6 +25,7 @@ pub mod deployments;
 pub mod doctor;
 pub mod exit;
 pub mod hash_files;
+pub mod logs;
 pub mod ls;
 pub mod man;
 pub mod options;
@@ -54,6 +56,11 @@ pub struct Cli {
 pub enum Command {
     /// Run a project's buildspec.yml phase by phase, as CodeBuild does.
     Build(build::BuildArgs),
+    /// A project's build history, newest first: number, status, start time, duration, cache hit
+    /// and source version.
+    Builds(builds::BuildsArgs),
+    /// Print a build's log (the latest by default), or follow a running build's until it ends.
+    Logs(logs::LogsArgs),
     /// Check a buildspec and report every error and warning with its line and column.
     Validate(validate::ValidateArgs),
     /// Work with step plugins.
