@@ -4,7 +4,7 @@ use clap::Args;
 use kiln::build::history::{self, Summary};
 
 use super::options::{GlobalArgs, parse_project};
-use super::{exit, print_json};
+use super::{exit, local_time, print_json};
 
 /// `kiln builds`.
 #[derive(Args)]
@@ -57,61 +57,47 @@ pub fn current_project() -> String {
 }
 
 fn print_table(list: &[Summary], with_project: bool) {
-    let mut rows = vec![
-        [
-            "PROJECT",
-            "BUILD",
-            "STATUS",
-            "STARTED",
-            "DURATION",
-            "CACHE",
-            "SOURCE VERSION",
-        ]
-        .map(String::from),
-    ];
-    for b in list {
-        rows.push([
-            b.project.clone(),
-            b.build_number.to_string(),
-            b.status.clone(),
-            local_time(b.start_time),
-            b.duration_ms
-                .map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
-            if b.status == "IN_PROGRESS" {
-                "-".into()
-            } else if b.cache_hit {
-                "hit".into()
-            } else {
-                "miss".into()
-            },
-            b.source_version
-                .as_deref()
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| "-".into(), |v| v[..v.len().min(12)].to_string()),
-        ]);
-    }
-    let skip = usize::from(!with_project);
-    let widths: Vec<usize> = (0..7)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+    let rows: Vec<[String; 7]> = list
+        .iter()
+        .map(|b| {
+            [
+                b.project.clone(),
+                b.build_number.to_string(),
+                b.status.clone(),
+                local_time(b.start_time as i64),
+                b.duration_ms
+                    .map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+                if b.status == "IN_PROGRESS" {
+                    "-".into()
+                } else if b.cache_hit {
+                    "hit".into()
+                } else {
+                    "miss".into()
+                },
+                b.source_version
+                    .as_deref()
+                    .filter(|v| !v.is_empty())
+                    .map_or_else(|| "-".into(), |v| v.get(..12).unwrap_or(v).to_string()),
+            ]
+        })
         .collect();
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .skip(skip)
-            .map(|(i, cell)| format!("{cell:<width$}", width = widths[i]))
+    let header = [
+        "PROJECT",
+        "BUILD",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "CACHE",
+        "SOURCE VERSION",
+    ];
+    if with_project {
+        super::print_table(header, &rows);
+    } else {
+        let rows: Vec<[String; 6]> = rows
+            .into_iter()
+            .map(|[_, a, b, c, d, e, f]| [a, b, c, d, e, f])
             .collect();
-        out!("{}", cells.join("  ").trim_end());
-    }
-}
-
-/// A start time (ms since the epoch) in the local time zone, to the second.
-pub fn local_time(ms: u64) -> String {
-    use chrono::TimeZone;
-    match chrono::Local.timestamp_millis_opt(ms as i64) {
-        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
-            t.format("%Y-%m-%d %H:%M:%S").to_string()
-        }
-        chrono::LocalResult::None => "-".into(),
+        let [_, header @ ..] = header;
+        super::print_table(header, &rows);
     }
 }

@@ -123,6 +123,38 @@ pub fn print_json(value: &impl serde::Serialize) {
     );
 }
 
+/// Prints rows under a header, each column as wide as its widest cell, two spaces apart.
+pub fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out!("{}", padded.join("  ").trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+}
+
+/// A time (ms since the epoch) in the local time zone, to the second: `2026-11-27 20:41:07`.
+pub fn local_time(ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(ms) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        }
+        chrono::LocalResult::None => "-".into(),
+    }
+}
+
 /// Writes `bytes` on stdout, dropping them when the reader has gone (see `out!`).
 pub fn print_bytes(bytes: &[u8]) {
     use std::io::Write as _;
