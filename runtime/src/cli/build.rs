@@ -12,7 +12,7 @@ use kiln::build::{
 
 use super::exit;
 use super::options::{
-    GlobalArgs, existing, existing_file, parse_key_value, parse_network, parse_plugin,
+    GlobalArgs, existing, existing_file, parse_key_value, parse_network, parse_phase, parse_plugin,
     parse_project, parse_size,
 };
 use super::print_invalid;
@@ -147,6 +147,16 @@ pub struct BuildArgs {
     #[arg(long)]
     allow_http: bool,
 
+    /// Run only these phases of the buildspec, e.g. install,build; the others are skipped. A
+    /// partial build is neither looked up in the build cache nor saved to it, and publishes no
+    /// artifacts.
+    #[arg(long, value_name = "PHASE,...", value_delimiter = ',', value_parser = parse_phase)]
+    phases: Vec<kiln::spec::PhaseName>,
+
+    /// Run the buildspec's phases up to this one, e.g. build (install, pre_build, build).
+    #[arg(long, value_name = "PHASE", value_parser = parse_phase, conflicts_with = "phases")]
+    until: Option<kiln::spec::PhaseName>,
+
     /// Print the result as JSON on stdout (the log goes to stderr).
     #[arg(long)]
     json: bool,
@@ -228,6 +238,7 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         explain_cache: args.explain_cache,
         shared_cache_scope: args.cache_scope == CacheScope::Shared,
         remote_cache,
+        phases: selected_phases(args),
     };
     let _ = args.cache_network;
     match build::run_leaving_scratch(&options).await {
@@ -249,6 +260,21 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
             }
             exit::of_build(&e)
         }
+    }
+}
+
+/// The phases `--phases` or `--until` select; `None`: all of them.
+fn selected_phases(args: &BuildArgs) -> Option<Vec<kiln::spec::PhaseName>> {
+    use kiln::spec::PhaseName;
+    match args.until {
+        Some(last) => Some(
+            PhaseName::ALL
+                .into_iter()
+                .take_while(|p| *p != last)
+                .chain([last])
+                .collect(),
+        ),
+        None => (!args.phases.is_empty()).then(|| args.phases.clone()),
     }
 }
 
