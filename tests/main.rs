@@ -7,6 +7,7 @@ mod artifacts;
 mod cache;
 mod cli;
 mod deploy;
+mod dry_run;
 mod env;
 mod examples;
 mod git;

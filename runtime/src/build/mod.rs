@@ -16,6 +16,7 @@ pub mod history;
 pub mod log;
 pub mod mask;
 pub mod paths;
+pub mod plan;
 pub mod project;
 pub mod result;
 pub mod workspace;
@@ -123,6 +124,33 @@ impl BuildOptions {
     /// Whether `phase` is to run.
     fn selects(&self, phase: PhaseName) -> bool {
         self.phases.as_ref().is_none_or(|p| p.contains(&phase))
+    }
+
+    /// Why the build would be neither looked up in the action cache nor saved to it, if so.
+    pub fn uncacheable(&self) -> Option<&'static str> {
+        if self.cas_dir.is_none() {
+            Some("the cache is off")
+        } else if self.in_place {
+            Some("a build --in-place changes its own source")
+        } else if self.partial() {
+            Some("a partial build (--phases, --until) is not the buildspec's whole build")
+        } else {
+            None
+        }
+    }
+}
+
+/// The project a build is of: `--project`, else the id of the buildspec in the repository (or
+/// folder) `root` (see [`project`]).
+fn project_name(options: &BuildOptions, root: &Path, spec_path: &Path) -> String {
+    match &options.project {
+        Some(name) => name.clone(),
+        None => project::id(
+            root,
+            &spec_path
+                .canonicalize()
+                .unwrap_or_else(|_| spec_path.to_path_buf()),
+        ),
     }
 }
 
@@ -266,18 +294,14 @@ pub async fn run_leaving_scratch(
     // One git process says what the source is: the repository's root (for the project's id), HEAD,
     // and whether the workspace can be given its history.
     let work_tree = git::work_tree(&source);
-    let project = match &options.project {
-        Some(name) => name.clone(),
-        None => project::id(
-            work_tree
-                .as_ref()
-                .and_then(|t| t.root.as_deref())
-                .unwrap_or(&source),
-            &spec_path
-                .canonicalize()
-                .unwrap_or_else(|_| spec_path.clone()),
-        ),
-    };
+    let project = project_name(
+        options,
+        work_tree
+            .as_ref()
+            .and_then(|t| t.root.as_deref())
+            .unwrap_or(&source),
+        &spec_path,
+    );
     let records = options.state_dir.join("builds").join(&project);
     private_dir(&records).map_err(BuildError::io(&records))?;
     let build_number = next_build_number(&records).map_err(BuildError::io(&records))?;
@@ -620,12 +644,8 @@ pub async fn run_leaving_scratch(
     let mut cache_info = CacheInfo::default();
     let uncacheable = if store.is_none() {
         Some("the cache is off")
-    } else if options.in_place {
-        Some("a build --in-place changes its own source")
-    } else if options.partial() {
-        Some("a partial build (--phases, --until) is not the buildspec's whole build")
     } else {
-        None
+        options.uncacheable()
     };
     let mut to_save = None;
     match (&store, uncacheable) {

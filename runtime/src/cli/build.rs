@@ -157,6 +157,11 @@ pub struct BuildArgs {
     #[arg(long, value_name = "PHASE", value_parser = parse_phase, conflicts_with = "phases")]
     until: Option<kiln::spec::PhaseName>,
 
+    /// Print the plan and run nothing: the phases and their commands, the variables (secrets as
+    /// ***), the artifacts and the cache paths. No build number is taken, nothing is recorded.
+    #[arg(long)]
+    dry_run: bool,
+
     /// Print the result as JSON on stdout (the log goes to stderr).
     #[arg(long)]
     json: bool,
@@ -241,6 +246,12 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         phases: selected_phases(args),
     };
     let _ = args.cache_network;
+    if args.dry_run {
+        return match build::plan::plan(&options) {
+            Ok(plan) => super::plan::print(&plan, args.json),
+            Err(e) => not_started(&e),
+        };
+    }
     match build::run_leaving_scratch(&options).await {
         // The workspace goes once the result is out: a large one takes seconds to delete.
         Ok((result, scratch)) => {
@@ -248,19 +259,22 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
             scratch.remove_in_background();
             code
         }
-        Err(e) => {
-            use kiln::spec::{buildspec::LoadError, secrets::SecretsError};
-            match &e {
-                build::BuildError::Spec(spec)
-                | build::BuildError::Load(LoadError::Invalid(spec))
-                | build::BuildError::Secrets(SecretsError::Invalid(spec)) => {
-                    print_invalid(spec);
-                }
-                _ => eprintln!("error: {e}"),
-            }
-            exit::of_build(&e)
-        }
+        Err(e) => not_started(&e),
     }
+}
+
+/// Says why a build could not start; its exit code.
+fn not_started(e: &build::BuildError) -> u8 {
+    use kiln::spec::{buildspec::LoadError, secrets::SecretsError};
+    match e {
+        build::BuildError::Spec(spec)
+        | build::BuildError::Load(LoadError::Invalid(spec))
+        | build::BuildError::Secrets(SecretsError::Invalid(spec)) => {
+            print_invalid(spec);
+        }
+        _ => eprintln!("error: {e}"),
+    }
+    exit::of_build(e)
 }
 
 /// The phases `--phases` or `--until` select; `None`: all of them.

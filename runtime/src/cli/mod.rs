@@ -30,6 +30,7 @@ pub mod ls;
 pub mod man;
 pub mod options;
 pub mod package;
+pub mod plan;
 pub mod plugin;
 pub mod pull;
 pub mod push;
