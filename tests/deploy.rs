@@ -251,6 +251,62 @@ fn the_lifecycle_runs_in_order_and_stop_comes_from_the_previous_revision() {
 }
 
 #[test]
+fn deployments_are_listed_under_a_header_with_their_start_times() {
+    let host = Host::new();
+    let listed = |extra: &[&str]| {
+        kiln()
+            .args(["deployments", "--root"])
+            .arg(host.root())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let empty = listed(&[]);
+    assert!(empty.status.success());
+    assert!(empty.stdout.is_empty(), "no header over nothing");
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    let (code, first, err) = host.deploy(&v1, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let v2 = host.revision("v2", &[("index.html", "two")], "", &[]);
+    let (code, second, err) = host.deploy(&v2, &["--file-exists-behavior", "OVERWRITE"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let out = listed(&[]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "ID", "GROUP", "STATUS", "STARTED", "DURATION", "DIGEST", "REVISION"
+        ],
+        "{text}"
+    );
+    for (line, json) in [(lines[1], &first), (lines[2], &second)] {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words[0],
+            json["deployment"]["id"].as_str().unwrap(),
+            "{text}"
+        );
+        assert_eq!(words[1..3], ["web", "Succeeded"], "{text}");
+        // STARTED is a date and a time of day, in the local time zone.
+        let date = words[3].as_bytes();
+        assert!(
+            date.len() == 10 && date[4] == b'-' && date[7] == b'-',
+            "{text}"
+        );
+        assert_eq!(words[4].len(), 8, "a time of day: {text}");
+        assert!(
+            words[4].chars().filter(|c| *c == ':').count() == 2,
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn file_exists_behavior_disallow_overwrite_retain() {
     let host = Host::new();
     std::fs::write(host.dest().join("index.html"), "theirs").unwrap();

@@ -293,3 +293,74 @@ fn a_long_step_is_stopped_at_the_step_timeout() {
         .log_lacks("\nunreachable");
     assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
 }
+
+/// Four phases, each with a `finally`, and an artifact, for running part of a buildspec.
+const FOUR_PHASES: &str = "version: 0.2\nphases:\n  install:\n    commands: [echo one]\n    finally: [echo one-finally]\n  pre_build:\n    commands: [echo two]\n    finally: [echo two-finally]\n  build:\n    commands: [echo three > three.txt, cat three.txt]\n    finally: [echo three-finally]\n  post_build:\n    commands: [echo four]\n    finally: [echo four-finally]\nartifacts:\n  files: [three.txt]\n";
+
+#[test]
+fn phases_runs_only_the_phases_named_with_their_finally_blocks() {
+    let b = Build::new().buildspec(FOUR_PHASES);
+    let run = b.run_with(&["--phases", "install,build"]);
+    run.success()
+        .phase("INSTALL", "SUCCEEDED")
+        .phase("PRE_BUILD", "SKIPPED")
+        .phase("BUILD", "SUCCEEDED")
+        .phase("POST_BUILD", "SKIPPED")
+        .phase("UPLOAD_ARTIFACTS", "SKIPPED")
+        .log_has("Skipping phase PRE_BUILD: not selected")
+        .log_has("Not cached: a partial build");
+    assert_eq!(
+        run.output_lines(),
+        ["one", "one-finally", "three", "three-finally"]
+    );
+    // A partial build publishes nothing, and is neither saved to the cache nor found in it.
+    assert!(run.artifact_files("primary").is_empty());
+    assert_eq!(run.json["cache"]["hit"], false);
+    assert_eq!(run.json["cache"]["saved"], false);
+    let again = b.run_with(&["--phases", "install,build"]);
+    again.success().log_has("Not cached: a partial build");
+    assert_eq!(again.json["cache"]["hit"], false);
+    // Nor did it leave a cache entry a whole build would take.
+    let whole = b.run();
+    whole.success().phase("POST_BUILD", "SUCCEEDED");
+    assert_eq!(whole.json["cache"]["hit"], false);
+    assert_eq!(whole.artifact_files("primary"), ["three.txt"]);
+}
+
+#[test]
+fn until_runs_the_phases_up_to_the_one_named() {
+    let run = Build::new()
+        .buildspec(FOUR_PHASES)
+        .run_with(&["--until", "pre_build"]);
+    run.success()
+        .phase("INSTALL", "SUCCEEDED")
+        .phase("PRE_BUILD", "SUCCEEDED")
+        .phase("BUILD", "SKIPPED")
+        .phase("POST_BUILD", "SKIPPED");
+    assert_eq!(
+        run.output_lines(),
+        ["one", "one-finally", "two", "two-finally"]
+    );
+}
+
+#[test]
+fn a_misspelt_phase_is_a_usage_error_naming_the_phase_meant() {
+    let b = Build::new().buildspec(FOUR_PHASES);
+    for args in [
+        &["--phases", "install,biuld"][..],
+        &["--until", "post-build"],
+    ] {
+        let run = b.run_with(args);
+        run.code(2);
+        assert!(run.stderr.contains("did you mean `"), "{}", run.stderr);
+        assert!(!run.stderr.contains("Entering phase"), "{}", run.stderr);
+    }
+    let run = b.run_with(&["--phases", "install,biuld"]);
+    assert!(
+        run.stderr.contains("did you mean `build`?"),
+        "{}",
+        run.stderr
+    );
+    // Nothing ran, so nothing was recorded.
+    assert!(!b.state_dir().join("builds").exists());
+}

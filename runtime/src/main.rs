@@ -84,6 +84,8 @@ async fn run(Cli { global, command }: Cli) -> u8 {
     match &command {
         Command::Build(args) => cli::build::run(global, args).await,
         Command::Init(args) => cli::init::run(args),
+        Command::Builds(args) => cli::builds::run(global, args),
+        Command::Logs(args) => cli::logs::run(global, args).await,
         Command::Validate(args) => cli::validate::run(args),
         Command::Config(args) => cli::config::run(args),
         Command::Plugin(cli::plugin::PluginCommand::List) => cli::plugin::list(global),

@@ -13,9 +13,11 @@ pub mod cache;
 pub mod env;
 pub mod git;
 pub mod locate;
+pub mod history;
 pub mod log;
 pub mod mask;
 pub mod paths;
+pub mod plan;
 pub mod project;
 pub mod result;
 pub mod workspace;
@@ -106,7 +108,55 @@ pub struct BuildOptions {
     pub shared_cache_scope: bool,
     /// A shared store behind the local one (`--cache s3://bucket/prefix`).
     pub remote_cache: Option<crate::cas::remote::RemoteCache>,
+    /// The phases to run (`--phases`, `--until`); `None`: all of them. The others are skipped.
+    pub phases: Option<Vec<PhaseName>>,
 }
+
+impl BuildOptions {
+    /// Whether the build runs only part of the buildspec: such a build is not the buildspec's
+    /// build, so it is never looked up in the action cache nor saved to it, saves no `cache:`
+    /// paths and publishes no artifacts.
+    pub fn partial(&self) -> bool {
+        self.phases
+            .as_ref()
+            .is_some_and(|p| !PhaseName::ALL.iter().all(|n| p.contains(n)))
+    }
+
+    /// Whether `phase` is to run.
+    fn selects(&self, phase: PhaseName) -> bool {
+        self.phases.as_ref().is_none_or(|p| p.contains(&phase))
+    }
+
+    /// Why the build would be neither looked up in the action cache nor saved to it, if so.
+    pub fn uncacheable(&self) -> Option<&'static str> {
+        if self.cas_dir.is_none() {
+            Some("the cache is off")
+        } else if self.in_place {
+            Some("a build --in-place changes its own source")
+        } else if self.partial() {
+            Some("a partial build (--phases, --until) is not the buildspec's whole build")
+        } else {
+            None
+        }
+    }
+}
+
+/// The project a build is of: `--project`, else the id of the buildspec in the repository (or
+/// folder) `root` (see [`project`]).
+fn project_name(options: &BuildOptions, root: &Path, spec_path: &Path) -> String {
+    match &options.project {
+        Some(name) => name.clone(),
+        None => project::id(
+            root,
+            &spec_path
+                .canonicalize()
+                .unwrap_or_else(|_| spec_path.to_path_buf()),
+        ),
+    }
+}
+
+/// Why a partial build's phase was skipped, in the log and its result.
+const NOT_SELECTED: &str = "not selected (--phases, --until)";
 
 /// Why a build could not start (as opposed to a build that ran and failed).
 #[derive(Debug, thiserror::Error)]
@@ -257,18 +307,14 @@ pub async fn run_leaving_scratch(
     // One git process says what the source is: the repository's root (for the project's id), HEAD,
     // and whether the workspace can be given its history.
     let work_tree = git::work_tree(&source);
-    let project = match &options.project {
-        Some(name) => name.clone(),
-        None => project::id(
-            work_tree
-                .as_ref()
-                .and_then(|t| t.root.as_deref())
-                .unwrap_or(&source),
-            &spec_path
-                .canonicalize()
-                .unwrap_or_else(|_| spec_path.clone()),
-        ),
-    };
+    let project = project_name(
+        options,
+        work_tree
+            .as_ref()
+            .and_then(|t| t.root.as_deref())
+            .unwrap_or(&source),
+        &spec_path,
+    );
     let records = options.state_dir.join("builds").join(&project);
     private_dir(&records).map_err(BuildError::io(&records))?;
     let build_number = next_build_number(&records).map_err(BuildError::io(&records))?;
@@ -624,10 +670,8 @@ pub async fn run_leaving_scratch(
     let mut cache_info = CacheInfo::default();
     let uncacheable = if store.is_none() {
         Some("the cache is off")
-    } else if options.in_place {
-        Some("a build --in-place changes its own source")
     } else {
-        None
+        options.uncacheable()
     };
     let mut to_save = None;
     match (&store, uncacheable) {
@@ -818,6 +862,14 @@ pub async fn run_leaving_scratch(
     let mut status = Status::Succeeded;
     let mut upload = true;
     for name in PhaseName::ALL {
+        if !options.selects(name) {
+            log.container(&format!(
+                "Skipping phase {}: {NOT_SELECTED}",
+                name.log_name()
+            ));
+            phases.push(PhaseResult::skipped(name.log_name(), NOT_SELECTED));
+            continue;
+        }
         let phase = spec.phases.iter().find(|p| p.name == name);
         let phase_started = Instant::now();
         let (run, attempts) = runner.phase_with_retries(name, phase).await;
@@ -865,6 +917,14 @@ pub async fn run_leaving_scratch(
     }
 
     let mut artifact_results = Vec::new();
+    // A partial build's outputs are not the buildspec's: they would replace a whole build's
+    // published artifacts.
+    if spec.artifacts.is_some() && upload && options.partial() {
+        let why = "a partial build (--phases, --until) publishes no artifacts";
+        log.container(&format!("Skipping phase UPLOAD_ARTIFACTS: {why}"));
+        phases.push(PhaseResult::skipped("UPLOAD_ARTIFACTS", why));
+        upload = false;
+    }
     if let Some(definition) = spec.artifacts.as_ref().filter(|_| upload) {
         let phase_started = Instant::now();
         log.container("Entering phase UPLOAD_ARTIFACTS");
@@ -946,6 +1006,12 @@ pub async fn run_leaving_scratch(
     // The `cache:` paths are saved once nothing of the build runs any more (a daemon could swap a
     // folder for a link while kiln reads it), and never through a link the build made: the build
     // writes its HOME and /tmp, and a link there would make kiln read the host's files.
+    if let (Some((key, _)), true) = (&paths_key, options.partial()) {
+        log.container(&format!(
+            "Cache for key {key} not saved: a partial build (--phases, --until) may leave its paths incomplete"
+        ));
+        paths_key = None;
+    }
     if let (Some(store), Some((key, update)), Status::Succeeded) = (&store, &paths_key, status) {
         let safe = cache_bases.unlinked(&cache_paths, "saved", &log);
         match paths::save(store, &cache_scope, key, &safe, *update) {

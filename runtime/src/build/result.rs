@@ -14,6 +14,8 @@ pub enum Status {
     Failed,
     TimedOut,
     Stopped,
+    /// A phase that did not run because it was not selected (`--phases`, `--until`).
+    Skipped,
 }
 
 impl Status {
@@ -23,6 +25,7 @@ impl Status {
             Status::Failed => "FAILED",
             Status::TimedOut => "TIMED_OUT",
             Status::Stopped => "STOPPED",
+            Status::Skipped => "SKIPPED",
         }
     }
 }
@@ -39,6 +42,20 @@ pub struct PhaseResult {
     pub message: String,
     /// How many times the phase ran (more than one with `on-failure: RETRY…`).
     pub attempts: u32,
+}
+
+impl PhaseResult {
+    /// A phase that did not run, and why.
+    pub fn skipped(name: &str, why: &str) -> Self {
+        PhaseResult {
+            name: name.to_string(),
+            status: Status::Skipped,
+            duration_ms: 0,
+            status_code: String::new(),
+            message: why.to_string(),
+            attempts: 0,
+        }
+    }
 }
 
 /// One artifact as collected.

@@ -12,7 +12,7 @@ use kiln::build::{
 
 use super::exit;
 use super::options::{
-    GlobalArgs, existing, existing_file, parse_key_value, parse_project, parse_size,
+    GlobalArgs, existing, existing_file, parse_key_value, parse_phase, parse_project, parse_size,
 };
 use super::print_invalid;
 use super::settings::{self, CacheScope, SettingsArgs};
@@ -105,6 +105,20 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     settings: SettingsArgs,
+    /// Run only these phases of the buildspec, e.g. install,build; the others are skipped. A
+    /// partial build is neither looked up in the build cache nor saved to it, and publishes no
+    /// artifacts.
+    #[arg(long, value_name = "PHASE,...", value_delimiter = ',', value_parser = parse_phase)]
+    phases: Vec<kiln::spec::PhaseName>,
+
+    /// Run the buildspec's phases up to this one, e.g. build (install, pre_build, build).
+    #[arg(long, value_name = "PHASE", value_parser = parse_phase, conflicts_with = "phases")]
+    until: Option<kiln::spec::PhaseName>,
+
+    /// Print the plan and run nothing: the phases and their commands, the variables (secrets as
+    /// ***), the artifacts and the cache paths. No build number is taken, nothing is recorded.
+    #[arg(long)]
+    dry_run: bool,
 
     /// Print the result as JSON on stdout (the log goes to stderr).
     #[arg(long)]
@@ -194,8 +208,15 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         explain_cache: args.explain_cache,
         shared_cache_scope: settings.cache_scope == CacheScope::Shared,
         remote_cache,
+        phases: selected_phases(args),
     };
     let _ = args.cache_network;
+    if args.dry_run {
+        return match build::plan::plan(&options) {
+            Ok(plan) => super::plan::print(&plan, args.json),
+            Err(e) => not_started(&e),
+        };
+    }
     match build::run_leaving_scratch(&options).await {
         // The workspace goes once the result is out: a large one takes seconds to delete.
         Ok((result, scratch)) => {
@@ -203,18 +224,36 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
             scratch.remove_in_background();
             code
         }
-        Err(e) => {
-            use kiln::spec::{buildspec::LoadError, secrets::SecretsError};
-            match &e {
-                build::BuildError::Spec(spec)
-                | build::BuildError::Load(LoadError::Invalid(spec))
-                | build::BuildError::Secrets(SecretsError::Invalid(spec)) => {
-                    print_invalid(spec);
-                }
-                _ => eprintln!("error: {e}"),
-            }
-            exit::of_build(&e)
+        Err(e) => not_started(&e),
+    }
+}
+
+/// Says why a build could not start; its exit code.
+fn not_started(e: &build::BuildError) -> u8 {
+    use kiln::spec::{buildspec::LoadError, secrets::SecretsError};
+    match e {
+        build::BuildError::Spec(spec)
+        | build::BuildError::Load(LoadError::Invalid(spec))
+        | build::BuildError::Secrets(SecretsError::Invalid(spec)) => {
+            print_invalid(spec);
         }
+        _ => eprintln!("error: {e}"),
+    }
+    exit::of_build(e)
+}
+
+/// The phases `--phases` or `--until` select; `None`: all of them.
+fn selected_phases(args: &BuildArgs) -> Option<Vec<kiln::spec::PhaseName>> {
+    use kiln::spec::PhaseName;
+    match args.until {
+        Some(last) => Some(
+            PhaseName::ALL
+                .into_iter()
+                .take_while(|p| *p != last)
+                .chain([last])
+                .collect(),
+        ),
+        None => (!args.phases.is_empty()).then(|| args.phases.clone()),
     }
 }
 

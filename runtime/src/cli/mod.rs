@@ -17,6 +17,7 @@ macro_rules! out {
 
 pub mod agent;
 pub mod build;
+pub mod builds;
 pub mod cache;
 pub mod completions;
 pub mod config;
@@ -26,10 +27,12 @@ pub mod doctor;
 pub mod exit;
 pub mod hash_files;
 pub mod init;
+pub mod logs;
 pub mod ls;
 pub mod man;
 pub mod options;
 pub mod package;
+pub mod plan;
 pub mod plugin;
 pub mod pull;
 pub mod push;
@@ -60,6 +63,11 @@ pub enum Command {
     /// Write a starter buildspec.yml for the project here (Cargo, npm, Python, Go, Maven, Gradle),
     /// and appspec.yml with --deploy.
     Init(init::InitArgs),
+    /// A project's build history, newest first: number, status, start time, duration, cache hit
+    /// and source version.
+    Builds(builds::BuildsArgs),
+    /// Print a build's log (the latest by default), or follow a running build's until it ends.
+    Logs(logs::LogsArgs),
     /// Check a buildspec and report every error and warning with its line and column.
     Validate(validate::ValidateArgs),
     /// Print the settings a build here would use (the project's kiln.toml under the flags given)
@@ -123,6 +131,38 @@ pub fn print_json(value: &impl serde::Serialize) {
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
+}
+
+/// Prints rows under a header, each column as wide as its widest cell, two spaces apart.
+pub fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out!("{}", padded.join("  ").trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+}
+
+/// A time (ms since the epoch) in the local time zone, to the second: `2026-11-27 20:41:07`.
+pub fn local_time(ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(ms) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        }
+        chrono::LocalResult::None => "-".into(),
+    }
 }
 
 /// Writes `bytes` on stdout, dropping them when the reader has gone (see `out!`).

@@ -270,6 +270,23 @@ pub fn parse_project(s: &str) -> Result<String, String> {
     }
 }
 
+/// A buildspec phase by its key (`pre_build`), for `--phases` and `--until`; a misspelt one is
+/// a usage error naming the phase it most likely means.
+pub fn parse_phase(s: &str) -> Result<kiln::spec::PhaseName, String> {
+    use kiln::spec::PhaseName;
+    let s = s.trim();
+    PhaseName::from_key(s).ok_or_else(|| {
+        let keys = PhaseName::ALL.map(PhaseName::key);
+        let near = kiln::spec::read::nearest(s, &keys)
+            .map(|k| format!("did you mean `{k}`? "))
+            .unwrap_or_default();
+        format!(
+            "unknown phase `{s}`: {near}(the phases are {})",
+            keys.join(", ")
+        )
+    })
+}
+
 /// `--network MODE` of a build.
 pub fn parse_network(s: &str) -> Result<kiln::sandbox::os::Network, String> {
     s.parse()

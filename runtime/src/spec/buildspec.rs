@@ -95,6 +95,13 @@ impl PhaseName {
         PhaseName::PostBuild,
     ];
 
+    /// The phase a buildspec key names (`pre_build`), in any case.
+    pub fn from_key(key: &str) -> Option<PhaseName> {
+        PhaseName::ALL
+            .into_iter()
+            .find(|p| p.key().eq_ignore_ascii_case(key))
+    }
+
     /// The key in the buildspec: `pre_build`.
     pub fn key(self) -> &'static str {
         match self {

@@ -1,0 +1,98 @@
+//! `kiln logs`: print a build's log, or follow it while the build runs. Logs are written masked
+//! (see `kiln::build::log`), so what is printed here is what the build's console showed.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Args;
+use kiln::build::history::{self, Which};
+
+use super::options::{GlobalArgs, parse_project};
+use super::{exit, print_bytes};
+
+/// How often `--follow` looks at the log.
+const POLL: Duration = Duration::from_millis(200);
+
+/// `kiln logs`.
+#[derive(Args)]
+pub struct LogsArgs {
+    /// The build: its number in the project, or its id (project:uuid) [default: the latest]
+    #[arg(value_name = "BUILD")]
+    build: Option<String>,
+
+    /// Follow the log of a running build until the build ends.
+    #[arg(long, short = 'f')]
+    follow: bool,
+
+    /// The project of a build number [default: the current folder's project]
+    #[arg(long, value_parser = parse_project)]
+    project: Option<String>,
+}
+
+/// Prints the log and gives the exit code.
+pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> u8 {
+    let which = match args.build.as_deref().map(Which::parse).transpose() {
+        Ok(which) => which.unwrap_or(Which::Latest),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let project = args
+        .project
+        .clone()
+        .unwrap_or_else(super::builds::current_project);
+    let (records, number) = match history::find(&global.state_dir(), &project, &which) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let log = records.join(format!("{number}.log"));
+    match print_log(&log, &records, number, args.follow).await {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "error: build {number} has no log any more ({}: no such file)",
+                log.display()
+            );
+            exit::BAD_INPUT
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", log.display());
+            exit::INTERNAL
+        }
+    }
+}
+
+/// Prints the log; with `follow`, goes on printing what is added until the build's record is
+/// written or its final `Build …: STATUS` line appears.
+async fn print_log(log: &Path, records: &Path, number: u64, follow: bool) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(log)?;
+    let mut offset = 0u64;
+    // The unfinished last line, kept to recognise the final line when its end arrives.
+    let mut partial = Vec::new();
+    loop {
+        // Looked at before reading: whatever the build wrote before its record is then read below.
+        let done = !follow || history::finished(records, number);
+        file.seek(SeekFrom::Start(offset))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        offset += bytes.len() as u64;
+        print_bytes(&bytes);
+        partial.extend_from_slice(&bytes);
+        let mut ended = false;
+        if let Some(end) = partial.iter().rposition(|b| *b == b'\n') {
+            ended = partial[..end]
+                .split(|b| *b == b'\n')
+                .any(|line| history::is_final_line(&String::from_utf8_lossy(line), None));
+            partial.drain(..=end);
+        }
+        if done || ended {
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
