@@ -18,6 +18,7 @@ mod phases;
 mod plugins;
 mod projects;
 mod revision;
+mod runtimes;
 mod s3;
 mod sandbox;
 mod secrets_at_rest;

@@ -17,6 +17,7 @@ pub mod mask;
 pub mod paths;
 pub mod project;
 pub mod result;
+pub mod runtimes;
 pub mod workspace;
 
 use std::collections::BTreeMap;
@@ -197,6 +198,8 @@ struct Runner<'a> {
     run_as: Option<(u32, u32)>,
     /// Set when the build went past `--disk-limit` (its processes are killed then).
     disk_exceeded: Arc<std::sync::atomic::AtomicBool>,
+    /// The install phase's `runtime-versions`, found or not.
+    runtimes: Result<Vec<runtimes::Toolchain>, runtimes::Unmatched>,
 }
 
 /// Runs a build to its end. A build that runs and fails is an `Ok` with a failed status; `Err` means it
@@ -233,13 +236,36 @@ pub async fn run_leaving_scratch(
         Some(path) => Secrets::load(path)?,
         None => Secrets::default(),
     };
-    let resolved = env::resolve(
+    let mut resolved = env::resolve(
         &spec.env,
         &secrets,
         &options.pass_env,
         &options.env,
         options.network != Network::None,
     )?;
+    // `runtime-versions`: the toolchains chosen go first on the build's PATH (and so into its
+    // cache key); a version the host lacks fails the install phase.
+    let runtimes = spec
+        .phases
+        .iter()
+        .find(|p| p.name == PhaseName::Install)
+        .map_or(Ok(Vec::new()), |p| {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            runtimes::select(&p.runtime_versions, home.as_deref(), &|name| {
+                std::env::var(name).ok()
+            })
+        });
+    if let Ok(chosen) = &runtimes
+        && !chosen.is_empty()
+    {
+        let bins: Vec<String> = chosen
+            .iter()
+            .map(|t| t.bin.to_string_lossy().into_owned())
+            .collect();
+        let path = resolved.vars.get("PATH").unwrap_or("/usr/bin:/bin");
+        let path = format!("{}:{path}", bins.join(":"));
+        resolved.vars.set("PATH", path);
+    }
 
     // One git process says what the source is: the repository's root (for the project's id), HEAD,
     // and whether the workspace can be given its history.
@@ -400,6 +426,7 @@ pub async fn run_leaving_scratch(
             // The project's objects, which the workspace's `.git` borrows, read-only.
             expose: exposed(options, &tools, kiln_outside.as_deref())
                 .into_iter()
+                .chain(runtimes.iter().flatten().map(|t| t.root.clone()))
                 .chain(repositories.iter().map(|(_, r)| r.objects.clone()))
                 .collect(),
             // An in-place build works in the user's own tree: its `.git` (hooks, config) would run
@@ -757,6 +784,7 @@ pub async fn run_leaving_scratch(
         deadline: Instant::now() + options.timeout,
         run_as,
         disk_exceeded: disk_watch.exceeded.clone(),
+        runtimes,
     };
 
     // The `cache:` section: restore before install, from the project's own entries.
@@ -1481,19 +1509,6 @@ fn notices(spec: &Buildspec) -> Vec<String> {
         notes
             .push("`batch` is read but not run: kiln runs this buildspec as one build".to_string());
     }
-    for phase in &spec.phases {
-        if !phase.runtime_versions.is_empty() {
-            let asked: Vec<String> = phase
-                .runtime_versions
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            notes.push(format!(
-                "runtime-versions ({}) are not installed by kiln: the host's toolchains are used",
-                asked.join(", ")
-            ));
-        }
-    }
     notes
 }
 
@@ -1532,7 +1547,28 @@ impl Runner<'_> {
             status_code: "",
             message: String::new(),
         };
-        if let Some(phase) = phase {
+        if name == PhaseName::Install {
+            match &self.runtimes {
+                Ok(chosen) => {
+                    for t in chosen {
+                        self.log.container(&format!(
+                            "runtime-versions: {} {} \u{2192} {}",
+                            t.runtime,
+                            t.asked,
+                            t.root.display()
+                        ));
+                    }
+                }
+                Err(unmatched) => {
+                    run = PhaseRun {
+                        status: Status::Failed,
+                        status_code: "YAML_FILE_ERROR",
+                        message: unmatched.to_string(),
+                    };
+                }
+            }
+        }
+        if let (Some(phase), Status::Succeeded) = (phase, run.status) {
             let run_as = match &phase.run_as {
                 Some(user) => match resolve_user(user) {
                     Ok(ids) => ids,
