@@ -25,3 +25,4 @@ mod secrets_at_rest;
 mod source;
 mod store;
 mod validate;
+mod windows;

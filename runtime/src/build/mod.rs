@@ -138,6 +138,9 @@ pub enum BuildError {
     Sandbox(String),
     #[error("the cache: {0}")]
     Cache(String),
+    /// The buildspec's `env.shell` cannot run on this host: nothing ran.
+    #[error("{0}")]
+    Shell(String),
     #[error("{0}")]
     Output(#[from] artifacts::ArtifactError),
 }
@@ -266,6 +269,8 @@ pub async fn run_leaving_scratch(
         let path = format!("{}:{path}", bins.join(":"));
         resolved.vars.set("PATH", path);
     }
+
+    refuse_shell(spec.env.shell, resolved.vars.get("PATH").unwrap_or(""))?;
 
     // One git process says what the source is: the repository's root (for the project's id), HEAD,
     // and whether the workspace can be given its history.
@@ -1502,6 +1507,31 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
         .create(path)
 }
 
+/// Refuses, before anything runs or is recorded, a shell this host cannot run: a Windows one, or
+/// `pwsh` when the build's `PATH` has no PowerShell.
+fn refuse_shell(shell: buildspec::Shell, path: &str) -> Result<(), BuildError> {
+    if shell.windows_only() {
+        return Err(BuildError::Shell(format!(
+            "this buildspec runs its commands with `{}` (env.shell), which exists on Windows only; \
+             kiln runs builds on Linux: write `shell: pwsh` (PowerShell 7, on Linux too), `bash` or `sh`",
+            shell.program()
+        )));
+    }
+    if shell == buildspec::Shell::Pwsh
+        && !path
+            .split(':')
+            .filter(|d| Path::new(d).is_absolute())
+            .any(|d| Path::new(d).join("pwsh").is_file())
+    {
+        return Err(BuildError::Shell(
+            "this buildspec runs its commands with `pwsh` (env.shell), and there is no `pwsh` on \
+             PATH: install PowerShell 7 (https://aka.ms/install-powershell), or write `shell: bash`"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Things in the buildspec kiln reads but does not act on, said once per build.
 fn notices(spec: &Buildspec) -> Vec<String> {
     let mut notes = Vec::new();
@@ -1792,7 +1822,8 @@ impl Runner<'_> {
             out.display()
         );
         let context = self.context("DOWNLOAD_SOURCE");
-        let (args, policy) = self.shell_step(&script, Duration::from_secs(60));
+        let (mut args, policy) = self.shell_step(&script, Duration::from_secs(60));
+        args[0] = self.spec.env.shell.posix().to_string();
         let log: Arc<dyn sandbox::LogSink> = self.log.clone();
         let outcome = self
             .sandbox
@@ -1835,7 +1866,7 @@ impl Runner<'_> {
                 cwd: self.source_dir.clone(),
                 ..self.context("UPLOAD_ARTIFACTS")
             },
-            shell: self.spec.env.shell.program(),
+            shell: self.spec.env.shell.posix(),
             zip: self.options.zip,
             memory_limit: self.options.memory_limit,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
