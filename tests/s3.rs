@@ -329,3 +329,99 @@ fn two_machines_share_one_s3_cache() {
     assert_eq!(sent["blobs"], first.json["cache"]["uploaded"]["blobs"]);
     assert_eq!(sent["moved"], 1, "{sent}");
 }
+
+/// The warning kiln prints for a plain HTTP endpoint nobody said was meant.
+const HTTP_WARNING: &str = "is plain HTTP: traffic to it is not encrypted";
+
+/// This server with only the AWS CLI's variables (no `--allow-http`), plus `extra`.
+fn as_the_aws_cli(s3: &Service, prefix: &str, extra: &[(&str, &str)]) -> Target {
+    let mut envs = envs(s3, SECRET);
+    envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Target {
+        prefix: format!("s3://{prefix}"),
+        args: Vec::new(),
+        envs,
+    }
+}
+
+#[test]
+fn an_http_endpoint_works_as_with_the_aws_cli_and_warns_once() {
+    let Some(s3) = Service::s3(ACCESS, SECRET, &["revisions"]) else {
+        return;
+    };
+    assert!(s3.address.starts_with("http://"), "{}", s3.address);
+    let dir = tempfile::tempdir().unwrap();
+    let rev = app_revision(dir.path());
+    let t = as_the_aws_cli(&s3, "revisions/app/", &[]);
+    let reference = t.reference("v1.zip");
+    let (code, _, err) = t.run(&["push", rev.to_str().unwrap(), &reference]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(err.matches(HTTP_WARNING).count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("warning: the S3 endpoint {}", s3.address)),
+        "{err}"
+    );
+    let dest = dir.path().join("pulled");
+    let (code, _, err) = t.run(&["pull", &reference, "-o", dest.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(err.matches(HTTP_WARNING).count(), 1, "{err}");
+    assert!(dest.join("scripts/start.sh").is_file());
+}
+
+#[test]
+fn aws_allow_http_and_its_alias_mean_plain_http_is_meant() {
+    let Some(s3) = Service::s3(ACCESS, SECRET, &["revisions"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rev = app_revision(dir.path());
+    // object_store's own variable, with the endpoint in AWS_ENDPOINT_URL_S3 (the S3-only one).
+    let mut t = as_the_aws_cli(&s3, "revisions/app/", &[("AWS_ALLOW_HTTP", "true")]);
+    t.envs.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    t.envs
+        .push(("AWS_ENDPOINT_URL_S3".into(), s3.address.clone()));
+    let (code, _, err) = t.run(&["push", rev.to_str().unwrap(), &t.reference("v1.zip")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains(HTTP_WARNING), "{err}");
+    // `--allow-http`, as before.
+    let t = target(&s3, "revisions/app/");
+    let (code, _, err) = t.run(&["push", rev.to_str().unwrap(), &t.reference("v2.zip")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains(HTTP_WARNING), "{err}");
+    assert!(s3.data().join("revisions/app/v2.zip").is_file());
+}
+
+#[test]
+fn agent_and_rollback_take_the_store_options_of_deploy() {
+    let Some(s3) = Service::s3(ACCESS, SECRET, &["revisions"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rev = app_revision(dir.path());
+    let t = as_the_aws_cli(&s3, "revisions/app/", &[]);
+    let reference = t.reference("v1.zip");
+    let (code, _, err) = t.run(&["push", rev.to_str().unwrap(), &reference]);
+    assert_eq!(code, Some(0), "{err}");
+    let root = dir.path().join("root");
+    let root = root.to_str().unwrap();
+    // The agent reads the S3 endpoint as deploy does: plain HTTP with a warning...
+    let (code, _, err) = t.run(&[
+        "agent", "--watch", &reference, "--group", "web", "--once", "--root", root,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(err.matches(HTTP_WARNING).count(), 1, "{err}");
+    // ... and takes deploy's store flags, as rollback does now.
+    for command in ["agent", "rollback"] {
+        let mut args = vec![command, "--group", "web", "--root", root];
+        if command == "agent" {
+            args.extend(["--watch", &reference, "--once"]);
+        }
+        args.extend(["--allow-http", "--insecure"]);
+        let (code, _, err) = t.run(&args);
+        assert!(!err.contains("unexpected argument"), "{command}: {err}");
+        assert!(!err.contains(HTTP_WARNING), "{command}: {err}");
+        // The agent has nothing new; rollback has no earlier revision to go back to (exit 2).
+        let expected = if command == "agent" { 0 } else { 2 };
+        assert_eq!(code, Some(expected), "{command}: {err}");
+    }
+}

@@ -9,7 +9,12 @@
 //! `set -a` makes plain assignments (`FOO=bar`) exported, so they carry over as on CodeBuild; bash
 //! arrays and functions do not, as on CodeBuild.
 //!
-//! Arguments: `<shell> <command> [<state-dir>]`, where `<shell>` is `sh` or `bash` and `<state-dir>`
+//! PowerShell 7 (`pwsh`, for `env.shell: pwsh`) gets the same treatment in its own language: the
+//! command runs in a `try` whose `finally` writes the location and the environment variables into
+//! the state file in `export -p`'s form, so one parser reads both; PowerShell variables that are not
+//! environment variables (`$x = 1`) do not carry over, as bash arrays do not.
+//!
+//! Arguments: `<shell> <command> [<state-dir>]`, where `<shell>` is `sh`, `bash` or `pwsh` and `<state-dir>`
 //! (the context's temp dir by default) is where the state file goes: kiln puts it in memory (`/dev/shm`)
 //! where it can, as writing a file per command to disk costs about as much as the shell itself.
 
@@ -18,6 +23,27 @@ mod export;
 use kiln_sdk::{Command, Context, Outcome, Plugin, exec, log};
 
 struct Shell;
+
+/// What goes before a command for PowerShell: its status starts as a failure, for a command that
+/// throws.
+const PWSH_BEFORE: &str = "$global:LASTEXITCODE = 0\n$__kiln_status = 1\ntry {\n";
+
+/// What goes after it: the command's status (a failed native program's exit code, else 1 for a
+/// failed cmdlet), then, whatever happened, the state file (`KILN_STATE`, single-quoted).
+const PWSH_AFTER: &str = r#"
+$__kiln_status = if ($?) { 0 } elseif ($LASTEXITCODE) { $LASTEXITCODE } else { 1 }
+} finally {
+$__kiln_out = [System.Text.StringBuilder]::new()
+[void]$__kiln_out.Append((Get-Location).ProviderPath).Append([char]0)
+foreach ($__kiln_e in [System.Environment]::GetEnvironmentVariables().GetEnumerator()) {
+if ($__kiln_e.Key -match '^[A-Za-z_][A-Za-z0-9_]*$') {
+[void]$__kiln_out.Append('export ').Append($__kiln_e.Key).Append("='").Append(($__kiln_e.Value -replace "'", "'\''")).Append("'`n")
+}
+}
+[System.IO.File]::WriteAllText('KILN_STATE', $__kiln_out.ToString())
+}
+exit $__kiln_status
+"#;
 
 /// Variables that belong to one shell process, not to the session.
 const PRIVATE: &[&str] = &["SHLVL", "_", "__kiln_status"];
@@ -43,12 +69,30 @@ impl Plugin for Shell {
                 .finish()
         };
         let state = format!("{}/state-{nonce:016x}", state_dir.trim_end_matches('/'));
-        let script = format!(
-            "set -a; trap '__kiln_status=$?; {{ printf \"%s\\0\" \"$PWD\"; export -p; }} > {} 2>/dev/null; exit $__kiln_status' EXIT; {}\n",
-            quote(&state),
-            command
-        );
-        let run = Command::new([shell.as_str(), "-c", script.as_str()], &context);
+        let run = if shell.rsplit('/').next() == Some("pwsh") {
+            let script = format!(
+                "{PWSH_BEFORE}{command}{}",
+                PWSH_AFTER.replace("KILN_STATE", &state.replace('\'', "''"))
+            );
+            Command::new(
+                [
+                    shell.as_str(),
+                    "-NoLogo",
+                    "-NoProfile",
+                    "-NonInteractive",
+                    "-Command",
+                    script.as_str(),
+                ],
+                &context,
+            )
+        } else {
+            let script = format!(
+                "set -a; trap '__kiln_status=$?; {{ printf \"%s\\0\" \"$PWD\"; export -p; }} > {} 2>/dev/null; exit $__kiln_status' EXIT; {}\n",
+                quote(&state),
+                command
+            );
+            Command::new([shell.as_str(), "-c", script.as_str()], &context)
+        };
         let exit = match exec::run(&run) {
             Ok(exit) => exit,
             Err(e) => return Outcome::failure(127, e),

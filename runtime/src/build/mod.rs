@@ -12,14 +12,15 @@ pub mod artifacts;
 pub mod cache;
 pub mod env;
 pub mod git;
-pub mod locate;
 pub mod history;
+pub mod locate;
 pub mod log;
 pub mod mask;
 pub mod paths;
 pub mod plan;
 pub mod project;
 pub mod result;
+pub mod runtimes;
 pub mod workspace;
 
 use std::collections::BTreeMap;
@@ -200,6 +201,9 @@ pub enum BuildError {
     Sandbox(String),
     #[error("the cache: {0}")]
     Cache(String),
+    /// The buildspec's `env.shell` cannot run on this host: nothing ran.
+    #[error("{0}")]
+    Shell(String),
     #[error("{0}")]
     Output(#[from] artifacts::ArtifactError),
 }
@@ -260,6 +264,8 @@ struct Runner<'a> {
     run_as: Option<(u32, u32)>,
     /// Set when the build went past `--disk-limit` (its processes are killed then).
     disk_exceeded: Arc<std::sync::atomic::AtomicBool>,
+    /// The install phase's `runtime-versions`, found or not.
+    runtimes: Result<Vec<runtimes::Toolchain>, runtimes::Unmatched>,
 }
 
 /// Runs a build to its end. A build that runs and fails is an `Ok` with a failed status; `Err` means it
@@ -296,13 +302,38 @@ pub async fn run_leaving_scratch(
         Some(path) => Secrets::load(path)?,
         None => Secrets::default(),
     };
-    let resolved = env::resolve(
+    let mut resolved = env::resolve(
         &spec.env,
         &secrets,
         &options.pass_env,
         &options.env,
         options.network != Network::None,
     )?;
+    // `runtime-versions`: the toolchains chosen go first on the build's PATH (and so into its
+    // cache key); a version the host lacks fails the install phase.
+    let runtimes = spec
+        .phases
+        .iter()
+        .find(|p| p.name == PhaseName::Install)
+        .map_or(Ok(Vec::new()), |p| {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            runtimes::select(&p.runtime_versions, home.as_deref(), &|name| {
+                std::env::var(name).ok()
+            })
+        });
+    if let Ok(chosen) = &runtimes
+        && !chosen.is_empty()
+    {
+        let bins: Vec<String> = chosen
+            .iter()
+            .map(|t| t.bin.to_string_lossy().into_owned())
+            .collect();
+        let path = resolved.vars.get("PATH").unwrap_or("/usr/bin:/bin");
+        let path = format!("{}:{path}", bins.join(":"));
+        resolved.vars.set("PATH", path);
+    }
+
+    refuse_shell(spec.env.shell, resolved.vars.get("PATH").unwrap_or(""))?;
 
     // One git process says what the source is: the repository's root (for the project's id), HEAD,
     // and whether the workspace can be given its history.
@@ -459,6 +490,7 @@ pub async fn run_leaving_scratch(
             // The project's objects, which the workspace's `.git` borrows, read-only.
             expose: exposed(options, &tools, kiln_outside.as_deref())
                 .into_iter()
+                .chain(runtimes.iter().flatten().map(|t| t.root.clone()))
                 .chain(repositories.iter().map(|(_, r)| r.objects.clone()))
                 .collect(),
             // An in-place build works in the user's own tree: its `.git` (hooks, config) would run
@@ -814,6 +846,7 @@ pub async fn run_leaving_scratch(
         deadline: Instant::now() + options.timeout,
         run_as,
         disk_exceeded: disk_watch.exceeded.clone(),
+        runtimes,
     };
 
     // The `cache:` section: restore before install, from the project's own entries.
@@ -1561,25 +1594,37 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
         .create(path)
 }
 
+/// Refuses, before anything runs or is recorded, a shell this host cannot run: a Windows one, or
+/// `pwsh` when the build's `PATH` has no PowerShell.
+fn refuse_shell(shell: buildspec::Shell, path: &str) -> Result<(), BuildError> {
+    if shell.windows_only() {
+        return Err(BuildError::Shell(format!(
+            "this buildspec runs its commands with `{}` (env.shell), which exists on Windows only; \
+             kiln runs builds on Linux: write `shell: pwsh` (PowerShell 7, on Linux too), `bash` or `sh`",
+            shell.program()
+        )));
+    }
+    if shell == buildspec::Shell::Pwsh
+        && !path
+            .split(':')
+            .filter(|d| Path::new(d).is_absolute())
+            .any(|d| Path::new(d).join("pwsh").is_file())
+    {
+        return Err(BuildError::Shell(
+            "this buildspec runs its commands with `pwsh` (env.shell), and there is no `pwsh` on \
+             PATH: install PowerShell 7 (https://aka.ms/install-powershell), or write `shell: bash`"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Things in the buildspec kiln reads but does not act on, said once per build.
 fn notices(spec: &Buildspec) -> Vec<String> {
     let mut notes = Vec::new();
     if spec.batch.is_some() {
         notes
             .push("`batch` is read but not run: kiln runs this buildspec as one build".to_string());
-    }
-    for phase in &spec.phases {
-        if !phase.runtime_versions.is_empty() {
-            let asked: Vec<String> = phase
-                .runtime_versions
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            notes.push(format!(
-                "runtime-versions ({}) are not installed by kiln: the host's toolchains are used",
-                asked.join(", ")
-            ));
-        }
     }
     notes
 }
@@ -1619,7 +1664,28 @@ impl Runner<'_> {
             status_code: "",
             message: String::new(),
         };
-        if let Some(phase) = phase {
+        if name == PhaseName::Install {
+            match &self.runtimes {
+                Ok(chosen) => {
+                    for t in chosen {
+                        self.log.container(&format!(
+                            "runtime-versions: {} {} \u{2192} {}",
+                            t.runtime,
+                            t.asked,
+                            t.root.display()
+                        ));
+                    }
+                }
+                Err(unmatched) => {
+                    run = PhaseRun {
+                        status: Status::Failed,
+                        status_code: "YAML_FILE_ERROR",
+                        message: unmatched.to_string(),
+                    };
+                }
+            }
+        }
+        if let (Some(phase), Status::Succeeded) = (phase, run.status) {
             let run_as = match &phase.run_as {
                 Some(user) => match resolve_user(user) {
                     Ok(ids) => ids,
@@ -1843,7 +1909,8 @@ impl Runner<'_> {
             out.display()
         );
         let context = self.context("DOWNLOAD_SOURCE");
-        let (args, policy) = self.shell_step(&script, Duration::from_secs(60));
+        let (mut args, policy) = self.shell_step(&script, Duration::from_secs(60));
+        args[0] = self.spec.env.shell.posix().to_string();
         let log: Arc<dyn sandbox::LogSink> = self.log.clone();
         let outcome = self
             .sandbox
@@ -1886,7 +1953,7 @@ impl Runner<'_> {
                 cwd: self.source_dir.clone(),
                 ..self.context("UPLOAD_ARTIFACTS")
             },
-            shell: self.spec.env.shell.program(),
+            shell: self.spec.env.shell.posix(),
             zip: self.options.zip,
             memory_limit: self.options.memory_limit,
             timeout: self.deadline.saturating_duration_since(Instant::now()),

@@ -99,7 +99,8 @@ pub struct BuildArgs {
     #[arg(long, env = "KILN_CACHE_READ_ONLY")]
     cache_read_only: bool,
 
-    /// Allow plain HTTP to the remote cache's endpoint (AWS_ENDPOINT_URL).
+    /// Plain HTTP to the remote cache's endpoint (AWS_ENDPOINT_URL) is meant: no warning (as
+    /// AWS_ALLOW_HTTP=true).
     #[arg(long)]
     allow_http: bool,
 

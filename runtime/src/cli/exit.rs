@@ -56,6 +56,7 @@ pub fn of_build(e: &kiln::build::BuildError) -> u8 {
         | BuildError::Namespaces(_)
         | BuildError::RunAs { .. }
         | BuildError::Cache(_)
+        | BuildError::Shell(_)
         | BuildError::Output(_) => BAD_INPUT,
         BuildError::Io { .. } | BuildError::Sandbox(_) => INTERNAL,
     }
@@ -75,7 +76,9 @@ pub fn of_revision(e: &kiln::revision::RevisionError) -> u8 {
 pub fn of_deploy(e: &kiln::deploy::DeployError) -> u8 {
     use kiln::deploy::DeployError;
     match e {
-        DeployError::NoRevision(_) | DeployError::Usage(_) => BAD_INPUT,
+        DeployError::NoRevision(_) | DeployError::Usage(_) | DeployError::Unsupported(_) => {
+            BAD_INPUT
+        }
         DeployError::Hook { .. }
         | DeployError::Install(_)
         | DeployError::Download(_)

@@ -83,7 +83,7 @@ pub struct AccessArgs {
     /// Allow plain HTTP to a registry that is not on this machine (localhost always may).
     #[arg(long)]
     insecure: bool,
-    /// Allow plain HTTP to the S3 endpoint set by AWS_ENDPOINT_URL.
+    /// Plain HTTP to the S3 endpoint in AWS_ENDPOINT_URL is meant: no warning (as AWS_ALLOW_HTTP=true).
     #[arg(long)]
     allow_http: bool,
 }

@@ -19,6 +19,9 @@ pub struct RollbackArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// The store options `kiln deploy` takes.
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 /// Rolls the group back, prints the result, and gives the exit code.
@@ -37,7 +40,7 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs) -> u8 {
         max_entries: limits.max_entries,
         max_size: limits.max_size as usize,
         json: args.json,
-        access: AccessArgs::default(),
+        access: args.access.clone(),
         rollback_only: true,
     };
     deploy(global, "", &deploy_args).await

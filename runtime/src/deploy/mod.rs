@@ -64,6 +64,10 @@ pub enum DeployError {
     Engine(String),
     #[error("{0}")]
     Usage(String),
+    /// The revision is for another kind of host (an `os: windows` AppSpec): found in
+    /// DownloadBundle, and then the deployment is not recorded.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl DeployError {
@@ -386,6 +390,13 @@ async fn run(
         .map_err(|e| DeployError::io(&dir, e))?;
     let result = lifecycle(options, layout, sandbox, revision, &mut d, &log).await;
     d.duration_ms = started.elapsed().as_millis() as u64;
+    if let Err(e @ DeployError::Unsupported(_)) = result {
+        // Nothing was installed and nothing ran: no deployment to record.
+        agent_log(layout, &id, &format!("refused: {e}"));
+        let _ = std::fs::remove_file(layout.records().join(format!("{id}.json")));
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     match result {
         Ok(()) => {
             d.status = Status::Succeeded;
@@ -475,6 +486,15 @@ async fn lifecycle(
                     0
                 })
                 .and_then(|n| {
+                    if let Ok((s, _, _)) = appspec::load(&archive)
+                        && s.os == "windows"
+                    {
+                        return Err(DeployError::Unsupported(
+                            "this revision's AppSpec is for Windows hosts (`os: windows`); \
+                             kiln deploys on Linux, and an `os: linux` AppSpec"
+                                .to_string(),
+                        ));
+                    }
                     write_atomic(
                         layout.most_recent().as_path(),
                         d.dir.to_string_lossy().as_bytes(),

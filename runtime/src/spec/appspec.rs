@@ -206,6 +206,11 @@ fn read_appspec(r: &mut Reader, root: &Node) -> AppSpec {
     }
     let mut version = None;
     let mut os = None;
+    // Destinations are Windows paths (`C:\inetpub\wwwroot`) in a Windows AppSpec, whatever the
+    // order of its keys.
+    let windows = entries
+        .iter()
+        .any(|(k, v)| k.as_str() == Some("os") && v.as_str() == Some("windows"));
     for (key, span, value) in r.map(root, "the AppSpec") {
         match key {
             "version" => {
@@ -227,19 +232,16 @@ fn read_appspec(r: &mut Reader, root: &Node) -> AppSpec {
                 os = Some(span);
                 match value.as_str() {
                     Some("linux") => spec.os = "linux".into(),
-                    Some("windows") => r.error_help(
-                        value.span,
-                        "this AppSpec is for Windows hosts; kiln deploys on Linux",
-                        "use `os: linux`",
-                    ),
+                    // A valid AppSpec, which `kiln deploy` refuses to deploy on Linux.
+                    Some("windows") => spec.os = "windows".into(),
                     _ => r.error_help(
                         value.span,
                         format!("unknown os {}", value.as_str().unwrap_or("(not a string)")),
-                        "use `os: linux` (or `windows`, which kiln does not deploy)",
+                        "use `os: linux` (or `windows`)",
                     ),
                 }
             }
-            "files" => spec.files = read_files(r, value),
+            "files" => spec.files = read_files(r, value, windows),
             "file_exists_behavior" => {
                 if let Some(text) = r.string(value, "file_exists_behavior") {
                     match FileExists::parse(&text) {
@@ -284,7 +286,14 @@ fn items<'n>(r: &mut Reader, node: &'n Node, what: &str) -> Vec<&'n Node> {
     }
 }
 
-fn read_files(r: &mut Reader, node: &Node) -> Vec<FileMapping> {
+/// Whether `path` is an absolute Windows path: a drive (`C:\`, `d:/`) or a share (`\\host\share`).
+fn windows_absolute(path: &str) -> bool {
+    let b = path.as_bytes();
+    (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/'))
+        || path.starts_with("\\\\")
+}
+
+fn read_files(r: &mut Reader, node: &Node, windows: bool) -> Vec<FileMapping> {
     let mut out = Vec::new();
     for item in items(r, node, "files") {
         let mut source = None;
@@ -294,14 +303,21 @@ fn read_files(r: &mut Reader, node: &Node) -> Vec<FileMapping> {
                 "source" => source = r.string(value, "source"),
                 "destination" => {
                     destination = r.string(value, "destination");
-                    if let Some(d) = &destination
-                        && !d.starts_with('/')
-                    {
-                        r.error_help(
-                            value.span,
-                            format!("the destination `{d}` is not an absolute path"),
-                            "destinations are absolute, e.g. /var/www/html",
-                        );
+                    if let Some(d) = &destination {
+                        if windows && !windows_absolute(d) {
+                            r.error_help(
+                                value.span,
+                                format!("the destination `{d}` is not an absolute Windows path"),
+                                "destinations of an `os: windows` AppSpec are absolute, \
+                                 e.g. C:\\inetpub\\wwwroot",
+                            );
+                        } else if !windows && !d.starts_with('/') {
+                            r.error_help(
+                                value.span,
+                                format!("the destination `{d}` is not an absolute path"),
+                                "destinations are absolute, e.g. /var/www/html",
+                            );
+                        }
                     }
                 }
                 other => r.ignored_key(other, span, "a files entry", &["source", "destination"]),

@@ -36,13 +36,20 @@ pub enum Version {
     V02,
 }
 
-/// The shell that runs commands (`env.shell`).
+/// The shell that runs commands (`env.shell`): sh or bash on Linux, `powershell.exe` or `cmd.exe`
+/// on CodeBuild's Windows images, and PowerShell 7 (`pwsh`), which runs on both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Shell {
     #[default]
     Sh,
     Bash,
+    Pwsh,
+    /// Windows PowerShell (`powershell.exe`), which exists on Windows only.
+    PowerShell,
+    /// `cmd.exe`, Windows only.
+    #[serde(rename = "cmd.exe")]
+    Cmd,
 }
 
 impl Shell {
@@ -51,7 +58,24 @@ impl Shell {
         match self {
             Shell::Sh => "sh",
             Shell::Bash => "bash",
+            Shell::Pwsh => "pwsh",
+            Shell::PowerShell => "powershell",
+            Shell::Cmd => "cmd.exe",
         }
+    }
+
+    /// The POSIX shell that expands what kiln expands itself (artifact names, `cache.key`): this
+    /// shell, or sh for a PowerShell build.
+    pub fn posix(self) -> &'static str {
+        match self {
+            Shell::Bash => "bash",
+            _ => "sh",
+        }
+    }
+
+    /// Whether the shell exists only on Windows, so a Linux host cannot run this buildspec.
+    pub fn windows_only(self) -> bool {
+        matches!(self, Shell::PowerShell | Shell::Cmd)
     }
 }
 
@@ -386,11 +410,15 @@ fn read_env(r: &mut Reader, node: &Node) -> Env {
                 env.shell = match value.as_str() {
                     Some("sh" | "/bin/sh") => Shell::Sh,
                     Some("bash" | "/bin/bash") => Shell::Bash,
+                    Some("pwsh" | "pwsh.exe") => Shell::Pwsh,
+                    Some("powershell" | "powershell.exe") => Shell::PowerShell,
+                    Some("cmd" | "cmd.exe") => Shell::Cmd,
                     _ => {
                         r.error_help(
                             value.span,
                             "unsupported shell",
-                            "kiln runs Linux builds: write `shell: bash` or `shell: sh`",
+                            "write `shell: bash`, `sh` or `pwsh` (or, for Windows images, \
+                             `powershell.exe` or `cmd.exe`)",
                         );
                         Shell::Sh
                     }

@@ -4,7 +4,9 @@
 //!
 //! Configuration is the AWS SDKs': `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
 //! `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`) for S3-compatible
-//! servers. Plain HTTP needs `--allow-http`, and only with an explicit endpoint.
+//! servers. An explicit `http://` endpoint is used as the AWS CLI uses it, with one warning per
+//! process that the traffic is not encrypted, unless object_store's `AWS_ALLOW_HTTP=true` (or its
+//! alias `--allow-http`) says plain HTTP is meant.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,21 +39,24 @@ pub(crate) fn client(bucket: &str, access: &Access) -> Result<Arc<AmazonS3>, Sto
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    match &endpoint {
-        Some(url) => {
-            if url.starts_with("http://") && !access.allow_http {
-                return Err(StoreError::Usage(format!(
-                    "the S3 endpoint {url} is plain HTTP: pass --allow-http to use it anyway"
-                )));
-            }
-            builder = builder.with_endpoint(url);
+    let allowed = access.allow_http
+        || std::env::var("AWS_ALLOW_HTTP")
+            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+    let http = endpoint.as_deref().is_some_and(|url| {
+        url.get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+    });
+    if let Some(url) = &endpoint {
+        if http && !allowed {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: the S3 endpoint {url} is plain HTTP: traffic to it is not \
+                     encrypted (AWS_ALLOW_HTTP=true says that is meant)"
+                );
+            });
         }
-        None if access.allow_http => {
-            return Err(StoreError::Usage(
-                "--allow-http applies only to an explicit endpoint: set AWS_ENDPOINT_URL".into(),
-            ));
-        }
-        None => {}
+        builder = builder.with_endpoint(url);
     }
     if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
         builder = builder.with_region("us-east-1");
@@ -68,9 +73,10 @@ pub(crate) fn client(bucket: &str, access: &Access) -> Result<Arc<AmazonS3>, Sto
             retry_timeout: Duration::from_secs(120),
         })
         .with_client_options(
-            // allow_http lives in the client options: set here, or these would reset it.
+            // allow_http lives in the client options (where `from_env` put AWS_ALLOW_HTTP): set
+            // here, or these would reset it. Only an explicit endpoint can be plain HTTP.
             ClientOptions::new()
-                .with_allow_http(access.allow_http && endpoint.is_some())
+                .with_allow_http(http)
                 .with_connect_timeout(Duration::from_secs(10))
                 .with_timeout(Duration::from_secs(600)),
         );
