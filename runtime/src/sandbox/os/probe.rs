@@ -523,12 +523,12 @@ pub fn user_namespaces() -> Result<(), String> {
     outcome.map_err(explain)
 }
 
-/// Whether overlayfs can be mounted, and written through, inside a user namespace, as a rootless
-/// sandbox mounts the build's `/`: in a child with its own user and mount namespaces, a tmpfs on a
-/// temporary directory holds a lower directory (with a file in it), an upper and a work directory;
-/// the overlay of them gets a new file and an append to the lower file (a copy-up), both of which must
-/// land in the upper directory. Nothing is mounted outside the child.
-pub fn overlay_in_user_namespace() -> Result<(), String> {
+/// Runs `then` in a child with its own user and mount namespaces (root mapped to the caller) on a
+/// 1 MiB tmpfs mounted on a new temporary directory, whose NUL-terminated path it is given. Nothing
+/// is mounted outside the child.
+fn on_a_tmpfs_in_child(
+    then: impl FnOnce(&CString) -> Result<(), StepFailed>,
+) -> Result<(), String> {
     let dir = tempfile::Builder::new()
         .prefix(".kiln-probe-")
         .tempdir()
@@ -563,6 +563,18 @@ pub fn overlay_in_user_namespace() -> Result<(), String> {
             )
         })
         .map_err(at(Step::Tmpfs))?;
+        then(&target)
+    })?;
+    drop(dir);
+    outcome.map_err(explain)
+}
+
+/// Whether overlayfs can be mounted, and written through, inside a user namespace, as a rootless
+/// sandbox mounts the build's `/`: on a tmpfs of a child's own ([`on_a_tmpfs_in_child`]), a lower
+/// directory (with a file in it), an upper and a work directory; the overlay of them gets a new file
+/// and an append to the lower file (a copy-up), both of which must land in the upper directory.
+pub fn overlay_in_user_namespace() -> Result<(), String> {
+    on_a_tmpfs_in_child(|target| {
         // Relative paths from here on: the overlay's options then never need escaping.
         // SAFETY: changes the child's working directory to a NUL-terminated path.
         sys(unsafe { libc::chdir(target.as_ptr()) }).map_err(at(Step::Chdir))?;
@@ -593,48 +605,14 @@ pub fn overlay_in_user_namespace() -> Result<(), String> {
             sys(unsafe { libc::access(name.as_ptr(), libc::F_OK) }).map_err(at(Step::Upper))?;
         }
         Ok(())
-    })?;
-    drop(dir);
-    outcome.map_err(explain)
+    })
 }
 
 /// Whether a build's private layers can live in memory: a tmpfs mounted in a user namespace keeps
 /// the `user.*` attributes overlay stores its whiteouts and opaque folders in (Linux 6.6 and
 /// later). Where it does not, the layers are folders of the build's scratch folder, on its disk.
 pub fn layers_in_memory() -> Result<(), String> {
-    let dir = tempfile::Builder::new()
-        .prefix(".kiln-probe-")
-        .tempdir()
-        .map_err(|e| format!("kiln could not create a temporary directory: {e}"))?;
-    let target = CString::new(dir.path().as_os_str().as_bytes())
-        .map_err(|_| format!("the temporary directory {} has a NUL", dir.path().display()))?;
-    let map = SelfMap::new();
-    let outcome = run_in_child(|| {
-        map.enter()?;
-        // SAFETY: unshare only changes this (child) process's namespaces.
-        sys(unsafe { libc::unshare(libc::CLONE_NEWNS) }).map_err(at(Step::MountNs))?;
-        // SAFETY: a propagation change of the child's own mount namespace, as above.
-        sys(unsafe {
-            libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            )
-        })
-        .map_err(at(Step::PrivateMounts))?;
-        // SAFETY: mounts a tmpfs in the child's own mount namespace; every string is NUL-terminated.
-        sys(unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                c"size=1m,mode=0755".as_ptr().cast(),
-            )
-        })
-        .map_err(at(Step::Tmpfs))?;
+    on_a_tmpfs_in_child(|target| {
         // SAFETY: sets an attribute on a NUL-terminated path from a live 1-byte value.
         sys(unsafe {
             libc::setxattr(
@@ -645,11 +623,8 @@ pub fn layers_in_memory() -> Result<(), String> {
                 0,
             )
         })
-        .map_err(at(Step::UserXattr))?;
-        Ok(())
-    })?;
-    drop(dir);
-    outcome.map_err(explain)
+        .map_err(at(Step::UserXattr))
+    })
 }
 
 /// A child process in a user namespace of its own, waiting to be killed: it keeps the namespace
