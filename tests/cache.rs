@@ -66,9 +66,11 @@ fn changing_the_source_misses_and_says_why() {
     let (b, trace) = traced();
     b.run().success();
     std::fs::write(b.path().join("src/app.txt"), "payload-v2").unwrap();
+    std::fs::write(b.path().join("src/new.txt"), "new").unwrap();
     let run = b.run_with(&["--explain-cache"]);
-    run.success()
-        .log_has("Cache miss: since the last build of this project, the source files changed");
+    run.success().log_has(
+        "Cache miss: since the last build of this project, the source files changed: src/app.txt, src/new.txt (added)",
+    );
     assert_eq!(runs(trace.path()), 2);
     assert_eq!(
         std::fs::read_to_string(run.output.join("primary/app.txt")).unwrap(),

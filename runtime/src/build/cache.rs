@@ -39,7 +39,7 @@ pub fn key_inputs(
     vars: &Vars,
     shell: &str,
     plugins: &[(String, blake3::Hash)],
-) -> Result<KeyInputs, CasError> {
+) -> Result<(KeyInputs, Tree), CasError> {
     let mut tree = Tree::scan(source_dir)?;
     if let Some(rel) = buildspec_in_source {
         tree.entries.retain(|e| Path::new(e.path()) != rel);
@@ -54,14 +54,17 @@ pub fn key_inputs(
         .iter()
         .map(|(name, digest)| (name.clone(), Digest::from(*digest)))
         .collect();
-    Ok(KeyInputs {
-        kiln_version: env!("CARGO_PKG_VERSION").to_string(),
-        buildspec: Digest::of(canonical_buildspec.as_bytes()),
-        source,
-        env,
-        shell: shell.to_string(),
-        plugins,
-    })
+    Ok((
+        KeyInputs {
+            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+            buildspec: Digest::of(canonical_buildspec.as_bytes()),
+            source,
+            env,
+            shell: shell.to_string(),
+            plugins,
+        },
+        tree,
+    ))
 }
 
 /// Puts a cached build's artifacts back in the output folder and its log on the console.
@@ -137,9 +140,64 @@ pub fn save(
     store.put_action(key, &entry)
 }
 
-/// Says, for `--explain-cache`, how this build's inputs differ from the project's last build, and
-/// remembers them for the next one.
-pub fn explain(records: &Path, inputs: &KeyInputs, hit: bool, log: &BuildLog) {
+/// The source files of a tree, one `digest path` line each (as b3sum prints them): what the next
+/// `--explain-cache` compares with.
+fn listing(tree: &Tree) -> String {
+    use crate::cas::tree::Entry;
+    let mut out = String::new();
+    for entry in &tree.entries {
+        let what = match entry {
+            Entry::File {
+                digest, executable, ..
+            } => {
+                format!("{}{}", digest.hex(), if *executable { "x" } else { "" })
+            }
+            Entry::Symlink { target, .. } => format!("link:{target}"),
+            Entry::Dir { .. } => continue,
+        };
+        // A path with a newline cannot be told apart in a listing: it is left out of it.
+        if !entry.path().contains('\n') {
+            out.push_str(&format!("{what} {}\n", entry.path()));
+        }
+    }
+    out
+}
+
+/// The files added, removed and changed between two listings, named (at most `max` in all).
+fn changed_files(before: &str, now: &str, max: usize) -> String {
+    let parse = |text: &str| -> BTreeMap<String, String> {
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(what, path)| (path.to_string(), what.to_string()))
+            .collect()
+    };
+    let (before, now) = (parse(before), parse(now));
+    let mut named = Vec::new();
+    for (path, what) in &now {
+        match before.get(path) {
+            None => named.push(format!("{path} (added)")),
+            Some(old) if old != what => named.push(path.clone()),
+            _ => {}
+        }
+    }
+    named.extend(
+        before
+            .keys()
+            .filter(|p| !now.contains_key(*p))
+            .map(|p| format!("{p} (removed)")),
+    );
+    let total = named.len();
+    named.truncate(max);
+    let mut text = named.join(", ");
+    if total > max {
+        text.push_str(&format!(" and {} more", total - max));
+    }
+    text
+}
+
+/// Says, for `--explain-cache`, how this build's inputs differ from the project's last build (the
+/// source files by name), and remembers them for the next one.
+pub fn explain(records: &Path, inputs: &KeyInputs, tree: &Tree, hit: bool, log: &BuildLog) {
     let path = records.join("last-key-inputs.json");
     let before: Option<KeyInputs> = std::fs::read(&path)
         .ok()
@@ -150,7 +208,18 @@ pub fn explain(records: &Path, inputs: &KeyInputs, hit: bool, log: &BuildLog) {
             "Cache {verdict}: no earlier build of this project to compare with"
         )),
         Some(before) => {
-            let changes = inputs.changes_since(&before);
+            let mut changes = inputs.changes_since(&before);
+            if inputs.source != before.source
+                && let Ok(old) = std::fs::read_to_string(records.join("last-source.txt"))
+            {
+                let files = changed_files(&old, &listing(tree), 10);
+                for change in changes
+                    .iter_mut()
+                    .filter(|c| *c == "the source files changed")
+                {
+                    *change = format!("the source files changed: {files}");
+                }
+            }
             if changes.is_empty() {
                 log.container(&format!(
                     "Cache {verdict}: nothing changed since the last build of this project"
@@ -165,11 +234,12 @@ pub fn explain(records: &Path, inputs: &KeyInputs, hit: bool, log: &BuildLog) {
     }
 }
 
-/// Remembers a build's inputs for the next `--explain-cache`.
-pub fn remember(records: &Path, inputs: &KeyInputs) {
+/// Remembers a build's inputs, and its source files by digest, for the next `--explain-cache`.
+pub fn remember(records: &Path, inputs: &KeyInputs, tree: &Tree) {
     if let Ok(bytes) = serde_json::to_vec_pretty(inputs) {
         let _ = super::write_private(&records.join("last-key-inputs.json"), &bytes);
     }
+    let _ = super::write_private(&records.join("last-source.txt"), listing(tree).as_bytes());
 }
 
 /// Of the most recent `n` builds recorded under `state_dir`, how many were cache hits.
@@ -211,4 +281,21 @@ pub fn hit_rate(state_dir: &Path, n: usize) -> (usize, usize) {
         })
         .count();
     (hits, recent.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_files;
+
+    #[test]
+    fn changed_files_are_named_added_removed_and_counted_past_the_limit() {
+        let before = "aa a.txt\nbb b.txt\ncc c.txt\n";
+        let now = "aa a.txt\nbX b.txt\ndd d.txt\n";
+        assert_eq!(
+            changed_files(before, now, 10),
+            "b.txt, d.txt (added), c.txt (removed)"
+        );
+        assert_eq!(changed_files(before, now, 1), "b.txt and 2 more");
+        assert_eq!(changed_files(now, now, 10), "");
+    }
 }

@@ -708,7 +708,7 @@ pub async fn run_leaving_scratch(
     let mut to_save = None;
     match (&store, uncacheable) {
         (Some(store), None) => {
-            let inputs = cache::key_inputs(
+            let (inputs, tree) = cache::key_inputs(
                 &canonical,
                 spec_path.strip_prefix(&source).ok(),
                 &source_dir,
@@ -732,9 +732,9 @@ pub async fn run_leaving_scratch(
                 }
             };
             if options.explain_cache {
-                cache::explain(&records, &inputs, hit.is_some(), &log);
+                cache::explain(&records, &inputs, &tree, hit.is_some(), &log);
             }
-            cache::remember(&records, &inputs);
+            cache::remember(&records, &inputs, &tree);
             if let Some((entry, trees)) = hit {
                 let restored = cache::restore(store, &entry, &trees, &output, options.zip, &log);
                 match restored {
