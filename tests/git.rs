@@ -340,3 +340,128 @@ fn artifacts_never_collect_a_git_folder() {
         ["a.txt", "b.txt", "buildspec.yml", "gone.txt"]
     );
 }
+
+#[test]
+fn source_version_builds_a_commit_and_its_buildspec_without_touching_the_working_tree() {
+    let spec = |lines: &[&str]| {
+        let mut s = String::from("version: 0.2\nphases:\n  build:\n    commands:\n");
+        for l in lines {
+            s.push_str(&format!("      - {l}\n"));
+        }
+        s
+    };
+    let b = Build::new()
+        .write(
+            "buildspec.yml",
+            &spec(&["cat a.txt", "git rev-parse HEAD", "git status --porcelain", "echo spec-one"]),
+        )
+        .write("a.txt", "a1\n")
+        .write("tool.sh", "#!/bin/sh\necho tool\n")
+        .sh(&format!(
+            "chmod +x tool.sh && ln -s a.txt link.txt && git init -q -b main . && git add -A && {COMMIT} -m one && git tag v1.0"
+        ))
+        .write(
+            "buildspec.yml",
+            &spec(&["cat a.txt", "git branch --show-current", "./tool.sh", "cat link.txt", "echo spec-two"]),
+        )
+        .write("a.txt", "a2\n")
+        .sh(&format!("git add -A && {COMMIT} -m two"))
+        .write("a.txt", "uncommitted\n");
+    let v1 = git(b.path(), &["rev-parse", "v1.0^{commit}"]);
+    let head = git(b.path(), &["rev-parse", "HEAD"]);
+
+    // A tag: that commit's files and buildspec, a clean `git status`, HEAD at the commit.
+    let run = b.run_with(&["--source-version", "v1.0"]);
+    run.success();
+    assert_eq!(run.output_lines(), ["a1", v1.as_str(), "spec-one"]);
+    assert_eq!(run.json["source_version"], v1.as_str());
+    // A branch: its tip (not the uncommitted change), on that branch; modes and links kept.
+    let run = b.run_with(&["--source-version", "main"]);
+    run.success();
+    assert_eq!(run.output_lines(), ["a2", "main", "tool", "a2", "spec-two"]);
+    // The working tree and the repository are as they were.
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("a.txt")).unwrap(),
+        "uncommitted\n"
+    );
+    assert_eq!(git(b.path(), &["rev-parse", "HEAD"]), head);
+    // A name of no commit, or one git would read as an option: exit 2, nothing runs.
+    for bad in ["nope", "--output=/tmp/x"] {
+        let run = b.run_with(&[&format!("--source-version={bad}")]);
+        run.code(2);
+        assert!(run.stderr.contains("--source-version"), "{}", run.stderr);
+        assert!(!run.stderr.contains("spec-"), "a command ran");
+    }
+}
+
+#[test]
+fn source_version_refuses_a_commit_holding_paths_git_would_not_check_out() {
+    // Trees made with `git mktree` (which checks no names): one holding `.git/…`, one holding `..`.
+    let b = Build::new()
+        .buildspec(&build_commands(&["echo ran"]))
+        .sh(&format!(
+            "git init -q -b main . && git add -A && {COMMIT} -m one"
+        ));
+    let blob = git_stdin(b.path(), &["hash-object", "-w", "--stdin"], "evil\n");
+    let inner = git_stdin(
+        b.path(),
+        &["mktree"],
+        &format!("100644 blob {blob}\thooks-post-checkout\n"),
+    );
+    let spec = git(b.path(), &["rev-parse", "HEAD:buildspec.yml"]);
+    for (name, listing) in [
+        (
+            "dotgit",
+            format!("040000 tree {inner}\t.git\n100644 blob {spec}\tbuildspec.yml\n"),
+        ),
+        (
+            "dotdot",
+            format!("100644 blob {blob}\t..\n100644 blob {spec}\tbuildspec.yml\n"),
+        ),
+    ] {
+        let tree = git_stdin(b.path(), &["mktree"], &listing);
+        let commit = git(
+            b.path(),
+            &[
+                "-c",
+                "user.email=k@example.com",
+                "-c",
+                "user.name=k",
+                "commit-tree",
+                &tree,
+                "-m",
+                name,
+            ],
+        );
+        git(b.path(), &["tag", name, &commit]);
+        let run = b.run_with(&["--source-version", name]);
+        run.code(2);
+        assert!(
+            run.stderr.contains("a path git would not check out"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("\nran"), "a command ran");
+    }
+}
+
+fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

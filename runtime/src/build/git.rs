@@ -418,3 +418,171 @@ mod tests {
         assert!(!plain_ref("refs/tags/a\nb"));
     }
 }
+
+/// A commit of the project's repository named by `--source-version`: a branch, a tag or a commit.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    /// The commit it names.
+    pub commit: String,
+    /// The branch it names (without `refs/heads/`), when it names one.
+    pub branch: Option<String>,
+}
+
+/// Resolves `name` (a branch, tag or commit) in the repository checked out at `dir`. A name git
+/// would read as an option is refused.
+pub fn resolve(dir: &Path, name: &str) -> Result<Revision, String> {
+    if name.is_empty() || name.starts_with('-') || name.contains(['\n', '\0']) {
+        return Err(format!("`{name}` is not a branch, tag or commit name"));
+    }
+    let commit = output(
+        dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &format!("{name}^{{commit}}"),
+        ],
+    )
+    .filter(|c| is_object_id(c))
+    .ok_or_else(|| {
+        format!(
+            "`{name}` names no commit of the repository at {}",
+            dir.display()
+        )
+    })?;
+    let branch = output(
+        dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &format!("refs/heads/{name}"),
+        ],
+    )
+    .filter(|c| *c == commit && plain_ref(&format!("refs/heads/{name}")))
+    .map(|_| name.to_string());
+    Ok(Revision { commit, branch })
+}
+
+/// One entry of a commit's tree, as `git ls-tree` lists it.
+pub struct TreeEntry {
+    /// Its path, checked: relative, no `.`, `..` or `.git` part.
+    pub path: PathBuf,
+    /// `100644`, `100755`, `120000` (a link) or `160000` (a submodule's commit).
+    pub mode: String,
+    pub id: String,
+}
+
+/// Every entry of `commit`'s tree, read from the repository at `dir`. A path git itself would
+/// refuse to check out (`..`, `.git`, absolute) is an error: the repository may be hostile.
+pub fn tree_of(dir: &Path, commit: &str) -> Result<Vec<TreeEntry>, String> {
+    let out = command(dir, &["ls-tree", "-r", "-z", "--full-tree", commit])
+        .output()
+        .map_err(|e| format!("git ls-tree: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git ls-tree: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let mut entries = Vec::new();
+    for record in out.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let text = std::str::from_utf8(record)
+            .map_err(|_| "a path of the commit is not UTF-8".to_string())?;
+        let (meta, path) = text
+            .split_once('\t')
+            .ok_or_else(|| format!("git ls-tree printed `{text}`"))?;
+        let mut fields = meta.split(' ');
+        let (Some(mode), Some(_kind), Some(id)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(format!("git ls-tree printed `{text}`"));
+        };
+        let path = PathBuf::from(path);
+        let safe = path.components().all(|c| match c {
+            std::path::Component::Normal(part) => !part.eq_ignore_ascii_case(".git"),
+            _ => false,
+        });
+        if !safe || !is_object_id(id) {
+            return Err(format!(
+                "the commit holds a path git would not check out: {}",
+                path.display()
+            ));
+        }
+        entries.push(TreeEntry {
+            path,
+            mode: mode.to_string(),
+            id: id.to_string(),
+        });
+    }
+    Ok(entries)
+}
+
+/// Streams the contents of `ids` (blobs) from the repository at `dir`, in order: `each` is given
+/// the index and a reader of exactly that blob (never held whole in memory).
+pub fn read_blobs(
+    dir: &Path,
+    ids: &[&str],
+    mut each: impl FnMut(usize, &mut dyn std::io::Read) -> Result<(), String>,
+) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = command(dir, &["cat-file", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("git cat-file: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("git cat-file has no stdin")?;
+    let list: String = ids.iter().map(|id| format!("{id}\n")).collect();
+    // Written from a thread: git answers while it reads, and both pipes would fill.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(list.as_bytes());
+    });
+    let mut out = BufReader::new(child.stdout.take().ok_or("git cat-file has no stdout")?);
+    let mut read_one = |i: usize, id: &str| -> Result<(), String> {
+        let mut header = String::new();
+        if out.read_line(&mut header).map_err(|e| e.to_string())? == 0 {
+            return Err(format!("git cat-file ended before {id}"));
+        }
+        let size: u64 = match header.trim_end().split(' ').collect::<Vec<_>>().as_slice() {
+            [got, "blob", size] if got == &id => size
+                .parse()
+                .map_err(|_| format!("git cat-file: {}", header.trim_end()))?,
+            _ => return Err(format!("git cat-file: {}", header.trim_end())),
+        };
+        let mut body = (&mut out).take(size);
+        each(i, &mut body)?;
+        // What `each` left of the blob, then the newline after it.
+        std::io::copy(&mut body, &mut std::io::sink()).map_err(|e| e.to_string())?;
+        let mut newline = [0u8; 1];
+        out.read_exact(&mut newline).map_err(|e| e.to_string())
+    };
+    let mut result = Ok(());
+    for (i, id) in ids.iter().enumerate() {
+        result = read_one(i, id);
+        if result.is_err() {
+            break;
+        }
+    }
+    drop(out);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = writer.join();
+    result
+}
+
+/// The content of `rel` (a file, at most 1 MiB) in `commit` of the repository at `dir`.
+pub fn file_at(dir: &Path, commit: &str, rel: &Path) -> Result<String, String> {
+    let rel = rel.to_str().ok_or("the path is not UTF-8")?;
+    let out = command(dir, &["cat-file", "blob", &format!("{commit}:{rel}")])
+        .output()
+        .map_err(|e| format!("git cat-file: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{commit} has no file {rel}"));
+    }
+    if out.stdout.len() > 1 << 20 {
+        return Err(format!("{rel} in {commit} is larger than 1 MiB"));
+    }
+    String::from_utf8(out.stdout).map_err(|_| format!("{rel} in {commit} is not UTF-8"))
+}

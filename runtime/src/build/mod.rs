@@ -47,6 +47,9 @@ pub struct BuildOptions {
     pub buildspec: Option<PathBuf>,
     /// Build in the source directory itself rather than in a copy.
     pub in_place: bool,
+    /// Build this branch, tag or commit of the source's repository instead of its working tree
+    /// (which is left as it is).
+    pub source_version: Option<String>,
     /// `--env K=V`, over the buildspec's variables.
     pub env: Vec<(String, String)>,
     /// Host variables to pass through besides the defaults.
@@ -292,12 +295,29 @@ pub async fn run_leaving_scratch(
         .canonicalize()
         .map_err(BuildError::io(&options.source))?;
     let spec_path = find_buildspec(&source, options.buildspec.as_deref())?;
+    // A build of another commit (`--source-version`) runs that commit's buildspec.
+    let parsed = match &options.source_version {
+        Some(name) => {
+            let revision_err =
+                |e: String| BuildError::Snapshot(workspace::SnapshotError::Revision(e));
+            let revision = git::resolve(&source, name).map_err(revision_err)?;
+            let rel = spec_path.strip_prefix(&source).map_err(|_| {
+                revision_err(format!(
+                    "the buildspec {} is not in the repository",
+                    spec_path.display()
+                ))
+            })?;
+            let text = git::file_at(&source, &revision.commit, rel).map_err(revision_err)?;
+            buildspec::parse(&PathBuf::from(format!("{name}:{}", rel.display())), &text)?
+        }
+        None => buildspec::load(&spec_path)?,
+    };
     let Parsed {
         buildspec: spec,
         warnings,
         source: spec_text,
         canonical,
-    } = buildspec::load(&spec_path)?;
+    } = parsed;
     let secrets = match &options.secrets {
         Some(path) => Secrets::load(path)?,
         None => Secrets::default(),
@@ -444,7 +464,10 @@ pub async fn run_leaving_scratch(
             .filter(|rel| !rel.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .collect();
-        let snapshot = workspace::snapshot(&source, work_tree, &dir, &outputs)?;
+        let snapshot = match &options.source_version {
+            Some(name) => workspace::snapshot_at(&source, work_tree, name, &dir)?,
+            None => workspace::snapshot(&source, work_tree, &dir, &outputs)?,
+        };
         log.container(&format!(
             "Copied {} files of {} into {}",
             snapshot.files,

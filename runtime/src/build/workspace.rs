@@ -9,7 +9,7 @@
 //! are listed, for [`git::Repository::lend`] to give the workspace a `.git` of its own once the
 //! build is known to run.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::git;
@@ -36,6 +36,8 @@ pub struct Snapshot {
 pub enum SnapshotError {
     #[error("cannot copy {}: {source}", path.display())]
     Copy { path: PathBuf, source: io::Error },
+    #[error("--source-version: {0}")]
+    Revision(String),
     #[error("git could not list the files of {}: {message}", dir.display())]
     Git { dir: PathBuf, message: String },
 }
@@ -127,6 +129,107 @@ pub fn snapshot(
         }
         snapshot.files += 1;
     }
+    Ok(snapshot)
+}
+
+/// Writes the tree of `revision` of the repository checked out at `source` into the empty
+/// directory `dest`, as git would check it out (files, executables, links; a submodule is an empty
+/// folder), without touching the working tree: `--source-version`. Contents come from git's object
+/// database as they are (no filter of the repository runs); every path is made below `dest`'s
+/// handle, never through a link the tree itself holds. `.kiln/` folders are left out.
+pub fn snapshot_at(
+    source: &Path,
+    work_tree: Option<git::WorkTree>,
+    name: &str,
+    dest: &Path,
+) -> Result<Snapshot, SnapshotError> {
+    use std::io::Write;
+    let revision_err = SnapshotError::Revision;
+    let tree = work_tree
+        .ok_or_else(|| revision_err(format!("{} is not in a git repository", source.display())))?;
+    if tree.root.as_deref() != Some(source) {
+        return Err(revision_err(format!(
+            "{} is not the root of its git repository; build the repository's root",
+            source.display()
+        )));
+    }
+    let revision = git::resolve(source, name).map_err(revision_err)?;
+    let entries = git::tree_of(source, &revision.commit).map_err(revision_err)?;
+    let root = crate::beneath::Dir::open(dest).map_err(|e| revision_err(e.to_string()))?;
+    let copy_err = |path: &Path, e: String| SnapshotError::Copy {
+        path: dest.join(path),
+        source: io::Error::other(e),
+    };
+    let kept: Vec<&git::TreeEntry> = entries.iter().filter(|e| !in_kiln_dir(&e.path)).collect();
+    let mut files = 0;
+    // Folders (submodules) and files first, links last: a link of the tree never leads a later
+    // file elsewhere (beneath refuses to go through one anyway).
+    for entry in kept.iter().filter(|e| e.mode == "160000") {
+        root.create_dir_all(&entry.path)
+            .map_err(|e| copy_err(&entry.path, e.to_string()))?;
+    }
+    let blobs: Vec<&&git::TreeEntry> = kept
+        .iter()
+        .filter(|e| e.mode == "100644" || e.mode == "100755" || e.mode == "120000")
+        .collect();
+    let ids: Vec<&str> = blobs.iter().map(|e| e.id.as_str()).collect();
+    let mut links = Vec::new();
+    git::read_blobs(source, &ids, |i, body| {
+        let entry = blobs[i];
+        if entry.mode == "120000" {
+            let mut target = Vec::new();
+            body.take(4096)
+                .read_to_end(&mut target)
+                .map_err(|e| e.to_string())?;
+            links.push((entry.path.clone(), target));
+            return Ok(());
+        }
+        let parent = entry.path.parent().filter(|p| !p.as_os_str().is_empty());
+        let dir = match parent {
+            Some(p) => root.create_dir_all(p).map_err(|e| e.to_string())?,
+            None => crate::beneath::Dir::open(dest).map_err(|e| e.to_string())?,
+        };
+        let name = entry
+            .path
+            .file_name()
+            .map(Path::new)
+            .ok_or("a path without a name")?;
+        let mode = if entry.mode == "100755" { 0o755 } else { 0o644 };
+        let mut file = dir
+            .create_file_mode(name, mode)
+            .map_err(|e| e.to_string())?;
+        io::copy(body, &mut file).map_err(|e| e.to_string())?;
+        file.flush().map_err(|e| e.to_string())?;
+        files += 1;
+        Ok(())
+    })
+    .map_err(|e| revision_err(format!("reading {}: {e}", revision.commit)))?;
+    for (path, target) in links {
+        use std::os::unix::ffi::OsStringExt;
+        let target = PathBuf::from(std::ffi::OsString::from_vec(target));
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let dir = match parent {
+            Some(p) => root.create_dir_all(p),
+            None => crate::beneath::Dir::open(dest),
+        }
+        .map_err(|e| copy_err(&path, e.to_string()))?;
+        let name = path.file_name().map(Path::new).unwrap_or(Path::new(""));
+        dir.symlink(&target, name)
+            .map_err(|e| copy_err(&path, e.to_string()))?;
+        files += 1;
+    }
+    let mut snapshot = Snapshot {
+        files,
+        git_head: Some(revision.commit.clone()),
+        repositories: Vec::new(),
+        without_history: Vec::new(),
+    };
+    let repository = tree.repository.map(|r| git::Repository {
+        head: revision.commit.clone(),
+        branch: revision.branch.clone(),
+        ..r
+    });
+    snapshot.found(source, PathBuf::new(), repository);
     Ok(snapshot)
 }
 

@@ -34,6 +34,11 @@ pub struct BuildArgs {
     #[arg(long)]
     in_place: bool,
 
+    /// Build this branch, tag or commit of the project's repository (its buildspec too) instead of
+    /// the working tree, which is not touched; the build's .git is at that commit.
+    #[arg(long, value_name = "REF", conflicts_with = "in_place")]
+    source_version: Option<String>,
+
     /// Set a variable, over the buildspec's own (repeatable).
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = parse_key_value)]
     env: Vec<(String, String)>,
@@ -176,6 +181,7 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         source,
         buildspec,
         in_place: args.in_place,
+        source_version: args.source_version.clone(),
         env,
         pass_env: settings.pass_env.clone(),
         secrets: settings.secrets.clone(),

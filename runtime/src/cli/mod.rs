@@ -56,6 +56,8 @@ pub struct Cli {
 }
 
 /// kiln's commands, in the order `kiln --help` lists them.
+// Parsed once per run: the size of the largest variant (build's flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Run a project's buildspec.yml phase by phase, as CodeBuild does.
