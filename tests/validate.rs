@@ -214,9 +214,11 @@ cache:
 "#,
     );
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(!stderr.contains("warning"), "{stderr}");
+    // The one warning: test reports are read but not made yet.
+    assert_eq!(stderr.matches("warning:").count(), 1, "{stderr}");
+    assert!(stderr.contains("makes no test report yet"), "{stderr}");
     assert!(
-        stdout.contains("valid buildspec 0.2 (4 phases, 5 commands, 0 warnings)"),
+        stdout.contains("valid buildspec 0.2 (4 phases, 5 commands, 1 warnings)"),
         "{stdout}"
     );
 }
@@ -301,4 +303,20 @@ fn a_reader_that_went_away_is_no_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
+}
+
+#[test]
+fn reports_are_warned_about_in_validate_and_at_build_time() {
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\nreports:\n  unit:\n    files:\n      - '**/*.xml'\n    file-format: JUNITXML\n";
+    let (code, _, err) = validate(spec);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("makes no test report yet"), "{err}");
+    assert!(err.contains(":6:1"), "{err}");
+    let run = Build::new().buildspec(spec).run();
+    run.success();
+    assert!(
+        run.stderr.contains("makes no test report yet"),
+        "{}",
+        run.stderr
+    );
 }

@@ -380,7 +380,15 @@ fn read_buildspec(r: &mut Reader, root: &Node) -> Buildspec {
                 phases_seen = true;
                 spec.phases = read_phases(r, value);
             }
-            "reports" => spec.reports = read_reports(r, value),
+            "reports" => {
+                spec.reports = read_reports(r, value);
+                if !spec.reports.is_empty() {
+                    r.warning(
+                        key_span,
+                        "kiln reads `reports` but makes no test report yet: the report files stay in the workspace (list them under `artifacts` to keep them)",
+                    );
+                }
+            }
             "artifacts" => spec.artifacts = Some(read_artifacts(r, value, "primary", true)),
             "cache" => spec.cache = Some(read_cache(r, value)),
             _ => r.ignored_key(key, key_span, "the buildspec", TOP_KEYS),
