@@ -276,3 +276,18 @@ fn a_name_with_slashes_nests_and_cannot_escape_the_output() {
     run.success();
     assert_eq!(run.artifact_files("builds/1/my-artifacts"), ["a.txt"]);
 }
+
+#[test]
+fn paths_name_the_build_variables_and_may_be_absolute_in_the_source() {
+    // aws-samples/aws-codebuild-lambda-deploy: `artifact=$CODEBUILD_SRC_DIR/...` in a command,
+    // then `files: [$artifact]` with discard-paths.
+    let run = Build::new()
+        .write("src/fn/handler.py", "print('hi')\n")
+        .write("out/skip.txt", "no")
+        .buildspec(
+            "version: 0.2\nenv:\n  variables:\n    DIST: dist\nphases:\n  build:\n    commands:\n      - artifact=$CODEBUILD_SRC_DIR/src/fn/handler.py\n      - mkdir -p dist/a && echo x > dist/a/x.txt && echo y > dist/a/y.log\nartifacts:\n  files:\n    - $artifact\n    - ${DIST}/**/*\n  exclude-paths:\n    - $CODEBUILD_SRC_DIR/dist/**/*.log\n  discard-paths: yes\n",
+        )
+        .run();
+    run.success();
+    assert_eq!(run.artifact_files("primary"), ["handler.py", "x.txt"]);
+}

@@ -724,3 +724,19 @@ fn a_daemon_swapping_a_cache_path_for_a_link_cannot_lead_the_restore_out() {
         );
     }
 }
+
+#[test]
+fn folders_below_a_cached_path_are_restored_into_a_fresh_workspace() {
+    // `node_modules/**/*` as aws-samples/aws-codebuild-samples caches it: files two folders down
+    // and a link in `.bin`, restored before install into a workspace that has no node_modules.
+    let b = Build::new().buildspec(
+        "version: 0.2\nphases:\n  install:\n    commands:\n      - test -f node_modules/m/lib/index.js && echo from-cache || { mkdir -p node_modules/m/lib node_modules/.bin && echo m > node_modules/m/lib/index.js && ln -s ../m/lib/index.js node_modules/.bin/m; }\n      - cat node_modules/.bin/m\ncache:\n  paths:\n    - 'node_modules/**/*'\n",
+    );
+    b.run().success().log_has("Saved cache for key");
+    let second = b.run_with(&["--no-cache"]);
+    second
+        .success()
+        .log_has("Restored cache")
+        .log_lacks("could not be restored");
+    assert_eq!(second.output_lines(), ["from-cache", "m"]);
+}

@@ -20,6 +20,7 @@ mod oci;
 mod phases;
 mod plugins;
 mod projects;
+mod real;
 mod revision;
 mod runtimes;
 mod s3;

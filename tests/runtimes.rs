@@ -123,3 +123,37 @@ fn runtime_version_the_host_lacks_fails_install_naming_what_it_has() {
         .log_lacks("install-ran")
         .log_lacks("build-ran");
 }
+
+#[test]
+fn the_program_on_path_serves_when_no_manager_holds_a_match() {
+    // A host with one system Node and no version manager, and `nodejs: latest` or the major that
+    // Node is (aws-samples/aws-cicd-bluegreen asks for a Node by `runtime-versions`).
+    let home = tempfile::tempdir().expect("temp dir");
+    fake_program(home.path(), "system", "node", "v20.20.2");
+    fake_program(home.path(), "system", "python3", "Python 3.11.2");
+    let path = format!(
+        "{}:{}",
+        home.path().join("system/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = build_in(
+        home.path(),
+        "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      nodejs: latest\n      python: 3.11\n    commands:\n      - node\n      - python3\n",
+    )
+    .env("PATH", &path)
+    .run();
+    run.success().log_has("v20.20.2").log_has("Python 3.11.2");
+    // A version it is not still fails, naming it.
+    let run = build_in(
+        home.path(),
+        "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      nodejs: 22\n",
+    )
+    .env("PATH", &path)
+    .run();
+    run.failure().phase("INSTALL", "FAILED");
+    let message = run
+        .find_phase("INSTALL")
+        .map(|p| p["message"].to_string())
+        .unwrap_or_default();
+    assert!(message.contains("on PATH: v20.20.2"), "{message}");
+}

@@ -123,6 +123,22 @@ fn an_unknown_top_level_key_only_warns() {
 }
 
 #[test]
+fn an_artifact_type_only_warns_as_codebuild_ignores_it() {
+    // aws-samples/aws-cicd-bluegreen: `artifacts: {type: zip, files: [...]}` builds on CodeBuild.
+    let (code, stdout, stderr) = validate(
+        "version: 0.2\nphases:\n  build:\n    commands: [true]\nartifacts:\n  type: zip\n  files: [a]\n  secondary-artifacts:\n    more:\n      type: zip\n      files: [b]\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("warning: artifacts.type is"), "{stderr}");
+    assert!(stderr.contains("buildspec.yml:6:3"), "{stderr}");
+    assert!(
+        stderr.contains("warning: secondary-artifacts.more.type is"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("valid buildspec"), "{stdout}");
+}
+
+#[test]
 fn an_unsupported_version_is_an_error() {
     let (code, _, stderr) = validate("version: 1.0\nphases: {}\n");
     assert_eq!(code, Some(2));

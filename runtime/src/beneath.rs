@@ -144,7 +144,14 @@ impl Dir {
 
     /// What is at `rel`, without following a link there; `None` when nothing is.
     pub fn entry(&self, rel: &Path) -> Result<Option<Entry>, BeneathError> {
-        let (parent, name) = self.split(rel)?;
+        let (parent, name) = match self.split(rel) {
+            Ok(split) => split,
+            // A folder on the way is missing: nothing is there either.
+            Err(BeneathError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let stat = match rfs::statat(&parent.fd, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
             Err(Errno::NOENT) => return Ok(None),
@@ -386,6 +393,14 @@ mod tests {
                 "{rel}"
             );
         }
+    }
+
+    #[test]
+    fn nothing_is_below_a_missing_folder() {
+        let (tmp, dir) = root();
+        assert_eq!(dir.entry(Path::new("missing/deeper/file")).unwrap(), None);
+        std::fs::write(tmp.path().join("file"), "").unwrap();
+        assert_eq!(dir.entry(Path::new("file")).unwrap(), Some(Entry::File));
     }
 
     #[test]

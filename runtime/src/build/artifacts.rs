@@ -5,6 +5,12 @@
 //! Where artifacts land is decided by [`Output::locate`]; every folder kiln makes, renames or
 //! removes there is reached through [`crate::beneath`], never through a link, and kiln replaces
 //! only what it published itself (a record of each is kept in `<output>/.kiln-published/`).
+//!
+//! As on CodeBuild, the paths of `files`, `base-directory` and `exclude-paths` may name the build's
+//! variables (`$OUT/**/*`, `${artifact}`), those the commands exported included, and may be absolute
+//! inside the source directory (`$CODEBUILD_SRC_DIR/dist/app.zip`): kiln expands them from the
+//! session's variables and makes such paths relative to the source directory before the plugin
+//! matches them.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -223,6 +229,8 @@ async fn collect_one(
     let prefix = format!(".kiln-staging-{}-", artifact.identifier.replace('/', "-"));
     let staging = Staging::new(output, &prefix)?;
     let staging_path = staging.dir.path().to_path_buf();
+    let vars = super::env::Vars::from_pairs(env.context.env.clone());
+    let path = |pattern: &str| in_source(&super::expand(pattern, &vars), &env.context.source_dir);
     let mut args = vec![
         "--shell".to_string(),
         env.shell.to_string(),
@@ -235,7 +243,7 @@ async fn collect_one(
             .unwrap_or_else(|| artifact.identifier.clone()),
     ];
     if let Some(base) = &artifact.base_directory {
-        args.extend(["--base-directory".to_string(), base.clone()]);
+        args.extend(["--base-directory".to_string(), path(base)]);
     }
     if artifact.discard_paths {
         args.push("--discard-paths".to_string());
@@ -244,7 +252,7 @@ async fn collect_one(
         args.push("--enable-symlinks".to_string());
     }
     for exclude in &artifact.exclude_paths {
-        args.extend(["--exclude".to_string(), exclude.clone()]);
+        args.extend(["--exclude".to_string(), path(exclude)]);
     }
     // A workspace's `.git` borrows the project's objects: a copy of it elsewhere is a broken
     // repository naming a path of this host. No `.git`, the project's or a submodule's, is
@@ -253,7 +261,7 @@ async fn collect_one(
         args.extend(["--exclude".to_string(), exclude.to_string()]);
     }
     args.push("--".to_string());
-    args.extend(artifact.files.iter().cloned());
+    args.extend(artifact.files.iter().map(|f| path(f)));
 
     let policy = Policy {
         preopens: vec![
@@ -301,6 +309,22 @@ async fn collect_one(
     }
     let name = sanitize(name.trim(), &artifact.identifier);
     publish(output, &staging, &artifact.identifier, name, env.zip)
+}
+
+/// An artifact path made relative to the source directory when it is absolute inside it (an
+/// absolute path elsewhere is left as it is, and matches nothing: the plugin sees only the source).
+fn in_source(pattern: &str, source_dir: &Path) -> String {
+    match Path::new(pattern).strip_prefix(source_dir) {
+        Ok(rest) if Path::new(pattern).is_absolute() => {
+            let rest = rest.to_string_lossy();
+            if rest.is_empty() {
+                ".".to_string()
+            } else {
+                rest.into_owned()
+            }
+        }
+        _ => pattern.to_string(),
+    }
 }
 
 /// Puts a staged artifact folder (`files` in `staging`) in its place as `<output>/<name>` (and
@@ -432,4 +456,19 @@ fn write_zip(dir: &Path, dest: &Path) -> Result<(), ArtifactError> {
     crate::revision::package(dir, dest, &options, None)
         .map(|_| ())
         .map_err(|e| ArtifactError::Plugin(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_paths_in_the_source_become_relative_to_it() {
+        let src = Path::new("/w/src");
+        assert_eq!(in_source("/w/src/dist/**/*", src), "dist/**/*");
+        assert_eq!(in_source("/w/src", src), ".");
+        assert_eq!(in_source("/w/srcx/a", src), "/w/srcx/a");
+        assert_eq!(in_source("/etc/passwd", src), "/etc/passwd");
+        assert_eq!(in_source("dist/*", src), "dist/*");
+    }
 }

@@ -342,11 +342,11 @@ pub async fn run_leaving_scratch(
             })
         });
     if let Ok(chosen) = &runtimes
-        && !chosen.is_empty()
+        && chosen.iter().any(|t| t.bin.is_some())
     {
         let bins: Vec<String> = chosen
             .iter()
-            .map(|t| t.bin.to_string_lossy().into_owned())
+            .filter_map(|t| Some(t.bin.as_ref()?.to_string_lossy().into_owned()))
             .collect();
         let path = resolved.vars.get("PATH").unwrap_or("/usr/bin:/bin");
         let path = format!("{}:{path}", bins.join(":"));

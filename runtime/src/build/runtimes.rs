@@ -22,10 +22,13 @@ pub struct Toolchain {
     pub runtime: String,
     /// The version as the buildspec writes it (`3.12`).
     pub asked: String,
-    /// The installed version's folder (`~/.pyenv/versions/3.12.1`).
+    /// The installed version's folder (`~/.pyenv/versions/3.12.1`), or the program on kiln's `PATH`
+    /// that matched (`/usr/bin/node`).
     pub root: PathBuf,
-    /// The folder that goes first on the build's `PATH` (`root/bin`, or `root` when it has none).
-    pub bin: PathBuf,
+    /// The folder that goes first on the build's `PATH` (`root/bin`, or `root` when it has none);
+    /// `None` for the program on `PATH`, which stays as it is (putting `/usr/bin` first would hide
+    /// other managers' programs, such as pyenv's `pip`, behind the system's).
+    pub bin: Option<PathBuf>,
 }
 
 /// A runtime the host has no matching version of: what was asked, what was found and where, and
@@ -301,13 +304,31 @@ fn select_one(
         Ok(Some(prefix)) => found.iter().rev().find(|(n, _, _)| n.starts_with(prefix)),
         Err(()) => None,
     };
+    // No version manager holds one: the program on kiln's PATH does when its version matches
+    // (a host with one system Node and `nodejs: latest`, or `22` when that Node is a 22).
+    let program = known
+        .filter(|_| best.is_none())
+        .and_then(|r| on_path_found(r.program, var));
+    if let Some((text, path)) = &program
+        && let (Ok(want), Some(have)) = (&want, version_in(text))
+        && want
+            .as_ref()
+            .is_none_or(|prefix| java_major(runtime, have).starts_with(prefix))
+    {
+        return Ok(Toolchain {
+            runtime: runtime.to_string(),
+            asked: asked.to_string(),
+            root: path.clone(),
+            bin: None,
+        });
+    }
     match best {
         Some((_, _, root)) => {
             let bin = root.join("bin");
             Ok(Toolchain {
                 runtime: runtime.to_string(),
                 asked: asked.to_string(),
-                bin: if bin.is_dir() { bin } else { root.clone() },
+                bin: Some(if bin.is_dir() { bin } else { root.clone() }),
                 root: root.clone(),
             })
         }
@@ -316,14 +337,25 @@ fn select_one(
             asked: asked.to_string(),
             found: found.into_iter().map(|(_, v, p)| (v, p)).collect(),
             searched,
-            on_path: known.and_then(|r| on_path(r.program, var)),
+            on_path: program.map(|(text, path)| format!("{text} ({})", path.display())),
         }),
     }
 }
 
+/// The first version-like word of what a program says of its version: `v22.3.0`, `Python 3.11.2`,
+/// `openjdk version "17.0.9" 2023-10-17`, `rustc 1.80.0 (…)`.
+fn version_in(text: &str) -> Option<Vec<u64>> {
+    text.split_whitespace()
+        .map(|word| word.trim_matches('"'))
+        .find_map(|word| numbers(word.strip_prefix('v').unwrap_or(word)))
+}
+
 /// What `program --version` on kiln's `PATH` prints first (or `java -version`, which prints on
-/// stderr), given two seconds: `python3 3.11.2 (/usr/bin/python3)`.
-fn on_path(program: [&str; 2], var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+/// stderr), given two seconds, and where the program is: `Python 3.11.2`, `/usr/bin/python3`.
+fn on_path_found(
+    program: [&str; 2],
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Option<(String, PathBuf)> {
     let [name, arg] = program;
     let path = var("PATH")?;
     // Absolute folders only: `.` in PATH must not make kiln run a program of the project.
@@ -347,10 +379,7 @@ fn on_path(program: [&str; 2], var: &dyn Fn(&str) -> Option<String>) -> Option<S
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Some(format!(
-                    "{name} ({}), which did not say its version",
-                    found.display()
-                ));
+                return Some((format!("{name}, which did not say its version"), found));
             }
         }
     }
@@ -361,7 +390,7 @@ fn on_path(program: [&str; 2], var: &dyn Fn(&str) -> Option<String>) -> Option<S
         .find(|t| !t.trim().is_empty())
         .unwrap_or_default();
     let first = text.lines().next().unwrap_or("").trim();
-    Some(format!("{first} ({})", found.display()))
+    Some((first.to_string(), found))
 }
 
 #[cfg(test)]
@@ -444,6 +473,17 @@ mod tests {
     }
 
     #[test]
+    fn a_version_is_read_from_what_a_program_says() {
+        assert_eq!(version_in("v22.3.0"), Some(vec![22, 3, 0]));
+        assert_eq!(version_in("Python 3.11.2"), Some(vec![3, 11, 2]));
+        assert_eq!(
+            version_in("openjdk version \"17.0.9\" 2023-10-17"),
+            Some(vec![17, 0, 9])
+        );
+        assert_eq!(version_in("node, which did not say its version"), None);
+    }
+
+    #[test]
     fn a_missing_version_names_what_was_found() {
         let home = tree(&[".pyenv/versions/3.12.1"]);
         let Err(e) = pick(home.path(), "python", "3.99") else {
@@ -474,7 +514,7 @@ mod tests {
             (name == "PYENV_ROOT").then(|| root.clone())
         });
         assert_eq!(
-            got.ok().map(|t| t[0].bin.clone()),
+            got.ok().and_then(|t| t[0].bin.clone()),
             Some(home.path().join("elsewhere/versions/3.12.2/bin"))
         );
     }

@@ -633,6 +633,12 @@ fn read_artifacts(r: &mut Reader, node: &Node, identifier: &str, primary: bool) 
             }
             "enable-symlinks" => artifacts.enable_symlinks = r.boolean(value, key),
             "s3-prefix" => artifacts.s3_prefix = r.optional_string(value, key),
+            // The packaging is the CodeBuild project's setting; buildspecs of AWS's own samples
+            // say `type: zip` all the same, and CodeBuild ignores it.
+            "type" => r.warning(
+                span,
+                format!("{what}.type is the CodeBuild project's setting and is ignored here (--zip also writes each artifact as a zip)"),
+            ),
             "secondary-artifacts" if primary => {
                 for (id, _, def) in r.map(value, "secondary-artifacts") {
                     artifacts.secondary.push(read_artifacts(r, def, id, false));
