@@ -1631,11 +1631,14 @@ fn a_toolchain_on_path_in_a_home_is_usable() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // Copy-on-write, as on CodeBuild's images (`pyenv rehash` writes its shims, `pip install`
+    // its Python's site-packages): the build writes there and reads it back, the host's folder
+    // never changes.
     Build::new()
         .buildspec(&build_commands(&[
             "hello-tool ok",
             &format!(
-                "touch {}/planted 2>/dev/null && echo WROTE || echo READ-ONLY",
+                "echo planted > {0}/planted && cat {0}/planted && rm {0}/hello-tool && test ! -e {0}/hello-tool && echo REMOVED-IN-BUILD",
                 bin.display()
             ),
         ]))
@@ -1644,8 +1647,16 @@ fn a_toolchain_on_path_in_a_home_is_usable() {
         .success()
         .sandboxed()
         .said("TOOL-RAN-ok")
-        .said("READ-ONLY");
-    assert!(!bin.join("planted").exists());
+        .said("planted")
+        .said("REMOVED-IN-BUILD");
+    assert!(
+        !bin.join("planted").exists(),
+        "the build wrote the host's toolchain"
+    );
+    assert!(
+        bin.join("hello-tool").exists(),
+        "the build removed a host file"
+    );
 }
 
 #[test]

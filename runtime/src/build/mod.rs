@@ -513,9 +513,35 @@ pub async fn run_leaving_scratch(
             // The project's objects, which the workspace's `.git` borrows, read-only.
             expose: exposed(options, &tools, kiln_outside.as_deref())
                 .into_iter()
-                .chain(runtimes.iter().flatten().map(|t| t.root.clone()))
                 .chain(repositories.iter().map(|(_, r)| r.objects.clone()))
+                // A runtime found as a program on kiln's PATH (not a manager's folder): that file.
+                .chain(
+                    runtimes
+                        .iter()
+                        .flatten()
+                        .map(|t| t.root.clone())
+                        .filter(|r| !r.is_dir()),
+                )
                 .collect(),
+            // Toolchains in homes and the versions runtime-versions chose: writable for the build
+            // (pyenv rehash, pip install into its Python), the host's folder never changed.
+            toolchains: {
+                let path = std::env::var("PATH").unwrap_or_default();
+                let given: Vec<PathBuf> = options
+                    .expose
+                    .iter()
+                    .filter_map(|p| p.canonicalize().ok())
+                    .collect();
+                let mut list: Vec<PathBuf> =
+                    toolchains(&path, Path::new("/root"), Path::new("/home"))
+                        .into_iter()
+                        .chain(runtimes.iter().flatten().map(|t| t.root.clone()))
+                        .filter(|t| t.is_dir() && !given.iter().any(|g| t.starts_with(g)))
+                        .collect();
+                list.sort();
+                list.dedup();
+                list
+            },
             // An in-place build works in the user's own tree: its `.git` (hooks, config) would run
             // on the host with the user's next git command, so the build sees it read-only.
             protect: options
@@ -1363,8 +1389,6 @@ fn exposed(options: &BuildOptions, tools: &Path, kiln: Option<&Path>) -> Vec<Pat
         .collect();
     out.push(tools.to_path_buf());
     out.extend(kiln.map(Path::to_path_buf));
-    let path = std::env::var("PATH").unwrap_or_default();
-    out.extend(toolchains(&path, Path::new("/root"), Path::new("/home")));
     // A certificate file the build is told to trust (`SSL_CERT_FILE`...) in a home, which the
     // sandbox hides: that one file, read-only, at the path its variable names. Elsewhere (/etc,
     // /usr/local/share) the build's root shows it already, and writable, as a build that runs

@@ -83,8 +83,10 @@ pub struct Config {
     pub scratch: PathBuf,
     /// Read-write at their real paths (the workspace, the shell session's folder, `--writable`).
     pub writable: Vec<PathBuf>,
-    /// Read-only at their real paths (`--expose`, toolchains, kiln's helper programs).
+    /// Read-only at their real paths (`--expose`, kiln's helper programs).
     pub expose: Vec<PathBuf>,
+    /// Copy-on-write at their real paths: toolchains in homes (see [`mounts::Layout::toolchains`]).
+    pub toolchains: Vec<PathBuf>,
     /// Read-only even inside a read-write folder (the `.git` of an `--in-place` build).
     pub protect: Vec<PathBuf>,
     /// Hidden wherever the host's root would show them (kiln's folders, the secrets file).
@@ -239,6 +241,21 @@ impl OsSandbox {
                 None => expose.push(path.clone()),
             }
         }
+        let mut toolchains = Vec::new();
+        let mut toolchain_fds = Vec::new();
+        for path in &config.toolchains {
+            match &userns {
+                Some(ns) => match mounts::readonly_clone(path, ns.as_raw_fd()) {
+                    Ok(fd) => {
+                        toolchains.push(path.clone());
+                        toolchain_fds.push(fd);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(err("showing a toolchain", e)),
+                },
+                None => toolchains.push(path.clone()),
+            }
+        }
         let private = match private {
             Some(finder) => finder
                 .join()
@@ -251,6 +268,7 @@ impl OsSandbox {
             idmapped: root,
             writable: &writable,
             expose: &expose,
+            toolchains: &toolchains,
             protect: &config.protect,
             hide: &config.hide,
             top: &top,
@@ -279,6 +297,7 @@ impl OsSandbox {
             }
             // After the writable ones, in `expose`'s order, as the plan numbers them.
             fds.append(&mut expose_fds);
+            fds.append(&mut toolchain_fds);
         }
         let mut plan = layout.plan();
         plan.hostname = "kiln".into();

@@ -116,8 +116,13 @@ pub struct Layout<'a> {
     /// With idmapped mounts, those outside the scratch folder are attached from descriptors 2, 3…
     /// in this order (see [`Layout::attached`]).
     pub writable: &'a [PathBuf],
-    /// Read-only at their real paths: `--expose`, toolchains found on `PATH` under a home.
+    /// Read-only at their real paths: `--expose`, kiln's helper programs, a certificate file.
     pub expose: &'a [PathBuf],
+    /// Copy-on-write at their real paths: toolchain folders found on `PATH` under a home and their
+    /// version managers (`~/.pyenv`, `~/.cargo/bin`...), which a build writes as on CodeBuild's
+    /// images (`pyenv rehash`, `pip install`): the writes go to the build's private layer. As root,
+    /// attached from descriptors after `expose`'s, in this order.
+    pub toolchains: &'a [PathBuf],
     /// Read-only even inside a read-write folder (a project's `.git`, whose hooks and config git
     /// would run on the host).
     pub protect: &'a [PathBuf],
@@ -432,6 +437,52 @@ impl Layout<'_> {
                 });
             }
         }
+        // Toolchains: the host's folder below (attached where the launcher reaches it as root),
+        // a private upper of the build's above. A path overlay's options cannot carry, or a folder
+        // below another toolchain's (its overlay shows it already), is not overlaid on its own.
+        for (i, path) in self.toolchains.iter().enumerate() {
+            let fd = exposed_fd + i;
+            let nested = self
+                .toolchains
+                .iter()
+                .any(|other| other != path && path.starts_with(other));
+            let lower = if self.idmapped {
+                let staged = self.scratch(&format!("mnt/toolchain/{i}"));
+                before.push(Op::Attach {
+                    fd,
+                    target: staged.clone(),
+                });
+                staged
+            } else {
+                path.clone()
+            };
+            if nested {
+                continue;
+            }
+            if !plain(&lower.to_string_lossy()) {
+                before.push(Op::Bind {
+                    source: lower,
+                    target: at(path),
+                    readonly: true,
+                    optional: true,
+                });
+                continue;
+            }
+            let upper = self.scratch(&format!("layers/toolchain/{i}/upper"));
+            let work = self.scratch(&format!("layers/toolchain/{i}/work"));
+            for dir in [&upper, &work] {
+                before.push(Op::Dir {
+                    path: dir.clone(),
+                    mode: 0o755,
+                });
+            }
+            before.push(Op::Overlay {
+                lower,
+                upper,
+                work,
+                target: at(path),
+            });
+        }
         let mut next_fd = FD_SCRATCH + 1;
         for path in self.writable {
             match path.strip_prefix(self.scratch) {
@@ -472,6 +523,7 @@ impl Layout<'_> {
                 .writable
                 .iter()
                 .chain(self.expose)
+                .chain(self.toolchains)
                 .any(|b| path.starts_with(b));
             if !own || bound {
                 before.push(Op::Mask { target: at(path) });
@@ -1162,6 +1214,7 @@ mod tests {
             idmapped,
             writable: &writable,
             expose: &expose,
+            toolchains: &[],
             protect: &protect,
             hide: &hide,
             top: &top,
@@ -1264,6 +1317,66 @@ mod tests {
                 .iter()
                 .any(|op| matches!(op, Op::Hide { path, .. } if path.ends_with("shadow")))
         );
+    }
+
+    #[test]
+    fn toolchains_are_copy_on_write_once_each() {
+        let top = vec![("usr".to_string(), TopKind::Dir)];
+        let toolchains = vec![
+            PathBuf::from("/home/u/.pyenv"),
+            PathBuf::from("/home/u/.pyenv/shims"),
+            PathBuf::from("/home/u/we,ird"),
+        ];
+        let plan = |idmapped: bool| {
+            Layout {
+                scratch: Path::new("/tmp/kiln-build-x"),
+                idmapped,
+                writable: &[],
+                expose: &[],
+                toolchains: &toolchains,
+                protect: &[],
+                hide: &[],
+                top: &top,
+                mount_points: &[],
+                own_network: true,
+                layer_size: None,
+                private: &[],
+                layer_files: &[],
+            }
+            .plan()
+        };
+        let r = Path::new("/tmp/kiln-build-x/root");
+        let overlays_at = |plan: &Plan, path: &str| {
+            plan.before
+                .iter()
+                .filter(|op| matches!(op, Op::Overlay { target, .. } if *target == r.join(path)))
+                .count()
+        };
+        // As root: each is attached where the launcher reaches it, and overlaid once: the
+        // pyenv's shims are in its overlay already.
+        let root = plan(true);
+        assert!(root.before.contains(&Op::Overlay {
+            lower: "/tmp/kiln-build-x/mnt/scratch/mnt/toolchain/0".into(),
+            upper: "/tmp/kiln-build-x/mnt/scratch/layers/toolchain/0/upper".into(),
+            work: "/tmp/kiln-build-x/mnt/scratch/layers/toolchain/0/work".into(),
+            target: r.join("home/u/.pyenv"),
+        }));
+        assert_eq!(overlays_at(&root, "home/u/.pyenv/shims"), 0);
+        assert!(root.before.contains(&Op::Attach {
+            fd: FD_SCRATCH + 1 + 1,
+            target: "/tmp/kiln-build-x/mnt/scratch/mnt/toolchain/1".into(),
+        }));
+        // Rootless, the host's path is the lower: one overlay's options cannot carry is shown
+        // read-only instead.
+        let rootless = plan(false);
+        assert_eq!(overlays_at(&rootless, "home/u/.pyenv"), 1);
+        assert_eq!(overlays_at(&rootless, "home/u/we,ird"), 0);
+        assert!(rootless.before.contains(&Op::Bind {
+            source: "/home/u/we,ird".into(),
+            target: r.join("home/u/we,ird"),
+            readonly: true,
+            optional: true,
+        }));
     }
 
     #[test]
