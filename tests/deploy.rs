@@ -604,6 +604,79 @@ fn an_invalid_appspec_fails_with_its_line_and_column() {
 }
 
 #[test]
+fn a_misspelt_appspec_key_is_refused_by_validate_package_and_deploy_and_nothing_runs() {
+    let host = Host::new();
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    let (code, _, stderr) = host.deploy(&v1, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    host.clear_trace();
+
+    host.revision("v2", &[("index.html", "two")], "", &[]);
+    let src = host.dir.path().join("src-v2");
+    let appspec = src.join("appspec.yml");
+    let text = std::fs::read_to_string(&appspec).unwrap();
+    let text = text
+        .replace("  ApplicationStart:", "  ApplicationStrat:")
+        .replace(
+            "    - location: scripts/AfterInstall.sh\n      timeout: 60",
+            "    - location: scripts/AfterInstall.sh\n      timout: 60",
+        );
+    std::fs::write(&appspec, &text).unwrap();
+    let line = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+
+    let out = kiln().arg("validate").arg(&appspec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("appspec.yml:{}:3", line("ApplicationStrat"))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean `ApplicationStart`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("appspec.yml:{}:7", line("timout"))),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `timeout`?"), "{stderr}");
+
+    let bad = host.dir.path().join("bad.zip");
+    let out = kiln()
+        .arg("package")
+        .arg(&src)
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown key `timout`"), "{stderr}");
+    assert!(!bad.exists());
+
+    // Packaged without the check, it is refused by the deployment before any event runs: not
+    // even the previous revision's ApplicationStop, and nothing is recorded.
+    let out = kiln()
+        .arg("package")
+        .arg(&src)
+        .arg("--no-appspec")
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (code, _, stderr) = host.deploy(&bad, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown lifecycle event `ApplicationStrat`"),
+        "{stderr}"
+    );
+    assert!(host.trace().is_empty(), "{:?}", host.trace());
+    assert_eq!(host.read("index.html"), "one");
+    assert_eq!(host.deployments().len(), 1);
+}
+
+#[test]
 fn a_revision_deploys_from_a_registry() {
     let Some(registry) = crate::support::services::Service::registry(None) else {
         return;
