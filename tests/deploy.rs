@@ -307,6 +307,66 @@ fn deployments_are_listed_under_a_header_with_their_start_times() {
 }
 
 #[test]
+fn deployments_made_with_another_root_are_listed_through_the_state_dir() {
+    let host = Host::new();
+    let state = host.dir.path().join("state");
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    let roots = [
+        host.dir.path().join("root-a"),
+        host.dir.path().join("root-b"),
+    ];
+    for (root, group) in roots.iter().zip(["web", "api"]) {
+        let out = kiln()
+            .arg("deploy")
+            .arg(&v1)
+            .args(["--group", group, "--file-exists-behavior", "OVERWRITE"])
+            .arg("--root")
+            .arg(root)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let list = |extra: &[&std::ffi::OsStr]| {
+        let out = kiln()
+            .arg("deployments")
+            .arg("--state-dir")
+            .arg(&state)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let table = list(&[]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].ends_with("ROOT"), "{table}");
+    for (line, (root, group)) in lines[1..].iter().zip(roots.iter().zip(["web", "api"])) {
+        let root = root.canonicalize().unwrap();
+        assert!(line.ends_with(&*root.to_string_lossy()), "{table}");
+        assert!(line.contains(&format!(" {group} ")), "{table}");
+    }
+
+    let json: Vec<serde_json::Value> = serde_json::from_str(&list(&["--json".as_ref()])).unwrap();
+    assert_eq!(json.len(), 2);
+    let a = roots[0].canonicalize().unwrap();
+    assert_eq!(json[0]["root"], a.to_string_lossy().as_ref());
+
+    // --root restricts the list to one root, without the ROOT column.
+    let only = list(&["--root".as_ref(), roots[1].as_os_str()]);
+    assert_eq!(only.lines().count(), 2, "{only}");
+    assert!(!only.contains("ROOT"), "{only}");
+    assert!(only.contains(" api "), "{only}");
+}
+
+#[test]
 fn file_exists_behavior_disallow_overwrite_retain() {
     let host = Host::new();
     std::fs::write(host.dest().join("index.html"), "theirs").unwrap();

@@ -18,6 +18,7 @@
 pub mod agent;
 pub mod hooks;
 pub mod install;
+pub mod roots;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,6 +106,9 @@ pub struct DeployOptions {
     pub strategy: Strategy,
     /// What the revision may expand to when DownloadBundle extracts it.
     pub limits: crate::revision::extract::Limits,
+    /// kiln's state dir, where `root` is remembered (see [`roots`]) when a deployment is recorded
+    /// there; `None` when the root is found without it (the default root).
+    pub remember_root_in: Option<PathBuf>,
 }
 
 /// How a revision replaces the one before it.
@@ -374,6 +378,11 @@ async fn run(
         releases: Vec::new(),
     };
     save(layout, &d)?;
+    if let Some(state_dir) = &options.remember_root_in
+        && let Err(e) = roots::remember(state_dir, &options.root)
+    {
+        tracing::warn!("kiln deployments will not find this deployment root by itself: {e}");
+    }
     agent_log(
         layout,
         &id,
