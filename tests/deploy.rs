@@ -960,6 +960,105 @@ fn the_agent_deploys_each_new_tag_once_and_recovers_from_a_crash() {
 }
 
 #[test]
+fn the_agent_refuses_a_windows_revision_once_and_keeps_watching() {
+    let host = Host::new();
+    let tag = format!("file://{}/store/live.zip", host.dir.path().display());
+    let push = |rev: &Path| {
+        let out = kiln()
+            .arg("push")
+            .arg(rev)
+            .arg(&tag)
+            .arg("--force")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let src = host.dir.path().join("src-win");
+    std::fs::create_dir_all(src.join("site")).unwrap();
+    std::fs::write(src.join("site/index.html"), "win").unwrap();
+    std::fs::write(
+        src.join("appspec.yml"),
+        "version: 0.0\nos: windows\nfiles:\n  - source: site\n    destination: C:\\inetpub\\wwwroot\n",
+    )
+    .unwrap();
+    push(&host.package("win"));
+
+    /// The agent, killed when the test ends, whatever way it ends.
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let log = host.dir.path().join("agent.log");
+    let mut running = Agent(
+        kiln()
+            .args([
+                "agent",
+                "--watch",
+                &tag,
+                "--group",
+                "web",
+                "--interval",
+                "100ms",
+                "--root",
+            ])
+            .arg(host.root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the refusal", || said().contains("refused"));
+    // Several polls later, it is still running and has not fetched the refused digest again.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(running.0.try_wait().unwrap().is_none(), "{}", said());
+    assert_eq!(said().matches("refused").count(), 1, "{}", said());
+    assert!(
+        said().contains("AppSpec is for Windows hosts"),
+        "{}",
+        said()
+    );
+    assert!(host.deployments().is_empty());
+
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    push(&v1);
+    wait_for("v1", || {
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap_or_default() == "one"
+    });
+    wait_for("v1's record", || {
+        host.deployments()
+            .first()
+            .is_some_and(|d| d["status"] == "Succeeded")
+    });
+    assert!(running.0.try_wait().unwrap().is_none(), "{}", said());
+    drop(running);
+
+    // Looking once at a refused revision is exit 2.
+    push(&host.package("win"));
+    let out = kiln()
+        .args([
+            "agent", "--watch", &tag, "--group", "web", "--once", "--root",
+        ])
+        .arg(host.root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(host.deployments().len(), 1);
+}
+
+#[test]
 fn a_failing_application_stop_fails_unless_ignored() {
     let host = Host::new();
     let v1 = host.revision(
