@@ -201,7 +201,8 @@ fn an_invalid_appspec_in_a_deployed_revision_has_no_doubled_prefix() {
         .output()
         .unwrap();
     let said = Said::of(out);
-    assert_eq!(said.code, Some(1), "{}", said.stderr);
+    // Refused before any event, as bad input.
+    assert_eq!(said.code, Some(2), "{}", said.stderr);
     assert!(said.stderr.contains("not valid YAML"), "{}", said.stderr);
     for line in said.stderr.lines() {
         assert!(

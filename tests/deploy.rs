@@ -307,6 +307,66 @@ fn deployments_are_listed_under_a_header_with_their_start_times() {
 }
 
 #[test]
+fn deployments_made_with_another_root_are_listed_through_the_state_dir() {
+    let host = Host::new();
+    let state = host.dir.path().join("state");
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    let roots = [
+        host.dir.path().join("root-a"),
+        host.dir.path().join("root-b"),
+    ];
+    for (root, group) in roots.iter().zip(["web", "api"]) {
+        let out = kiln()
+            .arg("deploy")
+            .arg(&v1)
+            .args(["--group", group, "--file-exists-behavior", "OVERWRITE"])
+            .arg("--root")
+            .arg(root)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let list = |extra: &[&std::ffi::OsStr]| {
+        let out = kiln()
+            .arg("deployments")
+            .arg("--state-dir")
+            .arg(&state)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let table = list(&[]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].ends_with("ROOT"), "{table}");
+    for (line, (root, group)) in lines[1..].iter().zip(roots.iter().zip(["web", "api"])) {
+        let root = root.canonicalize().unwrap();
+        assert!(line.ends_with(&*root.to_string_lossy()), "{table}");
+        assert!(line.contains(&format!(" {group} ")), "{table}");
+    }
+
+    let json: Vec<serde_json::Value> = serde_json::from_str(&list(&["--json".as_ref()])).unwrap();
+    assert_eq!(json.len(), 2);
+    let a = roots[0].canonicalize().unwrap();
+    assert_eq!(json[0]["root"], a.to_string_lossy().as_ref());
+
+    // --root restricts the list to one root, without the ROOT column.
+    let only = list(&["--root".as_ref(), roots[1].as_os_str()]);
+    assert_eq!(only.lines().count(), 2, "{only}");
+    assert!(!only.contains("ROOT"), "{only}");
+    assert!(only.contains(" api "), "{only}");
+}
+
+#[test]
 fn file_exists_behavior_disallow_overwrite_retain() {
     let host = Host::new();
     std::fs::write(host.dest().join("index.html"), "theirs").unwrap();
@@ -604,6 +664,79 @@ fn an_invalid_appspec_fails_with_its_line_and_column() {
 }
 
 #[test]
+fn a_misspelt_appspec_key_is_refused_by_validate_package_and_deploy_and_nothing_runs() {
+    let host = Host::new();
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    let (code, _, stderr) = host.deploy(&v1, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    host.clear_trace();
+
+    host.revision("v2", &[("index.html", "two")], "", &[]);
+    let src = host.dir.path().join("src-v2");
+    let appspec = src.join("appspec.yml");
+    let text = std::fs::read_to_string(&appspec).unwrap();
+    let text = text
+        .replace("  ApplicationStart:", "  ApplicationStrat:")
+        .replace(
+            "    - location: scripts/AfterInstall.sh\n      timeout: 60",
+            "    - location: scripts/AfterInstall.sh\n      timout: 60",
+        );
+    std::fs::write(&appspec, &text).unwrap();
+    let line = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+
+    let out = kiln().arg("validate").arg(&appspec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("appspec.yml:{}:3", line("ApplicationStrat"))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean `ApplicationStart`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("appspec.yml:{}:7", line("timout"))),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `timeout`?"), "{stderr}");
+
+    let bad = host.dir.path().join("bad.zip");
+    let out = kiln()
+        .arg("package")
+        .arg(&src)
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown key `timout`"), "{stderr}");
+    assert!(!bad.exists());
+
+    // Packaged without the check, it is refused by the deployment before any event runs: not
+    // even the previous revision's ApplicationStop, and nothing is recorded.
+    let out = kiln()
+        .arg("package")
+        .arg(&src)
+        .arg("--no-appspec")
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (code, _, stderr) = host.deploy(&bad, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown lifecycle event `ApplicationStrat`"),
+        "{stderr}"
+    );
+    assert!(host.trace().is_empty(), "{:?}", host.trace());
+    assert_eq!(host.read("index.html"), "one");
+    assert_eq!(host.deployments().len(), 1);
+}
+
+#[test]
 fn a_revision_deploys_from_a_registry() {
     let Some(registry) = crate::support::services::Service::registry(None) else {
         return;
@@ -824,6 +957,105 @@ fn the_agent_deploys_each_new_tag_once_and_recovers_from_a_crash() {
     let v3_record = list.iter().find(|d| d["status"] == "Failed").unwrap();
     assert!(v3_record["error"].as_str().unwrap().contains("interrupted"));
     assert_eq!(list[3]["rollback_of"], v3_record["id"]);
+}
+
+#[test]
+fn the_agent_refuses_a_windows_revision_once_and_keeps_watching() {
+    let host = Host::new();
+    let tag = format!("file://{}/store/live.zip", host.dir.path().display());
+    let push = |rev: &Path| {
+        let out = kiln()
+            .arg("push")
+            .arg(rev)
+            .arg(&tag)
+            .arg("--force")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let src = host.dir.path().join("src-win");
+    std::fs::create_dir_all(src.join("site")).unwrap();
+    std::fs::write(src.join("site/index.html"), "win").unwrap();
+    std::fs::write(
+        src.join("appspec.yml"),
+        "version: 0.0\nos: windows\nfiles:\n  - source: site\n    destination: C:\\inetpub\\wwwroot\n",
+    )
+    .unwrap();
+    push(&host.package("win"));
+
+    /// The agent, killed when the test ends, whatever way it ends.
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let log = host.dir.path().join("agent.log");
+    let mut running = Agent(
+        kiln()
+            .args([
+                "agent",
+                "--watch",
+                &tag,
+                "--group",
+                "web",
+                "--interval",
+                "100ms",
+                "--root",
+            ])
+            .arg(host.root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the refusal", || said().contains("refused"));
+    // Several polls later, it is still running and has not fetched the refused digest again.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(running.0.try_wait().unwrap().is_none(), "{}", said());
+    assert_eq!(said().matches("refused").count(), 1, "{}", said());
+    assert!(
+        said().contains("AppSpec is for Windows hosts"),
+        "{}",
+        said()
+    );
+    assert!(host.deployments().is_empty());
+
+    let v1 = host.revision("v1", &[("index.html", "one")], "", &[]);
+    push(&v1);
+    wait_for("v1", || {
+        std::fs::read_to_string(host.dest().join("index.html")).unwrap_or_default() == "one"
+    });
+    wait_for("v1's record", || {
+        host.deployments()
+            .first()
+            .is_some_and(|d| d["status"] == "Succeeded")
+    });
+    assert!(running.0.try_wait().unwrap().is_none(), "{}", said());
+    drop(running);
+
+    // Looking once at a refused revision is exit 2.
+    push(&host.package("win"));
+    let out = kiln()
+        .args([
+            "agent", "--watch", &tag, "--group", "web", "--once", "--root",
+        ])
+        .arg(host.root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(host.deployments().len(), 1);
 }
 
 #[test]

@@ -212,3 +212,61 @@ fn logs_follow_prints_a_running_builds_later_lines_and_ends_with_it() {
     assert!(follow.stdout.contains("later-line"), "{}", follow.stdout);
     assert!(follow.stdout.contains(": SUCCEEDED"), "{}", follow.stdout);
 }
+
+#[test]
+fn logs_follow_interrupted_says_so_and_leaves_the_build_running() {
+    let b = Build::new().buildspec(&build_commands(&["sleep 30"]));
+    let mut build = b
+        .command(&["--no-cache"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kiln starts");
+    let started = Instant::now();
+    while !std::fs::read_dir(b.state_dir().join("builds"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("1.log").is_file())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no log appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = b.path().join("follow.out");
+    let follow = b
+        .kiln()
+        .args(["logs", "-f"])
+        .current_dir(b.path())
+        .stdout(std::fs::File::create(&out).expect("file"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln starts");
+    // Following: the log's first lines are out.
+    while std::fs::read_to_string(&out).unwrap_or_default().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "kiln logs -f printed nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signals the kiln processes this test started.
+    unsafe {
+        libc::kill(follow.id() as i32, libc::SIGINT);
+    }
+    let followed = follow.wait_with_output().expect("kiln logs ends");
+    let stderr = String::from_utf8_lossy(&followed.stderr);
+    assert_eq!(followed.status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr, "kiln: interrupted\n");
+    assert!(
+        build.try_wait().expect("the build").is_none(),
+        "interrupting kiln logs stopped the build"
+    );
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(build.id() as i32, libc::SIGINT);
+    }
+    let _ = build.wait();
+}

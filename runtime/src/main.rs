@@ -43,12 +43,16 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
+    let stopping = cli.command.stopping();
     let code = runtime.block_on(async {
         tokio::select! {
             code = run(cli) => code,
             (code, why) = stopped() => {
                 kiln::revision::extract::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
-                eprintln!("kiln: {why}; stopping the build's processes");
+                match stopping {
+                    Some(what) => eprintln!("kiln: {why}; {what}"),
+                    None => eprintln!("kiln: {why}"),
+                }
                 code
             }
         }

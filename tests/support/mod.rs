@@ -23,9 +23,14 @@ pub mod services;
 /// The kiln binary under test.
 pub fn kiln() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    // Compiled plugins are shared by every test (writes are atomic); records and logs are per test.
+    // Compiled plugins are shared by every test (writes are atomic); records and logs are per test
+    // (`--state-dir`). What a command without one keeps there (the deployment roots it remembers)
+    // goes to a state dir of the test run's, never the user's.
     cmd.env("KILN_CACHE_DIR", shared_cache());
-    cmd.env_remove("KILN_STATE_DIR");
+    cmd.env(
+        "KILN_STATE_DIR",
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kiln-test-state"),
+    );
     cmd
 }
 

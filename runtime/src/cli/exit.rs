@@ -76,13 +76,11 @@ pub fn of_revision(e: &kiln::revision::RevisionError) -> u8 {
 pub fn of_deploy(e: &kiln::deploy::DeployError) -> u8 {
     use kiln::deploy::DeployError;
     match e {
-        DeployError::NoRevision(_) | DeployError::Usage(_) | DeployError::Unsupported(_) => {
-            BAD_INPUT
-        }
-        DeployError::Hook { .. }
-        | DeployError::Install(_)
-        | DeployError::Download(_)
-        | DeployError::AppSpec(_) => FAILED,
+        DeployError::NoRevision(_)
+        | DeployError::Usage(_)
+        | DeployError::Unsupported(_)
+        | DeployError::AppSpec(_) => BAD_INPUT,
+        DeployError::Hook { .. } | DeployError::Install(_) | DeployError::Download(_) => FAILED,
         DeployError::Io { .. } | DeployError::Engine(_) => INTERNAL,
     }
 }

@@ -117,6 +117,22 @@ pub enum Command {
     Man(man::ManArgs),
 }
 
+impl Command {
+    /// What stopping kiln (Ctrl-C, SIGTERM, SIGHUP) stops, said after why it stopped: only the
+    /// commands that start processes have something to stop (`kiln logs -f` only reads a log; the
+    /// build it follows goes on).
+    pub fn stopping(&self) -> Option<&'static str> {
+        match self {
+            Command::Build(_) => Some("stopping the build's processes"),
+            Command::Plugin(plugin::PluginCommand::Run(_)) => Some("stopping the step's processes"),
+            Command::Deploy(_) | Command::Rollback(_) | Command::Agent(_) => {
+                Some("stopping the deployment's hook scripts")
+            }
+            _ => None,
+        }
+    }
+}
+
 /// kiln's version and the commit it was built from (see build.rs): `0.1.0 (1a2b3c4)`, `0.1.0
 /// (1a2b3c4-dirty)` when the tree had changes, just `0.1.0` when it was not built from a git checkout.
 pub fn version() -> &'static str {

@@ -176,6 +176,7 @@ impl DeployArgs {
                 .clone()
                 .unwrap_or_else(|| self.group.clone()),
             root: self.root.clone().unwrap_or_else(|| global.deploy_root()),
+            remember_root_in: self.root.as_ref().map(|_| global.state_dir()),
             ignore_application_stop_failures: self.ignore_application_stop_failures,
             rollback: !self.no_rollback,
             max_revisions: self.max_revisions,

@@ -4,7 +4,12 @@
 //! State lives in the deployment records, so a restarted agent neither deploys a digest again nor
 //! loses a deployment that was under way: one left `InProgress` by a crash is marked failed and
 //! rolled back to the last successful revision before polling starts.
+//!
+//! A revision kiln refuses (an invalid AppSpec, `os: windows`) is not a deployment and leaves no
+//! record: the agent says so, keeps its digest in memory so as not to fetch it again every poll, and
+//! goes on watching for the next one. A restarted agent fetches it once more, and refuses it again.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{DeployError, DeployOptions, Deployment, Status};
@@ -15,6 +20,12 @@ pub enum Poll {
     Unchanged(String),
     Deployed(Box<Deployment>),
     Unavailable(String),
+    /// The digest at the reference is refused: `error` says why when it was refused in this poll
+    /// (`None`: in an earlier one).
+    Refused {
+        digest: String,
+        error: Option<DeployError>,
+    },
 }
 
 /// Marks deployments a crash left in progress as failed and rolls back to the last good revision.
@@ -64,8 +75,12 @@ pub async fn recover(options: &DeployOptions) -> Result<Vec<Deployment>, DeployE
 }
 
 /// One poll: deploys the revision at `options.revision` when its digest has not been deployed to
-/// the group yet (whatever became of that deployment: a failing digest is not retried forever).
-pub async fn poll(options: &DeployOptions) -> Result<Poll, DeployError> {
+/// the group yet (whatever became of that deployment: a failing digest is not retried forever)
+/// and is not in `refused`. A revision refused now is added to `refused`.
+pub async fn poll(
+    options: &DeployOptions,
+    refused: &mut HashSet<String>,
+) -> Result<Poll, DeployError> {
     let listed = match crate::store::describe(&options.revision, &options.access).await {
         Ok(l) => l,
         Err(e) => return Ok(Poll::Unavailable(e.to_string())),
@@ -82,11 +97,27 @@ pub async fn poll(options: &DeployOptions) -> Result<Poll, DeployError> {
     if seen {
         return Ok(Poll::Unchanged(digest));
     }
-    let (d, _) = super::deploy(options).await?;
-    Ok(Poll::Deployed(Box::new(d)))
+    if refused.contains(&digest) {
+        return Ok(Poll::Refused {
+            digest,
+            error: None,
+        });
+    }
+    match super::deploy(options).await {
+        Ok((d, _)) => Ok(Poll::Deployed(Box::new(d))),
+        Err(e @ (DeployError::Unsupported(_) | DeployError::AppSpec(_))) => {
+            refused.insert(digest.clone());
+            Ok(Poll::Refused {
+                digest,
+                error: Some(e),
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
-/// Polls every `interval` until stopped (Ctrl-C), or once with `once`.
+/// Polls every `interval` until stopped (Ctrl-C), or once with `once` (then a revision refused is
+/// the error).
 pub async fn watch(
     options: &DeployOptions,
     interval: Duration,
@@ -98,8 +129,9 @@ pub async fn watch(
             r.id, r.status
         );
     }
+    let mut refused = HashSet::new();
     loop {
-        match poll(options).await? {
+        match poll(options, &mut refused).await? {
             Poll::Unchanged(digest) => tracing::info!(
                 "agent: {} is blake3:{} (deployed already)",
                 options.revision,
@@ -113,6 +145,21 @@ pub async fn watch(
                 d.status
             ),
             Poll::Unavailable(why) => eprintln!("agent: {why}; trying again in {interval:?}"),
+            Poll::Refused {
+                digest,
+                error: None,
+            } => tracing::info!(
+                "agent: {} is blake3:{digest} (refused already)",
+                options.revision
+            ),
+            Poll::Refused { error: Some(e), .. } if once => return Err(e),
+            Poll::Refused {
+                digest,
+                error: Some(e),
+            } => eprintln!(
+                "agent: refused {} (blake3:{digest}); watching for another revision: {e}",
+                options.revision
+            ),
         }
         if once {
             return Ok(());

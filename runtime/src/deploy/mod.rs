@@ -18,6 +18,7 @@
 pub mod agent;
 pub mod hooks;
 pub mod install;
+pub mod roots;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub enum DeployError {
     Install(String),
     #[error("DownloadBundle: {0}")]
     Download(String),
+    /// The revision's AppSpec is missing or invalid: found before any event runs, and then the
+    /// deployment is not recorded.
     #[error("{0}")]
     AppSpec(String),
     #[error("{}: {source}", path.display())]
@@ -64,8 +67,8 @@ pub enum DeployError {
     Engine(String),
     #[error("{0}")]
     Usage(String),
-    /// The revision is for another kind of host (an `os: windows` AppSpec): found in
-    /// DownloadBundle, and then the deployment is not recorded.
+    /// The revision is for another kind of host (an `os: windows` AppSpec): found before any
+    /// event runs, and then the deployment is not recorded.
     #[error("{0}")]
     Unsupported(String),
 }
@@ -103,6 +106,9 @@ pub struct DeployOptions {
     pub strategy: Strategy,
     /// What the revision may expand to when DownloadBundle extracts it.
     pub limits: crate::revision::extract::Limits,
+    /// kiln's state dir, where `root` is remembered (see [`roots`]) when a deployment is recorded
+    /// there; `None` when the root is found without it (the default root).
+    pub remember_root_in: Option<PathBuf>,
 }
 
 /// How a revision replaces the one before it.
@@ -372,6 +378,11 @@ async fn run(
         releases: Vec::new(),
     };
     save(layout, &d)?;
+    if let Some(state_dir) = &options.remember_root_in
+        && let Err(e) = roots::remember(state_dir, &options.root)
+    {
+        tracing::warn!("kiln deployments will not find this deployment root by itself: {e}");
+    }
     agent_log(
         layout,
         &id,
@@ -390,7 +401,7 @@ async fn run(
         .map_err(|e| DeployError::io(&dir, e))?;
     let result = lifecycle(options, layout, sandbox, revision, &mut d, &log).await;
     d.duration_ms = started.elapsed().as_millis() as u64;
-    if let Err(e @ DeployError::Unsupported(_)) = result {
+    if let Err(e @ (DeployError::Unsupported(_) | DeployError::AppSpec(_))) = result {
         // Nothing was installed and nothing ran: no deployment to record.
         agent_log(layout, &id, &format!("refused: {e}"));
         let _ = std::fs::remove_file(layout.records().join(format!("{id}.json")));
@@ -451,6 +462,15 @@ async fn lifecycle(
         ),
         reaper: reaper.clone(),
     };
+    // The bundle is fetched and its AppSpec read before any event: a revision kiln refuses (an
+    // invalid AppSpec, `os: windows`) runs nothing, not even the previous revision's
+    // ApplicationStop. A failed download is the DownloadBundle event's failure, in its place.
+    let fetching = Instant::now();
+    let mut fetched = Some(match download(revision, &d.dir, &archive, options).await {
+        Ok(digest) => Ok((digest, read_appspec(&archive)?)),
+        Err(e) => Err(e),
+    });
+    let fetch_ms = fetching.elapsed().as_millis() as u64;
     for (event, _) in appspec::EVENTS {
         let started = Instant::now();
         let outcome: Result<usize, DeployError> = match *event {
@@ -479,28 +499,15 @@ async fn lifecycle(
                     _ => Ok(0),
                 }
             }
-            "DownloadBundle" => download(revision, &d.dir, &archive, options)
-                .await
-                .map(|digest| {
+            "DownloadBundle" => fetched
+                .take()
+                .unwrap_or_else(|| Err(DeployError::Download("fetched twice".into())))
+                .and_then(|(digest, (s, warnings, path))| {
                     d.digest = Some(digest);
-                    0
-                })
-                .and_then(|n| {
-                    if let Ok((s, _, _)) = appspec::load(&archive)
-                        && s.os == "windows"
-                    {
-                        return Err(DeployError::Unsupported(
-                            "this revision's AppSpec is for Windows hosts (`os: windows`); \
-                             kiln deploys on Linux, and an `os: linux` AppSpec"
-                                .to_string(),
-                        ));
-                    }
                     write_atomic(
                         layout.most_recent().as_path(),
                         d.dir.to_string_lossy().as_bytes(),
                     )?;
-                    let (s, warnings, path) =
-                        appspec::load(&archive).map_err(|e| DeployError::AppSpec(e.to_string()))?;
                     if !warnings.is_empty()
                         && let Ok(text) = std::fs::read_to_string(&path)
                     {
@@ -550,7 +557,7 @@ async fn lifecycle(
                         }
                     }
                     spec = Some(s);
-                    Ok(n)
+                    Ok(0)
                 }),
             "Install" => {
                 let step = install::InstallStep {
@@ -614,7 +621,12 @@ async fn lifecycle(
             name: event.to_string(),
             status,
             scripts: *outcome.as_ref().unwrap_or(&0),
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: started.elapsed().as_millis() as u64
+                + if *event == "DownloadBundle" {
+                    fetch_ms
+                } else {
+                    0
+                },
         });
         // The record follows the deployment: after a crash it says how far it got (and which
         // digest it was deploying), for `kiln deployments` and for the agent's recovery.
@@ -627,6 +639,22 @@ async fn lifecycle(
         log.line(&format!("switched to release {}", d.id));
     }
     Ok(())
+}
+
+/// The AppSpec of a fetched bundle, refused when it is invalid or for Windows hosts.
+fn read_appspec(
+    archive: &Path,
+) -> Result<(AppSpec, Vec<crate::spec::diagnostic::Diagnostic>, PathBuf), DeployError> {
+    let (spec, warnings, path) =
+        appspec::load(archive).map_err(|e| DeployError::AppSpec(e.to_string()))?;
+    if spec.os == "windows" {
+        return Err(DeployError::Unsupported(
+            "this revision's AppSpec is for Windows hosts (`os: windows`); \
+             kiln deploys on Linux, and an `os: linux` AppSpec"
+                .to_string(),
+        ));
+    }
+    Ok((spec, warnings, path))
 }
 
 /// The release folder of each `files` destination for deployment `id`: beside the destination,

@@ -163,8 +163,8 @@ pub fn digests(path: &Path) -> io::Result<(String, String, u64)> {
     Ok((b3.finalize().to_hex().to_string(), sha_hex, size))
 }
 
-/// Refuses a folder without an appspec at its root, or with one that is not an AppSpec mapping with a
-/// `version` and an `os`.
+/// Refuses a folder without an appspec at its root, or with one that is not a valid EC2/on-premises
+/// AppSpec (errors with their places).
 pub fn check_appspec(dir: &Path) -> Result<(), RevisionError> {
     let Some(path) = ["appspec.yml", "appspec.yaml"]
         .iter()
@@ -198,6 +198,9 @@ pub fn check_appspec(dir: &Path) -> Result<(), RevisionError> {
             ));
         }
     }
+    // An EC2/on-premises AppSpec is read as a deployment reads it, so a typo fails here and not
+    // on the host. (A Lambda or ECS AppSpec has `Resources` and no `os`: refused above.)
+    crate::spec::appspec::parse(&path, &text).map_err(RevisionError::InvalidAppspec)?;
     Ok(())
 }
 

@@ -1,7 +1,10 @@
 //! The EC2/on-premises AppSpec (`appspec.yml`, version 0.0), as the CodeDeploy agent reads it:
 //! `os`, `files`, `file_exists_behavior`, `permissions`, `hooks`. Every error is reported at once
-//! with its line and column. The AppSpecs of Lambda and ECS deployments (`Resources`) are recognised
-//! and refused: they do not deploy to a host.
+//! with its line and column. A key kiln does not know inside a section (a `files` or `permissions`
+//! entry, a hook script, a lifecycle event's name) is an error naming the key it misses, as in a
+//! buildspec: the agent would skip it and the deployment would succeed without it. An unknown
+//! top-level key, which the agent ignores too, is a warning. The AppSpecs of Lambda and ECS
+//! deployments (`Resources`) are recognised and refused: they do not deploy to a host.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -320,7 +323,16 @@ fn read_files(r: &mut Reader, node: &Node, windows: bool) -> Vec<FileMapping> {
                         }
                     }
                 }
-                other => r.ignored_key(other, span, "a files entry", &["source", "destination"]),
+                // Where some versions of AWS's reference show it, and the agent ignores it: real
+                // AppSpecs have it here, so it is said and not refused.
+                "file_exists_behavior" => r.diagnostics.push(
+                    Diagnostic::warning(
+                        span,
+                        "`file_exists_behavior` in a files entry is ignored, as by CodeDeploy",
+                    )
+                    .with_help("write it at the top level: it applies to every files entry"),
+                ),
+                other => r.unknown_key(other, span, "a files entry", &["source", "destination"]),
             }
         }
         match (source, destination) {
@@ -486,7 +498,7 @@ fn read_permissions(r: &mut Reader, node: &Node) -> Vec<Permission> {
                         p.types = types;
                     }
                 }
-                other => r.ignored_key(other, span, "a permissions entry", PERMISSION_KEYS),
+                other => r.unknown_key(other, span, "a permissions entry", PERMISSION_KEYS),
             }
         }
         if !has_object {
@@ -511,7 +523,7 @@ fn read_context(r: &mut Reader, node: &Node) -> Option<Context> {
             "name" | "user" => user = r.string(value, "context user"),
             "type" => kind = r.string(value, "context type"),
             "range" => range = r.string(value, "context range"),
-            other => r.ignored_key(other, span, "context", &["user", "type", "range"]),
+            other => r.unknown_key(other, span, "context", &["user", "type", "range"]),
         }
     }
     match kind {
@@ -542,13 +554,14 @@ fn read_hooks(r: &mut Reader, node: &Node) -> BTreeMap<String, Vec<Script>> {
             }
             None => {
                 let known: Vec<&str> = EVENTS.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
-                // The agent ignores events it does not know; kiln says so, in case of a typo.
-                r.diagnostics.push(
-                    Diagnostic::warning(
-                        span,
-                        format!("unknown lifecycle event `{event}`: its scripts never run"),
-                    )
-                    .with_help(format!("the events are: {}", known.join(", "))),
+                // The agent skips events it does not know, so a misspelt event's scripts would
+                // never run and the deployment would succeed: refused, as a misspelt phase is.
+                r.unknown_name(
+                    event,
+                    span,
+                    format!("unknown lifecycle event `{event}`: its scripts would never run"),
+                    "the events scripts may hook are",
+                    &known,
                 );
                 continue;
             }
@@ -605,7 +618,7 @@ fn read_script(r: &mut Reader, node: &Node) -> Option<Script> {
             }
             "runas" => runas = r.string(value, "runas"),
             "sudo" => {}
-            other => r.ignored_key(
+            other => r.unknown_key(
                 other,
                 span,
                 "a hook script",
@@ -702,22 +715,58 @@ hooks:
         );
         let e = err("version: 0.0\nos: linux\nhooks:\n  Install:\n    - location: x.sh\n");
         assert!(e.contains("cannot run scripts"), "{e}");
-        let (_, warnings) = parse(
-            Path::new("appspec.yml"),
-            "version: 0.0\nos: linux\nhooks:\n  AfterInstal:\n    - location: x.sh\n",
-        )
-        .unwrap();
-        assert!(
-            warnings[0]
-                .message
-                .contains("unknown lifecycle event `AfterInstal`")
-        );
+        let e = err("version: 0.0\nos: linux\nhooks:\n  AfterInstal:\n    - location: x.sh\n");
+        assert!(e.contains("unknown lifecycle event `AfterInstal`"), "{e}");
+        assert!(e.contains("appspec.yml:4:3"), "{e}");
+        assert!(e.contains("did you mean `AfterInstall`?"), "{e}");
         let e = err("version: 0.0\nos: linux\npermissions:\n  - object: /a\n    mode: 9\n");
         assert!(e.contains("`9` is not a file mode"), "{e}");
         let e = err(
             "version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: a\n      timeout: 3601\n",
         );
         assert!(e.contains("from 1 to 3600"), "{e}");
+    }
+
+    #[test]
+    fn misspelt_keys_below_the_top_level_are_errors_and_top_level_ones_warn() {
+        let e = err(
+            "version: 0.0\nos: linux\nfiles:\n  - source: /\n    destinaton: /srv\n\
+             permissions:\n  - object: /srv\n    onwer: www\n\
+             hooks:\n  ApplicationStrat:\n    - location: a.sh\n  AfterInstall:\n    - locaton: a.sh\n      timout: 3\n      runs: root\n",
+        );
+        for (place, message, near) in [
+            (
+                "5:5",
+                "unknown key `destinaton` in a files entry",
+                "destination",
+            ),
+            ("8:5", "unknown key `onwer` in a permissions entry", "owner"),
+            (
+                "10:3",
+                "unknown lifecycle event `ApplicationStrat`",
+                "ApplicationStart",
+            ),
+            ("13:7", "unknown key `locaton` in a hook script", "location"),
+            ("14:7", "unknown key `timout` in a hook script", "timeout"),
+            ("15:7", "unknown key `runs` in a hook script", "runas"),
+        ] {
+            assert!(
+                e.contains(&format!("appspec.yml:{place}")),
+                "{place} in {e}"
+            );
+            assert!(e.contains(message), "{message} in {e}");
+            assert!(
+                e.contains(&format!("did you mean `{near}`?")),
+                "{near} in {e}"
+            );
+        }
+        let (_, warnings) = parse(
+            Path::new("appspec.yml"),
+            "version: 0.0\nos: linux\nx-notes: hi\nfiles:\n  - source: /\n    destination: /srv\n    file_exists_behavior: RETAIN\n",
+        )
+        .unwrap();
+        assert!(warnings[0].message.contains("unknown key `x-notes`"));
+        assert!(warnings[1].message.contains("in a files entry is ignored"));
     }
 
     #[test]

@@ -93,6 +93,21 @@ pub(super) async fn fetch(
     Ok((expected, computed))
 }
 
+/// The revision file at `path`, by the manifest beside it.
+pub(super) fn describe(path: &Path) -> Option<Listed> {
+    let mut manifest = path.as_os_str().to_owned();
+    manifest.push(".manifest.json");
+    let bytes = std::fs::read(&manifest).ok()?;
+    let manifest = serde_json::from_slice::<serde_json::Value>(&bytes).ok()?;
+    path.is_file().then(|| Listed {
+        reference: format!("file://{}", path.to_string_lossy()),
+        size: manifest["size"].as_u64(),
+        blake3: manifest["blake3"].as_str().map(str::to_string),
+        sha256: manifest["sha256"].as_str().map(str::to_string),
+        manifest,
+    })
+}
+
 /// The revisions under a folder: every file with a manifest beside it.
 pub(super) fn list(dir: &Path) -> Vec<Listed> {
     let mut out = Vec::new();

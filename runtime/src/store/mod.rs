@@ -380,10 +380,9 @@ fn verify(
 /// deploy agent polls.
 pub async fn describe(reference: &str, access: &Access) -> Result<Listed, StoreError> {
     match Ref::parse(reference)? {
-        Ref::File(path) => file::list(&path)
-            .into_iter()
-            .find(|l| l.reference == reference)
-            .ok_or_else(|| StoreError::NotFound(reference.to_string())),
+        Ref::File(path) => {
+            file::describe(&path).ok_or_else(|| StoreError::NotFound(reference.to_string()))
+        }
         Ref::S3 { bucket, key } => s3::describe(&bucket, &key, reference, access).await,
         Ref::Oci(image) => oci::describe(&image, reference, access).await,
     }
