@@ -245,6 +245,10 @@ impl Snapshot {
     }
 }
 
+/// The most entries a scratch folder may hold to be removed at once by
+/// [`Scratch::remove_in_background`] rather than by a remover of its own.
+const SMALL_SCRATCH: usize = 2000;
+
 /// A build's scratch folder: its workspace, temp dir, HOME, private layer and helper programs.
 /// Removed when dropped (unreadable folders a build left made removable first).
 pub struct Scratch {
@@ -280,6 +284,16 @@ impl Scratch {
             return;
         };
         let path = dir.keep();
+        // A small folder goes at once: starting the remover costs more (a shell, a few ms) than
+        // deleting a few hundred entries.
+        let entries = walkdir::WalkDir::new(&path)
+            .into_iter()
+            .take(SMALL_SCRATCH + 1)
+            .count();
+        if entries <= SMALL_SCRATCH {
+            remove_now(&path);
+            return;
+        }
         // The inner shell outlives the outer one, which ends at once and is waited for here.
         let started = std::process::Command::new("/bin/sh")
             .args([
@@ -426,11 +440,11 @@ mod tests {
     }
 
     /// A scratch folder as a build leaves it: a workspace, and a folder it made unreadable.
-    fn left_by_a_build() -> (Scratch, PathBuf) {
+    fn left_by_a_build(modules: usize) -> (Scratch, PathBuf) {
         use std::os::unix::fs::PermissionsExt;
         let scratch = Scratch::new(tempfile::tempdir().unwrap());
         let path = scratch.path().to_path_buf();
-        for i in 0..200 {
+        for i in 0..modules {
             let dir = path.join(format!("src/node_modules/m{i}"));
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("index.js"), "x").unwrap();
@@ -443,14 +457,22 @@ mod tests {
 
     #[test]
     fn a_scratch_folder_removed_in_the_background_goes_whole() {
-        let (scratch, path) = left_by_a_build();
+        // Past SMALL_SCRATCH entries (two per module): the remover of its own takes it.
+        let (scratch, path) = left_by_a_build(SMALL_SCRATCH);
         scratch.remove_in_background();
         assert!(gone_within(&path, 20), "{} is still there", path.display());
     }
 
     #[test]
+    fn a_small_scratch_folder_is_removed_before_the_call_returns() {
+        let (scratch, path) = left_by_a_build(20);
+        scratch.remove_in_background();
+        assert!(std::fs::symlink_metadata(&path).is_err());
+    }
+
+    #[test]
     fn a_dropped_scratch_folder_is_removed_at_once() {
-        let (scratch, path) = left_by_a_build();
+        let (scratch, path) = left_by_a_build(200);
         drop(scratch);
         assert!(std::fs::symlink_metadata(&path).is_err());
     }
