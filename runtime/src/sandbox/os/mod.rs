@@ -690,10 +690,8 @@ fn private_files() -> Vec<mounts::Private> {
 }
 
 /// [`private_files`] below `dir`, `depth` levels down. Each entry is looked at relative to its
-/// folder (no path walk per file), and a large folder's entries on every core: `/var/lib/dpkg/info`
-/// holds thousands.
+/// folder (no path walk per file): `/var/lib/dpkg/info` holds thousands.
 fn find_private(dir: &Path, dev: u64, depth: usize, found: &mut Vec<mounts::Private>) {
-    use rayon::prelude::*;
     use std::os::unix::fs::MetadataExt;
     if depth == 0 {
         return;
@@ -733,11 +731,9 @@ fn find_private(dir: &Path, dev: u64, depth: usize, found: &mut Vec<mounts::Priv
         }
         below
     };
-    if entries.len() > 256 {
-        found.par_extend(entries.par_iter().flat_map_iter(look));
-    } else {
-        found.extend(entries.iter().flat_map(look));
-    }
+    // One core for a folder's entries: spreading a large one over both starved kiln's own thread,
+    // which starts the launcher meanwhile, on a 2-core machine (set-up 21 ms against 13-16 ms).
+    found.extend(entries.iter().flat_map(look));
 }
 
 /// A shadow or gshadow file with every password field replaced by `*` (no login, no hash).
