@@ -160,6 +160,11 @@ pub fn snapshot_at(
         path: dest.join(path),
         source: io::Error::other(e),
     };
+    // The folder an entry goes in, made below `dest`'s handle.
+    let folder_of = |path: &Path| match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => root.create_dir_all(parent),
+        None => crate::beneath::Dir::open(dest),
+    };
     let kept: Vec<&git::TreeEntry> = entries.iter().filter(|e| !in_kiln_dir(&e.path)).collect();
     let mut files = 0;
     // Folders (submodules) and files first, links last: a link of the tree never leads a later
@@ -184,11 +189,7 @@ pub fn snapshot_at(
             links.push((entry.path.clone(), target));
             return Ok(());
         }
-        let parent = entry.path.parent().filter(|p| !p.as_os_str().is_empty());
-        let dir = match parent {
-            Some(p) => root.create_dir_all(p).map_err(|e| e.to_string())?,
-            None => crate::beneath::Dir::open(dest).map_err(|e| e.to_string())?,
-        };
+        let dir = folder_of(&entry.path).map_err(|e| e.to_string())?;
         let name = entry
             .path
             .file_name()
@@ -207,12 +208,7 @@ pub fn snapshot_at(
     for (path, target) in links {
         use std::os::unix::ffi::OsStringExt;
         let target = PathBuf::from(std::ffi::OsString::from_vec(target));
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        let dir = match parent {
-            Some(p) => root.create_dir_all(p),
-            None => crate::beneath::Dir::open(dest),
-        }
-        .map_err(|e| copy_err(&path, e.to_string()))?;
+        let dir = folder_of(&path).map_err(|e| copy_err(&path, e.to_string()))?;
         let name = path.file_name().map(Path::new).unwrap_or(Path::new(""));
         dir.symlink(&target, name)
             .map_err(|e| copy_err(&path, e.to_string()))?;

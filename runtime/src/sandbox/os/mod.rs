@@ -20,7 +20,7 @@ mod wire;
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -224,38 +224,11 @@ impl OsSandbox {
         } else {
             None
         };
-        // As root, kiln opens what the build is shown read-only itself (a toolchain in /root, which
-        // the launcher's id outside cannot enter); what is not there is not shown.
-        let mut expose = Vec::new();
-        let mut expose_fds = Vec::new();
-        for path in &config.expose {
-            match &userns {
-                Some(ns) => match mounts::readonly_clone(path, ns.as_raw_fd()) {
-                    Ok(fd) => {
-                        expose.push(path.clone());
-                        expose_fds.push(fd);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(err("showing a folder read-only", e)),
-                },
-                None => expose.push(path.clone()),
-            }
-        }
-        let mut toolchains = Vec::new();
-        let mut toolchain_fds = Vec::new();
-        for path in &config.toolchains {
-            match &userns {
-                Some(ns) => match mounts::readonly_clone(path, ns.as_raw_fd()) {
-                    Ok(fd) => {
-                        toolchains.push(path.clone());
-                        toolchain_fds.push(fd);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(err("showing a toolchain", e)),
-                },
-                None => toolchains.push(path.clone()),
-            }
-        }
+        let ns = userns.as_ref().map(AsRawFd::as_raw_fd);
+        let (expose, mut expose_fds) = readonly_clones(&config.expose, ns)
+            .map_err(|e| err("showing a folder read-only", e))?;
+        let (toolchains, mut toolchain_fds) =
+            readonly_clones(&config.toolchains, ns).map_err(|e| err("showing a toolchain", e))?;
         let private = match private {
             Some(finder) => finder
                 .join()
@@ -590,6 +563,31 @@ impl Drop for OsSandbox {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// As root (`userns` given), read-only clones kiln opens itself of `paths` (a toolchain in /root,
+/// which the launcher's id outside cannot enter), with the paths that are there; rootless, the
+/// paths as they are, for the launcher to bind.
+fn readonly_clones(
+    paths: &[PathBuf],
+    userns: Option<RawFd>,
+) -> io::Result<(Vec<PathBuf>, Vec<OwnedFd>)> {
+    let Some(ns) = userns else {
+        return Ok((paths.to_vec(), Vec::new()));
+    };
+    let (mut shown, mut fds) = (Vec::new(), Vec::new());
+    for path in paths {
+        match mounts::readonly_clone(path, ns) {
+            Ok(fd) => {
+                shown.push(path.clone());
+                fds.push(fd);
+            }
+            // What is not there is not shown.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((shown, fds))
 }
 
 /// Writes the launcher's id maps: the build's 0..65535 to an unused range when kiln is root, the
