@@ -5,7 +5,8 @@
 # command runs); the same N commands are run each by `sh -c` from a plain sh script. kiln's fixed cost per
 # build (start-up, source snapshot, sandbox set-up, log) is measured with an empty buildspec and
 # subtracted, so the ratio compares one command against one command. Each kiln mode is measured: the
-# default sandbox (the build's own namespaces), and --no-confine (commands run on the host).
+# default sandbox (the build's own namespaces, `sh` commands forked by the session shell), the sandbox
+# with a `sh` started per command (KILN_SESSION_SHELL=0), and --no-confine (commands run on the host).
 #
 #   cargo build --release && benches/per-command.sh [N] [ROUNDS]
 set -euo pipefail
@@ -53,14 +54,16 @@ loop=$(printf '%s\n' "${loop[@]}" | best)
 printf "commands: %d, best of %d rounds\n" "$N" "$ROUNDS"
 printf "sh script of sh -c, %d commands: %8.1f ms\n" "$N" "$(awk -v l="$loop" 'BEGIN { print l / 1e6 }')"
 
-for mode in sandbox no-confine; do
+for mode in sandbox sandbox-sh-per-command no-confine; do
   flags=(--no-cache)
   [ "$mode" = no-confine ] && flags+=(--no-confine)
+  session=1
+  [ "$mode" = sandbox-sh-per-command ] && session=0
   full=() empty=()
   for ((r = 0; r < ROUNDS; r++)); do
-    t0=$(now); "$KILN" build -q "${flags[@]}" "$work/project" >/dev/null; t1=$(now)
+    t0=$(now); KILN_SESSION_SHELL=$session "$KILN" build -q "${flags[@]}" "$work/project" >/dev/null; t1=$(now)
     full+=($((t1 - t0)))
-    t0=$(now); "$KILN" build -q "${flags[@]}" "$work/empty" >/dev/null; t1=$(now)
+    t0=$(now); KILN_SESSION_SHELL=$session "$KILN" build -q "${flags[@]}" "$work/empty" >/dev/null; t1=$(now)
     empty+=($((t1 - t0)))
   done
   f=$(printf '%s\n' "${full[@]}" | best)

@@ -26,6 +26,7 @@ mod runtimes;
 mod s3;
 mod sandbox;
 mod secrets_at_rest;
+mod session_shell;
 mod source;
 mod store;
 mod validate;

@@ -12,13 +12,14 @@
 //! does): between clone and exec the child makes system calls only, and never allocates.
 
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::mounts::{self, Plan};
 use super::seccomp;
+use super::shell::{self, Shell};
 use super::wire::{self, Reply, Request};
 
 /// The socket to kiln.
@@ -170,6 +171,7 @@ fn init(plan: Plan, fds: Vec<OwnedFd>) -> io::Result<()> {
     let limits = Limits {
         pids: plan.pids,
         memory: plan.memory,
+        session_shell: plan.session_shell,
     };
     let layer_fd: Vec<i32> = layer.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     wire::send(SOCK, &Reply::Ready { warnings }, &layer_fd)?;
@@ -293,6 +295,7 @@ fn loopback_up() -> io::Result<()> {
 struct Limits {
     pids: u64,
     memory: Option<u64>,
+    session_shell: bool,
 }
 
 /// Waits for requests and for children, until kiln closes the socket.
@@ -310,35 +313,48 @@ fn serve(limits: &Limits) -> io::Result<()> {
         return Err(os_err("cannot wait for children"));
     }
     let mut running: HashMap<i32, u64> = HashMap::new();
+    let mut shell: Option<Shell> = None;
+    let poll_in = |fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: SOCK,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sfd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: polls two live descriptors.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        let mut fds = vec![poll_in(SOCK), poll_in(sfd)];
+        if let Some(shell) = &shell {
+            fds.extend(shell.poll_fds().into_iter().map(poll_in));
+        }
+        // SAFETY: polls live descriptors.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(os_err("poll"));
         }
+        if let Some(sh) = &mut shell
+            && fds[2..].iter().any(|f| f.revents != 0)
+        {
+            sh.copy_output();
+            if let Some((id, code)) = sh.read_status() {
+                let reply = Reply::Exit {
+                    id,
+                    code: Some(code),
+                    signal: None,
+                };
+                let _ = wire::send(SOCK, &reply, &[]);
+            }
+        }
         if fds[1].revents != 0 {
             let mut info = [0u8; 128];
             // SAFETY: drains the signalfd into a live buffer.
             while unsafe { libc::read(sfd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
-            reap(&mut running);
+            reap(&mut running, &mut shell);
         }
         if fds[0].revents != 0 {
             match wire::recv::<Request>(SOCK) {
-                Ok(Some((request, fds))) => handle(request, fds, limits, &mut running),
+                Ok(Some((request, fds))) => {
+                    handle(request, fds, limits, &mut running, &mut shell);
+                }
                 // kiln is gone: end the build's every process.
                 Ok(None) | Err(_) => {
                     // SAFETY: signals every process in this pid namespace but init.
@@ -350,13 +366,22 @@ fn serve(limits: &Limits) -> io::Result<()> {
     }
 }
 
-fn reap(running: &mut HashMap<i32, u64>) {
+fn reap(running: &mut HashMap<i32, u64>, shell: &mut Option<Shell>) {
     loop {
         let mut status = 0;
         // SAFETY: reaps any exited child without blocking.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid <= 0 {
             return;
+        }
+        if shell.as_ref().is_some_and(|s| s.pid == pid) {
+            // The session shell is gone (killed with its process group, say): the command it ran
+            // ends with it; the next one starts a new shell.
+            let ended = shell.take().and_then(|mut s| s.ended(status));
+            if let Some((id, code, signal)) = ended {
+                let _ = wire::send(SOCK, &Reply::Exit { id, code, signal }, &[]);
+            }
+            continue;
         }
         if let Some(id) = running.remove(&pid) {
             let (code, signal) = if libc::WIFEXITED(status) {
@@ -371,7 +396,13 @@ fn reap(running: &mut HashMap<i32, u64>) {
     }
 }
 
-fn handle(request: Request, fds: Vec<OwnedFd>, limits: &Limits, running: &mut HashMap<i32, u64>) {
+fn handle(
+    request: Request,
+    mut fds: Vec<OwnedFd>,
+    limits: &Limits,
+    running: &mut HashMap<i32, u64>,
+    shell: &mut Option<Shell>,
+) {
     match request {
         Request::Run {
             id,
@@ -381,6 +412,15 @@ fn handle(request: Request, fds: Vec<OwnedFd>, limits: &Limits, running: &mut Ha
             run_as,
             stdin,
         } => {
+            if limits.session_shell
+                && !stdin
+                && let Some(script) = shell::eligible(&argv, &env, &cwd)
+                && in_shell(
+                    id, &argv[0], script, &env, &cwd, run_as, &mut fds, limits, shell,
+                )
+            {
+                return;
+            }
             let reply = match start(&argv, &env, &cwd, run_as, stdin, &fds, limits) {
                 Ok(pid) => {
                     running.insert(pid, id);
@@ -398,7 +438,10 @@ fn handle(request: Request, fds: Vec<OwnedFd>, limits: &Limits, running: &mut Ha
             }
         }
         Request::Kill { id } => {
-            if let Some((pid, _)) = running.iter().find(|(_, v)| **v == id) {
+            if let Some(sh) = shell.as_ref().filter(|s| s.current() == Some(id)) {
+                // SAFETY: signals the session shell's process group, the command's subshell in it.
+                unsafe { libc::kill(-sh.pid, libc::SIGKILL) };
+            } else if let Some((pid, _)) = running.iter().find(|(_, v)| **v == id) {
                 // SAFETY: signals the program's session (its process group).
                 unsafe { libc::kill(-*pid, libc::SIGKILL) };
             }
@@ -411,8 +454,79 @@ fn handle(request: Request, fds: Vec<OwnedFd>, limits: &Limits, running: &mut Ha
     }
 }
 
+/// Runs `script` in the session shell (starting it first if there is none): whether it did. It
+/// does not when the program is not dash, the shell there is another or busy, or the directory is
+/// gone: the command then starts as its own process (which reports such errors as usual).
+#[allow(clippy::too_many_arguments)]
+fn in_shell(
+    id: u64,
+    program: &str,
+    script: &str,
+    env: &[(String, String)],
+    cwd: &Path,
+    run_as: Option<(u32, u32)>,
+    fds: &mut Vec<OwnedFd>,
+    limits: &Limits,
+    shell: &mut Option<Shell>,
+) -> bool {
+    let Ok(exe) = resolve(program, env, cwd) else {
+        return false;
+    };
+    if fds.len() < 2 || !cwd.is_dir() {
+        return false;
+    }
+    match shell {
+        Some(sh) if sh.exe == exe && sh.run_as == run_as && !sh.busy() => {}
+        Some(_) => return false,
+        None => {
+            if !shell::is_dash(&exe) {
+                return false;
+            }
+            let mut spawn = |exe: &CString, stdio: &[RawFd; 2], extra: &[RawFd]| {
+                spawn_shell(exe, stdio, extra, run_as, limits)
+            };
+            match Shell::start(&exe, run_as, &mut spawn) {
+                Ok(sh) => *shell = Some(sh),
+                Err(_) => return false,
+            }
+        }
+    }
+    let Some(sh) = shell.as_mut() else {
+        return false;
+    };
+    let program = shell::program(env, cwd, script);
+    if sh.run(id, &program, fds).is_err() {
+        // The shell cannot take it (it is going away): the command starts as its own process,
+        // the shell's exit is reaped as any orphan's.
+        // SAFETY: signals the session shell's process group.
+        unsafe { libc::kill(-sh.pid, libc::SIGKILL) };
+        *shell = None;
+        return false;
+    }
+    true
+}
+
 fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in an argument"))
+}
+
+/// Where `program` is: a path (relative to `cwd`) or a name looked up on the command's `PATH`.
+fn resolve(program: &str, env: &[(String, String)], cwd: &Path) -> io::Result<PathBuf> {
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    if program.contains('/') {
+        Some(cwd.join(program))
+    } else {
+        crate::sandbox::process::resolve_program(program, path_var, cwd)
+    }
+    .ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("`{program}` was not found"),
+        )
+    })
 }
 
 /// Forks and execs one program; its pid once it has exec'd.
@@ -429,21 +543,7 @@ fn start(
     let program = argv
         .first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-    let path_var = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str());
-    let exe = if program.contains('/') {
-        Some(cwd.join(program))
-    } else {
-        crate::sandbox::process::resolve_program(program, path_var, cwd)
-    }
-    .ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("`{program}` was not found"),
-        )
-    })?;
+    let exe = resolve(program, env, cwd)?;
     let exe = CString::new(exe.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the program path"))?;
     let args = argv
@@ -473,18 +573,69 @@ fn start(
     } else {
         None
     };
-    let mut spawn = Spawn {
-        exe: &exe,
-        argv: &arg_ptrs,
-        envp: &env_ptrs,
-        cwd: &cwd_c,
-        run_as,
-        out,
-        err,
-        input,
-        limits,
-        errno: 0,
-    };
+    spawn(
+        Spawn {
+            exe: &exe,
+            argv: &arg_ptrs,
+            envp: &env_ptrs,
+            cwd: &cwd_c,
+            run_as,
+            out,
+            err,
+            input,
+            extra: [-1; MAX_EXTRA],
+            extra_len: 0,
+            limits,
+            errno: 0,
+        },
+        program,
+    )
+}
+
+/// Starts `exe` as the session shell ([`shell::Shell`]), in `/`, with an empty environment and
+/// `extra` as its descriptors 3, 4, 5.
+fn spawn_shell(
+    exe: &CString,
+    stdio: &[RawFd; 2],
+    extra: &[RawFd],
+    run_as: Option<(u32, u32)>,
+    limits: &Limits,
+) -> io::Result<i32> {
+    let args = shell::Shell::argv()
+        .iter()
+        .map(|a| cstring(a))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    arg_ptrs.push(std::ptr::null());
+    let env_ptrs = [std::ptr::null()];
+    let mut fds = [-1; MAX_EXTRA];
+    if extra.len() > MAX_EXTRA {
+        return Err(io::Error::other(
+            "too many descriptors for the session shell",
+        ));
+    }
+    fds[..extra.len()].copy_from_slice(extra);
+    spawn(
+        Spawn {
+            exe,
+            argv: &arg_ptrs,
+            envp: &env_ptrs,
+            cwd: c"/",
+            run_as,
+            out: stdio[0],
+            err: stdio[1],
+            input: None,
+            extra: fds,
+            extra_len: extra.len(),
+            limits,
+            errno: 0,
+        },
+        "sh",
+    )
+}
+
+/// Clones a child that becomes the program `spawn` describes; its pid once it has exec'd.
+fn spawn(mut spawn: Spawn, program: &str) -> io::Result<i32> {
     // The child shares this process's memory until it execs (CLONE_VM | CLONE_VFORK, as
     // posix_spawn does): no page tables are copied and this process is suspended meanwhile, so a
     // command starts without the cost of a fork. The child runs on a stack of its own and writes
@@ -523,16 +674,22 @@ fn start(
 /// The stack of a child between clone and exec: it only makes system calls.
 const CHILD_STACK: usize = 64 * 1024;
 
+/// The most descriptors a program gets besides stdin, stdout and stderr.
+const MAX_EXTRA: usize = 3;
+
 /// What a child needs to become the program, and where it leaves the errno if it cannot.
 struct Spawn<'a> {
-    exe: &'a CString,
+    exe: &'a CStr,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
-    cwd: &'a CString,
+    cwd: &'a CStr,
     run_as: Option<(u32, u32)>,
     out: RawFd,
     err: RawFd,
     input: Option<RawFd>,
+    /// Descriptors the program gets as 3, 4… (the session shell's).
+    extra: [RawFd; MAX_EXTRA],
+    extra_len: usize,
     limits: &'a Limits,
     errno: i32,
 }
@@ -556,6 +713,8 @@ fn child(spawn: &Spawn) -> i32 {
         out,
         err,
         input,
+        extra,
+        extra_len,
         limits,
         ..
     } = *spawn;
@@ -578,6 +737,19 @@ fn child(spawn: &Spawn) -> i32 {
         }
         if null > 2 {
             libc::close(null);
+        }
+        // Extra descriptors go to 3, 4…: first out of the way (a source may be one of the targets).
+        let mut moved = [-1; MAX_EXTRA];
+        for i in 0..extra_len {
+            moved[i] = libc::fcntl(extra[i], libc::F_DUPFD_CLOEXEC, 3 + MAX_EXTRA as i32);
+            if moved[i] < 0 {
+                return errno();
+            }
+        }
+        for (i, fd) in moved.iter().enumerate().take(extra_len) {
+            if libc::dup2(*fd, 3 + i as i32) < 0 {
+                return errno();
+            }
         }
         let nproc = libc::rlimit {
             rlim_cur: limits.pids,
@@ -636,8 +808,8 @@ fn child(spawn: &Spawn) -> i32 {
         if libc::chdir(cwd.as_ptr()) != 0 {
             return errno();
         }
-        // Nothing but stdin, stdout and stderr crosses into the program.
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        // Nothing but stdin, stdout, stderr (and the extra descriptors) crosses into the program.
+        libc::syscall(libc::SYS_close_range, 3 + extra_len as u32, u32::MAX, 0u32);
         libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
     }
     errno()

@@ -16,6 +16,7 @@ pub mod launcher;
 pub mod mounts;
 pub mod probe;
 pub mod seccomp;
+mod shell;
 mod wire;
 
 use std::collections::HashMap;
@@ -276,6 +277,8 @@ impl OsSandbox {
         plan.hostname = "kiln".into();
         plan.pids = config.pids;
         plan.memory = config.memory;
+        // `KILN_SESSION_SHELL=0` starts each command's `sh` anew (to compare, or to rule it out).
+        plan.session_shell = std::env::var_os("KILN_SESSION_SHELL").is_none_or(|v| v != "0");
         lap("plan and idmapped mounts ready");
         let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         wire::send(sock, &Request::Setup { plan }, &raw)

@@ -103,6 +103,8 @@ pub struct Plan {
     /// `RLIMIT_NPROC` and `RLIMIT_AS` for the build's programs.
     pub pids: u64,
     pub memory: Option<u64>,
+    /// Whether `sh -c` commands run in the session shell ([`super::shell`]).
+    pub session_shell: bool,
 }
 
 /// What kiln knows when it plans the filesystem.
