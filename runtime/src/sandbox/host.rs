@@ -39,6 +39,14 @@ pub struct StepState {
 }
 
 impl StepState {
+    /// Readies a kept instance's state for another step: its host programs' sandbox and deadline
+    /// (none while it waits, so it holds no build's sandbox alive on its own).
+    pub fn renew(&mut self, exec: Option<ExecEnv>, deadline: Option<Instant>) {
+        self.exec = exec;
+        self.deadline = deadline;
+        self.limits.exceeded = false;
+    }
+
     pub fn new(
         wasi: WasiCtx,
         memory_limit: usize,

@@ -166,7 +166,57 @@ pub struct Sandbox {
     plugins: HashMap<String, Plugin>,
     cache_dir: Option<PathBuf>,
     ticker: Arc<AtomicBool>,
+    /// Instances of the `shell` plugin kept for the build's next command ([`Warm`]).
+    warm: std::sync::Mutex<Vec<Warm>>,
 }
+
+/// A plugin instance that ran a step and waits for the next one under the same policy, with the same
+/// log and host programs' sandbox: instantiating a component, its WASI context and its store for each
+/// command of a build costs more than the command's own work in kiln. Only for plugins that take
+/// everything of a step from the call's context (its environment and directory are not read from
+/// WASI) and keep nothing between calls: kiln's `shell`.
+struct Warm {
+    key: WarmKey,
+    store: Store<host::StepState>,
+    instance: Step,
+}
+
+/// What a warm instance was made for.
+#[derive(PartialEq)]
+struct WarmKey {
+    plugin: String,
+    preopens: Vec<Preopen>,
+    network: bool,
+    local_network: bool,
+    memory_limit: usize,
+    /// The log sink and the build's OS sandbox and confinement, by identity.
+    log: *const (),
+    os: Option<*const os::OsSandbox>,
+    prepared: Option<*const Prepared>,
+    run_as: Option<(u32, u32)>,
+}
+
+// SAFETY: the raw pointers are only compared, never dereferenced.
+unsafe impl Send for WarmKey {}
+
+impl WarmKey {
+    fn of(plugin: &str, policy: &Policy, exec: Option<&ExecEnv>, log: &Arc<dyn LogSink>) -> Self {
+        Self {
+            plugin: plugin.to_string(),
+            preopens: policy.preopens.clone(),
+            network: policy.network,
+            local_network: policy.local_network,
+            memory_limit: policy.memory_limit,
+            log: Arc::as_ptr(log).cast(),
+            os: exec.and_then(|e| e.os.as_ref().map(Arc::as_ptr)),
+            prepared: exec.map(|e| Arc::as_ptr(&e.prepared)),
+            run_as: exec.and_then(|e| e.run_as),
+        }
+    }
+}
+
+/// The embedded plugins whose instances may serve several steps.
+const REUSABLE: &[&str] = &["shell"];
 
 /// How often the epoch advances: the resolution of plugin time limits.
 const EPOCH: Duration = Duration::from_millis(10);
@@ -220,6 +270,7 @@ impl Sandbox {
             plugins: HashMap::new(),
             cache_dir,
             ticker,
+            warm: std::sync::Mutex::new(Vec::new()),
         };
         for (name, bytes) in embedded::EMBEDDED {
             sandbox.plugins.insert(
@@ -345,17 +396,38 @@ impl Sandbox {
     ) -> Result<StepOutcome, StepError> {
         let loaded = self.loaded(name)?;
         let deadline = policy.timeout.map(|t| tokio::time::Instant::now() + t);
-        let wasi = wasi_ctx(context, policy, log.clone())?;
-        let state = host::StepState::new(
-            wasi,
-            policy.memory_limit,
-            log,
-            exec,
-            deadline,
-            policy.preopens.clone(),
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
+        let key = REUSABLE
+            .contains(&name)
+            .then(|| WarmKey::of(name, policy, exec.as_ref(), &log));
+        let warm = key.as_ref().and_then(|key| {
+            let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            let at = warm.iter().position(|w| w.key == *key)?;
+            Some(warm.swap_remove(at))
+        });
+        let (mut store, instance) = match warm {
+            Some(Warm {
+                mut store,
+                instance,
+                ..
+            }) => {
+                store.data_mut().renew(exec, deadline);
+                (store, Some(instance))
+            }
+            None => {
+                let wasi = wasi_ctx(context, policy, log.clone())?;
+                let state = host::StepState::new(
+                    wasi,
+                    policy.memory_limit,
+                    log,
+                    exec,
+                    deadline,
+                    policy.preopens.clone(),
+                );
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|state| &mut state.limits);
+                (store, None)
+            }
+        };
         match policy.timeout {
             Some(limit) => {
                 let ticks = (limit.as_millis() / EPOCH.as_millis()).max(1) as u64 + 1;
@@ -382,8 +454,12 @@ impl Sandbox {
                 .collect(),
         };
         let call = async {
-            let instance = loaded.pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, args, &ctx).await
+            let instance = match instance {
+                Some(instance) => instance,
+                None => loaded.pre.instantiate_async(&mut store).await?,
+            };
+            let outcome = instance.call_run(&mut store, args, &ctx).await?;
+            anyhow::Ok((instance, outcome))
         };
         let result = match policy.timeout {
             // The epoch stops guest code; this timer stops a step blocked in a host call.
@@ -399,12 +475,27 @@ impl Sandbox {
             None => call.await,
         };
         match result {
-            Ok(outcome) => Ok(StepOutcome {
-                status: outcome.status,
-                message: outcome.message,
-                env: outcome.env,
-                cwd: outcome.cwd.map(PathBuf::from),
-            }),
+            Ok((instance, outcome)) => {
+                // A step that ended well leaves its instance for the next (one that trapped or ran
+                // out of time is dropped with its store).
+                if let Some(key) = key {
+                    store.data_mut().renew(None, None);
+                    self.warm
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Warm {
+                            key,
+                            store,
+                            instance,
+                        });
+                }
+                Ok(StepOutcome {
+                    status: outcome.status,
+                    message: outcome.message,
+                    env: outcome.env,
+                    cwd: outcome.cwd.map(PathBuf::from),
+                })
+            }
             Err(error) => {
                 if store.data().limits.exceeded {
                     return Err(StepError::Memory {
