@@ -118,8 +118,12 @@ impl BuildLog {
         let Inner { file, masker } = &mut *inner;
         let line = masker.mask(line);
         if let Some(file) = file {
-            // A full disk must not stop the build; the console still has the line.
-            let _ = writeln!(file, "{line}");
+            // One write per line (a reader following the log never sees half of one). A full disk
+            // must not stop the build; the console still has the line.
+            let mut bytes = Vec::with_capacity(line.len() + 1);
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+            let _ = file.write_all(&bytes);
         }
         let write = |out: &mut dyn Write| {
             let _ = writeln!(out, "{line}");
