@@ -114,7 +114,7 @@ impl PgQueue {
             .client
             .query_one("SELECT to_regclass('kiln.schema_version') IS NOT NULL", &[])
             .await
-            .map_err(db)?
+            .map_err(|e| db(&self.url, e))?
             .get(0);
         if !exists {
             return Ok(None);
@@ -126,7 +126,7 @@ impl PgQueue {
                 &[],
             )
             .await
-            .map_err(db)?;
+            .map_err(|e| db(&self.url, e))?;
         Ok(Some(row.get(0)))
     }
 
@@ -152,17 +152,19 @@ impl PgQueue {
     /// are current. Needs the database's owner with CREATEROLE (or a superuser). Concurrent
     /// migrations wait for each other.
     pub async fn migrate(&mut self) -> Result<Migrated, QueueError> {
-        let tx = self.client.transaction().await.map_err(db)?;
+        let url = self.url.clone();
+        let fail = |e| db(&url, e);
+        let tx = self.client.transaction().await.map_err(fail)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext('kiln queue migrate'))",
             &[],
         )
         .await
-        .map_err(db)?;
+        .map_err(fail)?;
         let exists: bool = tx
             .query_one("SELECT to_regclass('kiln.schema_version') IS NOT NULL", &[])
             .await
-            .map_err(db)?
+            .map_err(fail)?
             .get(0);
         let from = if exists {
             tx.query_one(
@@ -170,7 +172,7 @@ impl PgQueue {
                 &[],
             )
             .await
-            .map_err(db)?
+            .map_err(fail)?
             .get::<_, i32>(0)
         } else {
             0
@@ -182,20 +184,20 @@ impl PgQueue {
             });
         }
         for sql in &MIGRATIONS[from as usize..] {
-            tx.batch_execute(sql).await.map_err(db)?;
+            tx.batch_execute(sql).await.map_err(fail)?;
         }
         if from < SCHEMA_VERSION {
             tx.execute("DELETE FROM kiln.schema_version", &[])
                 .await
-                .map_err(db)?;
+                .map_err(fail)?;
             tx.execute(
                 "INSERT INTO kiln.schema_version (version) VALUES ($1)",
                 &[&SCHEMA_VERSION],
             )
             .await
-            .map_err(db)?;
+            .map_err(fail)?;
         }
-        tx.commit().await.map_err(db)?;
+        tx.commit().await.map_err(fail)?;
         Ok(Migrated {
             from,
             to: SCHEMA_VERSION,
@@ -227,7 +229,7 @@ impl Queue for PgQueue {
                 ],
             )
             .await
-            .map_err(db)?;
+            .map_err(|e| db(&self.url, e))?;
         Ok(id)
     }
 
@@ -244,7 +246,7 @@ impl Queue for PgQueue {
                 ],
             )
             .await
-            .map_err(db)?;
+            .map_err(|e| db(&self.url, e))?;
         row.map(|r| job_of(&r)).transpose()
     }
 
@@ -266,7 +268,7 @@ impl Queue for PgQueue {
                 ],
             )
             .await
-            .map_err(db)?
+            .map_err(|e| db(&self.url, e))?
             .get(0);
         cancel.ok_or(QueueError::LeaseLost(lease))
     }
@@ -292,7 +294,7 @@ impl Queue for PgQueue {
                 ],
             )
             .await
-            .map_err(db)?;
+            .map_err(|e| db(&self.url, e))?;
         let status: String = row.get(0);
         let end = row.get::<_, i64>(1) as u64;
         match status.as_str() {
@@ -326,7 +328,7 @@ impl Queue for PgQueue {
                 &[&lease.job, &(lease.attempt as i32), &state.as_str(), result],
             )
             .await
-            .map_err(db)?
+            .map_err(|e| db(&self.url, e))?
             .get(0);
         if done {
             Ok(())
@@ -343,7 +345,7 @@ impl Queue for PgQueue {
                 &[&lease.job, &(lease.attempt as i32)],
             )
             .await
-            .map_err(db)?
+            .map_err(|e| db(&self.url, e))?
             .get(0);
         if done {
             Ok(())
@@ -360,7 +362,7 @@ impl Queue for PgQueue {
                 &[&(MAX_INFRA_RETRIES as i32)],
             )
             .await
-            .map_err(db)?;
+            .map_err(|e| db(&self.url, e))?;
         rows.iter()
             .map(|r| {
                 Ok(Reaped {
@@ -372,20 +374,17 @@ impl Queue for PgQueue {
     }
 
     async fn cancel(&self, job: Uuid) -> Result<Cancelled, QueueError> {
-        let before = self.get(job).await?;
-        let state: Option<String> = self
+        let row = self
             .client
-            .query_one("SELECT kiln.cancel($1)", &[&job])
+            .query_opt("SELECT r_was, r_now FROM kiln.cancel($1)", &[&job])
             .await
-            .map_err(db)?
-            .get(0);
-        let state = state_of(&state.ok_or(QueueError::NotFound(job))?)?;
-        Ok(match state {
-            JobState::Stopped if before.state == JobState::Queued => Cancelled::Stopped,
-            JobState::InProgress => Cancelled::Requested,
-            // It was claimed (and ended) between the two statements, or had ended before.
-            JobState::Queued => Cancelled::Stopped,
-            ended => Cancelled::AlreadyEnded(ended),
+            .map_err(|e| db(&self.url, e))?
+            .ok_or(QueueError::NotFound(job))?;
+        let (was, now) = (state_of(row.get(0))?, state_of(row.get(1))?);
+        Ok(match (was, now) {
+            (JobState::Queued, _) => Cancelled::Stopped,
+            (JobState::InProgress, _) => Cancelled::Requested,
+            (_, ended) => Cancelled::AlreadyEnded(ended),
         })
     }
 
@@ -398,7 +397,7 @@ impl Queue for PgQueue {
                 &[&job, &id],
             )
             .await
-            .map_err(db)?
+            .map_err(|e| db(&self.url, e))?
             .ok_or(QueueError::NotFound(job))?;
         if row.get::<_, bool>(0) {
             Ok(id)
@@ -424,7 +423,7 @@ impl Queue for PgQueue {
                 &[&state, &filter.queue, &limit],
             )
             .await
-            .map_err(db)?;
+            .map_err(|e| db(&self.url, e))?;
         rows.iter().map(job_of).collect()
     }
 
@@ -436,7 +435,7 @@ impl Queue for PgQueue {
                 &[&job],
             )
             .await
-            .map_err(db)?
+            .map_err(|e| db(&self.url, e))?
             .ok_or(QueueError::NotFound(job))?;
         job_of(&row)
     }
@@ -451,7 +450,7 @@ impl Queue for PgQueue {
                 &[&job, &(attempt as i32), &(offset as i64), &READ_CHUNKS],
             )
             .await
-            .map_err(db)?;
+            .map_err(|e| db(&self.url, e))?;
         let mut read = LogRead {
             bytes: Vec::new(),
             next: offset,
@@ -479,7 +478,7 @@ impl Queue for PgQueue {
                 .await
             {
                 self.listening.store(false, Ordering::SeqCst);
-                return Err(db(e));
+                return Err(db(&self.url, e));
             }
             return Ok(true);
         }
@@ -534,7 +533,7 @@ fn job_of(row: &Row) -> Result<Job, QueueError> {
 
 /// A database error as the queue reports it: a refused privilege is [`QueueError::Denied`], a lost
 /// connection [`QueueError::Unreachable`], a missing schema [`QueueError::NoSchema`].
-fn db(e: tokio_postgres::Error) -> QueueError {
+fn db(url: &str, e: tokio_postgres::Error) -> QueueError {
     if let Some(d) = e.as_db_error() {
         return match *d.code() {
             SqlState::INSUFFICIENT_PRIVILEGE => QueueError::Denied(d.message().to_string()),
@@ -543,7 +542,7 @@ fn db(e: tokio_postgres::Error) -> QueueError {
     }
     if e.is_closed() {
         return QueueError::Unreachable {
-            url: String::new(),
+            url: url.to_string(),
             reason: "the connection was closed".into(),
         };
     }

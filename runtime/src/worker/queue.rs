@@ -168,7 +168,9 @@ pub struct ClaimRequest {
 /// A claim's fencing token: every write a worker makes about a job names the attempt it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Lease {
+    /// The job.
     pub job: Uuid,
+    /// The claim that holds it: the job's `attempt` when it was claimed.
     pub attempt: u32,
 }
 
@@ -176,8 +178,11 @@ pub struct Lease {
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     pub id: Uuid,
+    /// The queue it waits in.
     pub queue: String,
+    /// `key=value` labels a worker needs to claim it.
     pub labels: Vec<String>,
+    /// Higher runs first.
     pub priority: i32,
     pub state: JobState,
     /// The phase an `IN_PROGRESS` job is in, `COMPLETED` once it ended.
@@ -186,15 +191,21 @@ pub struct Job {
     pub attempt: u32,
     /// Lost leases charged to the job.
     pub infra_retries: u32,
-    /// Times in milliseconds since the epoch.
+    /// Until when the current attempt's lease holds (times are in milliseconds since the epoch).
     pub lease_until: Option<i64>,
+    /// The worker of the current (or last) attempt.
     pub worker: Option<String>,
+    /// The database role that submitted it.
     pub submitted_by: String,
     pub submitted_at: i64,
+    /// When the current (or last) attempt was claimed.
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
+    /// What to build: a [`JobDescription`] as JSON.
     pub description: serde_json::Value,
+    /// What the build gave (artifact digests, exit code), or why the job ended.
     pub result: Option<serde_json::Value>,
+    /// Whether someone asked to stop it.
     pub cancel_requested: bool,
     /// The job this one retries.
     pub retry_of: Option<Uuid>,
@@ -239,13 +250,16 @@ pub enum Cancelled {
 /// A job the reaper changed, and its new state (`QUEUED`, `FAULT`, `STOPPED`, `TIMED_OUT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Reaped {
+    /// The job.
     pub job: Uuid,
+    /// Its state now.
     pub state: JobState,
 }
 
 /// Bytes of a log from an offset.
 #[derive(Debug, Clone, Default)]
 pub struct LogRead {
+    /// The bytes from the offset asked for.
     pub bytes: Vec<u8>,
     /// Where to read next.
     pub next: u64,
@@ -254,7 +268,9 @@ pub struct LogRead {
 /// Which jobs `list` returns.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
+    /// Only jobs in this state.
     pub state: Option<JobState>,
+    /// Only jobs of this queue.
     pub queue: Option<String>,
     /// At most this many, newest first.
     pub limit: Option<u32>,

@@ -70,17 +70,20 @@ BEGIN
 END $$;
 
 -- A queued job ends STOPPED at once; a running one gets the flag its worker's heartbeat returns.
--- The job's state afterwards, NULL for an unknown job.
+-- The job's state before and after; no row for an unknown job.
 CREATE FUNCTION kiln.cancel(p_job uuid)
-RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = kiln, pg_temp AS $$
-    UPDATE jobs SET
-        state = CASE WHEN state = 'QUEUED' THEN 'STOPPED' ELSE state END,
-        ended_at = CASE WHEN state = 'QUEUED' THEN clock_timestamp() ELSE ended_at END,
-        result = CASE WHEN state = 'QUEUED' THEN '{"reason": "cancelled while queued"}'::jsonb
-                 ELSE result END,
-        cancel_requested = cancel_requested OR state IN ('QUEUED', 'IN_PROGRESS')
-    WHERE id = p_job
-    RETURNING state;
+RETURNS TABLE (r_was text, r_now text)
+LANGUAGE sql SECURITY DEFINER SET search_path = kiln, pg_temp AS $$
+    WITH old AS (SELECT id, state FROM jobs WHERE id = p_job FOR UPDATE)
+    UPDATE jobs j SET
+        state = CASE WHEN j.state = 'QUEUED' THEN 'STOPPED' ELSE j.state END,
+        ended_at = CASE WHEN j.state = 'QUEUED' THEN clock_timestamp() ELSE j.ended_at END,
+        result = CASE WHEN j.state = 'QUEUED' THEN '{"reason": "cancelled while queued"}'::jsonb
+                 ELSE j.result END,
+        cancel_requested = j.cancel_requested OR j.state IN ('QUEUED', 'IN_PROGRESS')
+    FROM old
+    WHERE j.id = old.id
+    RETURNING old.state, j.state;
 $$;
 
 -- CodeBuild's "retry build": a new job with the old one's description, referring to it.
