@@ -248,13 +248,16 @@ async fn queue_writes_after_the_lease_expired_are_fenced() {
 async fn queue_reaper_requeues_lost_leases_then_faults_and_never_retries_a_failed_build() {
     let Some(pg) = Pg::start() else { return };
     let q = pg.queue().await;
+    // Two reapers at once, as every worker reaps with no leader: each lost lease is charged once.
+    let other = pg.queue().await;
     let id = q.submit(&job("flaky-infra")).await.unwrap();
     let short = claimer("w", &[], Duration::from_millis(100));
     for attempt in 1..=4 {
         let j = q.claim(&short).await.unwrap().expect("requeued");
         assert_eq!((j.id, j.attempt), (id, attempt));
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let reaped = q.reap().await.unwrap();
+        let (a, b) = tokio::join!(q.reap(), other.reap());
+        let reaped: Vec<_> = a.unwrap().into_iter().chain(b.unwrap()).collect();
         let expected = if attempt < 4 {
             JobState::Queued
         } else {
@@ -349,6 +352,21 @@ async fn queue_cancel_stops_a_queued_job_at_once_and_flags_a_running_one() {
     let (code, _, err) = pg.kiln(&["cancel", &Uuid::new_v4().to_string()]);
     assert_eq!(code, Some(4), "{err}");
     assert!(err.contains("no job"), "{err}");
+
+    // A cancelled job whose worker is lost is not run again: the reaper ends it STOPPED.
+    let orphan = q.submit(&job("orphan")).await.unwrap();
+    q.claim(&claimer("w", &[], Duration::from_millis(100)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.cancel(orphan).await.unwrap(), Cancelled::Requested);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reaped = q.reap().await.unwrap();
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(
+        (reaped[0].job, reaped[0].state),
+        (orphan, JobState::Stopped)
+    );
 }
 
 #[tokio::test]
@@ -507,6 +525,37 @@ async fn queue_migrate_is_idempotent_and_a_schema_of_another_version_is_refused(
     let (code, _, err) = pg.kiln(&["jobs"]);
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("run `kiln queue migrate`"), "{err}");
+
+    // Two migrations of a new database at once (the roles exist already: they are the
+    // cluster's): one creates the schema, the other waits for it and finds nothing to do.
+    pg.sql("CREATE DATABASE fresh");
+    let fresh = format!("{}/fresh", pg.url().rsplit_once('/').unwrap().0);
+    let migrations: Vec<_> = (0..2)
+        .map(|_| {
+            kiln()
+                .args(["queue", "migrate", "--json"])
+                .env("KILN_QUEUE", &fresh)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut froms = Vec::new();
+    for m in migrations {
+        let out = m.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        froms.push(said["from"].as_i64().unwrap());
+    }
+    froms.sort();
+    assert_eq!(froms, [0, 1]);
+    let (code, out, err) = pg.kiln_as(&fresh, &["jobs", "--json"]);
+    assert_eq!((code, out.trim()), (Some(0), "[]"), "{err}");
 
     // A database without the queue at all.
     pg.sql("CREATE DATABASE empty");

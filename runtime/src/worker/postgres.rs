@@ -52,7 +52,9 @@ pub struct Migrated {
     pub to: i32,
 }
 
-/// A connection to a kiln queue in PostgreSQL.
+/// A connection to a kiln queue in PostgreSQL. One connection, used by concurrent calls (they are
+/// pipelined); once it is lost, every call fails with [`QueueError::Unreachable`] and the caller
+/// connects again.
 pub struct PgQueue {
     client: Client,
     /// The URL without its password, for messages.
