@@ -92,7 +92,7 @@ stop)
     rm -f "$dir/pid"
     ;;
 *)
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,10p' "$0" >&2
     exit 2
     ;;
 esac
