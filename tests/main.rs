@@ -20,6 +20,7 @@ mod oci;
 mod phases;
 mod plugins;
 mod projects;
+mod queue;
 mod real;
 mod revision;
 mod runtimes;

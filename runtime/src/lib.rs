@@ -11,6 +11,7 @@ pub mod revision;
 pub mod sandbox;
 pub mod spec;
 pub mod store;
+pub mod worker;
 
 // The shell plugin's `export -p` reader runs inside WebAssembly; its unit tests run here, on the
 // host, so that `cargo test` covers them.

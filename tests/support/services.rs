@@ -8,6 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Debian's PostgreSQL 15 programs (others may come first on PATH).
+pub const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
+
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/services")
@@ -37,7 +40,8 @@ fn missing(what: &str, install: &str) -> Option<Service> {
 pub struct Service {
     pub dir: tempfile::TempDir,
     script: &'static str,
-    /// `127.0.0.1:PORT` for the registry, `http://127.0.0.1:PORT` for S3.
+    /// `127.0.0.1:PORT` for the registry, `http://127.0.0.1:PORT` for S3, a postgres:// URL for
+    /// PostgreSQL.
     pub address: String,
     start_args: Vec<String>,
 }
@@ -62,6 +66,15 @@ impl Service {
         let mut args = vec![access.to_string(), secret.to_string()];
         args.extend(buckets.iter().map(|b| b.to_string()));
         Some(Self::start("s3.sh", args))
+    }
+
+    /// PostgreSQL 15 with a database `kiln`; `address` is the superuser's URL
+    /// (postgres://kiln:PASSWORD@127.0.0.1:PORT/kiln).
+    pub fn postgres() -> Option<Service> {
+        if !Path::new(POSTGRES_BIN).join("postgres").is_file() {
+            return missing("PostgreSQL 15", "tests/services/postgres.sh install");
+        }
+        Some(Self::start("postgres.sh", Vec::new()))
     }
 
     fn start(script_name: &'static str, args: Vec<String>) -> Service {

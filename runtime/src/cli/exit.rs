@@ -10,9 +10,10 @@ pub const BAD_INPUT: u8 = 2;
 pub const INTERNAL: u8 = 3;
 /// A revision or store that does not exist.
 pub const NOT_FOUND: u8 = 4;
-/// A store refused the credentials (401/403).
+/// A store refused the credentials (401/403), or the queue's database refused a privilege.
 pub const DENIED: u8 = 5;
-/// A store could not be reached, or kept failing (connection refused, timeouts, 5xx).
+/// A store or the queue's database could not be reached, or kept failing (connection refused,
+/// timeouts, 5xx).
 pub const UNREACHABLE: u8 = 6;
 /// A revision that fails verification, or a bundle refused by safe extraction.
 pub const INTEGRITY: u8 = 7;
@@ -92,5 +93,23 @@ pub fn of_step(e: &kiln::sandbox::StepError) -> u8 {
         StepError::UnknownPlugin(_) | StepError::Load { .. } => BAD_INPUT,
         StepError::Timeout { .. } | StepError::Memory { .. } | StepError::Trap { .. } => FAILED,
         StepError::Preopen { .. } => INTERNAL,
+    }
+}
+
+/// The code of a queue command that failed.
+pub fn of_queue(e: &kiln::worker::queue::QueueError) -> u8 {
+    use kiln::worker::queue::QueueError;
+    match e {
+        QueueError::BadUrl(_) | QueueError::NotRetryable { .. } => BAD_INPUT,
+        QueueError::NotFound(_) => NOT_FOUND,
+        QueueError::Denied(_) => DENIED,
+        QueueError::Unreachable { .. } => UNREACHABLE,
+        QueueError::NoSchema { .. }
+        | QueueError::SchemaTooOld { .. }
+        | QueueError::SchemaTooNew { .. }
+        | QueueError::LeaseLost(_)
+        | QueueError::LogGap { .. }
+        | QueueError::ChunkTooLarge(_)
+        | QueueError::Database(_) => INTERNAL,
     }
 }

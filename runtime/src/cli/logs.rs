@@ -1,5 +1,8 @@
 //! `kiln logs`: print a build's log, or follow it while the build runs. Logs are written masked
 //! (see `kiln::build::log`), so what is printed here is what the build's console showed.
+//!
+//! A job id of the remote build queue (a bare UUID, with `--queue` or KILN_QUEUE) prints that
+//! job's log from the queue instead; `-f` follows it by byte offset until the job ends.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -7,6 +10,8 @@ use std::time::Duration;
 
 use clap::Args;
 use kiln::build::history::{self, Which};
+use kiln::worker::queue::{Queue, QueueError};
+use uuid::Uuid;
 
 use super::options::{GlobalArgs, parse_project};
 use super::{exit, print_bytes};
@@ -17,7 +22,8 @@ const POLL: Duration = Duration::from_millis(200);
 /// `kiln logs`.
 #[derive(Args)]
 pub struct LogsArgs {
-    /// The build: its number in the project, or its id (project:uuid) [default: the latest]
+    /// The build: its number in the project, or its id (project:uuid) [default: the latest]; or
+    /// a job of the remote build queue, by its id (with --queue).
     #[arg(value_name = "BUILD")]
     build: Option<String>,
 
@@ -28,10 +34,28 @@ pub struct LogsArgs {
     /// The project of a build number [default: the current folder's project]
     #[arg(long, value_parser = parse_project)]
     project: Option<String>,
+
+    /// The remote build queue a job id is read from: postgres://user:password@host:port/database.
+    #[arg(
+        long = "queue",
+        env = "KILN_QUEUE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    queue: Option<String>,
 }
 
 /// Prints the log and gives the exit code.
 pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> u8 {
+    if let Some(job) = args.build.as_deref().and_then(|b| Uuid::parse_str(b).ok()) {
+        let Some(url) = &args.queue else {
+            eprintln!(
+                "error: {job} is a job id of the build queue: give --queue URL (or KILN_QUEUE)"
+            );
+            return exit::BAD_INPUT;
+        };
+        return job_log(url, job, args.follow).await;
+    }
     let which = match args.build.as_deref().map(Which::parse).transpose() {
         Ok(which) => which.unwrap_or(Which::Latest),
         Err(e) => {
@@ -94,5 +118,57 @@ async fn print_log(log: &Path, records: &Path, number: u64, follow: bool) -> std
             return Ok(());
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Prints a queued job's log (its current attempt's); with `follow`, goes on until the job ends,
+/// starting over when another worker claims it again.
+async fn job_log(url: &str, id: Uuid, follow: bool) -> u8 {
+    let queue = match super::connect_queue(url).await {
+        Ok(q) => q,
+        Err(code) => return code,
+    };
+    match print_job_log(&queue, id, follow).await {
+        Ok(()) => exit::OK,
+        Err(e) => super::queue_error(e),
+    }
+}
+
+async fn print_job_log(queue: &impl Queue, id: Uuid, follow: bool) -> Result<(), QueueError> {
+    let mut job = queue.get(id).await?;
+    if !follow && job.attempt == 0 {
+        eprintln!("kiln: job {id} is {}: no worker has run it yet", job.state);
+        return Ok(());
+    }
+    let mut attempt = job.attempt;
+    let mut offset = 0;
+    loop {
+        // Looked at before reading: what the worker wrote before it completed is then read below.
+        let done = !follow || job.state.is_final();
+        if attempt > 0 {
+            loop {
+                let read = queue.read_log(id, attempt, offset).await?;
+                if read.bytes.is_empty() {
+                    break;
+                }
+                print_bytes(&read.bytes);
+                offset = read.next;
+            }
+        }
+        if done {
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+        job = queue.get(id).await?;
+        if job.attempt != attempt {
+            if attempt > 0 {
+                eprintln!(
+                    "kiln: job {id} was claimed again (attempt {}): its log starts over",
+                    job.attempt
+                );
+            }
+            attempt = job.attempt;
+            offset = 0;
+        }
     }
 }

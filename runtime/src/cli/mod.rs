@@ -19,6 +19,7 @@ pub mod agent;
 pub mod build;
 pub mod builds;
 pub mod cache;
+pub mod cancel;
 pub mod completions;
 pub mod config;
 pub mod deploy;
@@ -27,6 +28,7 @@ pub mod doctor;
 pub mod exit;
 pub mod hash_files;
 pub mod init;
+pub mod jobs;
 pub mod logs;
 pub mod ls;
 pub mod man;
@@ -36,6 +38,8 @@ pub mod plan;
 pub mod plugin;
 pub mod pull;
 pub mod push;
+pub mod queue;
+pub mod retry;
 pub mod rollback;
 pub mod settings;
 pub mod validate;
@@ -43,7 +47,7 @@ pub mod validate;
 /// Run AWS CodeBuild buildspecs locally, every step a WebAssembly plugin in a sandbox.
 ///
 /// Exit codes: 0 success, 1 the build failed, 2 bad input or usage, 3 kiln could not work, 4 not
-/// found, 5 access denied by a store, 6 a store unreachable, 7 a revision failed verification or was
+/// found, 5 access denied by a store or the queue, 6 a store or the queue unreachable, 7 a revision failed verification or was
 /// refused, 129 SIGHUP, 130 interrupted (Ctrl-C), 143 SIGTERM.
 #[derive(Parser)]
 #[command(name = "kiln", version = version(), propagate_version = true)]
@@ -91,6 +95,16 @@ pub enum Command {
     Pull(pull::PullArgs),
     /// List the revisions under a prefix: file:///folder, s3://bucket/prefix/, oci://host/repo.
     Ls(ls::LsArgs),
+    /// Look after the job queue of remote build workers (a PostgreSQL database).
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// The jobs of a remote build queue, newest first: id, state, phase, priority, attempt.
+    Jobs(jobs::JobsArgs),
+    /// Stop a job of the remote build queue: a queued one at once, a running one at its worker's
+    /// next heartbeat.
+    Cancel(cancel::CancelArgs),
+    /// Queue an ended job (FAILED, FAULT, STOPPED, TIMED_OUT) again, as a new job that names it.
+    Retry(retry::RetryArgs),
     /// Deploy a revision on this host as the CodeDeploy agent does: the appspec.yml lifecycle, with
     /// automatic rollback to the last successful revision.
     Deploy(deploy::DeployCommandArgs),
@@ -202,6 +216,20 @@ pub fn print_invalid(e: &kiln::spec::SpecError) -> u8 {
         if n == 1 { "" } else { "s" }
     );
     exit::BAD_INPUT
+}
+
+/// Connects to the queue at `url` (and checks its schema); on failure, says why and gives the exit
+/// code.
+pub async fn connect_queue(url: &str) -> Result<kiln::worker::postgres::PgQueue, u8> {
+    kiln::worker::postgres::PgQueue::connect(url)
+        .await
+        .map_err(queue_error)
+}
+
+/// Says why a queue operation failed and gives its exit code.
+pub fn queue_error(e: kiln::worker::queue::QueueError) -> u8 {
+    eprintln!("error: {e}");
+    exit::of_queue(&e)
 }
 
 /// Says why a store operation failed and gives its exit code.

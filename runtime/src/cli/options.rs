@@ -216,6 +216,29 @@ fn parse_file_exists(s: &str) -> Result<kiln::spec::appspec::FileExists, String>
         .ok_or_else(|| format!("`{s}` is not DISALLOW, OVERWRITE or RETAIN"))
 }
 
+/// The remote build queue a command talks to.
+#[derive(Args)]
+pub struct QueueArgs {
+    /// The queue's database: postgres://user:password@host:port/database. Its password is never
+    /// printed.
+    #[arg(
+        long = "queue",
+        env = "KILN_QUEUE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub url: String,
+}
+
+/// A job state by its CodeBuild name (any case, `-` for `_`), or `running`.
+pub fn parse_job_state(s: &str) -> Result<kiln::worker::queue::JobState, String> {
+    kiln::worker::queue::JobState::parse(s).ok_or_else(|| {
+        format!(
+            "unknown job state `{s}`: use queued, running, succeeded, failed, fault, stopped or timed-out"
+        )
+    })
+}
+
 /// `NAME=VALUE`, with a name that is not empty.
 pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
