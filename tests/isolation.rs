@@ -1685,3 +1685,101 @@ fn sudo_works_for_the_builds_root_and_names_what_it_cannot_do() {
         ]
     );
 }
+
+#[test]
+fn a_build_whose_network_cannot_be_set_up_runs_without_and_says_why() {
+    if !require_namespaces() {
+        return;
+    }
+    // pasta sets itself up while the build goes on; the first command waits for it. When it fails
+    // (here a pasta that cannot), the build runs without network and the log says why, once.
+    let fake = host_dir();
+    let pasta = fake.path().join("pasta");
+    std::fs::write(
+        &pasta,
+        "#!/bin/sh\necho 'no tap device for you' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&pasta, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        fake.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = Build::new()
+        .buildspec(&build_commands(&["echo first", "echo second"]))
+        .args(["--no-cache", "--network", "internet"])
+        .env("PATH", &path)
+        .run();
+    run.success().sandboxed().said("first").said("second");
+    let warnings = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("the build has no network: pasta failed: no tap device for you"))
+        .count();
+    assert_eq!(warnings, 1, "{}", run.stderr);
+}
+
+/// Live pasta processes whose pid file lies in a scratch folder of the kiln with this pid.
+fn pastas_of(kiln: u32) -> Vec<i32> {
+    let needle = format!("kiln-build-{kiln}-");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.iter().any(|a| a.ends_with(b"pasta.pid"))
+                    && args
+                        .iter()
+                        .any(|a| String::from_utf8_lossy(a).contains(&needle))
+            })
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[test]
+fn the_pasta_of_a_killed_build_is_stopped_by_the_next_build() {
+    if !require_namespaces() || require_tool("pasta").is_none() {
+        return;
+    }
+    // kiln killed with SIGKILL cannot stop its build's pasta, which does not end with the
+    // namespace it serves; the next build, sweeping the dead build's folders, stops it.
+    let b = project(&["echo STARTED", "sleep 60"]).args(["--network", "internet"]);
+    let mut kiln = b
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kiln starts");
+    let started = Instant::now();
+    while pastas_of(kiln.id()).is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = pastas_of(kiln.id());
+    kiln.kill().unwrap();
+    kiln.wait().unwrap();
+    assert!(!left.is_empty(), "the build's pasta never started");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !pastas_of(kiln.id()).is_empty(),
+        "pasta ended by itself with its kiln (this test would then be moot)"
+    );
+    project(&["true"])
+        .args(["--network", "none"])
+        .run()
+        .success();
+    let started = Instant::now();
+    while !pastas_of(kiln.id()).is_empty() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let still = pastas_of(kiln.id());
+    for pid in &still {
+        // SAFETY: the test's own leftover pasta.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    assert!(still.is_empty(), "pasta {still:?} outlived the sweep");
+}

@@ -129,7 +129,7 @@ pub struct OsSandbox {
     waiters: Arc<Mutex<Waiters>>,
     next: AtomicU64,
     launcher: Mutex<Option<std::process::Child>>,
-    pasta: Option<PathBuf>,
+    pasta: Mutex<PastaState>,
     /// What was set up differently than asked (a folder left read-only, no user-mode network).
     pub warnings: Vec<String>,
     /// Whether the build's root is an unprivileged id outside (kiln runs as root).
@@ -195,7 +195,7 @@ impl OsSandbox {
             })),
             next: AtomicU64::new(1),
             launcher: Mutex::new(Some(child)),
-            pasta: None,
+            pasta: Mutex::new(PastaState::None),
             warnings: Vec::new(),
             idmapped: root,
             network: config.network,
@@ -294,14 +294,23 @@ impl OsSandbox {
             Err(e) => return Err(err("talking to the launcher", e)),
         }
         lap("filesystem set up");
+        // pasta finishes setting itself up on a thread of its own while the build goes on; the first
+        // command waits for it (a build that runs none never does).
         if let Some(pasta) = pasta {
-            match pasta.and_then(|(child, pidfile)| wait_pasta(child).map(|()| pidfile)) {
-                Ok(pidfile) => sandbox.pasta = Some(pidfile),
+            let started = pasta.and_then(|(child, pidfile)| {
+                std::thread::Builder::new()
+                    .name("kiln-pasta".into())
+                    .spawn(move || wait_pasta(child).map(|()| pidfile))
+                    .map_err(|e| format!("pasta: {e}"))
+            });
+            match started {
+                Ok(waiting) => {
+                    *sandbox.pasta.get_mut().unwrap_or_else(|e| e.into_inner()) =
+                        PastaState::Starting(waiting);
+                }
                 Err(why) => {
                     sandbox.network = Network::None;
-                    sandbox.warnings.push(format!(
-                        "the build has no network: {why} (--network host gives it the host's network)"
-                    ));
+                    sandbox.warnings.push(no_network(&why));
                 }
             }
         }
@@ -423,6 +432,9 @@ impl OsSandbox {
         deadline: Option<Instant>,
         log: Arc<dyn LogSink>,
     ) -> io::Result<ProcessExit> {
+        if let Some(why) = self.network_ready() {
+            log.plugin(super::Level::Warn, &no_network(&why));
+        }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (out_r, out_w) = wire::pipe(0)?;
         let (err_r, err_w) = wire::pipe(0)?;
@@ -550,9 +562,15 @@ impl OsSandbox {
         {
             let _ = child.wait();
         }
-        if let Some(pidfile) = &self.pasta
-            && let Ok(text) = std::fs::read_to_string(pidfile)
-            && std::fs::remove_file(pidfile).is_ok()
+        // The namespace is gone with init: a pasta still setting up fails at once.
+        let _ = self.network_ready();
+        let running = std::mem::replace(
+            &mut *self.pasta.lock().unwrap_or_else(|e| e.into_inner()),
+            PastaState::None,
+        );
+        if let PastaState::Running(pidfile) = running
+            && let Ok(text) = std::fs::read_to_string(&pidfile)
+            && std::fs::remove_file(&pidfile).is_ok()
             && let Ok(pid) = text.trim().parse::<i32>()
         {
             // SAFETY: signals the pasta process kiln started for this build.
@@ -797,6 +815,67 @@ fn start_pasta(pid: u32, root: bool, scratch: &Path) -> Result<(Pasta, PathBuf),
     Ok((Pasta(Some(child)), pidfile))
 }
 
+/// Stops the pasta of the build whose scratch folder this is, if it still runs: a kiln killed with
+/// SIGKILL cannot stop it, and pasta does not end with the namespace it serves. Only the process that
+/// its pid file names and whose command line names that pid file is signalled (a pid may have been
+/// reused since).
+fn stop_leftover_pasta(scratch: &Path) {
+    let Ok(pidfile) = scratch.join("pasta.pid").canonicalize() else {
+        return;
+    };
+    let Some(pid) = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 0)
+    else {
+        return;
+    };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return;
+    };
+    let ours = cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == pidfile.as_os_str().as_encoded_bytes());
+    if ours {
+        // SAFETY: signals the pasta process this build started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+/// Why a build got no network, as a warning.
+fn no_network(why: &str) -> String {
+    format!("the build has no network: {why} (--network host gives it the host's network)")
+}
+
+/// The build's pasta: none, setting itself up (waited for on a thread), or running (its pid file).
+enum PastaState {
+    None,
+    Starting(std::thread::JoinHandle<Result<PathBuf, String>>),
+    Running(PathBuf),
+}
+
+impl OsSandbox {
+    /// Waits for pasta to be set up, if it is still setting up: why the build has no network when it
+    /// could not be.
+    fn network_ready(&self) -> Option<String> {
+        let mut state = self.pasta.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(*state, PastaState::Starting(_)) {
+            return None;
+        }
+        let PastaState::Starting(waiting) = std::mem::replace(&mut *state, PastaState::None) else {
+            return None;
+        };
+        match waiting.join() {
+            Ok(Ok(pidfile)) => {
+                *state = PastaState::Running(pidfile);
+                None
+            }
+            Ok(Err(why)) => Some(why),
+            Err(_) => Some("pasta: waiting for it failed".to_string()),
+        }
+    }
+}
+
 /// pasta while it sets itself up: killed if the sandbox fails before it is waited for.
 struct Pasta(Option<std::process::Child>);
 
@@ -833,6 +912,7 @@ fn wait_pasta(mut pasta: Pasta) -> Result<(), String> {
 /// folder, `chmod 000` in the workspace) removable first.
 pub fn remove_scratch(path: &Path) {
     use rayon::prelude::*;
+    stop_leftover_pasta(path);
     // Its folders (workspace, layers, HOME, /tmp) side by side: removing is disk latency.
     let entries: Vec<PathBuf> = std::fs::read_dir(path)
         .into_iter()
