@@ -1,4 +1,7 @@
-//! `kiln build`: run a project's buildspec, phase by phase, in the build sandbox.
+//! `kiln build`: run a project's buildspec, phase by phase, in the build sandbox (or, with
+//! `--remote`, on a worker: see [`remote`]).
+
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -133,10 +136,20 @@ pub struct BuildArgs {
     /// Print no log on the console (it is still written to the log file).
     #[arg(long, short = 'q')]
     quiet: bool,
+
+    /// Run the build on a worker of this queue (postgres://user:password@host:port/database),
+    /// with the shared store of --cache: the log is printed as it is written, the artifacts are
+    /// fetched into the output folder, Ctrl-C cancels the job.
+    #[arg(long, env = "KILN_REMOTE", value_name = "URL", hide_env_values = true,
+          conflicts_with_all = ["in_place", "source_version", "dry_run", "phases", "until", "package"])]
+    remote: Option<String>,
 }
 
 /// Runs the build, prints its result, and gives its exit code.
 pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
+    if let Some(url) = &args.remote {
+        return remote::run(global, args, url).await;
+    }
     let console = match (args.quiet, args.json) {
         (true, _) => Console::Quiet,
         (false, true) => Console::Stderr,
