@@ -31,3 +31,4 @@ mod source;
 mod store;
 mod validate;
 mod windows;
+mod worker;

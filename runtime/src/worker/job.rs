@@ -29,7 +29,7 @@ use crate::cas::{Digest, LocalStore};
 
 use super::postgres::PgQueue;
 use super::queue::{Appended, Job, JobDescription, JobState, Lease, MAX_CHUNK, Queue, QueueError};
-use super::{WorkerError, source};
+use super::{WorkerError, say, source};
 
 /// How a worker is set up; the same for every job it runs.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ impl Conn {
         if Arc::ptr_eq(&current, used) {
             match PgQueue::connect(&self.url).await {
                 Ok(q) => *current = Arc::new(q),
-                Err(e) => tracing::warn!("the queue: {e}"),
+                Err(e) => say!("the queue: {e}"),
             }
         }
     }
@@ -169,7 +169,7 @@ pub async fn run(ctx: Arc<Context>, job: Job, stopping: watch::Receiver<bool>) -
         .join(format!("{}-{}", job.id, job.attempt));
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        tracing::error!("job {}: {}: {e}", job.id, dir.display());
+        say!("job {}: {}: {e}", job.id, dir.display());
         return Ended::Abandoned;
     }
     let (stop_tx, stop_rx) = watch::channel(Stop::None);
@@ -225,6 +225,11 @@ async fn heartbeat(
                 ctx.metrics
                     .heartbeat_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                say!(
+                    "job {} attempt {}: the lease is lost: the build is killed, its results discarded",
+                    lease.job,
+                    lease.attempt
+                );
                 raise(&stop, Stop::LeaseLost);
                 return;
             }
@@ -232,7 +237,7 @@ async fn heartbeat(
                 ctx.metrics
                     .heartbeat_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!("job {}: heartbeat: {e}", lease.job);
+                say!("job {}: heartbeat: {e}", lease.job);
                 ctx.beats.recover(&q, &e).await;
                 // Past its lease, the job may be another worker's already: stop as if told so.
                 if renewed.elapsed() >= ctx.config.lease {
@@ -302,7 +307,7 @@ async fn attempt(
     };
     let src = dir.join("src");
     if let Err(e) = source::download_dir(&ctx.local, &ctx.remote, &source, &src).await {
-        tracing::error!("job {}: its source: {e}", job.id);
+        say!("job {}: its source: {e}", job.id);
         return Ended::Abandoned;
     }
 
@@ -314,7 +319,7 @@ async fn attempt(
             .map(|(k, v)| format!("{k}={}\n", dotenv_quote(v)))
             .collect();
         if let Err(e) = write_private(&file, &text) {
-            tracing::error!("job {}: {e}", job.id);
+            say!("job {}: {e}", job.id);
             return Ended::Abandoned;
         }
         cmd.arg("--env-file").arg(&file);
@@ -322,7 +327,7 @@ async fn attempt(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(
+            say!(
                 "job {}: cannot run {}: {e}",
                 job.id,
                 ctx.config.kiln.display()
@@ -402,7 +407,7 @@ async fn attempt(
                 Ok(()) => Ended::Released,
                 Err(QueueError::LeaseLost(_)) => Ended::LeaseLost,
                 Err(e) => {
-                    tracing::warn!("job {}: release: {e}", job.id);
+                    say!("job {}: release: {e}", job.id);
                     Ended::Abandoned
                 }
             };
@@ -415,7 +420,7 @@ async fn attempt(
     let log = match store_log(ctx, &log_path).await {
         Ok(d) => d,
         Err(e) => {
-            tracing::error!("job {}: its log: {e}", job.id);
+            say!("job {}: its log: {e}", job.id);
             return Ended::Abandoned;
         }
     };
@@ -435,7 +440,7 @@ async fn attempt(
                 let artifacts = match upload_artifacts(ctx, &build).await {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::error!("job {}: its artifacts: {e}", job.id);
+                        say!("job {}: its artifacts: {e}", job.id);
                         return Ended::Abandoned;
                     }
                 };
@@ -506,7 +511,7 @@ fn signal(pid: Option<i32>, sig: i32) {
 
 /// Ends a job that cannot be built as described: `FAILED`, with why.
 async fn refuse(ctx: &Context, lease: Lease, why: &str) -> Ended {
-    tracing::warn!("job {}: {why}", lease.job);
+    say!("job {}: {why}", lease.job);
     let result = serde_json::json!({ "reason": why, "worker": ctx.config.name });
     match complete(ctx, lease, JobState::Failed, &result).await {
         Ok(()) => Ended::Completed(JobState::Failed),
@@ -527,7 +532,7 @@ async fn complete(
         match q.complete(lease, state, result).await {
             Ok(()) => return Ok(()),
             Err(QueueError::LeaseLost(_)) => {
-                tracing::warn!(
+                say!(
                     "job {} attempt {}: the completion was refused: the lease is lost",
                     lease.job,
                     lease.attempt
@@ -535,7 +540,7 @@ async fn complete(
                 return Err(Ended::LeaseLost);
             }
             Err(e) => {
-                tracing::warn!("job {}: complete: {e}", lease.job);
+                say!("job {}: complete: {e}", lease.job);
                 ctx.queue.recover(&q, &e).await;
                 if Instant::now() >= deadline {
                     return Err(Ended::Abandoned);
@@ -553,10 +558,10 @@ async fn publish(ctx: &Context, key: &Digest) {
         Ok(true) => {}
         Ok(false) => {
             if let Err(e) = ctx.remote.upload_action(&ctx.local, key).await {
-                tracing::warn!("the cache entry {key}: {e}");
+                say!("the cache entry {key}: {e}");
             }
         }
-        Err(e) => tracing::warn!("the cache entry {key}: {e}"),
+        Err(e) => say!("the cache entry {key}: {e}"),
     }
 }
 
@@ -646,7 +651,7 @@ async fn pump_log(
     let mut file = match std::fs::File::create(&path) {
         Ok(f) => f,
         Err(e) => {
-            tracing::error!("{}: {e}", path.display());
+            say!("{}: {e}", path.display());
             return 0;
         }
     };
@@ -747,13 +752,18 @@ impl LogSender {
                     self.pending.clear();
                 }
                 Err(QueueError::LeaseLost(_)) => {
+                    say!(
+                        "job {} attempt {}: a log chunk was refused: the lease is lost; the build is killed, its results discarded",
+                        self.lease.job,
+                        self.lease.attempt
+                    );
                     self.lost = true;
                     self.pending.clear();
                     raise(&self.stop, Stop::LeaseLost);
                 }
                 Err(QueueError::LogGap { end, .. }) => self.offset = end,
                 Err(e) => {
-                    tracing::warn!("job {}: log: {e}", self.lease.job);
+                    say!("job {}: log: {e}", self.lease.job);
                     self.ctx.queue.recover(&q, &e).await;
                     return;
                 }
@@ -875,6 +885,14 @@ impl BuildPlan {
             if keep {
                 cmd.env(k, v);
             }
+        }
+        // SAFETY: prctl(2) is async-signal-safe; between fork and exec it only asks the kernel to
+        // kill the build when the worker dies (a worker killed with -9 leaves no build running).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
         }
         cmd.current_dir(src)
             .stdin(Stdio::null())

@@ -22,6 +22,15 @@ pub mod source;
 
 use std::path::{Path, PathBuf};
 
+/// A line of the worker's own log on stderr (its events: claims, ends, lost leases, failures),
+/// shown whatever `KILN_LOG` says: it is what an operator reads in `journalctl`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("kiln worker: {}", format!($($arg)*))
+    };
+}
+pub(crate) use say;
+
 /// What went wrong running a job.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {

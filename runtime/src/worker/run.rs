@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use super::job::{self, Context, Ended};
 use super::queue::{ClaimRequest, JobState, Queue, QueueError};
+use super::say;
 
 /// How far a worker is in shutting down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,7 +58,7 @@ pub async fn run(
         lease: config.lease,
     };
     let (stop_jobs, stopping) = watch::channel(false);
-    let mut running: JoinSet<(Ended, f64)> = JoinSet::new();
+    let mut running: JoinSet<(super::queue::Lease, Ended, f64)> = JoinSet::new();
     let mut summary = Summary::default();
     let mut idle_since = Instant::now();
     let mut next_reap = Instant::now();
@@ -93,7 +94,7 @@ pub async fn run(
                         .map_or(0.0, |s| (s - job.submitted_at) as f64 / 1000.0);
                     ctx.metrics.job_claimed(queued);
                     ctx.metrics.busy.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
+                    say!(
                         "job {} attempt {}: claimed after {queued:.3}s in the queue",
                         job.id,
                         job.attempt
@@ -101,13 +102,14 @@ pub async fn run(
                     let (ctx, stopping) = (ctx.clone(), stopping.clone());
                     running.spawn(async move {
                         let started = Instant::now();
+                        let lease = job.lease();
                         let ended = job::run(ctx, job, stopping).await;
-                        (ended, started.elapsed().as_secs_f64())
+                        (lease, ended, started.elapsed().as_secs_f64())
                     });
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!("claim: {e}");
+                    say!("claim: {e}");
                     ctx.queue.recover(&q, &e).await;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -123,7 +125,7 @@ pub async fn run(
         tokio::select! {
             woken = q.wait_for_work(&config.queue_name, wait), if claiming && running.len() < config.concurrency => {
                 if let Err(e) = woken {
-                    tracing::warn!("the queue: {e}");
+                    say!("the queue: {e}");
                     ctx.queue.recover(&q, &e).await;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -131,7 +133,13 @@ pub async fn run(
             Some(done) = running.join_next(), if !running.is_empty() => {
                 ctx.metrics.busy.fetch_sub(1, Ordering::Relaxed);
                 idle_since = Instant::now();
-                if let Ok((ended, seconds)) = done {
+                if let Ok((lease, ended, seconds)) = done {
+                    say!(
+                        "job {} attempt {}: {} after {seconds:.1}s",
+                        lease.job,
+                        lease.attempt,
+                        ended.label()
+                    );
                     ctx.metrics.job_ended(ended.label(), seconds);
                     match ended {
                         Ended::Completed(_) => summary.completed += 1,
@@ -161,11 +169,11 @@ async fn reap(ctx: &Context) {
                 ctx.metrics
                     .leases_expired
                     .fetch_add(expired as u64, Ordering::Relaxed);
-                tracing::info!("reaper: {expired} expired lease(s)");
+                say!("reaper: {expired} expired lease(s)");
             }
         }
         Err(e) => {
-            tracing::warn!("reap: {e}");
+            say!("reap: {e}");
             ctx.queue.recover(&q, &e).await;
             return;
         }
