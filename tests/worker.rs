@@ -412,6 +412,12 @@ fn a_job_cancelled_during_build_ends_stopped_with_no_cache_entry() {
         "IN_PROGRESS BUILD",
         Duration::from_secs(30),
     );
+    // The log is in the queue while the build runs, not only at its end.
+    fleet.wait_for(
+        "SELECT count(*) > 0 FROM kiln.job_logs WHERE convert_from(bytes, 'UTF8') LIKE '%token ***%'",
+        "t",
+        Duration::from_secs(5),
+    );
     let id = fleet.sql("SELECT id FROM kiln.jobs");
     let started = Instant::now();
     let cancel = kiln()
@@ -479,4 +485,54 @@ fn a_sigterm_drains_the_worker_a_second_one_gives_the_job_back() {
     let mut third = third;
     let _ = third.kill();
     let _ = third.wait();
+}
+
+#[test]
+fn ctrl_c_in_a_remote_build_cancels_its_job() {
+    let Some(fleet) = Fleet::start() else { return };
+    let _a = fleet.worker("a", &[]);
+    let p = project(fleet.dir.path(), "interrupted", 60);
+    let client = fleet.submit(&p, &fleet.dir.path().join("out"), &[]);
+    fleet.wait_for(
+        "SELECT state || ' ' || coalesce(phase, '-') FROM kiln.jobs",
+        "IN_PROGRESS BUILD",
+        Duration::from_secs(30),
+    );
+    unsafe {
+        libc::kill(client.id() as i32, libc::SIGINT);
+    }
+    let (code, json, stderr) = finish(client);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted; cancelling job"), "{stderr}");
+    assert_eq!(json["status"], "STOPPED", "{json}");
+    assert_eq!(fleet.sql("SELECT state FROM kiln.jobs"), "STOPPED");
+}
+
+#[test]
+fn an_ephemeral_worker_exits_after_max_jobs_or_when_idle() {
+    let Some(fleet) = Fleet::start() else { return };
+    let mut one = fleet.worker("one", &["--max-jobs", "1"]);
+    let first = fleet.submit(
+        &project(fleet.dir.path(), "one", 0),
+        &fleet.dir.path().join("out-1"),
+        &[],
+    );
+    assert_eq!(finish(first).0, Some(0));
+    assert_eq!(one.wait(Duration::from_secs(15)), Some(0), "{}", one.said());
+    assert!(
+        one.said().contains("done: 1 claimed, 1 completed"),
+        "{}",
+        one.said()
+    );
+
+    let started = Instant::now();
+    let mut idle = fleet.worker("idle", &["--idle-timeout", "1s"]);
+    assert_eq!(
+        idle.wait(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        idle.said()
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(idle.said().contains("done: 0 claimed"), "{}", idle.said());
 }
