@@ -13,6 +13,10 @@ use super::super::options::GlobalArgs;
 use super::super::settings;
 use super::BuildArgs;
 
+/// The shortest and longest pause between two looks at the job.
+const POLL_MIN: Duration = Duration::from_millis(20);
+const POLL_MAX: Duration = Duration::from_millis(500);
+
 /// Runs the build on a worker; its exit code.
 pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
     let signals = super::super::worker::take_signals().await;
@@ -124,16 +128,21 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
         Ok(id) => id,
         Err(e) => return super::super::queue_error(e),
     };
-    eprintln!(
-        "kiln: job {job} queued ({} of {} source blobs sent to {})",
-        sent.moved,
-        sent.blobs,
-        remote.url()
-    );
+    if !args.quiet {
+        eprintln!(
+            "kiln: job {job} queued ({} of {} source blobs sent to {})",
+            sent.moved,
+            sent.blobs,
+            remote.url()
+        );
+    }
     // The log, as the worker writes it; an attempt that starts again starts its log again.
     let mut attempt = 0;
     let mut offset = 0;
     let mut cancelled = 0;
+    // Polled often while something happens (a short build ends in a fraction of a second), less
+    // and less while nothing does.
+    let mut pause = POLL_MIN;
     let finished = loop {
         let record = match queue.get(job).await {
             Ok(j) => j,
@@ -154,6 +163,7 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
             loop {
                 match queue.read_log(job, attempt, offset).await {
                     Ok(read) if !read.bytes.is_empty() => {
+                        pause = POLL_MIN;
                         if !args.quiet {
                             print_log(&read.bytes, args.json);
                         }
@@ -179,7 +189,8 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
                 return super::super::queue_error(e);
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(POLL_MAX);
     };
     let result = finished.result.clone().unwrap_or_default();
     let mut build = result["build"].clone();
