@@ -204,7 +204,7 @@ fn project(dir: &Path, tag: &str, sleep: u32) -> PathBuf {
     std::fs::write(
         project.join("buildspec.yml"),
         format!(
-            "version: 0.2\nenv:\n  secrets-manager:\n    TOKEN: ci/token\nphases:\n  build:\n    commands:\n      - echo \"token $TOKEN\"\n      - sleep {sleep}\n      - mkdir -p out && sort src/input.txt > out/a.txt && echo built {tag} >> out/a.txt\nartifacts:\n  files:\n    - out/a.txt\n"
+            "version: 0.2\nenv:\n  secrets-manager:\n    TOKEN: ci/token\nphases:\n  build:\n    commands:\n      - echo \"token $TOKEN\" \"extra ${{EXTRA:-none}}\"\n      - sleep {sleep}\n      - mkdir -p out && sort src/input.txt > out/a.txt && echo built {tag} >> out/a.txt\nartifacts:\n  files:\n    - out/a.txt\n"
         ),
     )
     .unwrap();
@@ -242,10 +242,27 @@ fn two_workers_run_every_job_once_with_a_local_builds_bytes_and_no_secret_is_sto
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), N);
-    // Every job ran once: one attempt, SUCCEEDED; both workers took some.
+
+    // A job whose variable is a secret reference: the worker resolves it from its own secrets.
+    let source = fleet.sql(&format!(
+        "SELECT description->>'source' FROM kiln.jobs WHERE id = '{}'",
+        ids[0]
+    ));
+    let with_secret = submit_with_secret(&fleet, &source);
+    fleet.wait_for(
+        &format!("SELECT state FROM kiln.jobs WHERE id = '{with_secret}'"),
+        "SUCCEEDED",
+        Duration::from_secs(30),
+    );
+    let log = fleet.sql(&format!(
+        "SELECT convert_from(string_agg(bytes, ''::bytea ORDER BY \"offset\"), 'UTF8') FROM kiln.job_logs WHERE job = '{with_secret}'"
+    ));
+    assert!(log.contains("token *** extra ***"), "{log}");
+    // Every job (and the one with a secret) ran once: one attempt, SUCCEEDED; both workers took
+    // some.
     assert_eq!(
         fleet.sql("SELECT count(*) FROM kiln.jobs WHERE state = 'SUCCEEDED' AND attempt = 1"),
-        N.to_string()
+        (N + 1).to_string()
     );
     assert_eq!(
         fleet.sql("SELECT count(DISTINCT worker) FROM kiln.jobs"),
@@ -290,8 +307,33 @@ fn two_workers_run_every_job_once_with_a_local_builds_bytes_and_no_secret_is_sto
         .output()
         .unwrap();
     assert!(grep.stdout.is_empty(), "{grep:?}");
-    // Only workers wrote the shared action cache: one entry per job.
+    // Only workers wrote the shared action cache: one entry per job, none for the job with a
+    // secret reference (its build's own masking did not know the value).
     assert_eq!(fleet.cache_entries(), N);
+}
+
+/// Submits, through the library, a job of an uploaded source with `EXTRA` a reference to the
+/// workers' secret: its id.
+fn submit_with_secret(fleet: &Fleet, source: &str) -> String {
+    use kiln::worker::postgres::PgQueue;
+    use kiln::worker::queue::{JobDescription, Queue, SecretRef, Submission};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let queue = PgQueue::connect(fleet.url()).await.unwrap();
+        let mut description = JobDescription {
+            source: source.to_string(),
+            buildspec: "buildspec.yml".into(),
+            ..Default::default()
+        };
+        description
+            .secrets
+            .insert("EXTRA".into(), SecretRef("ci/token".into()));
+        queue
+            .submit(&Submission::new(description))
+            .await
+            .unwrap()
+            .to_string()
+    })
 }
 
 #[test]

@@ -311,6 +311,13 @@ async fn attempt(
         return Ended::Abandoned;
     }
 
+    if *stopping.borrow() {
+        let q = ctx.queue.get().await;
+        return match q.release(lease).await {
+            Ok(()) => Ended::Released,
+            Err(_) => Ended::Abandoned,
+        };
+    }
     let mut cmd = plan.command(&ctx.config, dir, &src);
     if !secret_env.is_empty() {
         let file = dir.join("secret.env");
@@ -845,13 +852,12 @@ impl BuildPlan {
             .arg(dir.join("state"))
             .arg("build")
             .arg(src)
-            .arg("--buildspec")
-            .arg(&self.buildspec)
+            // The job's own values go in `--flag=value` form: one that starts with `-` is still a
+            // value.
+            .arg(format!("--buildspec={}", self.buildspec))
             .args(["--json", "--require-sandbox", "--cache-read-only"])
-            .arg("--network")
-            .arg(self.network)
-            .arg("--project")
-            .arg(&self.project)
+            .arg(format!("--network={}", self.network))
+            .arg(format!("--project={}", self.project))
             .arg("--output")
             .arg(dir.join("out"))
             .arg("--cache")
@@ -860,7 +866,7 @@ impl BuildPlan {
             cmd.arg("--allow-http");
         }
         if let Some(t) = &self.timeout {
-            cmd.arg("--timeout").arg(t);
+            cmd.arg(format!("--timeout={t}"));
         }
         if self.no_cache {
             cmd.arg("--no-cache");
@@ -869,7 +875,7 @@ impl BuildPlan {
             cmd.arg("--secrets").arg(secrets);
         }
         for (k, v) in &self.env {
-            cmd.arg("--env").arg(format!("{k}={v}"));
+            cmd.arg(format!("--env={k}={v}"));
         }
         // Only what a build needs of the worker's environment: the store's credentials (the build
         // hides them from its commands), the secrets' variables, the basics.
