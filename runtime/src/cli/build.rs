@@ -141,7 +141,7 @@ pub struct BuildArgs {
     /// with the shared store of --cache: the log is printed as it is written, the artifacts are
     /// fetched into the output folder, Ctrl-C cancels the job.
     #[arg(long, env = "KILN_REMOTE", value_name = "URL", hide_env_values = true,
-          conflicts_with_all = ["in_place", "source_version", "dry_run", "phases", "until", "package"])]
+          conflicts_with_all = ["in_place", "source_version", "dry_run", "phases", "until", "package", "zip"])]
     remote: Option<String>,
 }
 

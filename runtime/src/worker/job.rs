@@ -211,10 +211,20 @@ async fn heartbeat(
         tokio::time::sleep(ctx.config.heartbeat).await;
         let current = phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let q = ctx.beats.get().await;
-        match q
-            .heartbeat(lease, ctx.config.lease, current.as_deref())
-            .await
-        {
+        // A database that stops answering (a partition drops no connection) must not hold the
+        // heartbeat past the lease.
+        let answer = tokio::time::timeout(
+            ctx.config.lease / 2,
+            q.heartbeat(lease, ctx.config.lease, current.as_deref()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(QueueError::Unreachable {
+                url: super::queue::redact(&ctx.config.queue_url),
+                reason: "the heartbeat had no answer".into(),
+            })
+        });
+        match answer {
             Ok(cancel) => {
                 renewed = Instant::now();
                 if cancel {
@@ -276,7 +286,10 @@ async fn attempt(
     };
     let secrets = match secrets {
         Ok(s) => s,
-        Err(e) => return refuse(ctx, lease, &format!("the worker's secrets: {e}")).await,
+        Err(e) => {
+            say!("job {}: the worker's secrets: {e}", job.id);
+            return Ended::Abandoned;
+        }
     };
     let mut secret_env = Vec::new();
     for (name, reference) in &description.secrets {
@@ -320,7 +333,13 @@ async fn attempt(
     }
     let mut cmd = plan.command(&ctx.config, dir, &src);
     if !secret_env.is_empty() {
-        let file = dir.join("secret.env");
+        // In the build's state folder, which the build's sandbox hides.
+        let state = dir.join("state");
+        let file = state.join("secret.env");
+        if let Err(e) = std::fs::create_dir_all(&state) {
+            say!("job {}: {}: {e}", job.id, state.display());
+            return Ended::Abandoned;
+        }
         let text: String = secret_env
             .iter()
             .map(|(k, v)| format!("{k}={}\n", dotenv_quote(v)))

@@ -209,6 +209,12 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
             }
         }
     }
+    // The fields of a local build's result that name files of this machine: the log is the job's
+    // (in the queue, and in the store by its digest).
+    build["log_file"] = serde_json::Value::Null;
+    for a in build["artifacts"].as_array_mut().into_iter().flatten() {
+        a["zip"] = serde_json::Value::Null;
+    }
     build["job"] = serde_json::json!({
         "id": job,
         "attempt": finished.attempt,
