@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::services::{POSTGRES_BIN, Service};
-use crate::support::{kiln, own_cache};
+use crate::support::{host_visible_dir, kiln, own_cache};
 
 const ACCESS: &str = "worker-access";
 const SECRET: &str = "worker-secret-key-0123456789";
@@ -34,6 +34,11 @@ struct Worker {
 }
 
 impl Worker {
+    /// Its state folder, where its jobs' folders are.
+    fn state(&self) -> &Path {
+        self._state.path()
+    }
+
     fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -106,7 +111,8 @@ impl Fleet {
     /// Starts `kiln worker NAME` with a 3 s lease, a 500 ms heartbeat and a reaper every second.
     fn worker(&self, name: &str, extra: &[&str]) -> Worker {
         let cache = own_cache();
-        let state = tempfile::tempdir().unwrap();
+        // Where a build would see it, but for its sandbox hiding it.
+        let state = host_visible_dir("kiln-worker-state-");
         let stderr = self.dir.path().join(format!("{name}.stderr"));
         let mut cmd = kiln();
         cmd.arg("--cache-dir")
@@ -577,4 +583,44 @@ fn an_ephemeral_worker_exits_after_max_jobs_or_when_idle() {
     );
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert!(idle.said().contains("done: 0 claimed"), "{}", idle.said());
+}
+
+#[test]
+fn a_build_on_a_worker_sees_nothing_of_the_workers_folder() {
+    let Some(fleet) = Fleet::start() else { return };
+    let a = fleet.worker("a", &[]);
+    let p = fleet.dir.path().join("peek");
+    std::fs::create_dir_all(&p).unwrap();
+    // The build lists the worker's folder (where its own source, log and secrets are).
+    std::fs::write(
+        p.join("buildspec.yml"),
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"seen=$(ls -A \"$WSTATE\" 2>/dev/null | wc -l)\"\n      - test -z \"$(ls -A \"$WSTATE\" 2>/dev/null)\"\n",
+    )
+    .unwrap();
+    let wstate = format!("WSTATE={}", a.state().join("worker/a").display());
+    let client = fleet.submit(&p, &fleet.dir.path().join("out"), &["-e", &wstate]);
+    let (code, json, stderr) = finish(client);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("seen=0"), "{stderr}");
+    assert_eq!(json["status"], "SUCCEEDED");
+    // And the worker keeps no record of it once it ended.
+    let left: Vec<_> = walkdir(a.state())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Every file below `dir`.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

@@ -324,6 +324,11 @@ async fn attempt(
         return Ended::Abandoned;
     }
 
+    // The buildspec is read by kiln outside the sandbox: a link in the source would have it read
+    // (and quote, in an error) a file of the worker's.
+    if let Some(why) = linked(&src, Path::new(&plan.buildspec)) {
+        return refuse(ctx, lease, &why).await;
+    }
     if *stopping.borrow() {
         let q = ctx.queue.get().await;
         return match q.release(lease).await {
@@ -333,13 +338,8 @@ async fn attempt(
     }
     let mut cmd = plan.command(&ctx.config, dir, &src);
     if !secret_env.is_empty() {
-        // In the build's state folder, which the build's sandbox hides.
-        let state = dir.join("state");
-        let file = state.join("secret.env");
-        if let Err(e) = std::fs::create_dir_all(&state) {
-            say!("job {}: {}: {e}", job.id, state.display());
-            return Ended::Abandoned;
-        }
+        // In the worker's folder, which the build's sandbox hides.
+        let file = dir.join("secret.env");
         let text: String = secret_env
             .iter()
             .map(|(k, v)| format!("{k}={}\n", dotenv_quote(v)))
@@ -424,6 +424,7 @@ async fn attempt(
         _ => 0,
     };
     let stdout = output.await.unwrap_or_default();
+    forget_record(&stdout);
     let why = *stop_rx.borrow();
     match why {
         Stop::LeaseLost => return Ended::LeaseLost,
@@ -524,6 +525,29 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// Why `rel` below `root` cannot be the buildspec: a link on its way, or not a file.
+fn linked(root: &Path, rel: &Path) -> Option<String> {
+    let mut path = root.to_path_buf();
+    for part in rel.components() {
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Some(format!(
+                    "the buildspec `{}` is reached through a link: a worker reads only a file of the source",
+                    rel.display()
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return Some(format!("no buildspec `{}` in the source", rel.display())),
+        }
+    }
+    if path.is_file() {
+        None
+    } else {
+        Some(format!("the buildspec `{}` is not a file", rel.display()))
+    }
+}
+
 /// Sends `sig` to the build's process group.
 fn signal(pid: Option<i32>, sig: i32) {
     if let Some(pid) = pid.filter(|p| *p > 0) {
@@ -588,6 +612,18 @@ async fn publish(ctx: &Context, key: &Digest) {
             }
         }
         Err(e) => say!("the cache entry {key}: {e}"),
+    }
+}
+
+/// Removes the record and the log the build left in the worker's folder (the job's log is the
+/// queue's and the store's): a long-lived worker keeps none.
+fn forget_record(stdout: &[u8]) {
+    let Ok(build) = serde_json::from_slice::<serde_json::Value>(stdout) else {
+        return;
+    };
+    if let Some(log) = build["log_file"].as_str().map(Path::new) {
+        let _ = std::fs::remove_file(log);
+        let _ = std::fs::remove_file(log.with_extension("json"));
     }
 }
 
@@ -867,14 +903,17 @@ impl BuildPlan {
         let mut cmd = tokio::process::Command::new(&config.kiln);
         cmd.arg("--cache-dir")
             .arg(&config.cache_dir)
+            // The worker's whole folder is the builds' state folder, which a build's sandbox
+            // hides: no build sees another job's source, log or secrets.
             .arg("--state-dir")
-            .arg(dir.join("state"))
+            .arg(&config.work_dir)
             .arg("build")
             .arg(src)
+            .arg("--buildspec")
+            .arg(src.join(&self.buildspec))
+            .args(["--json", "--require-sandbox", "--cache-read-only"])
             // The job's own values go in `--flag=value` form: one that starts with `-` is still a
             // value.
-            .arg(format!("--buildspec={}", self.buildspec))
-            .args(["--json", "--require-sandbox", "--cache-read-only"])
             .arg(format!("--network={}", self.network))
             .arg(format!("--project={}", self.project))
             .arg("--output")
@@ -919,7 +958,9 @@ impl BuildPlan {
                 Ok(())
             });
         }
-        cmd.current_dir(src)
+        // Not below the worker's HOME: a build started there would hide only HOME's credentials
+        // from itself, not all of HOME.
+        cmd.current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -955,4 +996,33 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?
         .write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_refuses_a_buildspec_reached_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("ci")).unwrap();
+        std::fs::write(root.join("ci/buildspec.yml"), "version: 0.2\n").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.join("buildspec.yml")).unwrap();
+        std::os::unix::fs::symlink("ci", root.join("linked")).unwrap();
+        assert_eq!(linked(root, Path::new("ci/buildspec.yml")), None);
+        let why = |rel: &str| linked(root, Path::new(rel)).unwrap();
+        assert!(why("buildspec.yml").contains("through a link"));
+        assert!(why("linked/buildspec.yml").contains("through a link"));
+        assert!(why("ci").contains("not a file"));
+        assert!(why("none.yml").contains("no buildspec"));
+    }
+
+    #[test]
+    fn worker_secret_values_survive_a_dotenv_file() {
+        let value = "a \"quoted\" \\ value\nwith 'two' lines\t$HOME";
+        let text = format!("X={}\n", dotenv_quote(value));
+        let parsed = crate::spec::dotenv::parse(Path::new("x.env"), &text).unwrap();
+        assert_eq!(parsed, [("X".to_string(), value.to_string())]);
+    }
 }
