@@ -624,3 +624,27 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_job_with_labels_waits_for_a_worker_that_has_them() {
+    let Some(fleet) = Fleet::start() else { return };
+    let _plain = fleet.worker("plain", &[]);
+    let p = project(fleet.dir.path(), "gpu", 0);
+    let client = fleet.submit(
+        &p,
+        &fleet.dir.path().join("out"),
+        &["--labels", "gpu=yes", "--priority", "5"],
+    );
+    fleet.wait_for(
+        "SELECT state || ' ' || priority || ' ' || array_to_string(labels, ',') FROM kiln.jobs",
+        "QUEUED 5 gpu=yes",
+        Duration::from_secs(15),
+    );
+    // The worker without the label leaves it queued.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fleet.sql("SELECT state FROM kiln.jobs"), "QUEUED");
+    let _gpu = fleet.worker("gpu", &["--labels", "gpu=yes,os=linux"]);
+    let (code, json, stderr) = finish(client);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json["job"]["worker"], "gpu", "{json}");
+}

@@ -143,6 +143,25 @@ pub struct BuildArgs {
     #[arg(long, env = "KILN_REMOTE", value_name = "URL", hide_env_values = true,
           conflicts_with_all = ["in_place", "source_version", "dry_run", "phases", "until", "package", "zip"])]
     remote: Option<String>,
+
+    /// With --remote: the job's priority (higher runs first).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "remote",
+        allow_negative_numbers = true
+    )]
+    priority: i32,
+
+    /// With --remote: key=value labels a worker must all have to take the job.
+    #[arg(
+        long,
+        value_name = "K=V,...",
+        value_delimiter = ',',
+        requires = "remote"
+    )]
+    labels: Vec<String>,
 }
 
 /// Runs the build, prints its result, and gives its exit code.

@@ -124,7 +124,14 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
         Ok(q) => q,
         Err(code) => return code,
     };
-    let job = match queue.submit(&Submission::new(description)).await {
+    if let Some(bad) = args.labels.iter().find(|l| !l.contains('=')) {
+        eprintln!("error: --labels: `{bad}` is not key=value");
+        return exit::BAD_INPUT;
+    }
+    let mut submission = Submission::new(description);
+    submission.priority = args.priority;
+    submission.labels = args.labels.clone();
+    let job = match queue.submit(&submission).await {
         Ok(id) => id,
         Err(e) => return super::super::queue_error(e),
     };
