@@ -103,6 +103,16 @@ pub async fn run(global: &GlobalArgs, args: &WorkerArgs) -> u8 {
         }
     }
     let signals = take_signals().await;
+    // Every build needs the namespace sandbox (--require-sandbox): a host without it would claim
+    // jobs only to fail them all.
+    if let Ok(Err(why)) =
+        tokio::task::spawn_blocking(kiln::sandbox::os::probe::user_namespaces).await
+    {
+        eprintln!(
+            "error: this host cannot give builds their sandbox ({why}); a worker runs builds only in it (kiln doctor says more)"
+        );
+        return exit::INTERNAL;
+    }
     let Some(cache_dir) = global.cache_dir() else {
         eprintln!("error: no cache folder: give --cache-dir");
         return exit::BAD_INPUT;
