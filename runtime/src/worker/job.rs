@@ -385,6 +385,7 @@ async fn attempt(
     // Wait for the build, stopping it when told to.
     let mut signalled = false;
     let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut worker_gone = false;
     let exit = loop {
         tokio::select! {
             status = child.wait() => break status.ok(),
@@ -403,12 +404,15 @@ async fn attempt(
                     _ => {}
                 }
             }
-            changed = stopping.changed() => {
+            changed = stopping.changed(), if !worker_gone => {
                 match changed {
                     Ok(()) if *stopping.borrow() => raise(stop_tx, Stop::Release),
                     Ok(()) => {}
-                    // The worker is gone: stop too.
-                    Err(_) => raise(stop_tx, Stop::Release),
+                    // The worker's loop is gone: stop too.
+                    Err(_) => {
+                        worker_gone = true;
+                        raise(stop_tx, Stop::Release);
+                    }
                 }
             }
             () = sleep_until(kill_at) => {
