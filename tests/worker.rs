@@ -394,6 +394,10 @@ fn a_job_of_a_worker_killed_mid_build_completes_on_the_other_as_attempt_2() {
         metrics.contains("kiln_job_queue_seconds_count 1\n"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("kiln_cache_requests_total{kind=\"action\",result=\"miss\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 /// The worker's metrics page.

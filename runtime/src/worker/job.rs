@@ -475,6 +475,10 @@ async fn attempt(
                         return Ended::Abandoned;
                     }
                 };
+                if build["cache"]["key"].is_string() {
+                    ctx.metrics
+                        .cache_lookup(build["cache"]["hit"].as_bool() == Some(true));
+                }
                 let cache_key = build["cache"]["key"].clone();
                 let cache_saved = build["cache"]["saved"].as_bool().unwrap_or(false);
                 (

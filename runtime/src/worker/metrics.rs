@@ -57,6 +57,8 @@ pub struct Metrics {
     pub heartbeat_failures: AtomicU64,
     /// Jobs by how they ended here: a job state, `lease_lost` or `released`.
     jobs: Mutex<BTreeMap<String, u64>>,
+    /// Action cache lookups of the builds run here, by result (`hit`, `miss`).
+    cache: Mutex<BTreeMap<String, u64>>,
     /// Jobs by state in the whole queue, as last counted.
     queue: Mutex<BTreeMap<String, i64>>,
     queue_seconds: Mutex<Histogram>,
@@ -77,6 +79,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .observe(seconds);
+    }
+
+    /// Counts an action cache lookup of a build run here.
+    pub fn cache_lookup(&self, hit: bool) {
+        *self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(if hit { "hit" } else { "miss" }.to_string())
+            .or_default() += 1;
     }
 
     /// Records how long a claimed job waited in the queue.
@@ -156,6 +168,16 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP kiln_cache_requests_total Action cache lookups of the builds run here.\n# TYPE kiln_cache_requests_total counter"
+        );
+        for (result, n) in self.cache.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "kiln_cache_requests_total{{kind=\"action\",result=\"{result}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP kiln_queue_jobs Jobs in the queue by state, as last counted.\n# TYPE kiln_queue_jobs gauge"
         );
         for (state, n) in self.queue.lock().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -200,6 +222,7 @@ mod tests {
         m.job_claimed(0.07);
         m.job_ended("SUCCEEDED", 3.0);
         m.set_queue(BTreeMap::from([("QUEUED".to_string(), 4)]));
+        m.cache_lookup(true);
         let text = m.render();
         assert!(text.contains("kiln_worker_slots 2\n"), "{text}");
         assert!(text.contains("kiln_jobs_total{result=\"SUCCEEDED\"} 1\n"));
@@ -207,5 +230,6 @@ mod tests {
         assert!(text.contains("kiln_job_queue_seconds_bucket{le=\"0.1\"} 1\n"));
         assert!(text.contains("kiln_job_duration_seconds_count 1\n"));
         assert!(text.contains("kiln_queue_jobs{state=\"QUEUED\"} 4\n"));
+        assert!(text.contains("kiln_cache_requests_total{kind=\"action\",result=\"hit\"} 1\n"));
     }
 }
