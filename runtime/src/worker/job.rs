@@ -48,8 +48,9 @@ pub struct WorkerConfig {
     pub max_jobs: Option<u64>,
     /// Exit after this long with nothing to run.
     pub idle_timeout: Option<Duration>,
-    /// A lease's length, and how often it is renewed.
+    /// A lease's length.
     pub lease: Duration,
+    /// How often a running job's lease is renewed (shorter than `lease`).
     pub heartbeat: Duration,
     /// How often the reaper runs.
     pub reap_every: Duration,
@@ -109,15 +110,19 @@ impl Conn {
 
 /// What a worker shares between its jobs.
 pub struct Context {
+    /// How the worker is set up.
     pub config: WorkerConfig,
     /// Claims, logs, completions, the reaper.
     pub queue: Conn,
     /// Heartbeats only: a slow log chunk never holds one up.
     pub beats: Conn,
+    /// The worker's own store: sources and outputs pass through it.
     pub local: LocalStore,
+    /// The shared store.
     pub remote: RemoteCache,
     /// Every secret value the worker knows (its secrets file, its `KILN_SECRET_*` variables).
     pub secrets: Vec<String>,
+    /// What the worker counts.
     pub metrics: Arc<super::metrics::Metrics>,
 }
 

@@ -9,8 +9,8 @@
 //! in the same database, two roles with the least each side needs.
 //!
 //! [`run`] is a worker's loop (claim per free slot, reap, drain), [`job`] one job from claim to
-//! fenced completion, [`source`] a job's source and outputs in the shared store, [`metrics`] what a
-//! worker counts.
+//! fenced completion, [`source`] a job's source and outputs in the shared store, [`remote`] the
+//! submitter's side of `kiln build --remote`, [`metrics`] what a worker counts.
 
 pub mod job;
 pub mod metrics;

@@ -40,9 +40,13 @@ pub async fn upload_source(
 /// One artifact of a finished job, where it was written.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Fetched {
+    /// `primary`, or a secondary artifact's key.
     pub identifier: String,
+    /// Its name, the folder's name in the output folder.
     pub name: String,
+    /// Where it was written.
     pub path: PathBuf,
+    /// Its files, relative to `path`.
     pub files: Vec<String>,
 }
 
