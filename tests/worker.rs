@@ -249,16 +249,22 @@ fn two_workers_run_every_job_once_with_a_local_builds_bytes_and_no_secret_is_sto
     ids.dedup();
     assert_eq!(ids.len(), N);
 
-    // A job whose variable is a secret reference: the worker resolves it from its own secrets.
-    let source = fleet.sql(&format!(
-        "SELECT description->>'source' FROM kiln.jobs WHERE id = '{}'",
-        ids[0]
-    ));
-    let with_secret = submit_with_secret(&fleet, &source);
-    fleet.wait_for(
-        &format!("SELECT state FROM kiln.jobs WHERE id = '{with_secret}'"),
-        "SUCCEEDED",
-        Duration::from_secs(30),
+    // A job whose variable is a secret reference: the job holds the reference, the worker resolves
+    // it from its own secrets.
+    let client = fleet.submit(
+        &projects[0],
+        &fleet.dir.path().join("out-secret"),
+        &["--secret-ref", "EXTRA=ci/token"],
+    );
+    let (code, json, stderr) = finish(client);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("token *** extra ***"), "{stderr}");
+    let with_secret = json["job"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        fleet.sql(&format!(
+            "SELECT description->'secrets'->>'EXTRA' FROM kiln.jobs WHERE id = '{with_secret}'"
+        )),
+        "ci/token"
     );
     let log = fleet.sql(&format!(
         "SELECT convert_from(string_agg(bytes, ''::bytea ORDER BY \"offset\"), 'UTF8') FROM kiln.job_logs WHERE job = '{with_secret}'"
@@ -316,30 +322,6 @@ fn two_workers_run_every_job_once_with_a_local_builds_bytes_and_no_secret_is_sto
     // Only workers wrote the shared action cache: one entry per job, none for the job with a
     // secret reference (its build's own masking did not know the value).
     assert_eq!(fleet.cache_entries(), N);
-}
-
-/// Submits, through the library, a job of an uploaded source with `EXTRA` a reference to the
-/// workers' secret: its id.
-fn submit_with_secret(fleet: &Fleet, source: &str) -> String {
-    use kiln::worker::postgres::PgQueue;
-    use kiln::worker::queue::{JobDescription, Queue, SecretRef, Submission};
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let queue = PgQueue::connect(fleet.url()).await.unwrap();
-        let mut description = JobDescription {
-            source: source.to_string(),
-            buildspec: "buildspec.yml".into(),
-            ..Default::default()
-        };
-        description
-            .secrets
-            .insert("EXTRA".into(), SecretRef("ci/token".into()));
-        queue
-            .submit(&Submission::new(description))
-            .await
-            .unwrap()
-            .to_string()
-    })
 }
 
 #[test]
@@ -651,4 +633,39 @@ fn a_job_with_labels_waits_for_a_worker_that_has_them() {
     let (code, json, stderr) = finish(client);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(json["job"]["worker"], "gpu", "{json}");
+}
+
+#[test]
+fn a_large_log_goes_to_the_queue_in_chunks_of_at_most_1_mib() {
+    let Some(fleet) = Fleet::start() else { return };
+    let _a = fleet.worker("a", &[]);
+    let p = fleet.dir.path().join("chatty");
+    std::fs::create_dir_all(&p).unwrap();
+    // 3 MB of 100-byte lines.
+    std::fs::write(
+        p.join("buildspec.yml"),
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - head -c 3000000 /dev/zero | tr '\\0' x | fold -w 99\n",
+    )
+    .unwrap();
+    let client = fleet.submit(&p, &fleet.dir.path().join("out"), &[]);
+    let (code, json, stderr) = finish(client);
+    assert_eq!(
+        code,
+        Some(0),
+        "{}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+    assert_eq!(json["status"], "SUCCEEDED");
+    let chunks = fleet.sql(
+        "SELECT count(*) || ' ' || max(length(bytes)) || ' ' || sum(length(bytes)) FROM kiln.job_logs",
+    );
+    let numbers: Vec<u64> = chunks.split(' ').map(|n| n.parse().unwrap()).collect();
+    assert!(numbers[0] >= 3, "{chunks}");
+    assert!(numbers[1] <= 1 << 20, "{chunks}");
+    assert!(numbers[2] > 3_000_000, "{chunks}");
+    // The client printed all of it, in order.
+    assert!(
+        stderr.matches(&"x".repeat(99)).count() >= 3_000_000 / 100,
+        "{chunks}"
+    );
 }

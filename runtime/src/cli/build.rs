@@ -162,6 +162,12 @@ pub struct BuildArgs {
         requires = "remote"
     )]
     labels: Vec<String>,
+
+    /// With --remote: a variable whose value is a secret of the workers, by its reference
+    /// (`prod/db:password`, `/ci/token`): the job carries the reference, the worker resolves it from
+    /// its own secrets (repeatable).
+    #[arg(long, value_name = "NAME=REFERENCE", value_parser = parse_key_value, requires = "remote")]
+    secret_ref: Vec<(String, String)>,
 }
 
 /// Runs the build, prints its result, and gives its exit code.

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kiln::worker::queue::{JobDescription, JobState, Queue, Submission};
+use kiln::worker::queue::{JobDescription, JobState, Queue, SecretRef, Submission};
 
 use super::super::exit;
 use super::super::options::GlobalArgs;
@@ -118,7 +118,11 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
         buildspec: spec_rel.to_string_lossy().into_owned(),
         options,
         env: env.into_iter().collect(),
-        secrets: Default::default(),
+        secrets: args
+            .secret_ref
+            .iter()
+            .map(|(name, reference)| (name.clone(), SecretRef(reference.clone())))
+            .collect(),
     };
     let queue = match super::super::connect_queue(url).await {
         Ok(q) => q,
