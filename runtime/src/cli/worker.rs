@@ -62,7 +62,8 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "FILE", value_parser = existing_file, env = "KILN_SECRETS")]
     secrets: Option<PathBuf>,
 
-    /// This worker's name on the jobs it claims [default: host name and process id].
+    /// This worker's name on the jobs it claims, and its folder's: one worker per name at a time
+    /// [default: host name and process id].
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
 
@@ -175,6 +176,15 @@ pub async fn run(global: &GlobalArgs, args: &WorkerArgs) -> u8 {
         format!("{host}-{}", std::process::id())
     });
     let work_dir = global.state_dir().join("worker").join(&name);
+    // What a worker of this name left when it was killed: its jobs went back to the queue since.
+    let leftovers = kiln::worker::job::leftover_jobs(&work_dir);
+    if !leftovers.is_empty() {
+        tokio::task::spawn_blocking(move || {
+            for dir in leftovers {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        });
+    }
     let metrics = Arc::new(Metrics::default());
     if let Some(addr) = args.metrics_addr {
         match tokio::net::TcpListener::bind(addr).await {

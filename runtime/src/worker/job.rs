@@ -192,6 +192,26 @@ pub async fn run(ctx: Arc<Context>, job: Job, stopping: watch::Receiver<bool>) -
     ended
 }
 
+/// The job folders below a worker's folder (`<job id>-<attempt>`): at its start, what a killed
+/// worker of the same name left.
+pub fn leftover_jobs(work_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(work_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.rsplit_once('-'))
+                    .is_some_and(|(id, attempt)| {
+                        uuid::Uuid::parse_str(id).is_ok() && attempt.parse::<u32>().is_ok()
+                    })
+        })
+        .collect()
+}
+
 /// Raises the reason to stop to `why`, unless a stronger one is there already.
 fn raise(stop: &watch::Sender<Stop>, why: Stop) {
     stop.send_if_modified(|now| {
@@ -1029,6 +1049,17 @@ mod tests {
         assert!(why("linked/buildspec.yml").contains("through a link"));
         assert!(why("ci").contains("not a file"));
         assert!(why("none.yml").contains("no buildspec"));
+    }
+
+    #[test]
+    fn worker_finds_only_job_folders_left_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join(format!("{}-2", uuid::Uuid::new_v4()));
+        std::fs::create_dir(&job).unwrap();
+        std::fs::create_dir(dir.path().join("builds")).unwrap();
+        std::fs::create_dir(dir.path().join("not-a-job-1")).unwrap();
+        assert_eq!(leftover_jobs(dir.path()), [job]);
+        assert!(leftover_jobs(&dir.path().join("none")).is_empty());
     }
 
     #[test]
