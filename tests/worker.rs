@@ -626,13 +626,17 @@ fn a_job_with_labels_waits_for_a_worker_that_has_them() {
         "QUEUED 5 gpu=yes",
         Duration::from_secs(15),
     );
-    // The worker without the label leaves it queued.
-    std::thread::sleep(Duration::from_secs(2));
+    // The worker without the label leaves it queued; the client says it waits.
+    std::thread::sleep(Duration::from_secs(6));
     assert_eq!(fleet.sql("SELECT state FROM kiln.jobs"), "QUEUED");
     let _gpu = fleet.worker("gpu", &["--labels", "gpu=yes,os=linux"]);
     let (code, json, stderr) = finish(client);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(json["job"]["worker"], "gpu", "{json}");
+    assert!(
+        stderr.contains("is still queued: no worker of the queue `default` with gpu=yes is free"),
+        "{stderr}"
+    );
 }
 
 #[test]

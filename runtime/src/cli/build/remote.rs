@@ -17,6 +17,9 @@ use super::BuildArgs;
 const POLL_MIN: Duration = Duration::from_millis(20);
 const POLL_MAX: Duration = Duration::from_millis(500);
 
+/// After this long in the queue, a remote build says it is waiting for a worker.
+const WAITING_NOTE: Duration = Duration::from_secs(5);
+
 /// Runs the build on a worker; its exit code.
 pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
     let signals = super::super::worker::take_signals().await;
@@ -154,6 +157,8 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
     // Polled often while something happens (a short build ends in a fraction of a second), less
     // and less while nothing does.
     let mut pause = POLL_MIN;
+    let submitted = std::time::Instant::now();
+    let mut said_waiting = false;
     let finished = loop {
         let record = match queue.get(job).await {
             Ok(j) => j,
@@ -187,6 +192,22 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
         }
         if record.state.is_final() {
             break record;
+        }
+        if record.state == JobState::Queued
+            && !said_waiting
+            && !args.quiet
+            && submitted.elapsed() >= WAITING_NOTE
+        {
+            said_waiting = true;
+            eprintln!(
+                "kiln: job {job} is still queued: no worker of the queue `{}`{} is free",
+                record.queue,
+                if record.labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", record.labels.join(","))
+                }
+            );
         }
         let terminations = signals.terminations();
         if terminations > cancelled {
