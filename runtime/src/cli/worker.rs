@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use clap::Args;
-use kiln::worker::job::{Conn, Context, WorkerConfig};
+use kiln::worker::job::{Conn, Connector, Context, WorkerConfig};
 use kiln::worker::metrics::Metrics;
+use kiln::worker::postgres::PgQueue;
 use kiln::worker::queue::{DEFAULT_QUEUE_NAME, redact};
 use kiln::worker::run::Shutdown;
 
@@ -155,9 +156,14 @@ pub async fn run(global: &GlobalArgs, args: &WorkerArgs) -> u8 {
                 .map(|(_, v)| v),
         )
         .collect();
+    let url = args.queue.url.clone();
+    let connector: Connector<PgQueue> = Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move { PgQueue::connect(&url).await })
+    });
     let (queue, beats) = match (
-        Conn::connect(&args.queue.url).await,
-        Conn::connect(&args.queue.url).await,
+        Conn::open(connector.clone()).await,
+        Conn::open(connector).await,
     ) {
         (Ok(q), Ok(b)) => (q, b),
         (Err(e), _) | (_, Err(e)) => return super::queue_error(e),

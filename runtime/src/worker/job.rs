@@ -27,7 +27,6 @@ use crate::cas::remote::RemoteCache;
 use crate::cas::tree::Tree;
 use crate::cas::{Digest, LocalStore};
 
-use super::postgres::PgQueue;
 use super::queue::{Appended, Job, JobDescription, JobState, Lease, MAX_CHUNK, Queue, QueueError};
 use super::{WorkerError, say, source};
 
@@ -72,35 +71,41 @@ pub struct WorkerConfig {
     pub allow_http: bool,
 }
 
-/// A queue connection that connects again once it is lost.
-pub struct Conn {
-    url: String,
-    current: tokio::sync::RwLock<Arc<PgQueue>>,
+/// How a [`Conn`] opens a connection to the queue (at first, and again once it is lost).
+pub type Connector<Q> =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<Q, QueueError>> + Send + Sync>;
+
+/// A queue connection that connects again once it is lost. The worker knows the queue only through
+/// [`Queue`]: another engine needs only a [`Connector`].
+pub struct Conn<Q> {
+    connect: Connector<Q>,
+    current: tokio::sync::RwLock<Arc<Q>>,
 }
 
-impl Conn {
-    /// Connects, checking the schema.
-    pub async fn connect(url: &str) -> Result<Conn, QueueError> {
+impl<Q: Queue> Conn<Q> {
+    /// Connects for the first time.
+    pub async fn open(connect: Connector<Q>) -> Result<Conn<Q>, QueueError> {
+        let first = connect().await?;
         Ok(Conn {
-            url: url.to_string(),
-            current: tokio::sync::RwLock::new(Arc::new(PgQueue::connect(url).await?)),
+            connect,
+            current: tokio::sync::RwLock::new(Arc::new(first)),
         })
     }
 
     /// The connection now.
-    pub async fn get(&self) -> Arc<PgQueue> {
+    pub async fn get(&self) -> Arc<Q> {
         self.current.read().await.clone()
     }
 
     /// After `error` on `used`: connects again when the connection was lost (unless another caller
     /// did already).
-    pub async fn recover(&self, used: &Arc<PgQueue>, error: &QueueError) {
+    pub async fn recover(&self, used: &Arc<Q>, error: &QueueError) {
         if !matches!(error, QueueError::Unreachable { .. }) {
             return;
         }
         let mut current = self.current.write().await;
         if Arc::ptr_eq(&current, used) {
-            match PgQueue::connect(&self.url).await {
+            match (self.connect)().await {
                 Ok(q) => *current = Arc::new(q),
                 Err(e) => say!("the queue: {e}"),
             }
@@ -109,13 +114,13 @@ impl Conn {
 }
 
 /// What a worker shares between its jobs.
-pub struct Context {
+pub struct Context<Q> {
     /// How the worker is set up.
     pub config: WorkerConfig,
     /// Claims, logs, completions, the reaper.
-    pub queue: Conn,
+    pub queue: Conn<Q>,
     /// Heartbeats only: a slow log chunk never holds one up.
-    pub beats: Conn,
+    pub beats: Conn<Q>,
     /// The worker's own store: sources and outputs pass through it.
     pub local: LocalStore,
     /// The shared store.
@@ -166,7 +171,11 @@ impl Ended {
 
 /// Runs a claimed job to its end. `stopping` turns true when the worker must stop its jobs and
 /// give them back.
-pub async fn run(ctx: Arc<Context>, job: Job, stopping: watch::Receiver<bool>) -> Ended {
+pub async fn run<Q: Queue + 'static>(
+    ctx: Arc<Context<Q>>,
+    job: Job,
+    stopping: watch::Receiver<bool>,
+) -> Ended {
     let lease = job.lease();
     let dir = ctx
         .config
@@ -225,8 +234,8 @@ fn raise(stop: &watch::Sender<Stop>, why: Stop) {
 }
 
 /// Renews the lease until aborted; says when the job was cancelled or the lease lost.
-async fn heartbeat(
-    ctx: Arc<Context>,
+async fn heartbeat<Q: Queue + 'static>(
+    ctx: Arc<Context<Q>>,
     lease: Lease,
     phase: Arc<std::sync::Mutex<Option<String>>>,
     stop: Arc<watch::Sender<Stop>>,
@@ -285,8 +294,8 @@ async fn heartbeat(
 }
 
 /// A job's build: its description checked, its source fetched, `kiln build` run and reported.
-async fn attempt(
-    ctx: &Arc<Context>,
+async fn attempt<Q: Queue + 'static>(
+    ctx: &Arc<Context<Q>>,
     job: &Job,
     dir: &Path,
     stop_tx: &Arc<watch::Sender<Stop>>,
@@ -593,7 +602,7 @@ fn signal(pid: Option<i32>, sig: i32) {
 }
 
 /// Ends a job that cannot be built as described: `FAILED`, with why.
-async fn refuse(ctx: &Context, lease: Lease, why: &str) -> Ended {
+async fn refuse<Q: Queue>(ctx: &Context<Q>, lease: Lease, why: &str) -> Ended {
     say!("job {}: {why}", lease.job);
     let result = serde_json::json!({ "reason": why, "worker": ctx.config.name });
     match complete(ctx, lease, JobState::Failed, &result).await {
@@ -603,8 +612,8 @@ async fn refuse(ctx: &Context, lease: Lease, why: &str) -> Ended {
 }
 
 /// The fenced completion, tried again while the database is unreachable (within the lease).
-async fn complete(
-    ctx: &Context,
+async fn complete<Q: Queue>(
+    ctx: &Context<Q>,
     lease: Lease,
     state: JobState,
     result: &serde_json::Value,
@@ -636,7 +645,7 @@ async fn complete(
 
 /// Publishes the local action cache entry for `key` to the shared store, unless it has one already
 /// (the first writer wins: an entry is never replaced).
-async fn publish(ctx: &Context, key: &Digest) {
+async fn publish<Q: Queue>(ctx: &Context<Q>, key: &Digest) {
     match ctx.remote.has_action(key).await {
         Ok(true) => {}
         Ok(false) => {
@@ -661,7 +670,7 @@ fn forget_record(stdout: &[u8]) {
 }
 
 /// Stores the log file and sends it to the shared store: its digest.
-async fn store_log(ctx: &Context, path: &Path) -> Result<Digest, WorkerError> {
+async fn store_log<Q: Queue>(ctx: &Context<Q>, path: &Path) -> Result<Digest, WorkerError> {
     let bytes = std::fs::read(path).unwrap_or_default();
     let digest = ctx.local.put_bytes(&bytes)?;
     ctx.remote.upload_blobs(&ctx.local, &[digest]).await?;
@@ -670,8 +679,8 @@ async fn store_log(ctx: &Context, path: &Path) -> Result<Digest, WorkerError> {
 
 /// Stores each artifact folder the build reported as a tree and sends what the shared store lacks:
 /// `[{identifier, name, tree, files}]`.
-async fn upload_artifacts(
-    ctx: &Context,
+async fn upload_artifacts<Q: Queue>(
+    ctx: &Context<Q>,
     build: &serde_json::Value,
 ) -> Result<Vec<serde_json::Value>, WorkerError> {
     let mut out = Vec::new();
@@ -733,8 +742,8 @@ fn last_line(log: &Path, masker: &Masker) -> String {
 /// Reads the build's log, masks it a line at a time, keeps it in `path` and sends it to the queue
 /// in chunks: at most [`MAX_CHUNK`] bytes, at least every second. Notes the phase each `Entering
 /// phase` line starts, for the heartbeat. The bytes the log holds.
-async fn pump_log(
-    ctx: Arc<Context>,
+async fn pump_log<Q: Queue + 'static>(
+    ctx: Arc<Context<Q>>,
     lease: Lease,
     stderr: Option<impl AsyncRead + Unpin>,
     path: PathBuf,
@@ -766,7 +775,7 @@ async fn pump_log(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut written = 0u64;
     // Lines are masked whole: a secret split across two reads is still found.
-    let mut take_lines = |partial: &mut Vec<u8>, all: bool, sender: &mut LogSender| {
+    let mut take_lines = |partial: &mut Vec<u8>, all: bool, sender: &mut LogSender<Q>| {
         let end = if all {
             partial.len()
         } else {
@@ -815,8 +824,8 @@ async fn pump_log(
 }
 
 /// Log chunks on their way to the queue.
-struct LogSender {
-    ctx: Arc<Context>,
+struct LogSender<Q> {
+    ctx: Arc<Context<Q>>,
     lease: Lease,
     /// Where the next chunk goes in the attempt's log.
     offset: u64,
@@ -826,7 +835,7 @@ struct LogSender {
     stop: Arc<watch::Sender<Stop>>,
 }
 
-impl LogSender {
+impl<Q: Queue> LogSender<Q> {
     /// Sends what is pending, a chunk at a time; keeps it when the database is unreachable (a chunk
     /// sent again is stored once).
     async fn send(&mut self) {

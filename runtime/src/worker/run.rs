@@ -43,8 +43,8 @@ pub struct Summary {
 
 /// Runs the worker until it drained or was stopped (`shutdown`), `--max-jobs` were run, or it was
 /// idle for `--idle-timeout`.
-pub async fn run(
-    ctx: Arc<Context>,
+pub async fn run<Q: Queue + 'static>(
+    ctx: Arc<Context<Q>>,
     mut shutdown: watch::Receiver<Shutdown>,
 ) -> Result<Summary, QueueError> {
     let config = &ctx.config;
@@ -157,7 +157,7 @@ pub async fn run(
 }
 
 /// Requeues expired leases (any worker may), and counts the queue's jobs for the metrics.
-async fn reap(ctx: &Context) {
+async fn reap<Q: Queue>(ctx: &Context<Q>) {
     let q = ctx.queue.get().await;
     match q.reap().await {
         Ok(reaped) => {
