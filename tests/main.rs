@@ -32,3 +32,4 @@ mod source;
 mod store;
 mod validate;
 mod windows;
+mod worker;

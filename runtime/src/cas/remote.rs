@@ -183,11 +183,29 @@ impl RemoteCache {
                 }
             }
         }
+        let digests: Vec<Digest> = digests.into_iter().collect();
+        let transfer = self.upload_blobs(local, &digests).await?;
+        let body = serde_json::to_vec(&entry).unwrap_or_default();
+        self.store
+            .put(&self.action_key(key), PutPayload::from(body))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(transfer)
+    }
+
+    /// Sends the blobs of the local store the remote lacks (asked with HEAD), each created only if
+    /// absent: what moved. Blobs name themselves, so this is for anyone who may write blobs (a
+    /// submitter's source, a worker's artifacts), `read_only` or not: it guards the action cache.
+    pub async fn upload_blobs(
+        &self,
+        local: &LocalStore,
+        digests: &[Digest],
+    ) -> Result<Transfer, StoreError> {
         let mut transfer = Transfer {
             blobs: digests.len(),
             ..Default::default()
         };
-        let sent: Vec<u64> = futures::stream::iter(digests)
+        let sent: Vec<u64> = futures::stream::iter(digests.iter().copied())
             .map(|digest| async move {
                 let path = self.blob_key(&digest);
                 match self.store.head(&path).await {
@@ -220,12 +238,28 @@ impl RemoteCache {
             .collect();
         transfer.moved = sent.len();
         transfer.bytes = sent.iter().sum();
-        let body = serde_json::to_vec(&entry).unwrap_or_default();
-        self.store
-            .put(&self.action_key(key), PutPayload::from(body))
-            .await
-            .map_err(|e| self.error(e))?;
         Ok(transfer)
+    }
+
+    /// Makes the local store hold these blobs of the remote, fetching only those it lacks, each
+    /// verified against its digest: what moved.
+    pub async fn fetch_missing(
+        &self,
+        local: &LocalStore,
+        digests: &[Digest],
+    ) -> Result<Transfer, StoreError> {
+        let mut transfer = Transfer::default();
+        self.fetch_blobs(local, digests, &mut transfer).await?;
+        Ok(transfer)
+    }
+
+    /// Whether the remote has an action cache entry for `key`.
+    pub async fn has_action(&self, key: &Digest) -> Result<bool, StoreError> {
+        match self.store.head(&self.action_key(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
     }
 }
 

@@ -1,4 +1,7 @@
-//! `kiln build`: run a project's buildspec, phase by phase, in the build sandbox.
+//! `kiln build`: run a project's buildspec, phase by phase, in the build sandbox (or, with
+//! `--remote`, on a worker: see [`remote`]).
+
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -133,10 +136,45 @@ pub struct BuildArgs {
     /// Print no log on the console (it is still written to the log file).
     #[arg(long, short = 'q')]
     quiet: bool,
+
+    /// Run the build on a worker of this queue (postgres://user:password@host:port/database),
+    /// with the shared store of --cache: the log is printed as it is written, the artifacts are
+    /// fetched into the output folder, Ctrl-C cancels the job.
+    #[arg(long, env = "KILN_REMOTE", value_name = "URL", hide_env_values = true,
+          conflicts_with_all = ["in_place", "source_version", "dry_run", "phases", "until", "package", "zip"])]
+    remote: Option<String>,
+
+    /// With --remote: the job's priority (higher runs first).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "remote",
+        allow_negative_numbers = true
+    )]
+    priority: i32,
+
+    /// With --remote: key=value labels a worker must all have to take the job.
+    #[arg(
+        long,
+        value_name = "K=V,...",
+        value_delimiter = ',',
+        requires = "remote"
+    )]
+    labels: Vec<String>,
+
+    /// With --remote: a variable whose value is a secret of the workers, by its reference
+    /// (`prod/db:password`, `/ci/token`): the job carries the reference, the worker resolves it from
+    /// its own secrets (repeatable).
+    #[arg(long, value_name = "NAME=REFERENCE", value_parser = parse_key_value, requires = "remote")]
+    secret_ref: Vec<(String, String)>,
 }
 
 /// Runs the build, prints its result, and gives its exit code.
 pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
+    if let Some(url) = &args.remote {
+        return remote::run(global, args, url).await;
+    }
     let console = match (args.quiet, args.json) {
         (true, _) => Console::Quiet,
         (false, true) => Console::Stderr,

@@ -43,6 +43,7 @@ pub mod retry;
 pub mod rollback;
 pub mod settings;
 pub mod validate;
+pub mod worker;
 
 /// Run AWS CodeBuild buildspecs locally, every step a WebAssembly plugin in a sandbox.
 ///
@@ -95,8 +96,8 @@ pub enum Command {
     Pull(pull::PullArgs),
     /// List the revisions under a prefix: file:///folder, s3://bucket/prefix/, oci://host/repo.
     Ls(ls::LsArgs),
-    /// Look after the job queue of remote build workers (a PostgreSQL database).
-    #[command(subcommand)]
+    /// `kiln queue …` (the queue's database) and `kiln worker`.
+    #[command(flatten)]
     Queue(queue::QueueCommand),
     /// The jobs of a remote build queue, newest first: id, state, phase, priority, attempt.
     Jobs(jobs::JobsArgs),

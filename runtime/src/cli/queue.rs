@@ -1,5 +1,6 @@
-//! `kiln queue`: look after the job queue's database. `kiln queue migrate` creates or upgrades its
-//! schema and its two roles.
+//! The queue's commands: `kiln queue migrate` creates or upgrades the queue's schema and its two
+//! roles; `kiln worker` (see [`super::worker`]) serves it. They are one group of kiln's commands,
+//! flattened into the others.
 
 use clap::{Args, Subcommand};
 use kiln::worker::postgres::PgQueue;
@@ -7,9 +8,22 @@ use kiln::worker::postgres::PgQueue;
 use super::options::QueueArgs;
 use super::{exit, print_json};
 
-/// `kiln queue …`.
+/// `kiln queue …` and `kiln worker`.
+// Parsed once per run, as kiln's `Command` is: the worker's flags' size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum QueueCommand {
+    /// Look after the job queue of remote build workers (a PostgreSQL database).
+    #[command(subcommand)]
+    Queue(DatabaseCommand),
+    /// Claim jobs from the queue and run each as `kiln build --require-sandbox` would, sharing the
+    /// build cache through the store; SIGTERM drains (a second one stops and requeues the jobs).
+    Worker(super::worker::WorkerArgs),
+}
+
+/// `kiln queue …`.
+#[derive(Subcommand)]
+pub enum DatabaseCommand {
     /// Create the queue's schema in a PostgreSQL database, or upgrade it to this kiln's version, and
     /// the roles kiln_submitter and kiln_worker. Run it as the database's owner with CREATEROLE (or
     /// a superuser); running it again changes nothing.
@@ -30,7 +44,17 @@ pub struct MigrateArgs {
 /// Runs the command; its exit code.
 pub async fn run(command: &QueueCommand) -> u8 {
     match command {
-        QueueCommand::Migrate(args) => migrate(args).await,
+        QueueCommand::Queue(DatabaseCommand::Migrate(args)) => migrate(args).await,
+        QueueCommand::Worker(args) => {
+            // kiln's global flags (--cache-dir, --state-dir), parsed again: the dispatch hands the
+            // queue's commands none.
+            use clap::Parser;
+            let global = match super::Cli::try_parse() {
+                Ok(cli) => cli.global,
+                Err(e) => e.exit(),
+            };
+            super::worker::run(&global, args).await
+        }
     }
 }
 

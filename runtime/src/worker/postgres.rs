@@ -429,6 +429,15 @@ impl Queue for PgQueue {
         rows.iter().map(job_of).collect()
     }
 
+    async fn counts(&self) -> Result<std::collections::BTreeMap<String, i64>, QueueError> {
+        let rows = self
+            .client
+            .query("SELECT state, count(*) FROM kiln.jobs GROUP BY state", &[])
+            .await
+            .map_err(|e| db(&self.url, e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn get(&self, job: Uuid) -> Result<Job, QueueError> {
         let row = self
             .client

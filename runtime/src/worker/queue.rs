@@ -377,6 +377,9 @@ pub trait Queue: Send + Sync {
         offset: u64,
     ) -> impl Future<Output = Result<LogRead, QueueError>> + Send;
 
+    /// How many jobs are in each state (for a worker's metrics).
+    fn counts(&self) -> impl Future<Output = Result<BTreeMap<String, i64>, QueueError>> + Send;
+
     /// Waits until a job may be waiting in `queue` (one was submitted or requeued) or `timeout`
     /// passed: whether it was woken. The first call starts listening and returns at once, so a
     /// job submitted between the caller's last claim and the listening is not missed.
