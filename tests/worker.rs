@@ -222,7 +222,8 @@ fn two_workers_run_every_job_once_with_a_local_builds_bytes_and_no_secret_is_sto
     let Some(fleet) = Fleet::start() else { return };
     let _a = fleet.worker("a", &[]);
     let _b = fleet.worker("b", &[]);
-    const N: usize = 12;
+    // The figure: 40 jobs over two workers.
+    const N: usize = 40;
     let projects: Vec<PathBuf> = (0..N)
         .map(|i| project(fleet.dir.path(), &i.to_string(), 0))
         .collect();
