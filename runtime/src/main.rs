@@ -44,7 +44,10 @@ fn main() -> ExitCode {
         }
     };
     let stopping = cli.command.stopping();
-    let code = runtime.block_on(async {
+    let code = if cli.command.handles_signals() {
+        runtime.block_on(run(cli))
+    } else {
+        runtime.block_on(async {
         tokio::select! {
             code = run(cli) => code,
             (code, why) = stopped() => {
@@ -56,7 +59,8 @@ fn main() -> ExitCode {
                 code
             }
         }
-    });
+        })
+    };
     // Dropping the runtime drops the build, whose guards kill what it started.
     runtime.shutdown_timeout(Duration::from_secs(2));
     ExitCode::from(code)

@@ -170,6 +170,13 @@ pub struct BuildArgs {
     secret_ref: Vec<(String, String)>,
 }
 
+impl BuildArgs {
+    /// Whether the build runs on a worker (`--remote`).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+}
+
 /// Runs the build, prints its result, and gives its exit code.
 pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
     if let Some(url) = &args.remote {

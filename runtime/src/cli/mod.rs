@@ -136,6 +136,16 @@ impl Command {
     /// What stopping kiln (Ctrl-C, SIGTERM, SIGHUP) stops, said after why it stopped: only the
     /// commands that start processes have something to stop (`kiln logs -f` only reads a log; the
     /// build it follows goes on).
+    /// Whether the command takes SIGTERM, SIGINT, SIGHUP and SIGQUIT itself (a worker drains on
+    /// the first; a remote build cancels its job), instead of kiln ending at the first.
+    pub fn handles_signals(&self) -> bool {
+        match self {
+            Command::Queue(queue::QueueCommand::Worker(_)) => true,
+            Command::Build(args) => args.is_remote(),
+            _ => false,
+        }
+    }
+
     pub fn stopping(&self) -> Option<&'static str> {
         match self {
             Command::Build(_) => Some("stopping the build's processes"),

@@ -278,14 +278,6 @@ pub async fn run(global: &GlobalArgs, args: &WorkerArgs) -> u8 {
 static TERMINATE: AtomicU32 = AtomicU32::new(0);
 static QUIT: AtomicU32 = AtomicU32::new(0);
 
-extern "C" fn on_terminate(_: libc::c_int) {
-    TERMINATE.fetch_add(1, Ordering::SeqCst);
-}
-
-extern "C" fn on_quit(_: libc::c_int) {
-    QUIT.fetch_add(1, Ordering::SeqCst);
-}
-
 /// The signals the worker has received, as a shutdown level.
 pub struct Signals;
 
@@ -309,25 +301,26 @@ impl Signals {
     }
 }
 
-/// Takes SIGTERM, SIGINT, SIGHUP and SIGQUIT over from kiln's default (which ends the process at
-/// the first): a worker drains, a remote build cancels its job. The default handlers are installed
-/// when kiln's runtime first polls; yielding once lets that happen before they are replaced.
+/// Counts SIGTERM, SIGINT, SIGHUP and SIGQUIT for a command that handles them itself (kiln's
+/// `main` leaves them to it: see `Command::handles_signals`): a worker drains, a remote build cancels
+/// its job.
 pub async fn take_signals() -> Signals {
-    tokio::task::yield_now().await;
-    for (sig, handler) in [
-        (libc::SIGTERM, on_terminate as extern "C" fn(libc::c_int)),
-        (libc::SIGINT, on_terminate),
-        (libc::SIGHUP, on_terminate),
-        (libc::SIGQUIT, on_quit),
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, counter) in [
+        (SignalKind::terminate(), &TERMINATE),
+        (SignalKind::interrupt(), &TERMINATE),
+        (SignalKind::hangup(), &TERMINATE),
+        (SignalKind::quit(), &QUIT),
     ] {
-        // SAFETY: the handlers only add to atomics, which is async-signal-safe; the sigaction
-        // structure is zeroed then filled as sigaction(2) expects.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = handler as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
+        match signal(kind) {
+            Ok(mut stream) => {
+                tokio::spawn(async move {
+                    while stream.recv().await.is_some() {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot watch a signal: {e}"),
         }
     }
     Signals
