@@ -139,6 +139,17 @@ impl Fleet {
 
     /// `kiln build --remote --json` of `project`, started: its process.
     fn submit(&self, project: &Path, output: &Path, extra: &[&str]) -> Child {
+        self.submit_with(project, output, extra, (&self.s3.address, ACCESS, SECRET))
+    }
+
+    /// The same, reaching the store at `endpoint` with the credential `access`/`secret`.
+    fn submit_with(
+        &self,
+        project: &Path,
+        output: &Path,
+        extra: &[&str],
+        (endpoint, access, secret): (&str, &str, &str),
+    ) -> Child {
         let cache = own_cache();
         let mut cmd = kiln();
         cmd.arg("--cache-dir")
@@ -150,8 +161,11 @@ impl Fleet {
             .arg(output)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        self.with_s3(&mut cmd);
+            .stderr(Stdio::piped())
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", access)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_REGION", "us-east-1");
         // The client's local store goes with its process; the folder is removed when it ends.
         std::mem::forget(cache);
         cmd.spawn().unwrap()
@@ -673,4 +687,90 @@ fn a_large_log_goes_to_the_queue_in_chunks_of_at_most_1_mib() {
         stderr.matches(&"x".repeat(99)).count() >= 3_000_000 / 100,
         "{chunks}"
     );
+}
+
+/// A local `kiln build --cache s3://cache/kiln` of a one-command project, with the store at
+/// `endpoint` and this credential: its exit code and stderr.
+fn local_build_sharing(
+    dir: &Path,
+    tag: &str,
+    (endpoint, access, secret): (&str, &str, &str),
+) -> (Option<i32>, String) {
+    let project = dir.join(format!("local-{tag}"));
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("buildspec.yml"),
+        format!("version: 0.2\nphases:\n  build:\n    commands:\n      - echo {tag} > made.txt\nartifacts:\n  files:\n    - made.txt\n"),
+    )
+    .unwrap();
+    let cache = own_cache();
+    let out = kiln()
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .arg("build")
+        .arg(&project)
+        .args(["--cache", "s3://cache/kiln", "--allow-http", "--output"])
+        .arg(dir.join(format!("local-out-{tag}")))
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", access)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_submitter_credential_cannot_write_the_action_cache_and_needs_not() {
+    let Some(fleet) = Fleet::start() else { return };
+    // The submitters' credential, as a bucket policy would have it: it may add blobs (a remote
+    // build's source) but not write the action cache's prefix.
+    let (sub_access, sub_secret) = ("submitter-access", "submitter-secret-0123456789");
+    let Some(restricted) =
+        Service::s3_restricted(&fleet.s3, sub_access, sub_secret, "cache/kiln/ac")
+    else {
+        return;
+    };
+    let submitter = (restricted.address.as_str(), sub_access, sub_secret);
+    let _worker = fleet.worker("a", &[]);
+
+    // A remote build needs no write there: it succeeds with that credential, and the worker (the
+    // trusted writer) publishes its entry.
+    let before = fleet.cache_entries();
+    let project = project(fleet.dir.path(), "submitted", 0);
+    let client = fleet.submit_with(&project, &fleet.dir.path().join("out-sub"), &[], submitter);
+    let (code, json, stderr) = finish(client);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json["status"], "SUCCEEDED", "{json}");
+    assert_eq!(
+        fleet.cache_entries(),
+        before + 1,
+        "the worker publishes the job's entry"
+    );
+
+    // The credential cannot: a local build that would share its result keeps it, and says the
+    // store refused it.
+    let (code, stderr) = local_build_sharing(fleet.dir.path(), "by-submitter", submitter);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("could not be saved to the remote cache"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fleet.cache_entries(),
+        before + 1,
+        "a submitter wrote the action cache"
+    );
+
+    // The same build with the workers' credential does write it: the refusal is the policy's.
+    let (code, stderr) = local_build_sharing(
+        fleet.dir.path(),
+        "by-worker",
+        (&fleet.s3.address, ACCESS, SECRET),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(fleet.cache_entries(), before + 2, "{stderr}");
 }

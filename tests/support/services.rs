@@ -68,6 +68,29 @@ impl Service {
         Some(Self::start("s3.sh", args))
     }
 
+    /// A second S3 server over `over`'s objects, with its own credentials, that cannot write below
+    /// `read_only` (`bucket/prefix/...`): a submitter's bucket policy (tests/services/s3-restricted.sh).
+    pub fn s3_restricted(
+        over: &Service,
+        access: &str,
+        secret: &str,
+        read_only: &str,
+    ) -> Option<Service> {
+        if !installed("s3s-fs") {
+            return missing("s3s-fs", "tests/services/s3.sh install");
+        }
+        let data = over.dir.path().join("data");
+        Some(Self::start(
+            "s3-restricted.sh",
+            vec![
+                data.to_string_lossy().into_owned(),
+                access.to_string(),
+                secret.to_string(),
+                read_only.to_string(),
+            ],
+        ))
+    }
+
     /// PostgreSQL 15 with a database `kiln`; `address` is the superuser's URL
     /// (postgres://kiln:PASSWORD@127.0.0.1:PORT/kiln).
     pub fn postgres() -> Option<Service> {
