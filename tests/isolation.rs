@@ -1749,20 +1749,33 @@ fn the_pasta_of_a_killed_build_is_stopped_by_the_next_build() {
     // kiln killed with SIGKILL cannot stop its build's pasta, which does not end with the
     // namespace it serves; the next build, sweeping the dead build's folders, stops it.
     let b = project(&["echo STARTED", "sleep 60"]).args(["--network", "internet"]);
+    let log = host_dir();
+    let stderr = log.path().join("stderr");
     let mut kiln = b
         .command(&[])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .expect("kiln starts");
+    // The first command ran: pasta is set up (the first command waits for it).
+    let said = || std::fs::read_to_string(&stderr).unwrap_or_default();
     let started = Instant::now();
-    while pastas_of(kiln.id()).is_empty() && started.elapsed() < Duration::from_secs(30) {
+    while !said().lines().any(|l| l == "STARTED") && started.elapsed() < Duration::from_secs(120) {
+        assert!(
+            kiln.try_wait().unwrap().is_none(),
+            "the build ended early:\n{}",
+            said()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let left = pastas_of(kiln.id());
     kiln.kill().unwrap();
     kiln.wait().unwrap();
-    assert!(!left.is_empty(), "the build's pasta never started");
+    assert!(
+        !left.is_empty(),
+        "the build's pasta never started:\n{}",
+        said()
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         !pastas_of(kiln.id()).is_empty(),
