@@ -126,16 +126,16 @@ fn a_command_that_kills_its_shell_fails_and_the_next_one_runs() {
 }
 
 #[test]
-fn background_output_reaches_the_log_without_holding_the_command() {
+fn a_background_processs_late_output_reaches_the_log() {
     if !require_namespaces() {
         return;
     }
     // A background process keeps the command's output open: the command still ends at once, and
     // what the process writes later is in the log (in a later command's part).
+    // However slowly the next command starts, the late line lands between `started` and `done`.
     let b = Build::new().buildspec(&build_commands(&[
-        "(sleep 1; echo LATE-LINE) &",
-        "echo started",
-        "sleep 2",
+        "(sleep 1; echo LATE-LINE) & echo started",
+        "sleep 3",
         "echo done",
     ]));
     let run = b.run_with(&["--no-cache"]);
