@@ -149,3 +149,21 @@ fn a_background_processs_late_output_reaches_the_log() {
         run.stderr
     );
 }
+
+#[test]
+fn a_commands_stdout_and_stderr_keep_their_order() {
+    if !require_namespaces() {
+        return;
+    }
+    // The session shell's two streams are one pipe: lines come in the order they were written,
+    // however fast they alternate and however late the launcher wakes.
+    let b = Build::new().buildspec(&build_commands(&[
+        "i=0; while [ $i -lt 200 ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); done",
+    ]));
+    let run = b.run_with(&["--no-cache"]);
+    run.success();
+    let want: Vec<String> = (0..200)
+        .flat_map(|i| [format!("out-{i}"), format!("err-{i}")])
+        .collect();
+    assert_eq!(run.output_lines(), want);
+}

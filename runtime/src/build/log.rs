@@ -160,6 +160,10 @@ impl crate::sandbox::LogSink for BuildLog {
         self.output(line);
     }
 
+    fn separates_streams(&self) -> bool {
+        false
+    }
+
     fn plugin(&self, level: crate::sandbox::Level, message: &str) {
         use crate::sandbox::Level;
         match level {

@@ -55,6 +55,11 @@ pub trait LogSink: Send + Sync {
     fn output(&self, stream: Stream, line: &str);
     /// A line a plugin wrote through the `log` interface.
     fn plugin(&self, level: Level, message: &str);
+    /// Whether it tells stdout from stderr. When it does not, a host program's two streams may
+    /// come as one, in the order they were written.
+    fn separates_streams(&self) -> bool {
+        true
+    }
 }
 
 /// A directory a step can reach, at the same path inside as outside.

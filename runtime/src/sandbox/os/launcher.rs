@@ -411,8 +411,12 @@ fn handle(
             cwd,
             run_as,
             stdin,
+            merge,
         } => {
+            // The session shell has one pipe for both streams (their order kept), so only a command
+            // whose streams may be merged runs in it.
             if limits.session_shell
+                && merge
                 && !stdin
                 && let Some(script) = shell::eligible(&argv, &env, &cwd)
                 && in_shell(

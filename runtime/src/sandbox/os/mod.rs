@@ -462,6 +462,7 @@ impl OsSandbox {
                 cwd: spec.cwd.clone(),
                 run_as: spec.run_as,
                 stdin: stdin.is_some(),
+                merge: !spec.capture_stdout && !log.separates_streams(),
             },
             &fds,
         )?;

@@ -19,12 +19,13 @@
 //! starts again.
 //!
 //! Only commands that run exactly so take this way ([`eligible`]): `[sh, -c, script]` where `sh` is
-//! dash, with no stdin, environment names that are plain shell names other than those dash sets
+//! dash, with no stdin, whose stdout is not captured nor told from stderr, environment names that are plain shell names other than those dash sets
 //! itself at start (`IFS`, `OPTIND`, `PPID`, `LINENO`), and a `PWD`, if any, naming the directory. Any
 //! other command starts as its own process, as before.
 //!
-//! Output: the shell's stdout and stderr are pipes to the launcher, which copies them into the
-//! current command's pipes to kiln while it runs. When the status arrives, everything the subshell
+//! Output: the shell's stdout and stderr are one pipe to the launcher (so a command's lines keep the
+//! order it wrote them in: only commands whose log does not tell the streams apart come here), which
+//! copies it into the current command's stdout pipe to kiln while it runs. When the status arrives, everything the subshell
 //! wrote is in those pipes already (a write completes before its writer exits): the launcher copies
 //! it over and closes the command's pipes, so kiln sees their end at once, even when a background
 //! process lives on. What such a process writes later goes to the next command's log, as on CodeBuild.
@@ -144,8 +145,8 @@ pub struct Shell {
     requests: OwnedFd,
     status: OwnedFd,
     program: std::fs::File,
+    /// The read end of the shell's stdout and stderr.
     out: OwnedFd,
-    err: OwnedFd,
     line: Vec<u8>,
     /// The status pipe reached its end (the shell is gone, its exit not reaped yet).
     closed: bool,
@@ -177,8 +178,9 @@ impl Shell {
     ) -> io::Result<Shell> {
         let (requests_r, requests) = pipe(false)?;
         let (status, status_w) = pipe(true)?;
+        // stdout and stderr are one pipe: a command's lines come in the order it wrote them (two
+        // pipes would lose it whenever both hold something when the launcher wakes).
         let (out, out_w) = pipe(true)?;
-        let (err, err_w) = pipe(true)?;
         // SAFETY: memfd_create returns a new descriptor, owned from here on.
         let program = unsafe {
             let fd = libc::memfd_create(c"kiln-command".as_ptr(), libc::MFD_CLOEXEC);
@@ -192,7 +194,7 @@ impl Shell {
         })?;
         let pid = spawn(
             &exe_c,
-            &[out_w.as_raw_fd(), err_w.as_raw_fd()],
+            &[out_w.as_raw_fd(), out_w.as_raw_fd()],
             &[
                 requests_r.as_raw_fd(),
                 status_w.as_raw_fd(),
@@ -207,7 +209,6 @@ impl Shell {
             status,
             program,
             out,
-            err,
             line: Vec::new(),
             closed: false,
             current: None,
@@ -248,7 +249,6 @@ impl Shell {
         }
         if self.current.is_some() {
             fds.push(self.out.as_raw_fd());
-            fds.push(self.err.as_raw_fd());
         }
         fds
     }
@@ -261,7 +261,6 @@ impl Shell {
             return;
         };
         copy(&self.out, &mut current.out, 256 * 1024);
-        copy(&self.err, &mut current.err, 256 * 1024);
     }
 
     /// Reads the status pipe: the finished command's id and exit code, once its line is complete.
@@ -309,7 +308,8 @@ impl Shell {
     fn finish(&mut self) -> Option<u64> {
         let mut current = self.current.take()?;
         copy(&self.out, &mut current.out, available(&self.out));
-        copy(&self.err, &mut current.err, available(&self.err));
+        // The command's stderr pipe gets nothing (both streams went to its stdout) and closes.
+        drop(current.err.take());
         Some(current.id)
     }
 
@@ -588,16 +588,17 @@ mod tests {
         let (out, _, code) = run_one(&mut shell, 1, &vars, "X=leak; echo \"one=$ONE\"; exit 4");
         assert_eq!((out.as_str(), code), ("one=1\n", Some(4)));
         // Nothing of the first command is left in the second: not its variable, nor the first's
-        // environment (this one has none).
+        // environment (this one has none). stdout and stderr come as one stream, in the order
+        // written.
         let (out, err, code) = run_one(
             &mut shell,
             2,
             &[],
-            "echo \"x=${X-unset} one=${ONE-unset}\"; echo oops >&2",
+            "echo \"x=${X-unset} one=${ONE-unset}\"; echo oops >&2; echo after",
         );
         assert_eq!(
             (out.as_str(), err.as_str(), code),
-            ("x=unset one=unset\n", "oops\n", Some(0))
+            ("x=unset one=unset\noops\nafter\n", "", Some(0))
         );
         // Output written before the status is all there, however much of it.
         let (out, _, code) = run_one(

@@ -28,6 +28,10 @@ pub enum Request {
         cwd: PathBuf,
         run_as: Option<(u32, u32)>,
         stdin: bool,
+        /// Whether stdout and stderr may come as one stream (on the stdout descriptor), in the
+        /// order they were written: kiln's log does not tell them apart.
+        #[serde(default)]
+        merge: bool,
     },
     /// Kill the program `id` and its process group.
     Kill { id: u64 },
