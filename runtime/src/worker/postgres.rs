@@ -332,11 +332,7 @@ impl Queue for PgQueue {
             .await
             .map_err(|e| db(&self.url, e))?
             .get(0);
-        if done {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost(lease))
-        }
+        fenced(done, lease)
     }
 
     async fn release(&self, lease: Lease) -> Result<(), QueueError> {
@@ -349,11 +345,7 @@ impl Queue for PgQueue {
             .await
             .map_err(|e| db(&self.url, e))?
             .get(0);
-        if done {
-            Ok(())
-        } else {
-            Err(QueueError::LeaseLost(lease))
-        }
+        fenced(done, lease)
     }
 
     async fn reap(&self) -> Result<Vec<Reaped>, QueueError> {
@@ -587,4 +579,13 @@ fn connect_reason(e: &tokio_postgres::Error) -> String {
         source = s.source();
     }
     reason
+}
+
+/// A fenced write's answer: it was made, or the lease it carried is lost.
+fn fenced(done: bool, lease: Lease) -> Result<(), QueueError> {
+    if done {
+        Ok(())
+    } else {
+        Err(QueueError::LeaseLost(lease))
+    }
 }

@@ -153,15 +153,10 @@ pub struct Shell {
     current: Option<Current>,
 }
 
-/// A pipe, both ends close-on-exec; the read end non-blocking when `nonblocking_read`.
+/// A pipe ([`super::wire::pipe`]), its read end non-blocking when `nonblocking_read` (the write end
+/// stays blocking: it is the shell's).
 fn pipe(nonblocking_read: bool) -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors, owned from here on.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (r, w) = super::wire::pipe(0)?;
     if nonblocking_read {
         // SAFETY: sets a flag on a live descriptor.
         unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
