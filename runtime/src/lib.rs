@@ -7,6 +7,7 @@ pub mod beneath;
 pub mod build;
 pub mod cas;
 pub mod deploy;
+pub mod pipeline;
 pub mod revision;
 pub mod sandbox;
 pub mod spec;

@@ -6,6 +6,7 @@ pub mod buildspec;
 pub mod config;
 pub mod diagnostic;
 pub mod dotenv;
+pub mod pipeline;
 pub mod read;
 pub mod secrets;
 pub mod yaml;
