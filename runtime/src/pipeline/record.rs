@@ -352,7 +352,7 @@ impl Records {
             .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
             .filter_map(|e| read(&e.path()).ok())
             .collect();
-        all.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+        all.sort_by_key(|e| std::cmp::Reverse(e.sequence));
         all
     }
 
