@@ -2,3 +2,4 @@
 //! them, approvals, and what started each execution.
 
 pub mod record;
+pub mod trigger;
