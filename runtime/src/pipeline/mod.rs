@@ -2,3 +2,5 @@
 //! them, approvals, and what started each execution.
 
 pub mod record;
+pub mod source;
+pub mod trigger;
