@@ -109,6 +109,7 @@ async fn run(Cli { global, command }: Cli) -> u8 {
         Command::Jobs(args) => cli::jobs::run(args).await,
         Command::Cancel(args) => cli::cancel::run(args).await,
         Command::Retry(args) => cli::retry::run(args).await,
+        Command::Pipeline(command) => cli::pipeline::run(global, command).await,
         Command::Deploy(args) => cli::deploy::run(global, args).await,
         Command::Agent(args) => cli::agent::run(global, args).await,
         Command::Rollback(args) => cli::rollback::run(global, args).await,

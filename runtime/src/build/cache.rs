@@ -62,6 +62,7 @@ pub fn key_inputs(
             env,
             shell: shell.to_string(),
             plugins,
+            secondary: BTreeMap::new(),
         },
         tree,
     ))

@@ -114,6 +114,12 @@ pub struct BuildOptions {
     pub remote_cache: Option<crate::cas::remote::RemoteCache>,
     /// The phases to run (`--phases`, `--until`); `None`: all of them. The others are skipped.
     pub phases: Option<Vec<PhaseName>>,
+    /// CodeBuild's secondary sources: each folder is copied into the workspace beside the primary
+    /// one and named by `CODEBUILD_SRC_DIR_<identifier>`.
+    pub secondary_sources: Vec<(String, PathBuf)>,
+    /// Variables whose values are secrets resolved by the caller (a pipeline's `PARAMETER_STORE`
+    /// and `SECRETS_MANAGER` variables): set over the others and masked in the log.
+    pub secret_env: Vec<(String, String)>,
 }
 
 impl BuildOptions {
@@ -207,6 +213,8 @@ pub enum BuildError {
     /// The buildspec's `env.shell` cannot run on this host: nothing ran.
     #[error("{0}")]
     Shell(String),
+    #[error("secondary source `{name}`: {message}")]
+    SecondarySource { name: String, message: String },
     #[error("{0}")]
     Output(#[from] artifacts::ArtifactError),
 }
@@ -295,6 +303,7 @@ pub async fn run_leaving_scratch(
         .canonicalize()
         .map_err(BuildError::io(&options.source))?;
     let spec_path = find_buildspec(&source, options.buildspec.as_deref())?;
+    check_secondary_sources(options)?;
     // A build of another commit (`--source-version`) runs that commit's buildspec.
     let parsed = match &options.source_version {
         Some(name) => {
@@ -329,6 +338,10 @@ pub async fn run_leaving_scratch(
         &options.env,
         options.network != Network::None,
     )?;
+    for (name, value) in &options.secret_env {
+        resolved.vars.set(name, value.clone());
+        resolved.masked.push(value.clone());
+    }
     // `runtime-versions`: the toolchains chosen go first on the build's PATH (and so into its
     // cache key); a version the host lacks fails the install phase.
     let runtimes = spec
@@ -480,6 +493,20 @@ pub async fn run_leaving_scratch(
         repositories = snapshot.repositories;
         (dir, snapshot.git_head)
     };
+    let mut secondary = Vec::new();
+    for (name, from) in &options.secondary_sources {
+        let dest = scratch_dir.join("src2").join(name);
+        std::fs::create_dir_all(&dest).map_err(BuildError::io(&dest))?;
+        let from = from.canonicalize().map_err(BuildError::io(from))?;
+        let copied = workspace::snapshot(&from, git::work_tree(&from), &dest, &[])?;
+        log.container(&format!(
+            "Copied {} files of secondary source {name} ({}) into {}",
+            copied.files,
+            from.display(),
+            dest.display()
+        ));
+        secondary.push((name.clone(), dest));
+    }
     log.container("Phase complete: DOWNLOAD_SOURCE State: SUCCEEDED");
     log.container("Phase context status code:  Message: ");
     let mut phases = vec![PhaseResult {
@@ -503,6 +530,7 @@ pub async fn run_leaving_scratch(
             scratch: scratch_dir.clone(),
             writable: [source_dir.clone(), session_dir.clone()]
                 .into_iter()
+                .chain(secondary.iter().map(|(_, dir)| dir.clone()))
                 .chain(
                     options
                         .writable
@@ -669,6 +697,7 @@ pub async fn run_leaving_scratch(
     };
     // Cache paths are all in the workspace by now: none widens what the build may write.
     let mut writable = vec![source_dir.clone(), temp_dir.clone(), session_dir.clone()];
+    writable.extend(secondary.iter().map(|(_, dir)| dir.clone()));
     writable.extend(options.writable.iter().cloned());
     let confinement = Confinement {
         writable,
@@ -694,6 +723,9 @@ pub async fn run_leaving_scratch(
     let key_vars = resolved.vars.clone();
     let mut vars = resolved.vars;
     vars.set("CODEBUILD_SRC_DIR", source_dir.to_string_lossy());
+    for (name, dir) in &secondary {
+        vars.set(&format!("CODEBUILD_SRC_DIR_{name}"), dir.to_string_lossy());
+    }
     vars.set("CODEBUILD_BUILD_ID", build_id.clone());
     vars.set(
         "CODEBUILD_BUILD_ARN",
@@ -757,7 +789,7 @@ pub async fn run_leaving_scratch(
     let mut to_save = None;
     match (&store, uncacheable) {
         (Some(store), None) => {
-            let (inputs, tree) = cache::key_inputs(
+            let (mut inputs, tree) = cache::key_inputs(
                 &canonical,
                 spec_path.strip_prefix(&source).ok(),
                 &source_dir,
@@ -767,6 +799,11 @@ pub async fn run_leaving_scratch(
                     .map_err(|e| BuildError::Sandbox(e.to_string()))?,
             )
             .map_err(|e| BuildError::Cache(e.to_string()))?;
+            for (name, dir) in &secondary {
+                let tree = crate::cas::tree::Tree::scan(dir)
+                    .map_err(|e| BuildError::Cache(e.to_string()))?;
+                inputs.secondary.insert(name.clone(), tree.digest());
+            }
             let key = inputs.key();
             cache_info.key = Some(key.hex());
             let hit = if options.no_cache {
@@ -1639,6 +1676,39 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
+}
+
+/// Refuses, before anything runs or is recorded, secondary sources CodeBuild would refuse: an
+/// identifier that cannot be part of a variable's name (letters, digits and `_`, at most 128, as
+/// CodeBuild's `sourceIdentifier`), one given twice, a folder that is not one, or any in place.
+fn check_secondary_sources(options: &BuildOptions) -> Result<(), BuildError> {
+    let mut seen = std::collections::HashSet::new();
+    for (name, dir) in &options.secondary_sources {
+        let err = |message: &str| BuildError::SecondarySource {
+            name: name.clone(),
+            message: message.to_string(),
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(err(
+                "an identifier is letters, digits and `_` (it names CODEBUILD_SRC_DIR_<identifier>)",
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(err("given twice"));
+        }
+        if !dir.is_dir() {
+            return Err(err(&format!("{} is not a folder", dir.display())));
+        }
+        if options.in_place {
+            return Err(err(
+                "secondary sources are copied: an in-place build cannot have them",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses, before anything runs or is recorded, a shell this host cannot run: a Windows one, or

@@ -30,6 +30,10 @@ pub struct KeyInputs {
     pub shell: String,
     /// The digest of every plugin the build can call, by name.
     pub plugins: BTreeMap<String, Digest>,
+    /// Each secondary source's tree (`CODEBUILD_SRC_DIR_<name>`), by name; absent when there is
+    /// none, so that a build without them keeps its key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secondary: BTreeMap<String, Digest>,
 }
 
 impl KeyInputs {
@@ -61,6 +65,12 @@ impl KeyInputs {
         }
         diff_maps(&before.env, &self.env, "variable", &mut out);
         diff_maps(&before.plugins, &self.plugins, "plugin", &mut out);
+        diff_maps(
+            &before.secondary,
+            &self.secondary,
+            "secondary source",
+            &mut out,
+        );
         out
     }
 }
@@ -155,6 +165,7 @@ mod tests {
             env: BTreeMap::from([("A".into(), Digest::of(b"1"))]),
             shell: "sh".into(),
             plugins: BTreeMap::from([("shell".into(), Digest::of(b"wasm"))]),
+            secondary: BTreeMap::new(),
         }
     }
 
@@ -180,10 +191,21 @@ mod tests {
         let mut i = base.clone();
         i.plugins.insert("shell".into(), Digest::of(b"new"));
         changed.push(i);
+        let mut i = base.clone();
+        i.secondary.insert("assets".into(), Digest::of(b"tree"));
+        changed.push(i);
         for i in changed {
             assert_ne!(i.key(), base.key(), "{i:?}");
             assert_eq!(i.changes_since(&base).len(), 1, "{i:?}");
         }
         assert_eq!(base.clone().key(), base.key());
+    }
+
+    #[test]
+    fn a_build_without_secondary_sources_keeps_the_key_it_had() {
+        // The field is left out of the key's bytes when empty, so entries cached before it
+        // existed still match.
+        let json = serde_json::to_string(&inputs()).unwrap();
+        assert!(!json.contains("secondary"), "{json}");
     }
 }

@@ -261,6 +261,8 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         shared_cache_scope: settings.cache_scope == CacheScope::Shared,
         remote_cache,
         phases: selected_phases(args),
+        secondary_sources: Vec::new(),
+        secret_env: Vec::new(),
     };
     let _ = args.cache_network;
     if args.dry_run {
@@ -431,7 +433,7 @@ fn report(args: &BuildArgs, result: BuildResult) -> u8 {
 
 /// What a build must never see: kiln's own folders, the secrets file, and the credentials kiln's
 /// environment points at (a sandboxed build hides each of them).
-fn secret_paths(global: &GlobalArgs, secrets: Option<&std::path::Path>) -> Vec<PathBuf> {
+pub(super) fn secret_paths(global: &GlobalArgs, secrets: Option<&std::path::Path>) -> Vec<PathBuf> {
     let mut paths = vec![global.state_dir()];
     paths.extend(global.cache_dir());
     paths.extend(dirs::config_dir().map(|d| d.join("kiln")));

@@ -58,6 +58,7 @@ pub fn of_build(e: &kiln::build::BuildError) -> u8 {
         | BuildError::RunAs { .. }
         | BuildError::Cache(_)
         | BuildError::Shell(_)
+        | BuildError::SecondarySource { .. }
         | BuildError::Output(_) => BAD_INPUT,
         BuildError::Io { .. } | BuildError::Sandbox(_) => INTERNAL,
     }

@@ -34,6 +34,7 @@ pub mod ls;
 pub mod man;
 pub mod options;
 pub mod package;
+pub mod pipeline;
 pub mod plan;
 pub mod plugin;
 pub mod pull;
@@ -106,6 +107,10 @@ pub enum Command {
     Cancel(cancel::CancelArgs),
     /// Queue an ended job (FAILED, FAULT, STOPPED, TIMED_OUT) again, as a new job that names it.
     Retry(retry::RetryArgs),
+    /// Run a CodePipeline declaration (get-pipeline JSON or a CloudFormation template) as it is:
+    /// sources, builds, approvals, deployments; answer approvals, retry, stop, watch commits.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// Deploy a revision on this host as the CodeDeploy agent does: the appspec.yml lifecycle, with
     /// automatic rollback to the last successful revision.
     Deploy(deploy::DeployCommandArgs),

@@ -224,6 +224,10 @@ pub struct Execution {
     pub variables: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_revisions: Vec<SourceRevision>,
+    /// The commit chosen for each source action at start (by action name), where one was (the
+    /// commit `watch` saw); the others take their branch's head when they run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending_revisions: BTreeMap<String, String>,
     /// The stage it waits to enter (another execution is in it), if it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,

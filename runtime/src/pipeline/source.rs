@@ -175,6 +175,20 @@ pub fn head_of(repo: &Path, branch: &str) -> Result<Commit, SourceError> {
             branch: branch.to_string(),
         }
     })?;
+    read_commit(repo, id, branch)
+}
+
+/// The commit `name` (an id, or a tag) names, as taken from `branch`: a source action given the
+/// commit to take (the one `watch` saw, or the one a retry took before).
+pub fn commit(repo: &Path, name: &str, branch: &str) -> Result<Commit, SourceError> {
+    let id = resolve_commit(repo, name).map_err(|_| SourceError::NoCommit {
+        repo: repo.to_path_buf(),
+        name: name.to_string(),
+    })?;
+    read_commit(repo, id, branch)
+}
+
+fn read_commit(repo: &Path, id: String, branch: &str) -> Result<Commit, SourceError> {
     // `--no-show-signature`: a repository's `log.showSignature` would run its `gpg.program`.
     let out = run(
         command(

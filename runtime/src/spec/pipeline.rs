@@ -270,3 +270,42 @@ pub fn parse(path: &Path, source: &str, options: &LoadOptions) -> Result<Loaded,
         warnings: Vec::new(),
     })
 }
+
+// TEMPORARY (not committed)
+pub fn select<'a>(loaded: &'a Loaded, name: Option<&str>) -> Result<&'a Pipeline, String> {
+    match name {
+        Some(n) => loaded
+            .pipelines
+            .iter()
+            .find(|p| p.name == n)
+            .ok_or("no".into()),
+        None => loaded.pipelines.first().ok_or("none".into()),
+    }
+}
+pub enum EnvKind {
+    Plaintext,
+    ParameterStore,
+    SecretsManager,
+}
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+    pub kind: EnvKind,
+}
+pub fn environment_variables(config: &BTreeMap<String, String>) -> Result<Vec<EnvVar>, String> {
+    let Some(t) = config.get("EnvironmentVariables") else {
+        return Ok(Vec::new());
+    };
+    let v: Vec<serde_json::Value> = serde_json::from_str(t).map_err(|e| e.to_string())?;
+    Ok(v.iter()
+        .map(|x| EnvVar {
+            name: x["name"].as_str().unwrap_or("").into(),
+            value: x["value"].as_str().unwrap_or("").into(),
+            kind: match x["type"].as_str() {
+                Some("PARAMETER_STORE") => EnvKind::ParameterStore,
+                Some("SECRETS_MANAGER") => EnvKind::SecretsManager,
+                _ => EnvKind::Plaintext,
+            },
+        })
+        .collect())
+}
