@@ -1,7 +1,8 @@
 //! kiln: run AWS-style CI/CD anywhere, every step a WASI plugin on wasmtime.
 //!
-//! Data flows one way: [`spec`] (what to do) -> [`build`] (in what order) -> [`sandbox`] (run one
-//! step) -> [`cas`] (what it produced). Nothing below imports anything above it.
+//! Data flows one way: [`pipeline`] and [`worker`] (when and where) -> [`spec`] (what to do) ->
+//! [`build`] and [`deploy`] (in what order) -> [`sandbox`] (run one step) -> [`cas`] (what it
+//! produced). Nothing below imports anything above it.
 
 pub mod beneath;
 pub mod build;
