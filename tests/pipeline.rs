@@ -1172,9 +1172,20 @@ fn an_s3_source_reads_a_kiln_store_and_a_deployment_group_can_move_the_ref_agent
     std::fs::create_dir(rev.path().join("site")).unwrap();
     std::fs::write(rev.path().join("site/index.html"), "<h1>released</h1>\n").unwrap();
     let zip = store.path().join("built.zip");
-    ok(&p.kiln().arg("package").arg(rev.path()).arg("-o").arg(&zip).output().unwrap());
+    ok(&p
+        .kiln()
+        .arg("package")
+        .arg(rev.path())
+        .arg("-o")
+        .arg(&zip)
+        .output()
+        .unwrap());
     let store_url = format!("file://{}", store.path().display());
-    ok(&p.run(&["push", zip.to_str().unwrap(), &format!("{store_url}/app/rev.zip")]));
+    ok(&p.run(&[
+        "push",
+        zip.to_str().unwrap(),
+        &format!("{store_url}/app/rev.zip"),
+    ]));
     let watched_ref = format!("file://{}/prod.zip", watched.path().display());
     p.write(
         "kiln.toml",
@@ -1196,7 +1207,10 @@ fn an_s3_source_reads_a_kiln_store_and_a_deployment_group_can_move_the_ref_agent
     p.pipeline(&pipeline(
         "release",
         "SUPERSEDED",
-        vec![("Source", vec![s3]), ("Deploy", vec![deploy("Here", "Rev", "here"), prod])],
+        vec![
+            ("Source", vec![s3]),
+            ("Deploy", vec![deploy("Here", "Rev", "here"), prod]),
+        ],
     ));
     p.commit("release pipeline");
     let out = p.run(&["pipeline", "run", "pipeline.json", "--json"]);
@@ -1229,7 +1243,15 @@ fn an_s3_source_reads_a_kiln_store_and_a_deployment_group_can_move_the_ref_agent
     std::fs::remove_dir_all(&site).unwrap();
     let out = p
         .kiln()
-        .args(["agent", "--watch", &watched_ref, "--once", "--group", "prod", "--root"])
+        .args([
+            "agent",
+            "--watch",
+            &watched_ref,
+            "--once",
+            "--group",
+            "prod",
+            "--root",
+        ])
         .arg(agent_root.path())
         .output()
         .unwrap();

@@ -774,3 +774,80 @@ fn a_submitter_credential_cannot_write_the_action_cache_and_needs_not() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(fleet.cache_entries(), before + 2, "{stderr}");
 }
+
+#[test]
+fn a_pipelines_codebuild_action_runs_on_a_worker_which_resolves_its_secret() {
+    use crate::pipeline::{Project, action, build, pipeline, source};
+    let Some(fleet) = Fleet::start() else {
+        return;
+    };
+    let _worker = fleet.worker("pipe-1", &[]);
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        "version: 0.2\nenv:\n  exported-variables:\n    - LEN\n    - STAGE\nphases:\n  build:\n    commands:\n      - export LEN=${#TOKEN}\n      - 'echo \"token: $TOKEN, stage: $STAGE\"'\n      - mkdir out && echo built > out/result.txt\nartifacts:\n  base-directory: out\n  files:\n    - '**/*'\n",
+    );
+    let mut b = build("Build", "app", &["Src"], &["Out"], 1);
+    b["configuration"]["EnvironmentVariables"] = serde_json::json!(
+        "[{\"name\":\"TOKEN\",\"value\":\"ci/token\",\"type\":\"SECRETS_MANAGER\"},{\"name\":\"STAGE\",\"value\":\"beta\",\"type\":\"PLAINTEXT\"}]"
+    );
+    p.pipeline(&pipeline(
+        "remote",
+        "SUPERSEDED",
+        vec![
+            (
+                "Source",
+                vec![source("Source", "main", "Src", "SourceVariables")],
+            ),
+            ("Build", vec![b]),
+        ],
+    ));
+    p.commit("built remotely");
+    let mut cmd = p.kiln();
+    cmd.args([
+        "pipeline",
+        "run",
+        "pipeline.json",
+        "--json",
+        "--remote",
+        fleet.url(),
+    ])
+    .args(["--cache", "s3://cache/kiln", "--allow-http"]);
+    fleet.with_s3(&mut cmd);
+    let out = cmd.output().unwrap();
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let built = action(&e, "Build", "Build");
+    let log = std::fs::read_to_string(built["log"].as_str().unwrap_or("-")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}\n{}\nthe job's log:\n{log}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        built["buildId"].as_str().unwrap().starts_with("job "),
+        "{built}"
+    );
+    // The worker resolved the secret from its own secrets: the pipeline never had it.
+    assert_eq!(built["variables"]["LEN"], TOKEN.len().to_string());
+    assert_eq!(built["variables"]["STAGE"], "beta");
+    assert!(
+        !built["outputArtifacts"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(log.contains("token: ***, stage: beta"), "{log}");
+    for entry in walkdir(p.state.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned();
+        assert!(
+            !text.contains(TOKEN),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+    assert_eq!(
+        fleet.sql("SELECT count(*) FROM kiln.jobs WHERE state = 'SUCCEEDED'"),
+        "1"
+    );
+}

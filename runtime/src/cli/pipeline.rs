@@ -62,6 +62,11 @@ pub struct FileArgs {
     settings: SettingsArgs,
     #[command(flatten)]
     access: AccessArgs,
+    /// Run CodeBuild actions on the workers of this build queue
+    /// (postgres://user:password@host:port/database), with the shared store of --cache, as
+    /// `kiln build --remote` does.
+    #[arg(long, env = "KILN_REMOTE", value_name = "URL", hide_env_values = true)]
+    remote: Option<String>,
     /// Print no progress lines.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -206,7 +211,7 @@ pub(super) fn load(args: &FileArgs) -> Result<Pipeline, u8> {
 
 /// The context executions of the pipeline in `file` run in: kiln.toml's settings and mapping
 /// (found from the file's folder), and how builds and deployments are made.
-pub(super) fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Context, u8> {
+pub(super) async fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Context, u8> {
     let file = std::path::absolute(&args.file).map_err(|e| {
         eprintln!("error: {}: {e}", args.file.display());
         exit::BAD_INPUT
@@ -220,11 +225,6 @@ pub(super) fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Context, u
         ),
         None => (Mapping::default(), folder.clone()),
     };
-    if mapping.queue.is_some() {
-        eprintln!(
-            "warning: kiln.toml's [pipeline] queue is not used yet: CodeBuild actions run on this machine"
-        );
-    }
     let secrets = match &settings.secrets {
         Some(path) => match kiln::spec::Secrets::load(path) {
             Ok(s) => s,
@@ -236,7 +236,6 @@ pub(super) fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Context, u
         },
         None => kiln::spec::Secrets::default(),
     };
-    let access = args.access.access().ok_or(exit::BAD_INPUT)?;
     let state_dir = global.state_dir();
     let artifacts_dir = Context::artifacts_dir(&state_dir);
     let artifacts = kiln::cas::LocalStore::open(&artifacts_dir).map_err(|e| {
@@ -246,6 +245,11 @@ pub(super) fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Context, u
         );
         exit::INTERNAL
     })?;
+    let access = args.access.access().ok_or(exit::BAD_INPUT)?;
+    let remote = match &args.remote {
+        Some(url) => Some(remote_builds(global, url, &settings, &access).await?),
+        None => None,
+    };
     let hidden = super::build::secret_paths(global, settings.secrets.as_deref());
     let build_settings = settings;
     let build_state = state_dir.clone();
@@ -333,6 +337,41 @@ pub(super) fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Context, u
             }
         }),
         providers: Vec::new(),
+        remote,
+    })
+}
+
+/// The build queue and shared store CodeBuild actions run with under `--remote`.
+async fn remote_builds(
+    global: &GlobalArgs,
+    url: &str,
+    settings: &settings::Settings,
+    access: &kiln::store::Access,
+) -> Result<kiln::pipeline::RemoteBuilds, u8> {
+    let Some(cache_url) = settings.remote_cache.as_deref() else {
+        eprintln!("error: --remote needs the shared store too: --cache s3://bucket/prefix");
+        return Err(exit::BAD_INPUT);
+    };
+    let store = kiln::cas::remote::RemoteCache::open(cache_url, access).map_err(|e| {
+        eprintln!("error: --cache: {e}");
+        exit::BAD_INPUT
+    })?;
+    let Some(cas_dir) = global.cas_dir() else {
+        eprintln!("error: no cache folder: give --cache-dir");
+        return Err(exit::BAD_INPUT);
+    };
+    let local = kiln::cas::LocalStore::open(&cas_dir).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INTERNAL
+    })?;
+    let queue = super::connect_queue(url).await?;
+    let mut options = serde_json::Map::new();
+    options.insert("network".into(), settings.network.as_str().into());
+    Ok(kiln::pipeline::RemoteBuilds {
+        queue: Arc::new(queue),
+        store,
+        local,
+        options,
     })
 }
 
@@ -361,7 +400,7 @@ async fn run_pipeline(global: &GlobalArgs, args: &RunArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let ctx = match context(global, &args.file) {
+    let ctx = match context(global, &args.file).await {
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };
@@ -414,7 +453,7 @@ fn finish(e: &Execution, json: bool) -> u8 {
 }
 
 /// The context to drive a recorded execution in: its pipeline file's, as when it started.
-fn context_of(global: &GlobalArgs, e: &Execution) -> Result<Context, u8> {
+async fn context_of(global: &GlobalArgs, e: &Execution) -> Result<Context, u8> {
     let args = FileArgs {
         file: e.file.clone(),
         pipeline: None,
@@ -422,6 +461,7 @@ fn context_of(global: &GlobalArgs, e: &Execution) -> Result<Context, u8> {
         approval_timeout: kiln::pipeline::APPROVAL_TIMEOUT,
         settings: SettingsArgs::default(),
         access: AccessArgs::default(),
+        remote: std::env::var("KILN_REMOTE").ok().filter(|v| !v.is_empty()),
         quiet: false,
     };
     if !e.file.is_file() {
@@ -431,7 +471,7 @@ fn context_of(global: &GlobalArgs, e: &Execution) -> Result<Context, u8> {
         );
         return Err(exit::NOT_FOUND);
     }
-    context(global, &args)
+    context(global, &args).await
 }
 
 /// Finds the position of a stage and an action in an execution.
@@ -519,7 +559,7 @@ async fn approve(global: &GlobalArgs, args: &ApproveArgs) -> u8 {
 
 /// Drives a recorded execution no process drives, to its end.
 async fn resume(global: &GlobalArgs, e: &Execution, json: bool) -> u8 {
-    let ctx = match context_of(global, e) {
+    let ctx = match context_of(global, e).await {
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };
@@ -557,7 +597,7 @@ async fn retry(global: &GlobalArgs, args: &RetryArgs) -> u8 {
             return exit::NOT_FOUND;
         }
     };
-    let ctx = match context_of(global, &execution) {
+    let ctx = match context_of(global, &execution).await {
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };

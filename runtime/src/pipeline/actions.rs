@@ -315,7 +315,7 @@ impl Call<'_> {
         };
         let (_, source) = sources.remove(primary);
         let mut env = Vec::new();
-        let mut secret_env = Vec::new();
+        let mut secret_refs = Vec::new();
         if let Some(text) = self.config("EnvironmentVariables") {
             for var in spec::environment_variables(self.configuration)
                 .map_err(|e| format!("EnvironmentVariables: {e} ({text})"))?
@@ -323,16 +323,24 @@ impl Call<'_> {
                 match var.kind {
                     spec::EnvKind::Plaintext => env.push((var.name, var.value)),
                     spec::EnvKind::ParameterStore | spec::EnvKind::SecretsManager => {
-                        let value = ctx.secrets.get(&var.value).ok_or_else(|| {
-                            format!(
-                                "EnvironmentVariables: {} refers to `{}`, which kiln's secrets file does not hold (--secrets, KILN_SECRETS)",
-                                var.name, var.value
-                            )
-                        })?;
-                        secret_env.push((var.name, value));
+                        secret_refs.push((var.name, var.value))
                     }
                 }
             }
+        }
+        if let Some(remote) = &ctx.remote {
+            return self
+                .remote_build(remote, project, source, sources, env, secret_refs)
+                .await;
+        }
+        let mut secret_env = Vec::new();
+        for (name, reference) in secret_refs {
+            let value = ctx.secrets.get(&reference).ok_or_else(|| {
+                format!(
+                    "EnvironmentVariables: {name} refers to `{reference}`, which kiln's secrets file does not hold (--secrets, KILN_SECRETS)"
+                )
+            })?;
+            secret_env.push((name, value));
         }
         let pipeline = self.shared.read(|e| e.pipeline.clone());
         let output = scratch.path().join("out");
@@ -368,26 +376,26 @@ impl Call<'_> {
                 result.status.as_str()
             ));
         }
+        let made: Vec<(String, PathBuf)> = result
+            .artifacts
+            .iter()
+            .map(|a| (a.identifier.clone(), a.path.clone()))
+            .collect();
+        Ok(Done {
+            outputs: self.build_outputs(&made)?,
+            variables: result.exported_variables,
+        })
+    }
+
+    /// The action's output artifacts from a build's artifacts (identifier, folder): the primary
+    /// one first, then each secondary one of the output's name.
+    fn build_outputs(&self, made: &[(String, PathBuf)]) -> Result<Vec<ArtifactRecord>, String> {
         let mut outputs = Vec::new();
         for (i, wanted) in self.action.output_artifacts.iter().enumerate() {
-            let found = if i == 0 {
-                result
-                    .artifacts
-                    .iter()
-                    .find(|a| a.identifier == "primary")
-                    .or_else(|| {
-                        result
-                            .artifacts
-                            .iter()
-                            .find(|a| a.identifier == wanted.name)
-                    })
-            } else {
-                result
-                    .artifacts
-                    .iter()
-                    .find(|a| a.identifier == wanted.name)
-            };
-            let Some(artifact) = found else {
+            let found = made
+                .iter()
+                .find(|(id, _)| (i == 0 && id == "primary") || *id == wanted.name);
+            let Some((_, path)) = found else {
                 return Err(format!(
                     "the build made no artifact for output {}: {}",
                     wanted.name,
@@ -401,11 +409,120 @@ impl Call<'_> {
                     }
                 ));
             };
-            outputs.push(self.store_output(i, &artifact.path)?);
+            outputs.push(self.store_output(i, path)?);
         }
+        Ok(outputs)
+    }
+
+    /// CodeBuild on a worker of the build queue: the source goes to the shared store, the job's
+    /// log to the action's log file, the artifacts come back. Secret variables go as references,
+    /// which the worker resolves from its own secrets.
+    async fn remote_build(
+        &self,
+        remote: &super::RemoteBuilds,
+        project: &str,
+        source: PathBuf,
+        secondary: Vec<(String, PathBuf)>,
+        env: Vec<(String, String)>,
+        secret_refs: Vec<(String, String)>,
+    ) -> Result<Done, String> {
+        use crate::worker::queue::{JobDescription, JobState, Queue, SecretRef, Submission};
+        use std::io::Write;
+        let ctx = self.shared.ctx();
+        if let Some((name, _)) = secondary.first() {
+            return Err(format!(
+                "{name} would be a secondary source, which builds on a remote worker cannot have yet: run the pipeline without --remote"
+            ));
+        }
+        let (digest, _) =
+            crate::worker::remote::upload_source(&remote.local, &remote.store, &source, &[])
+                .await
+                .map_err(|e| format!("cannot send the source to {}: {e}", remote.store.url()))?;
+        let mut options = remote.options.clone();
+        options.insert("project".into(), project.into());
+        let description = JobDescription {
+            source: digest.hex(),
+            buildspec: ctx
+                .mapping
+                .projects
+                .get(project)
+                .cloned()
+                .unwrap_or_else(|| "buildspec.yml".into()),
+            options,
+            env: env.into_iter().collect(),
+            secrets: secret_refs
+                .into_iter()
+                .map(|(name, reference)| (name, SecretRef(reference)))
+                .collect(),
+        };
+        let job = remote
+            .queue
+            .submit(&Submission::new(description))
+            .await
+            .map_err(|e| format!("cannot queue the build: {e}"))?;
+        let (pipeline, id) = self.shared.read(|e| (e.pipeline.clone(), e.id.clone()));
+        let dir = ctx
+            .records
+            .execution_dir(&pipeline, &id)
+            .map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let log_path = dir.join(format!("{}-{}.log", self.si, self.ai));
+        let mut log =
+            std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        self.shared.update_action(self.si, self.ai, |r| {
+            r.build_id = Some(format!("job {job}"));
+            r.log = Some(log_path.clone());
+        });
+        self.shared.remote_jobs(|jobs| jobs.push(job));
+        let followed = crate::worker::remote::follow(
+            &*remote.queue,
+            job,
+            |_, bytes| {
+                let _ = log.write_all(bytes);
+            },
+            |_| crate::worker::remote::Follow::Wait,
+        )
+        .await;
+        self.shared.remote_jobs(|jobs| jobs.retain(|j| *j != job));
+        let finished = followed
+            .map_err(|e| format!("lost the build queue: {e}"))?
+            .ok_or("the job was left")?;
+        if finished.state != JobState::Succeeded {
+            let result = finished.result.clone().unwrap_or_default();
+            let phase = result["build"]["phases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["status"] != "SUCCEEDED" && p["status"] != "SKIPPED")
+                .and_then(|p| p["name"].as_str())
+                .map(|name| format!(" in {name}"))
+                .unwrap_or_default();
+            return Err(format!(
+                "job {job} {}{phase} (attempt {} on {})",
+                finished.state.as_str(),
+                finished.attempt,
+                finished.worker.as_deref().unwrap_or("no worker")
+            ));
+        }
+        let result = finished.result.clone().unwrap_or_default();
+        let scratch = self.scratch()?;
+        let fetched = crate::worker::remote::fetch_artifacts(
+            &remote.local,
+            &remote.store,
+            &result,
+            scratch.path(),
+        )
+        .await
+        .map_err(|e| format!("cannot fetch the artifacts of job {job}: {e}"))?;
+        let made: Vec<(String, PathBuf)> = fetched
+            .into_iter()
+            .map(|f| (f.identifier, f.path))
+            .collect();
+        let variables = serde_json::from_value(result["build"]["exported_variables"].clone())
+            .unwrap_or_default();
         Ok(Done {
-            outputs,
-            variables: result.exported_variables,
+            outputs: self.build_outputs(&made)?,
+            variables,
         })
     }
 

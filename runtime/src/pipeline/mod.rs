@@ -107,6 +107,17 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<ProviderOutput, String>>;
 }
 
+/// Where CodeBuild actions run when they do not run here: a build queue's workers, which share
+/// sources and artifacts through the store behind the build cache (`kiln build --remote`'s).
+pub struct RemoteBuilds {
+    pub queue: std::sync::Arc<crate::worker::postgres::PgQueue>,
+    pub store: crate::cas::remote::RemoteCache,
+    /// The local store blobs go through.
+    pub local: LocalStore,
+    /// The job options every build takes (`network`, `timeout`).
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
 /// What drives executions: where records and artifacts go, the mapping, and how builds and
 /// deployments are made.
 pub struct Context {
@@ -129,6 +140,8 @@ pub struct Context {
     /// Progress lines for the console.
     pub say: Box<dyn Fn(&str) + Send + Sync>,
     pub providers: Vec<Box<dyn Provider>>,
+    /// The build queue CodeBuild actions run on, when not on this machine.
+    pub remote: Option<RemoteBuilds>,
 }
 
 impl Context {

@@ -130,6 +130,8 @@ pub fn take_over(
 pub(super) struct Shared {
     ctx: Arc<Context>,
     execution: Arc<Mutex<Execution>>,
+    /// The remote build jobs in progress: cancelled when the execution is stopped with them.
+    jobs: Arc<Mutex<Vec<uuid::Uuid>>>,
 }
 
 impl Shared {
@@ -161,6 +163,11 @@ impl Shared {
         self.update(|e| f(&mut e.stages[stage].actions[action]))
     }
 
+    pub(super) fn remote_jobs<T>(&self, f: impl FnOnce(&mut Vec<uuid::Uuid>) -> T) -> T {
+        let mut guard = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
     fn stop_request(&self) -> Option<StopRequest> {
         let (pipeline, id) = self.read(|e| (e.pipeline.clone(), e.id.clone()));
         self.ctx.records.stop_request(&pipeline, &id)
@@ -180,6 +187,7 @@ pub async fn drive(ctx: Arc<Context>, execution: Execution, lock: Driving) -> Ex
     let shared = Shared {
         ctx: ctx.clone(),
         execution: Arc::new(Mutex::new(execution)),
+        jobs: Arc::default(),
     };
     let (name, mode, stages) = shared.read(|e| {
         (
@@ -259,6 +267,17 @@ pub async fn drive(ctx: Arc<Context>, execution: Execution, lock: Driving) -> Ex
     });
     if let Through::Stopped(_) = outcome {
         ctx.records.clear_stop(&finished.pipeline, &finished.id);
+    }
+    // Remote builds the execution abandoned: their jobs are cancelled, as their local builds were
+    // stopped.
+    let left = shared.remote_jobs(std::mem::take);
+    if let Some(remote) = &ctx.remote {
+        use crate::worker::queue::Queue;
+        for job in left {
+            if let Err(e) = remote.queue.cancel(job).await {
+                ctx.say(&format!("warning: cannot cancel job {job}: {e}"));
+            }
+        }
     }
     drop(lock);
     finished

@@ -3,11 +3,77 @@
 //! into the output folder.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use uuid::Uuid;
 
 use crate::cas::remote::{RemoteCache, Transfer};
 use crate::cas::{Digest, LocalStore};
 
+use super::queue::{Job, Queue, QueueError};
 use super::{WorkerError, source};
+
+/// The shortest and longest pause between two looks at a followed job.
+const POLL_MIN: Duration = Duration::from_millis(20);
+const POLL_MAX: Duration = Duration::from_millis(500);
+
+/// What the follower of a job wants, asked each time the job is looked at.
+pub enum Follow {
+    /// Keep following.
+    Wait,
+    /// Cancel the job (once), and keep following it to its end.
+    Cancel,
+    /// Stop following; the job goes on.
+    Leave,
+}
+
+/// Follows a job to its end, giving `on_log` each attempt's log as the worker writes it (an
+/// attempt that starts again starts its log again) and `on_look` the job each time it is looked
+/// at: the ended job, or `None` when `on_look` said to leave. Looks often while something happens
+/// (a short build ends in a fraction of a second), less and less while nothing does.
+pub async fn follow<Q: Queue>(
+    queue: &Q,
+    job: Uuid,
+    mut on_log: impl FnMut(u32, &[u8]),
+    mut on_look: impl FnMut(&Job) -> Follow,
+) -> Result<Option<Job>, QueueError> {
+    let mut attempt = 0;
+    let mut offset = 0;
+    let mut cancelled = false;
+    let mut pause = POLL_MIN;
+    loop {
+        let record = queue.get(job).await?;
+        match on_look(&record) {
+            Follow::Wait => {}
+            Follow::Leave => return Ok(None),
+            Follow::Cancel if !cancelled => {
+                cancelled = true;
+                queue.cancel(job).await?;
+            }
+            Follow::Cancel => {}
+        }
+        if record.attempt != attempt && record.attempt > 0 {
+            attempt = record.attempt;
+            offset = 0;
+        }
+        if attempt > 0 {
+            loop {
+                let read = queue.read_log(job, attempt, offset).await?;
+                if read.bytes.is_empty() {
+                    break;
+                }
+                pause = POLL_MIN;
+                on_log(attempt, &read.bytes);
+                offset = read.next;
+            }
+        }
+        if record.state.is_final() {
+            return Ok(Some(record));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(POLL_MAX);
+    }
+}
 
 /// Copies the project's source as a build would (`git`'s files of a checkout, everything of a
 /// plain folder, without `exclude`), stores it and sends what the shared store lacks: the source

@@ -7,15 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kiln::worker::queue::{JobDescription, JobState, Queue, SecretRef, Submission};
+use kiln::worker::remote::{Follow, follow};
 
 use super::super::exit;
 use super::super::options::GlobalArgs;
 use super::super::settings;
 use super::BuildArgs;
-
-/// The shortest and longest pause between two looks at the job.
-const POLL_MIN: Duration = Duration::from_millis(20);
-const POLL_MAX: Duration = Duration::from_millis(500);
 
 /// After this long in the queue, a remote build says it is waiting for a worker.
 const WAITING_NOTE: Duration = Duration::from_secs(5);
@@ -152,18 +149,15 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
     }
     // The log, as the worker writes it; an attempt that starts again starts its log again.
     let mut attempt = 0;
-    let mut offset = 0;
     let mut cancelled = 0;
-    // Polled often while something happens (a short build ends in a fraction of a second), less
-    // and less while nothing does.
-    let mut pause = POLL_MIN;
     let submitted = std::time::Instant::now();
     let mut said_waiting = false;
-    let finished = loop {
-        let record = match queue.get(job).await {
-            Ok(j) => j,
-            Err(e) => return super::super::queue_error(e),
-        };
+    let on_log = |_attempt: u32, bytes: &[u8]| {
+        if !args.quiet {
+            print_log(bytes, args.json);
+        }
+    };
+    let on_look = |record: &kiln::worker::queue::Job| {
         if record.attempt != attempt && record.attempt > 0 {
             if attempt > 0 {
                 eprintln!(
@@ -173,25 +167,6 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
                 );
             }
             attempt = record.attempt;
-            offset = 0;
-        }
-        if attempt > 0 {
-            loop {
-                match queue.read_log(job, attempt, offset).await {
-                    Ok(read) if !read.bytes.is_empty() => {
-                        pause = POLL_MIN;
-                        if !args.quiet {
-                            print_log(&read.bytes, args.json);
-                        }
-                        offset = read.next;
-                    }
-                    Ok(_) => break,
-                    Err(e) => return super::super::queue_error(e),
-                }
-            }
-        }
-        if record.state.is_final() {
-            break record;
         }
         if record.state == JobState::Queued
             && !said_waiting
@@ -213,16 +188,18 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
         if terminations > cancelled {
             if cancelled > 0 {
                 eprintln!("kiln: interrupted again; job {job} goes on (kiln cancel {job})");
-                return exit::INTERRUPTED;
+                return Follow::Leave;
             }
             cancelled = terminations;
             eprintln!("kiln: interrupted; cancelling job {job}");
-            if let Err(e) = queue.cancel(job).await {
-                return super::super::queue_error(e);
-            }
+            return Follow::Cancel;
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 3 / 2).min(POLL_MAX);
+        Follow::Wait
+    };
+    let finished = match follow(&queue, job, on_log, on_look).await {
+        Ok(Some(finished)) => finished,
+        Ok(None) => return exit::INTERRUPTED,
+        Err(e) => return super::super::queue_error(e),
     };
     let result = finished.result.clone().unwrap_or_default();
     let mut build = result["build"].clone();

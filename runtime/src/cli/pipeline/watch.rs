@@ -16,7 +16,7 @@ pub async fn run(global: &GlobalArgs, args: &WatchArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let ctx = match context(global, &args.file) {
+    let ctx = match context(global, &args.file).await {
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };
