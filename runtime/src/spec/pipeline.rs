@@ -4,13 +4,30 @@
 //!
 //! The model keeps AWS's shape and names (camelCase, as get-pipeline prints them), so that an
 //! execution record holding a pipeline reads as the pipeline's own JSON would.
+//!
+//! Reading checks what CodePipeline checks when a pipeline is created (stage layout, names,
+//! artifact flow, artifact counts, required configuration, namespaces, execution modes and
+//! triggers), so that a pipeline kiln accepts is one AWS would accept, and refuses the providers
+//! kiln does not run. A template's intrinsic functions are resolved where kiln reads the value
+//! (see `template`); unknown keys are warnings, as AWS adds keys over time.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::diagnostic::{Diagnostic, Span, SpecError};
+use super::diagnostic::{Diagnostic, SpecError};
+use super::read::{Reader, read_spec};
+use super::yaml::{Node, NodeKind};
+
+mod check;
+mod read;
+mod template;
+mod value;
+
+use read::{ModelReader, Style};
+use template::Template;
+use value::{Value, plain};
 
 /// A pipeline: its stages and how executions share them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,46 +244,196 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, LoadError> {
     parse(path, &source, options).map_err(LoadError::Invalid)
 }
 
-/// Parses and checks pipeline-file text; `path` is only used in messages.
+/// Parses and checks pipeline-file text; `path` is only used in messages (and its stem is a
+/// template's `AWS::StackName`). Every error is reported at once.
 pub fn parse(path: &Path, source: &str, options: &LoadOptions) -> Result<Loaded, SpecError> {
-    let fail = |message: String| SpecError {
-        path: path.to_path_buf(),
-        source: source.to_string(),
-        diagnostics: vec![Diagnostic::error(
-            Span {
-                line: 1,
-                column: 1,
-                start: 0,
-                end: 0,
-            },
-            message,
-        )],
-    };
-    let _ = &options.parameters;
-    let value: serde_json::Value =
-        serde_json::from_str(source).map_err(|e| fail(format!("not JSON: {e}")))?;
-    let inner = value.get("pipeline").cloned().unwrap_or(value);
-    let pipeline: Pipeline =
-        serde_json::from_value(inner).map_err(|e| fail(format!("not a pipeline: {e}")))?;
-    for stage in &pipeline.stages {
-        for action in &stage.actions {
-            let id = &action.action_type_id;
-            let claimed = options
-                .claimed
-                .iter()
-                .any(|(c, o, p)| *c == id.category && *o == id.owner && *p == id.provider);
-            if !supported(id) && !claimed {
-                return Err(fail(format!(
-                    "action {}.{}: kiln does not run {}/{}/{} actions",
-                    stage.name, action.name, id.category, id.owner, id.provider
-                )));
-            }
+    let stack_name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("stack")
+        .to_string();
+    let (pipelines, _, warnings) = read_spec(path, source, |r, root| {
+        let mut out = Vec::new();
+        for (value, default_name, style) in pipeline_values(r, root, options, stack_name) {
+            let mut reader = ModelReader { r, style };
+            let (pipeline, places) = reader.pipeline(&value, default_name.as_deref());
+            check::check(r, &pipeline, &places, options);
+            out.push(pipeline);
         }
-    }
+        let mut names: Vec<&str> = out.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1] && !w[0].is_empty()) {
+            r.error(
+                root.span,
+                format!("the file holds two pipelines named `{}`", twice[0]),
+            );
+        }
+        out
+    })?;
     Ok(Loaded {
         path: path.to_path_buf(),
         source: source.to_string(),
-        pipelines: vec![pipeline],
-        warnings: Vec::new(),
+        pipelines,
+        warnings,
     })
 }
+
+/// The pipelines' values in the file, each with its default name (a resource's logical id) and
+/// how its keys are spelled.
+fn pipeline_values(
+    r: &mut Reader,
+    root: &Node,
+    options: &LoadOptions,
+    stack_name: String,
+) -> Vec<(Value, Option<String>, Style)> {
+    let NodeKind::Map(_) = &root.kind else {
+        r.error_help(
+            root.span,
+            format!("expected a pipeline, found {}", root.describe()),
+            FORMS,
+        );
+        return Vec::new();
+    };
+    if template::entry(root, "Resources").is_some()
+        || template::entry(root, "AWSTemplateFormatVersion").is_some()
+    {
+        let mut t = Template::new(r, root, &options.parameters, stack_name);
+        return t
+            .pipelines(r)
+            .into_iter()
+            .map(|p| (p.properties, Some(p.logical_id), Style::Template))
+            .collect();
+    }
+    if let Some(inner) = template::entry(root, "pipeline") {
+        for (key, span, _) in r.map(root, "the file") {
+            if key != "pipeline" && key != "metadata" {
+                r.ignored_key(key, span, "the file", &["pipeline", "metadata"]);
+            }
+        }
+        return vec![(plain(inner), None, Style::Json)];
+    }
+    if template::entry(root, "stages").is_some() {
+        return vec![(plain(root), None, Style::Json)];
+    }
+    r.error_help(root.span, "this file holds no pipeline", FORMS);
+    Vec::new()
+}
+
+const FORMS: &str = "kiln reads the JSON `aws codepipeline get-pipeline` prints ({\"pipeline\": {\"name\": …, \"stages\": […]}}), a bare pipeline object, or a CloudFormation template with an AWS::CodePipeline::Pipeline resource";
+
+/// Whether a file is a pipeline declaration: by its name (`pipeline.json`, `*.pipeline.yml`,
+/// `template.yaml`…) or by its content (a `pipeline` key, top-level `stages`, or a template with a
+/// pipeline resource).
+pub fn is_pipeline_file(path: &Path, source: &str) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let named = ["json", "yml", "yaml"].iter().any(|ext| {
+        name == format!("pipeline.{ext}")
+            || name.ends_with(&format!(".pipeline.{ext}"))
+            || name == format!("template.{ext}")
+    });
+    if named {
+        return true;
+    }
+    let Ok(root) = super::yaml::parse(source) else {
+        return false;
+    };
+    let NodeKind::Map(_) = &root.kind else {
+        return false;
+    };
+    template::entry(&root, "pipeline").is_some()
+        || template::entry(&root, "stages").is_some()
+        || template::holds_pipeline(&root)
+}
+
+/// The pipeline of a file named `name`, or its only one.
+pub fn select<'a>(loaded: &'a Loaded, name: Option<&str>) -> Result<&'a Pipeline, String> {
+    let names = || {
+        loaded
+            .pipelines
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (name, loaded.pipelines.as_slice()) {
+        (_, []) => Err(format!("{} holds no pipeline", loaded.path.display())),
+        (None, [only]) => Ok(only),
+        (None, _) => Err(format!(
+            "{} holds {} pipelines ({}): name the one to use",
+            loaded.path.display(),
+            loaded.pipelines.len(),
+            names()
+        )),
+        (Some(wanted), all) => all.iter().find(|p| p.name == wanted).ok_or_else(|| {
+            format!(
+                "{} holds no pipeline named `{wanted}`; it holds {}",
+                loaded.path.display(),
+                names()
+            )
+        }),
+    }
+}
+
+/// One variable of a CodeBuild action's `EnvironmentVariables`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+    pub kind: EnvKind,
+}
+
+/// Where an environment variable's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvKind {
+    /// The value itself.
+    Plaintext,
+    /// The value names a Systems Manager parameter (kiln: a secret of that name).
+    ParameterStore,
+    /// The value names a Secrets Manager secret (kiln: a secret of that name).
+    SecretsManager,
+}
+
+/// A CodeBuild action's `EnvironmentVariables` (a JSON list of `{name, value, type}` in a string),
+/// none when the configuration has none.
+pub fn environment_variables(config: &BTreeMap<String, String>) -> Result<Vec<EnvVar>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw {
+        name: String,
+        value: String,
+        #[serde(default, rename = "type")]
+        kind: Option<String>,
+    }
+    let Some(text) = config.get("EnvironmentVariables") else {
+        return Ok(Vec::new());
+    };
+    let raw: Vec<Raw> = serde_json::from_str(text).map_err(|e| {
+        format!("EnvironmentVariables is not a JSON list of {{name, value, type}}: {e}")
+    })?;
+    raw.into_iter()
+        .map(|v| {
+            let kind = match v.kind.as_deref() {
+                None | Some("PLAINTEXT") => EnvKind::Plaintext,
+                Some("PARAMETER_STORE") => EnvKind::ParameterStore,
+                Some("SECRETS_MANAGER") => EnvKind::SecretsManager,
+                Some(other) => {
+                    return Err(format!(
+                        "the environment variable `{}` has type `{other}`; the types are PLAINTEXT, PARAMETER_STORE and SECRETS_MANAGER",
+                        v.name
+                    ));
+                }
+            };
+            if v.name.is_empty() {
+                return Err("an environment variable in EnvironmentVariables has an empty name".into());
+            }
+            Ok(EnvVar {
+                name: v.name,
+                value: v.value,
+                kind,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
