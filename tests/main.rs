@@ -18,6 +18,7 @@ mod hostile_paths;
 mod isolation;
 mod oci;
 mod phases;
+mod pipeline_validate;
 mod plugins;
 mod projects;
 mod queue;

@@ -252,6 +252,13 @@ pub fn parse(path: &Path, source: &str, options: &LoadOptions) -> Result<Loaded,
         .and_then(|s| s.to_str())
         .unwrap_or("stack")
         .to_string();
+    if let Some(diagnostic) = json_syntax_error(source) {
+        return Err(SpecError {
+            path: path.to_path_buf(),
+            source: source.to_string(),
+            diagnostics: vec![diagnostic],
+        });
+    }
     let (pipelines, _, warnings) = read_spec(path, source, |r, root| {
         let mut out = Vec::new();
         for (value, default_name, style) in pipeline_values(r, root, options, stack_name) {
@@ -276,6 +283,36 @@ pub fn parse(path: &Path, source: &str, options: &LoadOptions) -> Result<Loaded,
         pipelines,
         warnings,
     })
+}
+
+/// A JSON file's syntax error, in JSON's words and at the place a JSON reader stops (the YAML
+/// reader, which reads the rest, stops later and speaks of YAML).
+fn json_syntax_error(source: &str) -> Option<Diagnostic> {
+    if !source.trim_start().starts_with('{') {
+        return None;
+    }
+    let e = serde_json::from_str::<serde::de::IgnoredAny>(source).err()?;
+    if !e.is_syntax() && !e.is_eof() {
+        return None;
+    }
+    let message = e.to_string();
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(m, _)| m);
+    let lines = super::yaml::LineIndex::new(source);
+    let line_text = source.lines().nth(e.line().saturating_sub(1)).unwrap_or("");
+    let byte = e.column().saturating_sub(1).min(line_text.len());
+    let col = line_text
+        .char_indices()
+        .take_while(|(i, _)| *i < byte)
+        .count();
+    Some(
+        Diagnostic::error(
+            lines.span(e.line(), col, 1),
+            format!("this is not valid JSON: {message}"),
+        )
+        .with_help("check the commas, quotes and brackets just before this place (JSON wants a comma between items and none after the last)"),
+    )
 }
 
 /// The pipelines' values in the file, each with its default name (a resource's logical id) and

@@ -170,7 +170,14 @@ fn a_syntax_error_has_its_place() {
     )
     .unwrap_err();
     let d = e.errors().next().unwrap();
-    assert_eq!(d.span.line, 2, "{}", d.message);
+    assert_eq!((d.span.line, d.span.column), (2, 13), "{}", d.message);
+    assert!(
+        d.message.contains("not valid JSON: expected value"),
+        "{}",
+        d.message
+    );
+    let e = parse_as("p.yml", "pipeline:\n  name: [x\n", &[]).unwrap_err();
+    let d = e.errors().next().unwrap();
     assert!(d.message.contains("not valid YAML"), "{}", d.message);
 }
 
