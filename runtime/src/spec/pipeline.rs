@@ -235,12 +235,22 @@ pub enum LoadError {
     Invalid(SpecError),
 }
 
+/// The largest pipeline file kiln reads: four times CloudFormation's own 1 MB template limit.
+pub const MAX_FILE: u64 = 4 << 20;
+
 /// Reads and checks a pipeline file.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let read_error = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let size = std::fs::metadata(path).map_err(read_error)?.len();
+    if size > MAX_FILE {
+        return Err(read_error(std::io::Error::other(format!(
+            "it is {size} bytes; a pipeline declaration is at most {MAX_FILE}"
+        ))));
+    }
+    let source = std::fs::read_to_string(path).map_err(read_error)?;
     parse(path, &source, options).map_err(LoadError::Invalid)
 }
 

@@ -138,33 +138,78 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
 pub struct LineIndex<'a> {
     source: &'a str,
     starts: Vec<usize>,
+    /// Whether each line is ASCII, where a character column is a byte column.
+    ascii: Vec<bool>,
+    /// The last (line, character column, byte column) found on a line that is not ASCII: places
+    /// come in document order, so the next one is found from there, and a long line costs its
+    /// length once rather than once per place on it.
+    cursor: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl<'a> LineIndex<'a> {
     pub fn new(source: &'a str) -> Self {
         let mut starts = vec![0];
         starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
-        Self { source, starts }
+        let ascii = starts
+            .iter()
+            .enumerate()
+            .map(|(i, start)| {
+                let end = starts.get(i + 1).copied().unwrap_or(source.len());
+                source.as_bytes()[*start..end].is_ascii()
+            })
+            .collect();
+        Self {
+            source,
+            starts,
+            ascii,
+            cursor: std::cell::Cell::new((0, 0, 0)),
+        }
     }
 
     /// The span of `len` characters at 1-based `line` and 0-based character `col`.
     pub fn span(&self, line: usize, col: usize, len: usize) -> Span {
         let line = line.clamp(1, self.starts.len());
         let start_of_line = self.starts[line - 1];
-        let text = &self.source[start_of_line..];
-        let text = text.split('\n').next().unwrap_or("");
-        let byte_col = text.char_indices().nth(col).map_or(text.len(), |(i, _)| i);
-        let end_col = text
-            .char_indices()
-            .nth(col + len)
-            .map_or(text.len(), |(i, _)| i)
-            .max(byte_col);
+        let end_of_line = self
+            .starts
+            .get(line)
+            .map_or(self.source.len(), |next| next - 1);
+        let text = &self.source[start_of_line..end_of_line.max(start_of_line)];
+        let (byte_col, end_col) = if self.ascii[line - 1] {
+            let byte_col = col.min(text.len());
+            (byte_col, col.saturating_add(len).min(text.len()))
+        } else {
+            let byte_col = self.byte_column(line, text, col);
+            let end_col = text[byte_col..]
+                .char_indices()
+                .nth(len)
+                .map_or(text.len(), |(i, _)| byte_col + i);
+            (byte_col, end_col)
+        };
         Span {
             line,
             column: col + 1,
             start: start_of_line + byte_col,
-            end: start_of_line + end_col,
+            end: start_of_line + end_col.max(byte_col),
         }
+    }
+
+    /// The byte offset of character `col` of `text`, line `line`.
+    fn byte_column(&self, line: usize, text: &str, col: usize) -> usize {
+        let (cached_line, cached_col, cached_byte) = self.cursor.get();
+        let (from_col, from_byte) = if cached_line == line && cached_col <= col {
+            (cached_col, cached_byte)
+        } else {
+            (0, 0)
+        };
+        let byte = text[from_byte..]
+            .char_indices()
+            .nth(col - from_col)
+            .map_or(text.len(), |(i, _)| from_byte + i);
+        if byte < text.len() {
+            self.cursor.set((line, col, byte));
+        }
+        byte
     }
 }
 

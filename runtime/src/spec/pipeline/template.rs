@@ -9,7 +9,7 @@
 //! `Fn::GetAtt`, `Fn::ImportValue` and the like stay unresolved, which is an error only where kiln
 //! reads the value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
 
@@ -66,11 +66,15 @@ pub struct PipelineResource {
 
 /// A template being resolved.
 pub struct Template<'a> {
-    parameters: Vec<(&'a str, Span, &'a Node)>,
     given: &'a [(String, String)],
     mappings: Option<&'a Node>,
     conditions: Option<&'a Node>,
     resources: Vec<(&'a str, Span, &'a Node)>,
+    /// Parameters and resources by name (a template may hold many).
+    parameter_index: HashMap<&'a str, &'a Node>,
+    resource_index: HashMap<&'a str, &'a Node>,
+    /// Resources' physical names worked out so far.
+    physical_names: HashMap<String, Value>,
     stack_name: String,
     region: String,
     /// Conditions worked out so far.
@@ -87,11 +91,34 @@ impl<'a> Template<'a> {
         given: &'a [(String, String)],
         stack_name: String,
     ) -> Template<'a> {
+        // Read here rather than with `Reader::map`, whose check for a key given twice compares
+        // each key with every other: a template may hold thousands of resources.
         let section = |r: &mut Reader, name: &str| -> Vec<(&'a str, Span, &'a Node)> {
             let Some(node) = entry(root, name) else {
                 return Vec::new();
             };
-            r.map(node, name)
+            let NodeKind::Map(entries) = &node.kind else {
+                if !matches!(node.kind, NodeKind::Null) {
+                    r.error(
+                        node.span,
+                        format!("expected a mapping for {name}, found {}", node.describe()),
+                    );
+                }
+                return Vec::new();
+            };
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::with_capacity(entries.len());
+            for (key, value) in entries {
+                match key.as_str() {
+                    Some(k) if seen.insert(k) => out.push((k, key.span, value)),
+                    Some(k) => r.error(key.span, format!("`{k}` is given twice in {name}")),
+                    None => r.error(
+                        key.span,
+                        format!("expected a name in {name}, found {}", key.describe()),
+                    ),
+                }
+            }
+            out
         };
         let parameters = section(r, "Parameters");
         let resources = section(r, "Resources");
@@ -111,7 +138,9 @@ impl<'a> Template<'a> {
             );
         }
         Template {
-            parameters,
+            parameter_index: parameters.iter().map(|(k, _, n)| (*k, *n)).collect(),
+            resource_index: resources.iter().map(|(k, _, n)| (*k, *n)).collect(),
+            physical_names: HashMap::new(),
             given,
             mappings: entry(root, "Mappings"),
             conditions: entry(root, "Conditions"),
@@ -406,8 +435,7 @@ impl<'a> Template<'a> {
             "AWS::NotificationARNs" => return Value::new(Kind::Seq(Vec::new()), span),
             _ => {}
         }
-        if let Some((_, _, parameter)) = self.parameters.iter().find(|(p, _, _)| *p == target) {
-            let parameter = *parameter;
+        if let Some(parameter) = self.parameter_index.get(target).copied() {
             let given = self
                 .given
                 .iter()
@@ -441,28 +469,33 @@ impl<'a> Template<'a> {
                 _ => value,
             };
         }
-        if let Some((id, _, resource)) = self.resources.iter().find(|(r, _, _)| *r == target) {
-            let (id, resource) = (*id, *resource);
+        if let Some(resource) = self.resource_index.get(target).copied() {
+            if let Some(known) = self.physical_names.get(target) {
+                return Value::new(known.kind.clone(), span);
+            }
             let named = entry(resource, "Properties")
                 .and_then(|p| NAME_PROPERTIES.iter().find_map(|n| entry(p, n)));
             let Some(name) = named else {
-                return Value::str(id, span);
+                return Value::str(target, span);
             };
-            if self.underway.iter().any(|u| u == id) {
+            if self.underway.iter().any(|u| u == target) {
                 return Value::unresolved(
                     span,
-                    format!("the name of the resource `{id}` refers back to itself"),
+                    format!("the name of the resource `{target}` refers back to itself"),
                     None,
                 );
             }
-            self.underway.push(id.to_string());
+            self.underway.push(target.to_string());
             let value = self.resolve(name, depth + 1);
             self.underway.pop();
-            return match value.kind {
+            let value = match value.kind {
                 Kind::Str(s) => Value::str(s, span),
-                Kind::NoValue => Value::str(id, span),
+                Kind::NoValue => Value::str(target, span),
                 _ => value,
             };
+            self.physical_names
+                .insert(target.to_string(), value.clone());
+            return value;
         }
         Value::unresolved(
             span,

@@ -899,3 +899,128 @@ fn pipeline_files_are_recognised_by_name_or_content() {
         "version: 0.2\nphases: {}\n"
     ));
 }
+
+#[test]
+fn one_artifact_store_is_kept_of_several_regions() {
+    let text = base(
+        "  artifactStore: {type: S3, location: artifacts-bucket}\n",
+        "  artifactStores:\n    eu-west-1: {type: S3, location: eu-bucket}\n    us-east-1: {type: S3, location: us-bucket}\n",
+    );
+    let loaded = ok(&text);
+    assert_eq!(
+        loaded.pipelines[0]
+            .artifact_store
+            .as_ref()
+            .unwrap()
+            .location,
+        "eu-bucket"
+    );
+    let w = findings(&loaded.warnings);
+    assert!(w.contains("5:5 warning: kiln keeps a pipeline's artifacts in one store: it uses the one given for eu-west-1"), "{w}");
+    let both = text.replacen(
+        "  artifactStores:",
+        "  artifactStore: {type: S3, location: b}\n  artifactStores:",
+        1,
+    );
+    let e = errors(&both);
+    assert!(
+        e.contains("the pipeline gives both artifactStore and artifactStores"),
+        "{e}"
+    );
+    let cfn = TEMPLATE.replace(
+        "      ArtifactStore: {Type: S3, Location: !Ref Bucket}\n",
+        "      ArtifactStores:\n        - Region: !Ref AWS::Region\n          ArtifactStore: {Type: S3, Location: regional}\n",
+    );
+    let loaded = template(&cfn, &[]).unwrap();
+    assert_eq!(
+        loaded.pipelines[0]
+            .artifact_store
+            .as_ref()
+            .unwrap()
+            .location,
+        "regional"
+    );
+}
+
+#[test]
+fn a_store_of_another_type_is_an_error() {
+    let e = errors(&base("{type: S3, location", "{type: GCS, location"));
+    assert!(e.contains("4:25 unknown artifact store type `GCS`"), "{e}");
+}
+
+#[test]
+fn cut_short_anywhere_a_file_is_an_error_never_a_panic() {
+    for text in [BASE, TEMPLATE] {
+        let mut end = 0;
+        while end < text.len() {
+            if text.is_char_boundary(end) {
+                let _ = parse_as("p.yml", &text[..end], &[]);
+                let _ = parse_as("p.json", &text[..end].replace(':', "\":\""), &[]);
+            }
+            end += 11;
+        }
+    }
+}
+
+#[test]
+fn every_value_of_the_wrong_type_is_an_error_not_a_panic() {
+    for from in [
+        "name: demo",
+        "stages:",
+        "actionTypeId: {category: Source, owner: AWS, provider: CodeCommit, version: \"1\"}",
+        "configuration: {RepositoryName: app, BranchName: main}",
+        "outputArtifacts: [{name: Src}]",
+        "runOrder: 1",
+        "namespace: SourceVars",
+    ] {
+        let key = from.split(':').next().unwrap();
+        for to in ["[]", "{}", "~", "[[x]]", "{a: {b: c}}"] {
+            let text = base(from, &format!("{key}: {to}"));
+            let r = parse_as("p.yml", &text, &[]);
+            assert!(r.is_err() || to == "~" || to == "[]", "{key}: {to}");
+        }
+    }
+}
+
+#[test]
+fn a_file_past_the_size_limit_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.json");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(MAX_FILE + 1).unwrap();
+    let e = load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("a pipeline declaration is at most"),
+        "{e}"
+    );
+}
+
+#[test]
+fn many_references_resolve_in_linear_time() {
+    let mut params = String::from("Parameters:\n");
+    for i in 0..3000 {
+        params.push_str(&format!("  P{i}: {{Type: String, Default: v{i}}}\n"));
+    }
+    let refs: Vec<String> = (0..3000).map(|i| format!("!Ref P{i}")).collect();
+    let text = TEMPLATE.replacen("Parameters:\n", &params, 1).replace(
+        "                Enc: !Base64 hi\n",
+        &format!("                Enc: !Join [',', [{}]]\n", refs.join(", ")),
+    );
+    let started = std::time::Instant::now();
+    let loaded = template(&text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.pipelines[0].stages[1].actions[0].configuration["Enc"].ends_with(",v2999"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn a_resource_given_twice_is_an_error_at_the_second() {
+    let text = TEMPLATE.replace(
+        "  Bucket:\n    Type: AWS::S3::Bucket\n",
+        "  Bucket:\n    Type: AWS::S3::Bucket\n  Bucket:\n    Type: AWS::S3::Bucket\n",
+    );
+    let e = errors_of(template(&text, &[]));
+    assert!(
+        e.contains("28:3 `Bucket` is given twice in Resources"),
+        "{e}"
+    );
+}
