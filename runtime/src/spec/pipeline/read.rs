@@ -56,6 +56,15 @@ pub struct ActionPlaces {
     pub namespace: Span,
 }
 
+/// Configuration keys kiln never reads (credentials and AWS-side wiring): a template may leave
+/// them to a parameter without a default (a `NoEcho` token) and still be checked.
+const UNUSED_CONFIGURATION: &[&str] = &[
+    "OAuthToken",
+    "ConnectionArn",
+    "NotificationArn",
+    "KMSEncryptionKeyARN",
+];
+
 /// A mapping's entries under their camelCase names.
 struct Fields<'v> {
     span: Span,
@@ -631,6 +640,15 @@ impl ModelReader<'_> {
                                 format!("the configuration value `{key}` is {}, not a string", value.describe()),
                                 "CodePipeline keeps configuration values as strings: write it as a JSON string",
                             );
+                        String::new()
+                    }
+                    Kind::Unresolved { message, .. }
+                        if UNUSED_CONFIGURATION.contains(&key.as_str()) =>
+                    {
+                        self.r.warning(
+                            value.span,
+                            format!("kiln does not use `{key}`, so it is left empty: {message}"),
+                        );
                         String::new()
                     }
                     _ => {

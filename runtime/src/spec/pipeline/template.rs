@@ -390,13 +390,7 @@ impl<'a> Template<'a> {
                         .join("."),
                     _ => String::new(),
                 };
-                Value::unresolved(
-                    span,
-                    format!(
-                        "`Fn::GetAtt {target}` is only known once AWS has created the resource"
-                    ),
-                    Some("write the value itself here".into()),
-                )
+                self.attribute(&target, span, depth)
             }
             "Fn::ImportValue" => Value::unresolved(
                 span,
@@ -508,6 +502,22 @@ impl<'a> Template<'a> {
         )
     }
 
+    /// `Fn::GetAtt Resource.Attribute`: a resource's `Name` is its physical name, as `Ref` gives
+    /// it (a CodeCommit repository's, a CodeBuild project's); any other attribute is only known
+    /// once AWS has created the resource.
+    fn attribute(&mut self, target: &str, span: Span, depth: usize) -> Value {
+        if let Some((resource, "Name")) = target.split_once('.')
+            && self.resource_index.contains_key(resource)
+        {
+            return self.reference(resource, span, depth + 1);
+        }
+        Value::unresolved(
+            span,
+            format!("`Fn::GetAtt {target}` is only known once AWS has created the resource"),
+            Some("write the value itself here".into()),
+        )
+    }
+
     /// `Fn::Sub`: `${Name}`, `${Resource.Attribute}`, `${!Literal}`.
     fn sub(
         &mut self,
@@ -537,13 +547,9 @@ impl<'a> Template<'a> {
             rest = &after[close + 1..];
             let value = match vars.iter().find(|(k, _, _)| k == name) {
                 Some((_, _, v)) => v.clone(),
-                None if name.contains('.') && !name.starts_with("AWS::") => Value::unresolved(
-                    span,
-                    format!(
-                        "`${{{name}}}` in `Fn::Sub` is `Fn::GetAtt {name}`, only known once AWS has created the resource"
-                    ),
-                    Some("write the value itself here".into()),
-                ),
+                None if name.contains('.') && !name.starts_with("AWS::") => {
+                    self.attribute(name, span, depth + 1)
+                }
                 None => self.reference(name, span, depth + 1),
             };
             match value.kind {

@@ -758,7 +758,7 @@ fn unresolvable_values_are_errors_only_where_kiln_reads_them() {
         &[],
     ));
     assert!(
-        e.contains("`${Build.Arn}` in `Fn::Sub` is `Fn::GetAtt Build.Arn`"),
+        e.contains("`Fn::GetAtt Build.Arn` is only known once AWS has created the resource"),
         "{e}"
     );
     let e = errors_of(template(
@@ -1023,4 +1023,27 @@ fn a_resource_given_twice_is_an_error_at_the_second() {
         e.contains("28:3 `Bucket` is given twice in Resources"),
         "{e}"
     );
+}
+
+#[test]
+fn a_name_attribute_is_the_physical_name_and_unused_credentials_may_stay_unresolved() {
+    let text = TEMPLATE
+        .replace("ProjectName: !Ref Build", "ProjectName: !GetAtt Build.Name")
+        .replace(
+            "PollForSourceChanges: false",
+            "PollForSourceChanges: false\n                OAuthToken: !Ref Token",
+        )
+        .replace(
+            "Parameters:\n",
+            "Parameters:\n  Token:\n    Type: String\n    NoEcho: true\n",
+        );
+    let loaded = template(&text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let p = &loaded.pipelines[0];
+    assert_eq!(
+        p.stages[1].actions[0].configuration["ProjectName"],
+        "stack-build"
+    );
+    assert_eq!(p.stages[0].actions[0].configuration["OAuthToken"], "");
+    let w = findings(&loaded.warnings);
+    assert!(w.contains("warning: kiln does not use `OAuthToken`, so it is left empty: the parameter `Token` has no value"), "{w}");
 }
