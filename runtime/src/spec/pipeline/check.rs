@@ -366,8 +366,9 @@ fn provider(
     if !super::supported(id) {
         let near: Vec<&str> = SUPPORTED
             .iter()
+            .chain(&[("Approval", "AWS", "Manual")])
+            .filter(|(c, _, _)| *c == id.category)
             .map(|(_, _, p)| *p)
-            .chain(["Manual"])
             .collect();
         let hint = match nearest(&id.provider, &near) {
             Some(n) if n != id.provider => format!(" (did you mean `{n}`?)"),

@@ -1047,3 +1047,17 @@ fn a_name_attribute_is_the_physical_name_and_unused_credentials_may_stay_unresol
     let w = findings(&loaded.warnings);
     assert!(w.contains("warning: kiln does not use `OAuthToken`, so it is left empty: the parameter `Token` has no value"), "{w}");
 }
+
+#[test]
+fn a_misspelt_provider_is_matched_within_its_category_only() {
+    let e = errors(&base("provider: CodeDeploy", "provider: ECS"));
+    assert!(
+        e.contains("kiln does not run Deploy actions of provider ECS (owner AWS) |"),
+        "{e}"
+    );
+    let e = errors(&base("provider: CodeBuild", "provider: CodeBiuld"));
+    assert!(
+        e.contains("provider CodeBiuld (owner AWS) (did you mean `CodeBuild`?)"),
+        "{e}"
+    );
+}
