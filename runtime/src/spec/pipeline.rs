@@ -351,6 +351,12 @@ fn pipeline_values(
             .map(|p| (p.properties, Some(p.logical_id), Style::Template))
             .collect();
     }
+    for (name, _) in &options.parameters {
+        r.warning(
+            root.span,
+            format!("`--parameter {name}` is for CloudFormation templates; this file is a pipeline's JSON, so it is not used"),
+        );
+    }
     if let Some(inner) = template::entry(root, "pipeline") {
         for (key, span, _) in r.map(root, "the file") {
             if key != "pipeline" && key != "metadata" {

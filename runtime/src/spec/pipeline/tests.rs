@@ -1061,3 +1061,19 @@ fn a_misspelt_provider_is_matched_within_its_category_only() {
         "{e}"
     );
 }
+
+#[test]
+fn a_parameter_given_where_it_has_no_use_is_warned_about() {
+    let loaded = parse_as("pipeline.yml", BASE, &[("Branch", "x")]).unwrap();
+    let w = findings(&loaded.warnings);
+    assert!(
+        w.contains("`--parameter Branch` is for CloudFormation templates"),
+        "{w}"
+    );
+    let loaded = template(TEMPLATE, &[("Nope", "x")]).unwrap();
+    let w = findings(&loaded.warnings);
+    assert!(
+        w.contains("`--parameter Nope` is given but the template declares no parameter `Nope`"),
+        "{w}"
+    );
+}
