@@ -25,6 +25,7 @@ mod read;
 mod template;
 mod value;
 
+pub use read::{ActionPlaces, Places, StagePlaces, TriggerPlaces};
 use read::{ModelReader, Style};
 use template::Template;
 use value::{Value, plain};
@@ -257,6 +258,32 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, LoadError> {
 /// Parses and checks pipeline-file text; `path` is only used in messages (and its stem is a
 /// template's `AWS::StackName`). Every error is reported at once.
 pub fn parse(path: &Path, source: &str, options: &LoadOptions) -> Result<Loaded, SpecError> {
+    let (pipelines, warnings) = read_pipelines(path, source, options)?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        source: source.to_string(),
+        pipelines: pipelines.into_iter().map(|(p, _)| p).collect(),
+        warnings,
+    })
+}
+
+/// Where each part of each pipeline of a loaded file was written, in the order of
+/// `loaded.pipelines`, for messages that point into the file (an action kiln cannot map, say).
+/// `options` are the ones it was loaded with.
+pub fn places(loaded: &Loaded, options: &LoadOptions) -> Vec<Places> {
+    read_pipelines(&loaded.path, &loaded.source, options)
+        .map(|(pipelines, _)| pipelines.into_iter().map(|(_, p)| p).collect())
+        .unwrap_or_default()
+}
+
+type Warnings = Vec<Diagnostic>;
+
+/// Reads and checks every pipeline of the text, each with its places.
+fn read_pipelines(
+    path: &Path,
+    source: &str,
+    options: &LoadOptions,
+) -> Result<(Vec<(Pipeline, Places)>, Warnings), SpecError> {
     let stack_name = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -275,9 +302,9 @@ pub fn parse(path: &Path, source: &str, options: &LoadOptions) -> Result<Loaded,
             let mut reader = ModelReader { r, style };
             let (pipeline, places) = reader.pipeline(&value, default_name.as_deref());
             check::check(r, &pipeline, &places, options);
-            out.push(pipeline);
+            out.push((pipeline, places));
         }
-        let mut names: Vec<&str> = out.iter().map(|p| p.name.as_str()).collect();
+        let mut names: Vec<&str> = out.iter().map(|(p, _)| p.name.as_str()).collect();
         names.sort_unstable();
         if let Some(twice) = names.windows(2).find(|w| w[0] == w[1] && !w[0].is_empty()) {
             r.error(
@@ -287,12 +314,7 @@ pub fn parse(path: &Path, source: &str, options: &LoadOptions) -> Result<Loaded,
         }
         out
     })?;
-    Ok(Loaded {
-        path: path.to_path_buf(),
-        source: source.to_string(),
-        pipelines,
-        warnings,
-    })
+    Ok((pipelines, warnings))
 }
 
 /// A JSON file's syntax error, in JSON's words and at the place a JSON reader stops (the YAML

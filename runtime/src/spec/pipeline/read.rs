@@ -20,7 +20,7 @@ pub enum Style {
     Template,
 }
 
-/// Where the parts of a pipeline were written.
+/// Where the parts of a pipeline were written (a part not written is at the pipeline itself).
 #[derive(Debug, Clone, Default)]
 pub struct Places {
     pub span: Span,
@@ -32,18 +32,23 @@ pub struct Places {
     pub stages: Vec<StagePlaces>,
 }
 
+/// Where a trigger's parts were written.
 #[derive(Debug, Clone, Default)]
 pub struct TriggerPlaces {
     pub provider_type: Span,
     pub source_action_name: Span,
 }
 
+/// Where a stage's parts were written.
 #[derive(Debug, Clone, Default)]
 pub struct StagePlaces {
     pub name: Span,
     pub actions: Vec<ActionPlaces>,
 }
 
+/// Where an action's parts were written: the action itself, its name, its provider, its
+/// runOrder, each configuration value, each input and output artifact name, its namespace (a part
+/// not written is at the action's name).
 #[derive(Debug, Clone, Default)]
 pub struct ActionPlaces {
     pub span: Span,

@@ -1077,3 +1077,14 @@ fn a_parameter_given_where_it_has_no_use_is_warned_about() {
         "{w}"
     );
 }
+
+#[test]
+fn places_point_at_each_action_and_its_configuration() {
+    let loaded = ok(BASE);
+    let places = super::places(&loaded, &LoadOptions::default());
+    let ship = &places[0].stages[2].actions[1];
+    assert_eq!((ship.name.line, ship.name.column), (27, 17));
+    assert_eq!(ship.configuration["DeploymentGroupName"].line, 30);
+    assert_eq!(ship.inputs[0].line, 31);
+    assert_eq!(places[0].stages[1].name.line, 13);
+}
