@@ -24,14 +24,27 @@ const MAX_DEPTH: usize = 64;
 /// The resource type of a pipeline.
 pub const PIPELINE_TYPE: &str = "AWS::CodePipeline::Pipeline";
 
-/// The properties that hold a resource's physical name, when the template gives one.
+/// The property that holds a resource's physical name, by resource type, when the template gives
+/// one: what `Ref` returns for these types.
+const NAME_PROPERTY: &[(&str, &str)] = &[
+    ("AWS::CodeBuild::Project", "Name"),
+    ("AWS::CodeCommit::Repository", "RepositoryName"),
+    ("AWS::CodeDeploy::Application", "ApplicationName"),
+    ("AWS::CodeDeploy::DeploymentGroup", "DeploymentGroupName"),
+    ("AWS::CodePipeline::Pipeline", "Name"),
+    ("AWS::ECR::Repository", "RepositoryName"),
+    ("AWS::S3::Bucket", "BucketName"),
+    ("AWS::IAM::Role", "RoleName"),
+];
+
+/// For other types, the first of these properties the resource has.
 const NAME_PROPERTIES: &[&str] = &[
     "Name",
     "ProjectName",
     "BucketName",
     "RepositoryName",
-    "ApplicationName",
     "DeploymentGroupName",
+    "ApplicationName",
 ];
 
 /// Whether the root of a document is a CloudFormation template holding a pipeline.
@@ -467,8 +480,13 @@ impl<'a> Template<'a> {
             if let Some(known) = self.physical_names.get(target) {
                 return Value::new(known.kind.clone(), span);
             }
-            let named = entry(resource, "Properties")
-                .and_then(|p| NAME_PROPERTIES.iter().find_map(|n| entry(p, n)));
+            let kind = entry(resource, "Type").and_then(Node::as_str).unwrap_or("");
+            let named = entry(resource, "Properties").and_then(|p| {
+                match NAME_PROPERTY.iter().find(|(t, _)| *t == kind) {
+                    Some((_, property)) => entry(p, property),
+                    None => NAME_PROPERTIES.iter().find_map(|n| entry(p, n)),
+                }
+            });
             let Some(name) = named else {
                 return Value::str(target, span);
             };

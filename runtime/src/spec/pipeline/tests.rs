@@ -1088,3 +1088,18 @@ fn places_point_at_each_action_and_its_configuration() {
     assert_eq!(ship.inputs[0].line, 31);
     assert_eq!(places[0].stages[1].name.line, 13);
 }
+
+#[test]
+fn a_ref_gives_the_name_property_of_the_resource_type() {
+    let text = TEMPLATE
+        .replace(
+            "  Bucket:\n    Type: AWS::S3::Bucket\n",
+            "  Bucket:\n    Type: AWS::S3::Bucket\n  App:\n    Type: AWS::CodeDeploy::Application\n    Properties: {ApplicationName: web}\n  Group:\n    Type: AWS::CodeDeploy::DeploymentGroup\n    Properties:\n      ApplicationName: !Ref App\n      DeploymentGroupName: !Sub '${Env}-group'\n  Repo:\n    Type: AWS::CodeCommit::Repository\n    Properties: {RepositoryName: code, Code: {BranchName: main}}\n",
+        )
+        .replace("PollForSourceChanges: false", "PollForSourceChanges: false\n                App: !Ref App\n                Group: !Ref Group\n                Repo: !GetAtt Repo.Name");
+    let loaded = template(&text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let c = &loaded.pipelines[0].stages[0].actions[0].configuration;
+    assert_eq!(c["App"], "web");
+    assert_eq!(c["Group"], "dev-group");
+    assert_eq!(c["Repo"], "code");
+}
