@@ -3,7 +3,7 @@
 //! artifact counts per provider, required configuration, namespaces and variable references,
 //! execution modes and triggers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::read::Places;
 use super::{Action, ExecutionMode, LoadOptions, Pipeline, SUPPORTED, environment_variables};
@@ -84,12 +84,12 @@ pub fn check(r: &mut Reader, p: &Pipeline, places: &Places, options: &LoadOption
         );
     }
 
-    let mut stage_names: HashMap<&str, ()> = HashMap::new();
+    let mut stage_names: HashSet<&str> = HashSet::new();
     let mut producers: HashMap<&str, (When, String)> = HashMap::new();
     let mut namespaces: HashMap<&str, (When, String)> = HashMap::new();
     for (si, (stage, sp)) in p.stages.iter().zip(&places.stages).enumerate() {
         name(r, &stage.name, sp.name, "stage", NAME_CHARS);
-        if !stage.name.is_empty() && stage_names.insert(&stage.name, ()).is_some() {
+        if !stage.name.is_empty() && !stage_names.insert(&stage.name) {
             r.error(
                 sp.name,
                 format!("there are two stages named `{}`", stage.name),
@@ -102,11 +102,11 @@ pub fn check(r: &mut Reader, p: &Pipeline, places: &Places, options: &LoadOption
                 "a stage holds at least one action",
             );
         }
-        let mut action_names: HashMap<&str, ()> = HashMap::new();
+        let mut action_names: HashSet<&str> = HashSet::new();
         for (action, ap) in stage.actions.iter().zip(&sp.actions) {
             let place = format!("{}/{}", stage.name, action.name);
             name(r, &action.name, ap.name, "action", NAME_CHARS);
-            if !action.name.is_empty() && action_names.insert(&action.name, ()).is_some() {
+            if !action.name.is_empty() && !action_names.insert(&action.name) {
                 r.error(
                     ap.name,
                     format!(
@@ -189,12 +189,12 @@ pub fn check(r: &mut Reader, p: &Pipeline, places: &Places, options: &LoadOption
         for (action, ap) in stage.actions.iter().zip(&sp.actions) {
             let here = (si, action.run_order);
             let place = format!("{}/{}", stage.name, action.name);
-            let mut seen: HashMap<&str, ()> = HashMap::new();
+            let mut seen: HashSet<&str> = HashSet::new();
             for (input, span) in action.input_artifacts.iter().zip(&ap.inputs) {
                 if input.name.is_empty() {
                     continue;
                 }
-                if seen.insert(&input.name, ()).is_some() {
+                if !seen.insert(&input.name) {
                     r.error(
                         *span,
                         format!("`{}` is an input of {place} twice", input.name),
