@@ -32,16 +32,16 @@ pub fn check(r: &mut Reader, p: &Pipeline, places: &Places, options: &LoadOption
                 "add pipelineType V2, or leave executionMode SUPERSEDED",
             );
         }
-        if !p.triggers.is_empty() {
+        if let Some(first) = places.triggers.first() {
             r.error_help(
-                places.triggers[0].provider_type,
+                first.provider_type,
                 format!("triggers need pipelineType V2; this pipeline is {kind}"),
                 "add pipelineType V2",
             );
         }
-        if !p.variables.is_empty() {
+        if let Some(first) = places.variables.first() {
             r.error_help(
-                places.variables[0],
+                *first,
                 format!("pipeline variables need pipelineType V2; this pipeline is {kind}"),
                 "add pipelineType V2",
             );

@@ -1103,3 +1103,17 @@ fn a_ref_gives_the_name_property_of_the_resource_type() {
     assert_eq!(c["Group"], "dev-group");
     assert_eq!(c["Repo"], "code");
 }
+
+#[test]
+fn a_character_changed_anywhere_is_an_error_or_a_pipeline_never_a_panic() {
+    const BAD: [char; 8] = ['{', '!', '*', '&', ':', '-', '"', '['];
+    for text in [BASE, TEMPLATE] {
+        let chars: Vec<char> = text.chars().collect();
+        for i in (0..chars.len()).step_by(3) {
+            let mut changed = chars.clone();
+            changed[i] = BAD[(i / 3) % BAD.len()];
+            let changed: String = changed.into_iter().collect();
+            let _ = parse_as("p.yml", &changed, &[]);
+        }
+    }
+}
