@@ -380,9 +380,11 @@ fn pipeline_values(
         );
     }
     if let Some(inner) = template::entry(root, "pipeline") {
+        // get-pipeline prints `metadata`; create-pipeline takes `tags`.
+        const KEYS: &[&str] = &["pipeline", "metadata", "tags"];
         for (key, span, _) in r.map(root, "the file") {
-            if key != "pipeline" && key != "metadata" {
-                r.ignored_key(key, span, "the file", &["pipeline", "metadata"]);
+            if !KEYS.contains(&key) {
+                r.ignored_key(key, span, "the file", KEYS);
             }
         }
         return vec![(plain(inner), None, Style::Json)];

@@ -1117,3 +1117,12 @@ fn a_character_changed_anywhere_is_an_error_or_a_pipeline_never_a_panic() {
         }
     }
 }
+
+#[test]
+fn create_pipeline_input_with_tags_reads_without_warnings() {
+    let text = BASE.replace("metadata:", "tags: [{key: team, value: web}]\nmetadata:");
+    let loaded = ok(&text);
+    assert!(loaded.warnings.is_empty(), "{}", findings(&loaded.warnings));
+    let loaded = ok(&BASE.replace("metadata:", "extra: 1\nmetadata:"));
+    assert!(findings(&loaded.warnings).contains("unknown key `extra` in the file"));
+}
