@@ -19,6 +19,7 @@ mod isolation;
 mod oci;
 mod phases;
 mod pipeline;
+mod pipeline_validate;
 mod plugins;
 mod projects;
 mod queue;

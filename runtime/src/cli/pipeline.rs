@@ -386,8 +386,44 @@ fn mapping(path: &Path) -> Result<Mapping, u8> {
         }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let _ = (&config, dir, GroupTarget::default());
-    Ok(Mapping::default()) // TEMPORARY
+    let Some(p) = config.pipeline else {
+        return Ok(Mapping::default());
+    };
+    let p = p.value;
+    // Where builds run, and with them the values of their variables, is the user's choice, never
+    // the project's: as `kiln build --remote`, the queue comes from --remote or KILN_REMOTE.
+    if let Some(queue) = &p.queue {
+        eprintln!(
+            "error: {}:{}:{}: a kiln.toml cannot choose the build queue (it would send the builds' variables to a database the project names): give --remote URL or KILN_REMOTE",
+            path.display(),
+            queue.span.line,
+            queue.span.column
+        );
+        return Err(exit::BAD_INPUT);
+    }
+    let pairs = |list: Vec<(String, kiln::spec::config::Setting<String>)>| {
+        list.into_iter().map(|(k, v)| (k, v.value)).collect()
+    };
+    Ok(Mapping {
+        sources: pairs(p.sources),
+        projects: pairs(p.projects),
+        artifact_stores: pairs(p.artifact_stores),
+        deployment_groups: p
+            .deployment_groups
+            .into_iter()
+            .map(|(k, v)| {
+                let g = v.value;
+                (
+                    k,
+                    GroupTarget {
+                        root: g.root.map(|r| dir.join(r)),
+                        reference: g.reference,
+                        application: g.application,
+                    },
+                )
+            })
+            .collect(),
+    })
 }
 
 /// Who the user is, for records.

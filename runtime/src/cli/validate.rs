@@ -1,4 +1,5 @@
-//! `kiln validate`: check a buildspec or an AppSpec and report every finding with its place.
+//! `kiln validate`: check a buildspec, an AppSpec or a pipeline declaration and report every
+//! finding with its place.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,11 +13,17 @@ use super::{exit, print_invalid};
 /// `kiln validate`.
 #[derive(Args)]
 pub struct ValidateArgs {
-    /// The buildspec or AppSpec to check [default: the buildspec `kiln build` would run: the nearest
-    /// buildspec.yml at or above the current folder]; a file named appspec.yml (or .yaml) is
-    /// checked as an AppSpec.
+    /// The buildspec, AppSpec or pipeline to check [default: the buildspec `kiln build` would run:
+    /// the nearest buildspec.yml at or above the current folder]; a file named appspec.yml (or
+    /// .yaml) is checked as an AppSpec; pipeline.json, *.pipeline.yml, template.yaml, or a file
+    /// holding a CodePipeline declaration (get-pipeline JSON or a CloudFormation template) as a
+    /// pipeline.
     #[arg(value_parser = existing_file)]
     file: Option<PathBuf>,
+
+    /// A CloudFormation template's parameter, over its Default (repeatable).
+    #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = parameter)]
+    parameters: Vec<(String, String)>,
 
     /// Print the findings as JSON.
     #[arg(long)]
@@ -42,6 +49,10 @@ pub fn run(args: &ValidateArgs) -> u8 {
         .is_some_and(|n| n.starts_with("appspec."));
     if is_appspec {
         return validate_appspec(&path, args.json, color);
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    if kiln::spec::pipeline::is_pipeline_file(&path, &text) {
+        return validate_pipeline(&path, &args.parameters, args.json, color);
     }
     match buildspec::load(&path) {
         Ok(parsed) => {
@@ -125,6 +136,72 @@ fn validate_appspec(path: &std::path::Path, json: bool, color: bool) -> u8 {
             exit::OK
         }
         Err(e) => report_invalid(path, &e, json),
+    }
+}
+
+/// `NAME=VALUE`.
+fn parameter(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("expected NAME=VALUE, found `{text}`")),
+    }
+}
+
+/// Checks a pipeline declaration (`kiln validate pipeline.json`): one line per pipeline it holds.
+fn validate_pipeline(
+    path: &std::path::Path,
+    parameters: &[(String, String)],
+    json: bool,
+    color: bool,
+) -> u8 {
+    use kiln::spec::pipeline;
+    let options = pipeline::LoadOptions {
+        parameters: parameters.to_vec(),
+        ..pipeline::LoadOptions::default()
+    };
+    match pipeline::load(path, &options) {
+        Ok(loaded) => {
+            if json {
+                print_findings(path, &loaded.warnings, true);
+                return exit::OK;
+            }
+            if !loaded.warnings.is_empty() {
+                eprintln!(
+                    "{}\n",
+                    diagnostic::render_all(path, &loaded.source, &loaded.warnings, color)
+                );
+            }
+            if loaded.pipelines.is_empty() {
+                out!(
+                    "{}: holds no pipeline that would be created",
+                    path.display()
+                );
+            }
+            for p in &loaded.pipelines {
+                let actions: usize = p.stages.iter().map(|s| s.actions.len()).sum();
+                let artifacts: usize = p
+                    .stages
+                    .iter()
+                    .flat_map(|s| &s.actions)
+                    .map(|a| a.output_artifacts.len())
+                    .sum();
+                out!(
+                    "{}: valid pipeline {} ({} stages, {} actions, {} artifacts, {} warnings)",
+                    path.display(),
+                    p.name,
+                    p.stages.len(),
+                    actions,
+                    artifacts,
+                    loaded.warnings.len()
+                );
+            }
+            exit::OK
+        }
+        Err(pipeline::LoadError::Invalid(e)) => report_invalid(path, &e, json),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::BAD_INPUT
+        }
     }
 }
 

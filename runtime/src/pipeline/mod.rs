@@ -42,8 +42,6 @@ pub struct Mapping {
     pub deployment_groups: BTreeMap<String, GroupTarget>,
     /// An artifact store location (the bucket) -> a kiln store (`file://`, `s3://`, `oci://`).
     pub artifact_stores: BTreeMap<String, String>,
-    /// The remote build queue CodeBuild actions run on, if any.
-    pub queue: Option<String>,
 }
 
 /// Where a deployment group's revisions go.

@@ -13,6 +13,17 @@
 //! secrets = "local.secrets"
 //! [plugins]
 //! lint = "tools/lint.wasm"
+//!
+//! # What a CodePipeline declaration's AWS names are here (`kiln pipeline`).
+//! [pipeline.sources]                         # repository name -> local path or git URL
+//! hello-web = "."
+//! [pipeline.projects]                        # CodeBuild project -> buildspec in the primary source
+//! hello-web-build = "buildspec.yml"
+//! [pipeline.deployment-groups]               # deploy here (root) or move a ref agents watch
+//! hello-web-prod = { root = "/srv/kiln", application = "hello-web" }
+//! hello-web-fleet = { ref = "s3://releases/hello-web/prod" }
+//! [pipeline.artifact-store]                  # artifactStore location -> kiln store
+//! codepipeline-us-east-1-111122223333 = "file://.kiln/artifacts"
 //! ```
 //!
 //! This module reads the file and checks its keys and types; what a value means (a size, a network
@@ -33,7 +44,7 @@ use super::yaml::LineIndex;
 pub const FILE_NAME: &str = "kiln.toml";
 
 /// Every key a kiln.toml may hold.
-pub const KEYS: [&str; 10] = [
+pub const KEYS: [&str; 11] = [
     "network",
     "writable",
     "output",
@@ -44,6 +55,16 @@ pub const KEYS: [&str; 10] = [
     "step-timeout",
     "secrets",
     "plugins",
+    "pipeline",
+];
+
+/// Every key of the `[pipeline]` table.
+pub const PIPELINE_KEYS: [&str; 5] = [
+    "queue",
+    "sources",
+    "projects",
+    "deployment-groups",
+    "artifact-store",
 ];
 
 /// One value of the file, with its place.
@@ -55,6 +76,35 @@ pub struct Setting<T> {
 
 /// The `[plugins]` table: each name with its path.
 pub type Plugins = Vec<(String, Setting<String>)>;
+
+/// The `[pipeline]` table: where a CodePipeline declaration's AWS names are here. Each mapping is in
+/// the order of its names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// A build queue: read so that `kiln pipeline` can refuse it at its place (the queue is the
+    /// user's `--remote`, never the project's).
+    pub queue: Option<Setting<String>>,
+    /// Repository name -> a local path (relative to kiln.toml) or a git URL.
+    pub sources: Vec<(String, Setting<String>)>,
+    /// CodeBuild project name -> its buildspec, relative to the primary source.
+    pub projects: Vec<(String, Setting<String>)>,
+    /// CodeDeploy deployment group name -> where its revisions go.
+    pub deployment_groups: Vec<(String, Setting<GroupMapping>)>,
+    /// The pipeline's artifactStore location -> a kiln store URL (`file://`, `s3://`, `oci://`).
+    pub artifact_stores: Vec<(String, Setting<String>)>,
+}
+
+/// Where a deployment group's revisions go: deployed on this host, pushed to a ref that `kiln
+/// agent --watch` hosts follow, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupMapping {
+    /// Deploy on this host, into this deployment root.
+    pub root: Option<String>,
+    /// The key `ref`: the store ref to push the revision to.
+    pub reference: Option<String>,
+    /// The CodeDeploy application it belongs to, when the group's name alone is ambiguous.
+    pub application: Option<String>,
+}
 
 /// A project's kiln.toml: each key it sets, with its place.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +123,7 @@ pub struct ProjectConfig {
     pub step_timeout: Option<Setting<String>>,
     pub secrets: Option<Setting<String>>,
     pub plugins: Option<Setting<Plugins>>,
+    pub pipeline: Option<Setting<PipelineConfig>>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +139,28 @@ struct Raw {
     step_timeout: Option<Spanned<String>>,
     secrets: Option<Spanned<String>>,
     plugins: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pipeline: Option<Spanned<RawPipeline>>,
+}
+
+type RawNames = BTreeMap<String, Spanned<String>>;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawPipeline {
+    queue: Option<Spanned<String>>,
+    sources: Option<RawNames>,
+    projects: Option<RawNames>,
+    deployment_groups: Option<BTreeMap<String, Spanned<RawGroup>>>,
+    artifact_store: Option<RawNames>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    root: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    application: Option<String>,
 }
 
 impl ProjectConfig {
@@ -135,6 +208,59 @@ impl ProjectConfig {
             span: span_of(&lines, source, s.span()),
             value: s.into_inner().into_iter().map(one).collect(),
         };
+        let names = |table: Option<RawNames>| -> Vec<(String, Setting<String>)> {
+            table
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| (name, one(value)))
+                .collect()
+        };
+        let mut pipeline = None;
+        if let Some(raw) = raw.pipeline {
+            let span = span_of(&lines, source, raw.span());
+            let raw = raw.into_inner();
+            let mut deployment_groups = Vec::new();
+            for (name, group) in raw.deployment_groups.unwrap_or_default() {
+                let group_span = span_of(&lines, source, group.span());
+                let group = group.into_inner();
+                if group.root.is_none() && group.reference.is_none() {
+                    return Err(SpecError {
+                        path: path.to_path_buf(),
+                        source: source.to_string(),
+                        diagnostics: vec![
+                            Diagnostic::error(
+                                group_span,
+                                format!("the deployment group `{name}` says neither where to deploy nor which ref to move"),
+                            )
+                            .with_help(format!(
+                                "give `root` (deploy on this host into that deployment root) or `ref` (push the revision there for `kiln agent --watch` hosts): {name} = {{ root = \"/srv/kiln\" }}"
+                            )),
+                        ],
+                    });
+                }
+                deployment_groups.push((
+                    name,
+                    Setting {
+                        value: GroupMapping {
+                            root: group.root,
+                            reference: group.reference,
+                            application: group.application,
+                        },
+                        span: group_span,
+                    },
+                ));
+            }
+            pipeline = Some(Setting {
+                span,
+                value: PipelineConfig {
+                    queue: raw.queue.map(one),
+                    sources: names(raw.sources),
+                    projects: names(raw.projects),
+                    deployment_groups,
+                    artifact_stores: names(raw.artifact_store),
+                },
+            });
+        }
         Ok(Self {
             path: path.to_path_buf(),
             source: source.to_string(),
@@ -155,6 +281,7 @@ impl ProjectConfig {
                     .map(|(name, path)| (name, one(path)))
                     .collect(),
             }),
+            pipeline,
         })
     }
 
@@ -186,12 +313,22 @@ fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or(message).to_string()
 }
 
-/// The key of toml's "unknown field `netwrok`, expected one of …", and ``did you mean `network`?``.
+/// The key of toml's "unknown field `netwrok`, expected one of …", and ``did you mean `network`?``
+/// (among the keys of the table it is in: toml lists them).
 fn unknown_key(message: &str) -> Option<(&str, String)> {
     let name = message.strip_prefix("unknown field `")?.split('`').next()?;
-    let help = match nearest(name, &KEYS) {
+    let listed: Vec<&str> = message
+        .split_once("expected ")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let (known, table): (&[&str], &str) = if listed.is_empty() || listed.contains(&"network") {
+        (&KEYS, "a kiln.toml")
+    } else {
+        (&listed, "this table")
+    };
+    let help = match nearest(name, known) {
         Some(key) => format!("did you mean `{key}`?"),
-        None => format!("a kiln.toml holds {}", KEYS.join(", ")),
+        None => format!("{table} holds {}", known.join(", ")),
     };
     Some((name, help))
 }
@@ -253,5 +390,111 @@ mod tests {
         let d = &e.diagnostics[0];
         assert_eq!((d.span.line, d.span.column), (2, 1));
         assert_eq!(d.help.as_deref(), Some("did you mean `network`?"));
+    }
+
+    const PIPELINE: &str = r#"network = "none"
+
+[pipeline]
+queue = "postgres://ci/kiln"
+
+[pipeline.sources]
+hello-web = "."
+"other-repo" = "https://git.example.com/other.git"
+
+[pipeline.projects]
+hello-web-build = "ci/buildspec.yml"
+
+[pipeline.deployment-groups]
+hello-web-prod = { root = "/srv/kiln", application = "hello-web" }
+
+[pipeline.deployment-groups.hello-web-fleet]
+ref = "s3://releases/hello-web/prod"
+
+[pipeline.artifact-store]
+codepipeline-us-east-1-111122223333 = "file://artifacts"
+"#;
+
+    #[test]
+    fn the_pipeline_table_maps_aws_names_with_their_places() {
+        let c = ProjectConfig::parse(Path::new("kiln.toml"), PIPELINE).unwrap();
+        let p = c.pipeline.unwrap();
+        assert_eq!(p.span.line, 3);
+        let p = p.value;
+        assert_eq!(
+            p.queue.as_ref().map(|q| q.value.as_str()),
+            Some("postgres://ci/kiln")
+        );
+        let sources: Vec<_> = p
+            .sources
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.value.as_str(), v.span.line))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                ("hello-web", ".", 7),
+                ("other-repo", "https://git.example.com/other.git", 8)
+            ]
+        );
+        assert_eq!(p.projects[0].0, "hello-web-build");
+        assert_eq!(p.projects[0].1.value, "ci/buildspec.yml");
+        let groups: Vec<_> = p
+            .deployment_groups
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.value.clone(), v.span.line))
+            .collect();
+        assert_eq!(groups[0].0, "hello-web-fleet");
+        assert_eq!(
+            groups[0].1.reference.as_deref(),
+            Some("s3://releases/hello-web/prod")
+        );
+        assert_eq!(groups[0].1.root, None);
+        assert_eq!(groups[1].0, "hello-web-prod");
+        assert_eq!(groups[1].1.root.as_deref(), Some("/srv/kiln"));
+        assert_eq!(groups[1].1.application.as_deref(), Some("hello-web"));
+        assert_eq!(groups[1].2, 14);
+        assert_eq!(p.artifact_stores[0].1.value, "file://artifacts");
+        assert_eq!(p.artifact_stores[0].1.span.line, 20);
+    }
+
+    #[test]
+    fn a_deployment_group_going_nowhere_is_an_error_at_its_line() {
+        let text = PIPELINE.replace(
+            "{ root = \"/srv/kiln\", application = \"hello-web\" }",
+            "{ application = \"hello-web\" }",
+        );
+        let e = ProjectConfig::parse(Path::new("kiln.toml"), &text).unwrap_err();
+        let d = &e.diagnostics[0];
+        assert_eq!(d.span.line, 14);
+        assert!(
+            d.message
+                .contains("`hello-web-prod` says neither where to deploy nor which ref to move"),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.help.as_deref().unwrap_or("").contains("give `root`"),
+            "{:?}",
+            d.help
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_pipeline_table_names_the_key_of_that_table() {
+        let e =
+            ProjectConfig::parse(Path::new("kiln.toml"), "[pipeline]\nsorces = {}\n").unwrap_err();
+        let d = &e.diagnostics[0];
+        assert_eq!(d.span.line, 2);
+        assert_eq!(d.message, "unknown key `sorces`");
+        assert_eq!(d.help.as_deref(), Some("did you mean `sources`?"));
+        let e = ProjectConfig::parse(
+            Path::new("kiln.toml"),
+            "[pipeline.deployment-groups]\nprod = { root = \"/x\", reff = \"y\" }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.diagnostics[0].help.as_deref(),
+            Some("did you mean `ref`?")
+        );
     }
 }

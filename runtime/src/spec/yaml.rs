@@ -4,19 +4,33 @@
 //! user sees: every error and warning can point at the line and column of the offending node, and a
 //! scalar keeps the text the user wrote (`1.10` stays `1.10`, `yes` stays `yes`), which is what
 //! CodeBuild passes to the shell. JSON documents parse too, JSON being (for these files) a subset of YAML.
+//!
+//! A node keeps its tag (`!Ref`, `!Sub`: CloudFormation's short-form intrinsics are tags). The tree
+//! is bounded whatever the input: nesting deeper than [`MAX_DEPTH`] is refused, and aliases may
+//! not expand the document past [`MAX_NODES`] nodes (an alias copies its anchor's node, so ten
+//! levels of ten aliases each would otherwise make ten billion).
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::diagnostic::{Diagnostic, Span};
+
+/// How deeply lists and mappings may nest.
+pub const MAX_DEPTH: usize = 200;
+
+/// How many nodes a document may hold once its aliases are expanded.
+pub const MAX_NODES: usize = 1_000_000;
 
 /// A node of the document and where it starts.
 #[derive(Debug, Clone)]
 pub struct Node {
     pub kind: NodeKind,
     pub span: Span,
+    /// The node's tag as written, resolved against the document's `%TAG` directives: `!Ref`,
+    /// `!Sub`; `!!str` reads `tag:yaml.org,2002:str`.
+    pub tag: Option<String>,
 }
 
 /// What a node holds.
@@ -85,16 +99,30 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
         lines: &lines,
         stack: Vec::new(),
         anchors: HashMap::new(),
+        nodes: 0,
         root: None,
         error: None,
     };
+    // Events are pulled one by one rather than through `Parser::load`, which recurses once per
+    // level of nesting: the builder's own limit then stops a deep document before the stack does.
     let mut parser = Parser::new_from_str(source);
-    if let Err(e) = parser.load(&mut builder, false) {
-        let span = lines.span(e.marker().line(), e.marker().col(), 1);
-        return Err(
-            Diagnostic::error(span, format!("this is not valid YAML: {}", e.info()))
-                .with_help("check the indentation and quoting around this place"),
-        );
+    loop {
+        let (event, mark) = match parser.next_token() {
+            Ok(next) => next,
+            Err(e) => {
+                let span = lines.span(e.marker().line(), e.marker().col(), 1);
+                return Err(Diagnostic::error(
+                    span,
+                    format!("this is not valid YAML: {}", e.info()),
+                )
+                .with_help("check the indentation and quoting around this place"));
+            }
+        };
+        let end = matches!(event, Event::DocumentEnd | Event::StreamEnd);
+        builder.on_event(event, mark);
+        if end || builder.error.is_some() {
+            break;
+        }
     }
     if let Some(error) = builder.error {
         return Err(error);
@@ -102,6 +130,7 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
     Ok(builder.root.unwrap_or(Node {
         kind: NodeKind::Null,
         span: lines.span(1, 0, 0),
+        tag: None,
     }))
 }
 
@@ -109,53 +138,142 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
 pub struct LineIndex<'a> {
     source: &'a str,
     starts: Vec<usize>,
+    /// Whether each line is ASCII, where a character column is a byte column.
+    ascii: Vec<bool>,
+    /// The last (line, character column, byte column) found on a line that is not ASCII: places
+    /// come in document order, so the next one is found from there, and a long line costs its
+    /// length once rather than once per place on it.
+    cursor: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl<'a> LineIndex<'a> {
     pub fn new(source: &'a str) -> Self {
         let mut starts = vec![0];
         starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
-        Self { source, starts }
+        let ascii = starts
+            .iter()
+            .enumerate()
+            .map(|(i, start)| {
+                let end = starts.get(i + 1).copied().unwrap_or(source.len());
+                source.as_bytes()[*start..end].is_ascii()
+            })
+            .collect();
+        Self {
+            source,
+            starts,
+            ascii,
+            cursor: std::cell::Cell::new((0, 0, 0)),
+        }
     }
 
     /// The span of `len` characters at 1-based `line` and 0-based character `col`.
     pub fn span(&self, line: usize, col: usize, len: usize) -> Span {
         let line = line.clamp(1, self.starts.len());
         let start_of_line = self.starts[line - 1];
-        let text = &self.source[start_of_line..];
-        let text = text.split('\n').next().unwrap_or("");
-        let byte_col = text.char_indices().nth(col).map_or(text.len(), |(i, _)| i);
-        let end_col = text
-            .char_indices()
-            .nth(col + len)
-            .map_or(text.len(), |(i, _)| i)
-            .max(byte_col);
+        let end_of_line = self
+            .starts
+            .get(line)
+            .map_or(self.source.len(), |next| next - 1);
+        let text = &self.source[start_of_line..end_of_line.max(start_of_line)];
+        let (byte_col, end_col) = if self.ascii[line - 1] {
+            let byte_col = col.min(text.len());
+            (byte_col, col.saturating_add(len).min(text.len()))
+        } else {
+            let byte_col = self.byte_column(line, text, col);
+            let end_col = text[byte_col..]
+                .char_indices()
+                .nth(len)
+                .map_or(text.len(), |(i, _)| byte_col + i);
+            (byte_col, end_col)
+        };
         Span {
             line,
             column: col + 1,
             start: start_of_line + byte_col,
-            end: start_of_line + end_col,
+            end: start_of_line + end_col.max(byte_col),
         }
+    }
+
+    /// The byte offset of character `col` of `text`, line `line`.
+    fn byte_column(&self, line: usize, text: &str, col: usize) -> usize {
+        let (cached_line, cached_col, cached_byte) = self.cursor.get();
+        let (from_col, from_byte) = if cached_line == line && cached_col <= col {
+            (cached_col, cached_byte)
+        } else {
+            (0, 0)
+        };
+        let byte = text[from_byte..]
+            .char_indices()
+            .nth(col - from_col)
+            .map_or(text.len(), |(i, _)| from_byte + i);
+        if byte < text.len() {
+            self.cursor.set((line, col, byte));
+        }
+        byte
     }
 }
 
+/// A list or mapping being read: its place, what it holds so far, its anchor, its tag and how
+/// many nodes it holds (itself included), for aliases to count.
 enum Open {
-    Seq(Span, Vec<Node>, usize),
-    Map(Option<Span>, Vec<(Node, Node)>, Option<Node>, usize),
+    Seq(Span, Vec<Node>, usize, Option<String>, usize),
+    Map(
+        Option<Span>,
+        Vec<(Node, Node)>,
+        Option<Node>,
+        usize,
+        Option<String>,
+        usize,
+    ),
+}
+
+impl Open {
+    fn count(&mut self) -> &mut usize {
+        match self {
+            Open::Seq(.., n) | Open::Map(.., n) => n,
+        }
+    }
 }
 
 struct Builder<'a, 'b> {
     lines: &'b LineIndex<'a>,
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchor's node and how many nodes it holds.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes made so far, aliases expanded.
+    nodes: usize,
     root: Option<Node>,
     error: Option<Diagnostic>,
 }
 
+fn tag_text(tag: Option<Tag>) -> Option<String> {
+    tag.map(|t| format!("{}{}", t.handle, t.suffix))
+}
+
 impl Builder<'_, '_> {
-    fn push(&mut self, node: Node, anchor: usize) {
+    /// Counts `size` more nodes; false (with the error set) past the limit.
+    fn grow(&mut self, size: usize, mark: Marker) -> bool {
+        self.nodes = self.nodes.saturating_add(size);
+        if self.nodes > MAX_NODES {
+            let span = self.lines.span(mark.line(), mark.col(), 1);
+            self.error = Some(
+                Diagnostic::error(
+                    span,
+                    format!("this document holds more than {MAX_NODES} values once its aliases are expanded"),
+                )
+                .with_help("write the values out instead of repeating anchors of anchors"),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn push(&mut self, node: Node, anchor: usize, size: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        if let Some(open) = self.stack.last_mut() {
+            *open.count() += size;
         }
         match self.stack.last_mut() {
             None => {
@@ -163,8 +281,8 @@ impl Builder<'_, '_> {
                     self.root = Some(node);
                 }
             }
-            Some(Open::Seq(_, items, _)) => items.push(node),
-            Some(Open::Map(span, entries, pending, _)) => match pending.take() {
+            Some(Open::Seq(_, items, ..)) => items.push(node),
+            Some(Open::Map(span, entries, pending, ..)) => match pending.take() {
                 None => {
                     span.get_or_insert(node.span);
                     *pending = Some(node);
@@ -175,13 +293,34 @@ impl Builder<'_, '_> {
     }
 }
 
+impl Builder<'_, '_> {
+    /// Opens a list or mapping; false (with the error set) past the nesting or size limit.
+    fn open(&mut self, mark: Marker) -> bool {
+        if self.stack.len() >= MAX_DEPTH {
+            let span = self.lines.span(mark.line(), mark.col(), 1);
+            self.error = Some(
+                Diagnostic::error(
+                    span,
+                    format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"),
+                )
+                .with_help("no spec kiln reads nests this deeply: check the indentation"),
+            );
+            return false;
+        }
+        self.grow(1, mark)
+    }
+}
+
 impl MarkedEventReceiver for Builder<'_, '_> {
     fn on_event(&mut self, event: Event, mark: Marker) {
         if self.error.is_some() {
             return;
         }
         match event {
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::Scalar(text, style, anchor, tag) => {
+                if !self.grow(1, mark) {
+                    return;
+                }
                 let quoted = style != TScalarStyle::Plain;
                 let len = if matches!(style, TScalarStyle::Plain) {
                     text.chars().count()
@@ -195,40 +334,57 @@ impl MarkedEventReceiver for Builder<'_, '_> {
                     } else {
                         NodeKind::Scalar { text, quoted }
                     };
-                self.push(Node { kind, span }, anchor);
+                let tag = tag_text(tag);
+                self.push(Node { kind, span, tag }, anchor, 1);
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                if !self.open(mark) {
+                    return;
+                }
                 let span = self.lines.span(mark.line(), mark.col(), 1);
-                self.stack.push(Open::Seq(span, Vec::new(), anchor));
+                self.stack
+                    .push(Open::Seq(span, Vec::new(), anchor, tag_text(tag), 1));
             }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Open::Map(None, Vec::new(), None, anchor));
+            Event::MappingStart(anchor, tag) => {
+                if !self.open(mark) {
+                    return;
+                }
+                self.stack
+                    .push(Open::Map(None, Vec::new(), None, anchor, tag_text(tag), 1));
             }
             Event::SequenceEnd => {
-                if let Some(Open::Seq(span, items, anchor)) = self.stack.pop() {
+                if let Some(Open::Seq(span, items, anchor, tag, size)) = self.stack.pop() {
                     self.push(
                         Node {
                             kind: NodeKind::Seq(items),
                             span,
+                            tag,
                         },
                         anchor,
+                        size,
                     );
                 }
             }
             Event::MappingEnd => {
-                if let Some(Open::Map(span, entries, _, anchor)) = self.stack.pop() {
+                if let Some(Open::Map(span, entries, _, anchor, tag, size)) = self.stack.pop() {
                     let span = span.unwrap_or_else(|| self.lines.span(mark.line(), mark.col(), 1));
                     self.push(
                         Node {
                             kind: NodeKind::Map(entries),
                             span,
+                            tag,
                         },
                         anchor,
+                        size,
                     );
                 }
             }
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(node) => self.push(node, 0),
+                Some((node, size)) => {
+                    if self.grow(size, mark) {
+                        self.push(node, 0, size);
+                    }
+                }
                 None => {
                     let span = self.lines.span(mark.line(), mark.col(), 1);
                     self.error = Some(Diagnostic::error(span, "this alias names no anchor"));
@@ -291,5 +447,62 @@ mod tests {
     fn syntax_errors_have_a_place() {
         let err = parse("a: [b\n").unwrap_err();
         assert_eq!(err.span.line, 2);
+    }
+
+    #[test]
+    fn tags_are_kept() {
+        let root = parse("a: !Ref Name\nb: !Join [',', [x]]\nc: !!str 3\nd: plain\n").unwrap();
+        let NodeKind::Map(entries) = root.kind else {
+            panic!("not a map")
+        };
+        let tags: Vec<_> = entries.iter().map(|(_, v)| v.tag.as_deref()).collect();
+        assert_eq!(
+            tags,
+            [
+                Some("!Ref"),
+                Some("!Join"),
+                Some("tag:yaml.org,2002:str"),
+                None
+            ]
+        );
+        assert_eq!(entries[0].1.as_str(), Some("Name"));
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_its_place() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = parse(&doc).unwrap_err();
+        assert!(
+            err.message.contains("aliases are expanded"),
+            "{}",
+            err.message
+        );
+        assert!(err.span.line > 4, "{}", err.span.line);
+    }
+
+    #[test]
+    fn a_few_aliases_are_fine() {
+        let root = parse("a: &x {k: v}\nb: *x\nc: *x\n").unwrap();
+        assert!(
+            root.canonical().contains(r#""c":{"k":"v"}"#),
+            "{}",
+            root.canonical()
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let flow = "[".repeat(250) + &"]".repeat(250);
+        let err = parse(&flow).unwrap_err();
+        assert!(err.message.contains("nest deeper"), "{}", err.message);
+        let block = "- ".repeat(100_000) + "x\n";
+        let err = parse(&block).unwrap_err();
+        assert!(err.message.contains("nest deeper"), "{}", err.message);
     }
 }
