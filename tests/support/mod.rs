@@ -17,6 +17,7 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
+pub mod browser;
 pub mod isolation;
 pub mod services;
 

@@ -92,7 +92,9 @@ pub fn page(title: &str, refresh: bool, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + CSS.len() + 1024);
     out.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    out.push_str("<meta name=\"referrer\" content=\"no-referrer\">");
+    // Not `no-referrer`: with it a browser sends `Origin: null` on the approval form's POST,
+    // which the origin check refuses. Links out carry `noreferrer` themselves.
+    out.push_str("<meta name=\"referrer\" content=\"same-origin\">");
     if refresh {
         out.push_str("<meta http-equiv=\"refresh\" content=\"2\">");
     }
