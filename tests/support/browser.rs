@@ -123,35 +123,32 @@ impl Browser {
 
     /// Clicks the first element matching `css` (waiting for it to appear).
     pub fn click(&self, css: &str) {
-        let element = self.find(css);
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        );
+        self.on_element(css, |element| {
+            self.try_command(
+                reqwest::Method::POST,
+                &format!("/element/{element}/click"),
+                Some(json!({})),
+            )
+        });
     }
 
     /// Types `text` into the first element matching `css`.
     pub fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css);
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        );
+        self.on_element(css, |element| {
+            self.try_command(
+                reqwest::Method::POST,
+                &format!("/element/{element}/value"),
+                Some(json!({ "text": text })),
+            )
+        });
     }
 
     /// The visible text of the first element matching `css`.
     pub fn text_of(&self, css: &str) -> String {
-        let element = self.find(css);
-        self.command(
-            reqwest::Method::GET,
-            &format!("/element/{element}/text"),
-            None,
-        )
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+        self.on_element(css, |element| self.try_text(element))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// How many elements match `css` now.
@@ -165,20 +162,15 @@ impl Browser {
         .map_or(0, Vec::len)
     }
 
-    /// Waits until the text of the first element matching `css` holds `text`; its text.
+    /// Waits until the text of the first element matching `css` holds `text`; its text. Pages
+    /// that reload themselves are fine: each look finds the element again.
     pub fn wait_for_text(&self, css: &str, text: &str) -> String {
         let start = Instant::now();
         loop {
-            let now = self.try_find(css).map(|element| {
-                self.command(
-                    reqwest::Method::GET,
-                    &format!("/element/{element}/text"),
-                    None,
-                )
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-            });
+            let now = self
+                .try_find(css)
+                .and_then(|element| self.try_text(&element).ok())
+                .map(|v| v.as_str().unwrap_or_default().to_string());
             if let Some(now) = &now
                 && now.contains(text)
             {
@@ -211,21 +203,35 @@ impl Browser {
         std::fs::write(path, bytes).expect("write screenshot");
     }
 
-    /// The first element matching `css`, waiting for it to appear.
-    fn find(&self, css: &str) -> String {
+    /// Does `act` on the first element matching `css`, finding it again when the page was
+    /// replaced in between (a reload, a redirect): WebDriver's "stale element reference".
+    fn on_element(&self, css: &str, act: impl Fn(&str) -> Result<Value, Value>) -> Value {
         let start = Instant::now();
         loop {
-            if let Some(element) = self.try_find(css) {
-                return element;
-            }
+            let last = match self.try_find(css) {
+                Some(element) => match act(&element) {
+                    Ok(value) => return value,
+                    Err(e) if e["error"] == "stale element reference" => e,
+                    Err(e) => panic!("WebDriver on `{css}`: {e}"),
+                },
+                None => Value::Null,
+            };
             assert!(
                 start.elapsed() < PATIENCE,
-                "no `{css}` on {}:\n{}",
+                "no `{css}` on {} ({last}):\n{}",
                 self.url(),
                 self.source()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    fn try_text(&self, element: &str) -> Result<Value, Value> {
+        self.try_command(
+            reqwest::Method::GET,
+            &format!("/element/{element}/text"),
+            None,
+        )
     }
 
     fn try_find(&self, css: &str) -> Option<String> {
@@ -246,16 +252,43 @@ impl Browser {
         self.call(method, &format!("{}{path}", self.session), body)
     }
 
+    /// A command of this session; its `value`, or WebDriver's error (`{error, message}`).
+    fn try_command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
+        self.try_call(method, &format!("{}{path}", self.session), body)
+    }
+
     fn call(&self, method: reqwest::Method, url: &str, body: Option<Value>) -> Value {
+        self.try_call(method, url, body)
+            .unwrap_or_else(|e| panic!("WebDriver {url}: {e}"))
+    }
+
+    fn try_call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().expect("chromedriver answers");
-        let status = response.status();
-        let value: Value = response.json().expect("chromedriver's JSON");
-        assert!(status.is_success(), "WebDriver {url}: {status} {value}");
-        value["value"].clone()
+        let ok = response.status().is_success();
+        let mut value: Value = response.json().expect("chromedriver's JSON");
+        let mut value = value["value"].take();
+        if ok {
+            return Ok(value);
+        }
+        // Chromium's stack addresses say nothing to a test's reader.
+        if let Some(error) = value.as_object_mut() {
+            error.remove("stacktrace");
+        }
+        Err(value)
     }
 }
 

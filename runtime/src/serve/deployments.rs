@@ -37,54 +37,57 @@ fn status_word(status: Status) -> &'static str {
 
 /// `GET /deployments`.
 pub async fn index(State(server): State<Server>, headers: HeaderMap, uri: Uri) -> Response {
-    let mut list = all(&server);
-    list.truncate(SHOWN);
-    respond(wants_json(&headers, uri.query()), &list, || {
-        let mut body = String::from("<h1>Deployments</h1>");
-        if list.is_empty() {
-            let roots: Vec<String> = server
-                .config
-                .deployment_roots
-                .iter()
-                .map(|r| format!("<code>{}</code>", esc(&r.display().to_string())))
-                .collect();
-            let _ = write!(
-                body,
-                "<p class=\"note\">No deployments in {}.</p>",
-                roots.join(", ")
+    super::blocking(move || {
+        let mut list = all(&server);
+        list.truncate(SHOWN);
+        respond(wants_json(&headers, uri.query()), &list, || {
+            let mut body = String::from("<h1>Deployments</h1>");
+            if list.is_empty() {
+                let roots: Vec<String> = server
+                    .config
+                    .deployment_roots
+                    .iter()
+                    .map(|r| format!("<code>{}</code>", esc(&r.display().to_string())))
+                    .collect();
+                let _ = write!(
+                    body,
+                    "<p class=\"note\">No deployments in {}.</p>",
+                    roots.join(", ")
+                );
+                return page("Deployments", false, &body);
+            }
+            body.push_str(
+                "<table><tr><th>Deployment</th><th>Group</th><th>Status</th><th>Started</th>\
+                 <th>Duration</th><th>Revision</th><th>Log</th></tr>",
             );
-            return page("Deployments", false, &body);
-        }
-        body.push_str(
-            "<table><tr><th>Deployment</th><th>Group</th><th>Status</th><th>Started</th>\
-             <th>Duration</th><th>Revision</th><th>Log</th></tr>",
-        );
-        for d in &list {
-            let log = if plain_id(&d.id) {
-                format!("<a href=\"/deployments/{}/log\">log</a>", esc(&d.id))
-            } else {
-                String::new()
-            };
-            let _ = write!(
-                body,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}{}</td><td>{log}</td></tr>",
-                esc(&d.id),
-                esc(&d.group),
-                badge(status_word(d.status)),
-                esc(&d.started),
-                duration(d.duration_ms),
-                esc(&d.revision),
-                d.rollback_of
-                    .as_deref()
-                    .map(|r| format!(" (rollback of {})", esc(r)))
-                    .unwrap_or_default(),
-            );
-        }
-        body.push_str("</table>");
-        let running = list.iter().any(|d| d.status == Status::InProgress);
-        page("Deployments", running, &body)
+            for d in &list {
+                let log = if plain_id(&d.id) {
+                    format!("<a href=\"/deployments/{}/log\">log</a>", esc(&d.id))
+                } else {
+                    String::new()
+                };
+                let _ = write!(
+                    body,
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                     <td>{}{}</td><td>{log}</td></tr>",
+                    esc(&d.id),
+                    esc(&d.group),
+                    badge(status_word(d.status)),
+                    esc(&d.started),
+                    duration(d.duration_ms),
+                    esc(&d.revision),
+                    d.rollback_of
+                        .as_deref()
+                        .map(|r| format!(" (rollback of {})", esc(r)))
+                        .unwrap_or_default(),
+                );
+            }
+            body.push_str("</table>");
+            let running = list.iter().any(|d| d.status == Status::InProgress);
+            page("Deployments", running, &body)
+        })
     })
+    .await
 }
 
 /// Whether `id` can be a deployment id in a URL: letters, digits and `-`.
@@ -94,24 +97,27 @@ fn plain_id(id: &str) -> bool {
 
 /// `GET /deployments/{id}/log`: the hook scripts' log of a deployment, reloading while it runs.
 pub async fn log(State(server): State<Server>, Path(id): Path<String>) -> Response {
-    if !plain_id(&id) {
-        return error(StatusCode::NOT_FOUND, "There is no such deployment.");
-    }
-    let Some(d) = all(&server).into_iter().find(|d| d.id == id) else {
-        return error(StatusCode::NOT_FOUND, "There is no such deployment.");
-    };
-    let context = format!(
-        "<p><a href=\"/deployments\">Deployments</a> › {} › <code>{}</code> {}</p>",
-        esc(&d.group),
-        esc(&d.id),
-        badge(status_word(d.status))
-    );
-    Html(super::logs::log_page(
-        &format!("{} deployment {}", d.group, d.id),
-        &context,
-        &d.dir.join("logs/scripts.log"),
-        &server.log_roots(),
-        d.status == Status::InProgress,
-    ))
-    .into_response()
+    super::blocking(move || {
+        if !plain_id(&id) {
+            return error(StatusCode::NOT_FOUND, "There is no such deployment.");
+        }
+        let Some(d) = all(&server).into_iter().find(|d| d.id == id) else {
+            return error(StatusCode::NOT_FOUND, "There is no such deployment.");
+        };
+        let context = format!(
+            "<p><a href=\"/deployments\">Deployments</a> › {} › <code>{}</code> {}</p>",
+            esc(&d.group),
+            esc(&d.id),
+            badge(status_word(d.status))
+        );
+        Html(super::logs::log_page(
+            &format!("{} deployment {}", d.group, d.id),
+            &context,
+            &d.dir.join("logs/scripts.log"),
+            &server.log_roots(),
+            d.status == Status::InProgress,
+        ))
+        .into_response()
+    })
+    .await
 }

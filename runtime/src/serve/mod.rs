@@ -188,6 +188,17 @@ async fn gate(State(server): State<Server>, request: Request, next: Next) -> Res
     response
 }
 
+/// Runs a page's work (reading records and logs: file system calls that may be slow) on a thread
+/// where blocking is fine, not on one of the runtime's few.
+async fn blocking(page: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(page).await.unwrap_or_else(|_| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "kiln serve failed to make this page.",
+        )
+    })
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "There is no such page.")
 }

@@ -18,56 +18,59 @@ use crate::pipeline::record::{
 
 /// `GET /`: every pipeline with executions, and its latest one.
 pub async fn index(State(server): State<Server>, headers: HeaderMap, uri: Uri) -> Response {
-    let records = server.records();
-    let list: Vec<(String, Option<Execution>)> = records
-        .pipelines()
-        .into_iter()
-        .map(|name| {
-            let latest = records.executions(&name).into_iter().next();
-            (name, latest)
-        })
-        .collect();
-    let json: Vec<serde_json::Value> = list
-        .iter()
-        .map(|(name, latest)| serde_json::json!({ "name": name, "latest": latest }))
-        .collect();
-    respond(wants_json(&headers, uri.query()), json, || {
-        let mut body = String::from("<h1>Pipelines</h1>");
-        if list.is_empty() {
-            let _ = write!(
-                body,
-                "<p class=\"note\">No pipeline has run yet (kiln keeps executions in <code>{}</code>).</p>",
-                esc(&server
-                    .config
-                    .state_dir
-                    .join("pipelines")
-                    .display()
-                    .to_string())
-            );
-        } else {
-            body.push_str(
-                "<table><tr><th>Pipeline</th><th>Latest execution</th><th>Status</th>\
-                 <th>Source revision</th><th>Started</th><th>Duration</th></tr>",
-            );
-            for (name, latest) in &list {
+    super::blocking(move || {
+        let records = server.records();
+        let list: Vec<(String, Option<Execution>)> = records
+            .pipelines()
+            .into_iter()
+            .map(|name| {
+                let latest = records.executions(&name).into_iter().next();
+                (name, latest)
+            })
+            .collect();
+        let json: Vec<serde_json::Value> = list
+            .iter()
+            .map(|(name, latest)| serde_json::json!({ "name": name, "latest": latest }))
+            .collect();
+        respond(wants_json(&headers, uri.query()), json, || {
+            let mut body = String::from("<h1>Pipelines</h1>");
+            if list.is_empty() {
                 let _ = write!(
                     body,
-                    "<tr><td><a href=\"/pipelines/{n}\">{n}</a></td>",
-                    n = esc(name)
+                    "<p class=\"note\">No pipeline has run yet (kiln keeps executions in <code>{}</code>).</p>",
+                    esc(&server
+                        .config
+                        .state_dir
+                        .join("pipelines")
+                        .display()
+                        .to_string())
                 );
-                match latest {
-                    Some(e) => body.push_str(&execution_cells(name, e)),
-                    None => body.push_str("<td colspan=\"5\" class=\"note\">none readable</td>"),
+            } else {
+                body.push_str(
+                    "<table><tr><th>Pipeline</th><th>Latest execution</th><th>Status</th>\
+                     <th>Source revision</th><th>Started</th><th>Duration</th></tr>",
+                );
+                for (name, latest) in &list {
+                    let _ = write!(
+                        body,
+                        "<tr><td><a href=\"/pipelines/{n}\">{n}</a></td>",
+                        n = esc(name)
+                    );
+                    match latest {
+                        Some(e) => body.push_str(&execution_cells(name, e)),
+                        None => body.push_str("<td colspan=\"5\" class=\"note\">none readable</td>"),
+                    }
+                    body.push_str("</tr>");
                 }
-                body.push_str("</tr>");
+                body.push_str("</table>");
             }
-            body.push_str("</table>");
-        }
-        let running = list
-            .iter()
-            .any(|(_, e)| e.as_ref().is_some_and(|e| !e.status.is_final()));
-        page("Pipelines", running, &body)
+            let running = list
+                .iter()
+                .any(|(_, e)| e.as_ref().is_some_and(|e| !e.status.is_final()));
+            page("Pipelines", running, &body)
+        })
     })
+    .await
 }
 
 /// `GET /pipelines/{name}`: its executions, newest first, and the latest one's stages.
@@ -77,53 +80,56 @@ pub async fn pipeline(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    if !safe_name(&name) {
-        return error(StatusCode::NOT_FOUND, "There is no pipeline of that name.");
-    }
-    let executions = server.records().executions(&name);
-    if executions.is_empty() {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("The pipeline {name} has no executions."),
-        );
-    }
-    let authorized = server.authorized(&headers);
-    respond(wants_json(&headers, uri.query()), &executions, || {
-        let mut body = format!("<h1>{}</h1>", esc(&name));
-        let mut refresh = false;
-        if let Some(latest) = executions.first() {
-            let (stages, form) = stages_html(&server, &name, latest, authorized);
-            refresh = !latest.status.is_final() && !form;
-            let _ = write!(
-                body,
-                "<h2>Latest execution <a href=\"{}\"><code>{}</code></a> {}</h2>{stages}",
-                execution_url(&name, &latest.id),
-                esc(short(&latest.id)),
-                badge(latest.status.as_str())
+    super::blocking(move || {
+        if !safe_name(&name) {
+            return error(StatusCode::NOT_FOUND, "There is no pipeline of that name.");
+        }
+        let executions = server.records().executions(&name);
+        if executions.is_empty() {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("The pipeline {name} has no executions."),
             );
         }
-        body.push_str(
-            "<h2>Executions</h2><table><tr><th>Execution</th><th>Status</th><th>Trigger</th>\
-             <th>Source revision</th><th>Started</th><th>Duration</th></tr>",
-        );
-        for e in &executions {
-            let _ = write!(
-                body,
-                "<tr><td><a href=\"{}\"><code>{}</code></a></td><td>{}</td><td>{}<br><span class=\"note\">{}</span></td>\
-                 <td>{}</td><td>{}</td><td>{}</td></tr>",
-                execution_url(&name, &e.id),
-                esc(short(&e.id)),
-                badge(e.status.as_str()),
-                esc(&e.trigger.trigger_type),
-                esc(&e.trigger.trigger_detail),
-                source_revision(e),
-                esc(&time(e.started_ms)),
-                esc(&execution_duration(e)),
+        let authorized = server.authorized(&headers);
+        respond(wants_json(&headers, uri.query()), &executions, || {
+            let mut body = format!("<h1>{}</h1>", esc(&name));
+            let mut refresh = false;
+            if let Some(latest) = executions.first() {
+                let (stages, form) = stages_html(&server, &name, latest, authorized);
+                refresh = !latest.status.is_final() && !form;
+                let _ = write!(
+                    body,
+                    "<h2>Latest execution <a href=\"{}\"><code>{}</code></a> {}</h2>{stages}",
+                    execution_url(&name, &latest.id),
+                    esc(short(&latest.id)),
+                    badge(latest.status.as_str())
+                );
+            }
+            body.push_str(
+                "<h2>Executions</h2><table><tr><th>Execution</th><th>Status</th><th>Trigger</th>\
+                 <th>Source revision</th><th>Started</th><th>Duration</th></tr>",
             );
-        }
-        body.push_str("</table>");
-        page(&name, refresh, &body)
+            for e in &executions {
+                let _ = write!(
+                    body,
+                    "<tr><td><a href=\"{}\"><code>{}</code></a></td><td>{}</td><td>{}<br><span class=\"note\">{}</span></td>\
+                     <td>{}</td><td>{}</td><td>{}</td></tr>",
+                    execution_url(&name, &e.id),
+                    esc(short(&e.id)),
+                    badge(e.status.as_str()),
+                    esc(&e.trigger.trigger_type),
+                    esc(&e.trigger.trigger_detail),
+                    source_revision(e),
+                    esc(&time(e.started_ms)),
+                    esc(&execution_duration(e)),
+                );
+            }
+            body.push_str("</table>");
+            page(&name, refresh, &body)
+        })
     })
+    .await
 }
 
 /// `GET /pipelines/{name}/executions/{id}`: the execution as the console shows it.
@@ -133,14 +139,17 @@ pub async fn execution(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let execution = match load(&server, &name, &id) {
-        Ok(e) => e,
-        Err(response) => return *response,
-    };
-    let authorized = server.authorized(&headers);
-    respond(wants_json(&headers, uri.query()), &execution, || {
-        execution_page(&server, &name, &execution, authorized)
+    super::blocking(move || {
+        let execution = match load(&server, &name, &id) {
+            Ok(e) => e,
+            Err(response) => return *response,
+        };
+        let authorized = server.authorized(&headers);
+        respond(wants_json(&headers, uri.query()), &execution, || {
+            execution_page(&server, &name, &execution, authorized)
+        })
     })
+    .await
 }
 
 fn execution_page(server: &Server, name: &str, e: &Execution, authorized: bool) -> String {
@@ -355,56 +364,59 @@ pub async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: AnswerForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    if !server.authorized(&headers)
-        || !guard::same(&form.token, &server.config.token)
-        || !guard::same_origin(&headers)
-    {
-        return error(
-            StatusCode::FORBIDDEN,
-            "Answering an approval needs the token kiln serve printed: open the address it printed.",
-        );
-    }
-    let approved = match form.decision.as_str() {
-        "approve" => true,
-        "reject" => false,
-        _ => return error(StatusCode::BAD_REQUEST, "Approve or reject?"),
-    };
-    let execution = match load(&server, &name, &id) {
-        Ok(e) => e,
-        Err(response) => return *response,
-    };
-    let waiting = execution
-        .stages
-        .get(s)
-        .and_then(|stage| stage.actions.get(a))
-        .is_some_and(|action| {
-            action.status == Status::InProgress
-                && action
-                    .approval
-                    .as_ref()
-                    .is_some_and(|ap| ap.decision.is_none())
-        });
-    if !waiting {
-        return error(
-            StatusCode::CONFLICT,
-            "That action is not an approval waiting for an answer.",
-        );
-    }
-    let decision = Decision {
-        approved,
-        by: format!("web ({peer})"),
-        comment: form.comment.chars().take(COMMENT_MAX).collect(),
-        at_ms: now_ms(),
-    };
-    match server
-        .records()
-        .request_approval(&name, &execution.id, s, a, &decision)
-    {
-        Ok(()) => see_other(&execution_url(&name, &execution.id)),
-        Err(RecordError::Refused(why)) => error(StatusCode::CONFLICT, &why),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
+    super::blocking(move || {
+        let form: AnswerForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        if !server.authorized(&headers)
+            || !guard::same(&form.token, &server.config.token)
+            || !guard::same_origin(&headers)
+        {
+            return error(
+                StatusCode::FORBIDDEN,
+                "Answering an approval needs the token kiln serve printed: open the address it printed.",
+            );
+        }
+        let approved = match form.decision.as_str() {
+            "approve" => true,
+            "reject" => false,
+            _ => return error(StatusCode::BAD_REQUEST, "Approve or reject?"),
+        };
+        let execution = match load(&server, &name, &id) {
+            Ok(e) => e,
+            Err(response) => return *response,
+        };
+        let waiting = execution
+            .stages
+            .get(s)
+            .and_then(|stage| stage.actions.get(a))
+            .is_some_and(|action| {
+                action.status == Status::InProgress
+                    && action
+                        .approval
+                        .as_ref()
+                        .is_some_and(|ap| ap.decision.is_none())
+            });
+        if !waiting {
+            return error(
+                StatusCode::CONFLICT,
+                "That action is not an approval waiting for an answer.",
+            );
+        }
+        let decision = Decision {
+            approved,
+            by: format!("web ({peer})"),
+            comment: form.comment.chars().take(COMMENT_MAX).collect(),
+            at_ms: now_ms(),
+        };
+        match server
+            .records()
+            .request_approval(&name, &execution.id, s, a, &decision)
+        {
+            Ok(()) => see_other(&execution_url(&name, &execution.id)),
+            Err(RecordError::Refused(why)) => error(StatusCode::CONFLICT, &why),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    })
+    .await
 }
 
 /// `GET /pipelines/{name}/executions/{id}/logs/{stage}/{action}`: the log the action's record
@@ -413,34 +425,37 @@ pub async fn action_log(
     State(server): State<Server>,
     Path((name, id, s, a)): Path<(String, String, usize, usize)>,
 ) -> Response {
-    let execution = match load(&server, &name, &id) {
-        Ok(e) => e,
-        Err(response) => return *response,
-    };
-    let Some(action) = execution.stages.get(s).and_then(|st| st.actions.get(a)) else {
-        return error(StatusCode::NOT_FOUND, "The execution has no such action.");
-    };
-    let Some(log) = &action.log else {
-        return error(StatusCode::NOT_FOUND, "This action has no log.");
-    };
-    let stage = &execution.stages[s].name;
-    let context = format!(
-        "<p><a href=\"{}\">{} <code>{}</code></a> › {} › {} {}</p>",
-        execution_url(&name, &execution.id),
-        esc(&name),
-        esc(short(&execution.id)),
-        esc(stage),
-        esc(&action.name),
-        badge(action.status.as_str())
-    );
-    super::Html(super::logs::log_page(
-        &format!("{stage} / {}", action.name),
-        &context,
-        log,
-        &server.log_roots(),
-        !action.status.is_final(),
-    ))
-    .into_response()
+    super::blocking(move || {
+        let execution = match load(&server, &name, &id) {
+            Ok(e) => e,
+            Err(response) => return *response,
+        };
+        let Some(action) = execution.stages.get(s).and_then(|st| st.actions.get(a)) else {
+            return error(StatusCode::NOT_FOUND, "The execution has no such action.");
+        };
+        let Some(log) = &action.log else {
+            return error(StatusCode::NOT_FOUND, "This action has no log.");
+        };
+        let stage = &execution.stages[s].name;
+        let context = format!(
+            "<p><a href=\"{}\">{} <code>{}</code></a> › {} › {} {}</p>",
+            execution_url(&name, &execution.id),
+            esc(&name),
+            esc(short(&execution.id)),
+            esc(stage),
+            esc(&action.name),
+            badge(action.status.as_str())
+        );
+        super::Html(super::logs::log_page(
+            &format!("{stage} / {}", action.name),
+            &context,
+            log,
+            &server.log_roots(),
+            !action.status.is_final(),
+        ))
+        .into_response()
+    })
+    .await
 }
 
 /// An execution of a pipeline, or the page that says why not.

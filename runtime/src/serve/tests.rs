@@ -398,3 +398,73 @@ async fn every_page_is_also_json() {
         );
     }
 }
+
+/// Writes build `number` of `project` (its record when `status` is given, else it runs).
+fn build(state: &Path, project: &str, number: u64, status: Option<&str>, log: &str) {
+    let dir = state.join("builds").join(project);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join(format!("{number}.log")), log).expect("log");
+    if let Some(status) = status {
+        let record = serde_json::json!({"build_id": format!("{project}:00000000-0000-4000-8000-000000000001"),
+            "status": status, "start_time": 1_000, "duration_ms": 2_500, "cache": {"hit": true}});
+        std::fs::write(dir.join(format!("{number}.json")), record.to_string()).expect("record");
+    }
+}
+
+#[tokio::test]
+async fn builds_are_listed_with_their_logs_and_a_running_one_reloads() {
+    let (state, _) = fixture(None);
+    build(state.path(), "app", 1, Some("SUCCEEDED"), "ok <b>\n");
+    build(state.path(), "app", 2, None, "still going\n");
+    let (status, body) = get(state.path(), "/builds", false).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("/builds/app/1/log") && body.contains("/builds/app/2/log"),
+        "{body}"
+    );
+    assert!(body.contains("SUCCEEDED") && body.contains("IN_PROGRESS"));
+    let (_, done) = get(state.path(), "/builds/app/1/log", false).await;
+    assert!(done.contains("ok &lt;b&gt;"), "{done}");
+    assert!(!done.contains("http-equiv=\"refresh\""));
+    let (_, running) = get(state.path(), "/builds/app/2/log", false).await;
+    assert!(running.contains("still going"));
+    assert!(running.contains("http-equiv=\"refresh\" content=\"2\""));
+    let (status, _) = get(state.path(), "/builds/app/3/log", false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Writes a deployment record of group `web` under the fixture's deployment root, its folder
+/// `dir`.
+fn deployment(state: &Path, id: &str, dir: &Path) {
+    let root = state.join("deployment-root");
+    let records = root
+        .join("deployment-records")
+        .join(crate::deploy::group_id("web"));
+    std::fs::create_dir_all(&records).expect("mkdir");
+    let record = serde_json::json!({"id": id, "group": "web", "group_id": crate::deploy::group_id("web"),
+        "application": "web", "revision": "file:///r/app.zip", "digest": null, "status": "Succeeded",
+        "rollback_of": null, "rolled_back_by": null, "started": "2026-11-28T01:00:00Z",
+        "duration_ms": 1200, "events": [], "error": null, "dir": dir});
+    std::fs::write(records.join(format!("{id}.json")), record.to_string()).expect("record");
+}
+
+#[tokio::test]
+async fn deployments_are_listed_and_a_forged_folder_is_not_read() {
+    let (state, _) = fixture(None);
+    let dir = state.path().join("deployment-root/g/d-GOOD00001");
+    std::fs::create_dir_all(dir.join("logs")).expect("mkdir");
+    std::fs::write(dir.join("logs/scripts.log"), "ApplicationStart: <ok>\n").expect("log");
+    deployment(state.path(), "d-GOOD00001", &dir);
+    let outside = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(outside.path().join("logs")).expect("mkdir");
+    std::fs::write(outside.path().join("logs/scripts.log"), "not-yours").expect("log");
+    deployment(state.path(), "d-FORGED001", outside.path());
+    let (status, body) = get(state.path(), "/deployments", false).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("/deployments/d-GOOD00001/log"), "{body}");
+    let (_, good) = get(state.path(), "/deployments/d-GOOD00001/log", false).await;
+    assert!(good.contains("ApplicationStart: &lt;ok&gt;"), "{good}");
+    let (_, forged) = get(state.path(), "/deployments/d-FORGED001/log", false).await;
+    assert!(!forged.contains("not-yours"), "{forged}");
+    assert!(forged.contains("outside kiln"));
+}
