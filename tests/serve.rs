@@ -1,89 +1,16 @@
 //! `kiln serve`: the pages over a state dir holding an execution that waits at a manual approval,
 //! driven as a user does (a real headless Chromium for the approval), and what the server refuses.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 
 use kiln::pipeline::record::{
     ActionRecord, ApprovalRecord, Execution, Records, SourceRevision, StageRecord, Status, Trigger,
 };
 
 use crate::support::browser::{Browser, screenshot_path};
-use crate::support::kiln;
+use crate::support::serve::Serve;
 
 const ID: &str = "3f6c2a1e-7b4d-4c8e-9a10-5d2e8f7b9c01";
-
-/// A running `kiln serve` over a state dir of its own, stopped when dropped.
-struct Serve {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    base: String,
-    token: String,
-    state: tempfile::TempDir,
-}
-
-impl Serve {
-    /// Starts `kiln serve --addr 127.0.0.1:0` over `state` and reads the address it prints.
-    fn start(state: tempfile::TempDir) -> Serve {
-        let mut child = kiln()
-            .args(["serve", "--addr", "127.0.0.1:0", "--state-dir"])
-            .arg(state.path())
-            .arg("--deployment-root")
-            .arg(state.path().join("deployment-root"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kiln serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("kiln serve prints its address");
-        let url = line
-            .trim()
-            .strip_prefix("kiln serve: ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        let (base, token) = url
-            .split_once("/?token=")
-            .unwrap_or_else(|| panic!("no token in {url:?}"));
-        Serve {
-            child,
-            base: base.to_string(),
-            token: token.to_string(),
-            state,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// One raw HTTP/1.1 request (the Host header as given), and the whole response.
-    fn raw(&self, request: &str) -> String {
-        let addr = self.base.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(addr).expect("connect");
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        response
-    }
-
-    fn get(&self, path: &str, host: Option<&str>) -> String {
-        let addr = self.base.trim_start_matches("http://");
-        self.raw(&format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            host.unwrap_or(addr)
-        ))
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A state dir holding one execution of `hello-web` (Source → Build → Approval → Deploy) waiting at
 /// its manual approval; the build action's log is `build_log` when given, else a log of its own.
@@ -202,7 +129,8 @@ fn an_approval_is_given_through_the_page_in_a_real_browser() {
     let Some(browser) = Browser::start() else {
         return;
     };
-    let serve = Serve::start(waiting_execution(None));
+    let state = waiting_execution(None);
+    let serve = Serve::start(state.path());
     let page = serve.url(&format!("/pipelines/hello-web/executions/{ID}"));
 
     // Without the token: the approval waits, and there is nothing to press.
@@ -239,7 +167,7 @@ fn an_approval_is_given_through_the_page_in_a_real_browser() {
     assert!(browser.text_of(".approval").contains("open the address"));
 
     // The address kiln serve printed hands the browser the token: now the buttons are there.
-    browser.open(&format!("{}/?token={}", serve.base, serve.token));
+    browser.open(&serve.token_url());
     assert!(!browser.url().contains("token="), "{}", browser.url());
     browser.open(&page);
     browser.type_into("textarea[name=comment]", "Staging looks good <3");
@@ -254,7 +182,7 @@ fn an_approval_is_given_through_the_page_in_a_real_browser() {
     );
 
     let answer: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(request_file(serve.state.path())).expect("the request file"),
+        &std::fs::read(request_file(state.path())).expect("the request file"),
     )
     .expect("json");
     assert_eq!(answer["approved"], true, "{answer}");
@@ -283,7 +211,8 @@ fn an_approval_is_given_through_the_page_in_a_real_browser() {
 
 #[test]
 fn kiln_serve_answers_only_to_its_own_host_and_refuses_answers_without_the_token() {
-    let serve = Serve::start(waiting_execution(None));
+    let state = waiting_execution(None);
+    let serve = Serve::start(state.path());
     let page = format!("/pipelines/hello-web/executions/{ID}");
     assert!(serve.get(&page, None).starts_with("HTTP/1.1 200"));
     let port = serve.base.rsplit(':').next().unwrap_or_default();
@@ -296,7 +225,7 @@ fn kiln_serve_answers_only_to_its_own_host_and_refuses_answers_without_the_token
     assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
     assert!(!rebound.contains("ReleaseApproval"));
 
-    let addr = serve.base.trim_start_matches("http://");
+    let addr = serve.addr();
     let body = format!("token={}&decision=approve&comment=sneaky", serve.token);
     let forbidden = serve.raw(&format!(
         "POST {page}/approvals/2/0 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
@@ -304,7 +233,7 @@ fn kiln_serve_answers_only_to_its_own_host_and_refuses_answers_without_the_token
         body.len()
     ));
     assert!(forbidden.starts_with("HTTP/1.1 403"), "{forbidden}");
-    assert!(!request_file(serve.state.path()).exists());
+    assert!(!request_file(state.path()).exists());
 }
 
 #[test]
@@ -317,7 +246,8 @@ fn a_forged_record_cannot_make_kiln_serve_read_a_file_outside_the_state_dir() {
         PathBuf::from("/etc/shadow"),
         PathBuf::from("/etc/passwd"),
     ] {
-        let serve = Serve::start(waiting_execution(Some(log.clone())));
+        let state = waiting_execution(Some(log.clone()));
+        let serve = Serve::start(state.path());
         let response = serve.get(
             &format!("/pipelines/hello-web/executions/{ID}/logs/1/0"),
             None,
@@ -330,4 +260,30 @@ fn a_forged_record_cannot_make_kiln_serve_read_a_file_outside_the_state_dir() {
         );
         assert!(response.contains("outside kiln"), "{response}");
     }
+}
+
+#[test]
+fn kiln_serve_stops_at_ctrl_c() {
+    let state = waiting_execution(None);
+    let mut serve = Serve::start(state.path());
+    // Once it has answered, kiln has its signal handlers (they are set up beside the command).
+    assert!(serve.get("/", None).starts_with("HTTP/1.1 200"));
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(serve.child.id() as i32, libc::SIGINT) };
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = serve.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "still serving"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        std::net::TcpStream::connect(serve.addr()).is_err(),
+        "still listening"
+    );
 }

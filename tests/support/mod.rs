@@ -19,6 +19,7 @@ use serde_json::Value;
 
 pub mod browser;
 pub mod isolation;
+pub mod serve;
 pub mod services;
 
 /// The kiln binary under test.

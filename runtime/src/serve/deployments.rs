@@ -90,6 +90,18 @@ pub async fn index(State(server): State<Server>, headers: HeaderMap, uri: Uri) -
     .await
 }
 
+/// A deployment named by an action's record: a link to its log when the id can be one.
+pub(super) fn link(id: &str) -> String {
+    if plain_id(id) {
+        format!(
+            "deployment <a href=\"/deployments/{id}/log\"><code>{id}</code></a>",
+            id = esc(id)
+        )
+    } else {
+        format!("deployment <code>{}</code>", esc(id))
+    }
+}
+
 /// Whether `id` can be a deployment id in a URL: letters, digits and `-`.
 fn plain_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')

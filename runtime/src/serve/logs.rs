@@ -17,6 +17,10 @@ use super::html::{esc, page};
 /// How much of the end of a log a page shows.
 const SHOWN: u64 = 512 * 1024;
 
+/// The one script of kiln's pages: it keeps a running log's newest lines in view across reloads.
+/// The Content-Security-Policy allows it by its hash, and no other script.
+pub const FOLLOW_SCRIPT: &str = "window.scrollTo(0,document.body.scrollHeight)";
+
 /// Why a log is not shown.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -117,7 +121,7 @@ pub fn log_page(
             ));
             if running {
                 // Keeps the newest lines in view across reloads; the page works without it.
-                body.push_str("<script>window.scrollTo(0,document.body.scrollHeight)</script>");
+                body.push_str(&format!("<script>{FOLLOW_SCRIPT}</script>"));
             }
         }
         Err(LogError::Missing(_)) if running => {

@@ -247,7 +247,7 @@ fn stages_html(server: &Server, name: &str, e: &Execution, authorized: bool) -> 
                 links.push(format!("build <code>{}</code>", esc(build)));
             }
             if let Some(deployment) = &action.deployment_id {
-                links.push(format!("deployment <code>{}</code>", esc(deployment)));
+                links.push(super::deployments::link(deployment));
             }
             if !links.is_empty() {
                 let _ = write!(out, "<div class=\"meta\">{}</div>", links.join(" · "));

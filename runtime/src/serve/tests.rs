@@ -468,3 +468,16 @@ async fn deployments_are_listed_and_a_forged_folder_is_not_read() {
     assert!(!forged.contains("not-yours"), "{forged}");
     assert!(forged.contains("outside kiln"));
 }
+
+#[tokio::test]
+async fn no_script_but_kiln_s_own_may_run_on_a_page() {
+    let (state, _) = fixture(None);
+    let (_, headers, _) = send(state.path(), |b| b.uri("/"), "").await;
+    let policy = headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .expect("ascii");
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert!(policy.contains("script-src 'sha256-"), "{policy}");
+    assert!(!policy.contains("script-src 'unsafe-inline'"), "{policy}");
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+}
