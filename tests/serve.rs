@@ -287,3 +287,32 @@ fn kiln_serve_stops_at_ctrl_c() {
         "still listening"
     );
 }
+
+#[test]
+fn a_running_build_s_log_follows_its_end_in_the_browser() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let state = waiting_execution(None);
+    // Build 1 of `app` has a log and no record yet: it runs.
+    let builds = state.path().join("builds/app");
+    std::fs::create_dir_all(&builds).expect("mkdir");
+    let lines: String = (1..=400).map(|n| format!("step {n}\n")).collect();
+    std::fs::write(builds.join("1.log"), lines).expect("log");
+    let serve = Serve::start(state.path());
+    browser.open(&serve.url("/builds"));
+    browser.wait_for_text("table", "IN_PROGRESS");
+    browser.click("a[href='/builds/app/1/log']");
+    assert!(
+        browser
+            .wait_for_text("pre.log", "step 400")
+            .contains("step 1\n")
+    );
+    // The page's one script ran (the Content-Security-Policy allows it by its hash): the end of
+    // the log is in view.
+    let scrolled = browser.execute("return window.scrollY");
+    assert!(scrolled.as_f64().unwrap_or(0.0) > 0.0, "scrollY {scrolled}");
+    // It reloads itself while the build runs, and shows what was added.
+    std::fs::write(builds.join("1.log"), "step 1\nstep 401 <new>\n").expect("log");
+    browser.wait_for_text("pre.log", "step 401 <new>");
+}

@@ -186,6 +186,15 @@ impl Browser {
         }
     }
 
+    /// Runs `script` (a function body: `return …`) in the page; what it returns.
+    pub fn execute(&self, script: &str) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
     /// Forgets every cookie of the page's site.
     pub fn delete_cookies(&self) {
         self.command(reqwest::Method::DELETE, "/cookie", None);

@@ -76,6 +76,22 @@ pub async fn index(State(server): State<Server>, headers: HeaderMap, uri: Uri) -
     .await
 }
 
+/// A build named by an action's record (`project:uuid`): a link to its log when kiln has it.
+pub(super) fn link(state: &std::path::Path, build_id: &str) -> String {
+    let found = history::Which::parse(build_id)
+        .ok()
+        .filter(|w| matches!(w, history::Which::Id(_)))
+        .and_then(|which| history::find(state, "", &which).ok());
+    match (found, build_id.split_once(':')) {
+        (Some((_, number)), Some((project, _))) => format!(
+            "build <a href=\"/builds/{p}/{number}/log\" title=\"{id}\">{p} #{number}</a>",
+            p = esc(project),
+            id = esc(build_id)
+        ),
+        _ => format!("build <code>{}</code>", esc(build_id)),
+    }
+}
+
 /// `GET /builds/{project}/{number}/log`: a build's log, reloading while the build runs.
 pub async fn log(
     State(server): State<Server>,

@@ -244,7 +244,7 @@ fn stages_html(server: &Server, name: &str, e: &Execution, authorized: bool) -> 
                 ));
             }
             if let Some(build) = &action.build_id {
-                links.push(format!("build <code>{}</code>", esc(build)));
+                links.push(super::builds::link(&server.config.state_dir, build));
             }
             if let Some(deployment) = &action.deployment_id {
                 links.push(super::deployments::link(deployment));

@@ -481,3 +481,24 @@ async fn no_script_but_kiln_s_own_may_run_on_a_page() {
     assert!(!policy.contains("script-src 'unsafe-inline'"), "{policy}");
     assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
 }
+
+#[tokio::test]
+async fn an_action_s_build_links_to_the_build_s_log() {
+    let (state, mut execution) = fixture(None);
+    build(state.path(), "app", 1, Some("SUCCEEDED"), "ok\n");
+    execution.stages[0].actions[0].build_id =
+        Some("app:00000000-0000-4000-8000-000000000001".into());
+    execution.stages[1].actions[0].deployment_id = Some("d-ABCDEF123".into());
+    Records::new(state.path()).save(&execution).expect("save");
+    let (_, body) = get(
+        state.path(),
+        &format!("/pipelines/web/executions/{ID}"),
+        false,
+    )
+    .await;
+    assert!(body.contains("href=\"/builds/app/1/log\""), "{body}");
+    assert!(
+        body.contains("href=\"/deployments/d-ABCDEF123/log\""),
+        "{body}"
+    );
+}
