@@ -73,6 +73,9 @@ pub async fn index(State(server): State<Server>, headers: HeaderMap, uri: Uri) -
     .await
 }
 
+/// How many executions a pipeline's page lists.
+const SHOWN: usize = 100;
+
 /// `GET /pipelines/{name}`: its executions, newest first, and the latest one's stages.
 pub async fn pipeline(
     State(server): State<Server>,
@@ -110,7 +113,7 @@ pub async fn pipeline(
                 "<h2>Executions</h2><table><tr><th>Execution</th><th>Status</th><th>Trigger</th>\
                  <th>Source revision</th><th>Started</th><th>Duration</th></tr>",
             );
-            for e in &executions {
+            for e in executions.iter().take(SHOWN) {
                 let _ = write!(
                     body,
                     "<tr><td><a href=\"{}\"><code>{}</code></a></td><td>{}</td><td>{}<br><span class=\"note\">{}</span></td>\
