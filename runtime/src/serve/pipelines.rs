@@ -433,13 +433,16 @@ pub async fn action_log(
             Ok(e) => e,
             Err(response) => return *response,
         };
-        let Some(action) = execution.stages.get(s).and_then(|st| st.actions.get(a)) else {
+        let Some((stage, action)) = execution
+            .stages
+            .get(s)
+            .and_then(|st| Some((&st.name, st.actions.get(a)?)))
+        else {
             return error(StatusCode::NOT_FOUND, "The execution has no such action.");
         };
         let Some(log) = &action.log else {
             return error(StatusCode::NOT_FOUND, "This action has no log.");
         };
-        let stage = &execution.stages[s].name;
         let context = format!(
             "<p><a href=\"{}\">{} <code>{}</code></a> › {} › {} {}</p>",
             execution_url(&name, &execution.id),
