@@ -96,6 +96,7 @@ pub(super) fn link(state: &std::path::Path, build_id: &str) -> String {
 pub async fn log(
     State(server): State<Server>,
     Path((project, number)): Path<(String, u64)>,
+    uri: Uri,
 ) -> Response {
     super::blocking(move || {
         let state = &server.config.state_dir;
@@ -106,6 +107,11 @@ pub async fn log(
         let records = history::records_dir(state, &project);
         let log = records.join(format!("{number}.log"));
         let running = !history::finished(&records, number);
+        if super::wants_text(uri.query()) {
+            return super::logs::text(&log, &server.log_roots(), move || {
+                !history::finished(&records, number)
+            });
+        }
         let status = history::list(state, &project)
             .into_iter()
             .find(|b| b.build_number == number)

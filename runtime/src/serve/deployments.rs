@@ -108,7 +108,7 @@ fn plain_id(id: &str) -> bool {
 }
 
 /// `GET /deployments/{id}/log`: the hook scripts' log of a deployment, reloading while it runs.
-pub async fn log(State(server): State<Server>, Path(id): Path<String>) -> Response {
+pub async fn log(State(server): State<Server>, Path(id): Path<String>, uri: Uri) -> Response {
     super::blocking(move || {
         if !plain_id(&id) {
             return error(StatusCode::NOT_FOUND, "There is no such deployment.");
@@ -116,6 +116,15 @@ pub async fn log(State(server): State<Server>, Path(id): Path<String>) -> Respon
         let Some(d) = all(&server).into_iter().find(|d| d.id == id) else {
             return error(StatusCode::NOT_FOUND, "There is no such deployment.");
         };
+        let log = d.dir.join("logs/scripts.log");
+        if super::wants_text(uri.query()) {
+            let roots = server.log_roots();
+            return super::logs::text(&log, &roots, move || {
+                all(&server)
+                    .iter()
+                    .any(|d| d.id == id && d.status == Status::InProgress)
+            });
+        }
         let context = format!(
             "<p><a href=\"/deployments\">Deployments</a> › {} › <code>{}</code> {}</p>",
             esc(&d.group),
@@ -125,7 +134,7 @@ pub async fn log(State(server): State<Server>, Path(id): Path<String>) -> Respon
         Html(super::logs::log_page(
             &format!("{} deployment {}", d.group, d.id),
             &context,
-            &d.dir.join("logs/scripts.log"),
+            &log,
             &server.log_roots(),
             d.status == Status::InProgress,
         ))

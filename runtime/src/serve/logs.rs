@@ -12,6 +12,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
 use super::html::{esc, page};
 
 /// How much of the end of a log a page shows.
@@ -92,6 +98,61 @@ pub fn read_tail(mut file: File, path: &Path) -> Result<(String, u64), LogError>
     Ok((String::from_utf8_lossy(&bytes).into_owned(), skipped))
 }
 
+/// How often a followed log is looked at again.
+const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A log as plain text (`?format=text`): what the file holds and then, while `running` says the
+/// work goes on, what is added to it, as `tail -f` does, until the work ends. `running` reads
+/// records, so it runs on a blocking thread.
+pub fn follow(file: File, running: impl Fn() -> bool + Send + Sync + 'static) -> Response {
+    use tokio::io::AsyncReadExt as _;
+    let running = Arc::new(running);
+    let stream = futures::stream::unfold(Some(tokio::fs::File::from_std(file)), move |state| {
+        let running = running.clone();
+        async move {
+            let mut file = state?;
+            loop {
+                // Looked at before reading: what the work wrote before it ended is then read
+                // below, so the stream ends with all of it.
+                let check = running.clone();
+                let still = tokio::task::spawn_blocking(move || check())
+                    .await
+                    .unwrap_or(false);
+                let mut chunk = vec![0u8; 64 * 1024];
+                match file.read(&mut chunk).await {
+                    Ok(0) if still => tokio::time::sleep(POLL).await,
+                    Ok(0) => return None,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        return Some((Ok(Bytes::from(chunk)), Some(file)));
+                    }
+                    Err(e) => return Some((Err(e), None)),
+                }
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// `?format=text`: the log, followed while `running`; or the page that says why not.
+pub fn text(
+    path: &Path,
+    roots: &[PathBuf],
+    running: impl Fn() -> bool + Send + Sync + 'static,
+) -> Response {
+    use axum::http::StatusCode;
+    match open_confined(path, roots) {
+        Ok(file) => follow(file, running),
+        Err(e @ LogError::Missing(_)) => super::error(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e @ LogError::Outside(_)) => super::error(StatusCode::FORBIDDEN, &e.to_string()),
+        Err(e) => super::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 /// A log's page: `title`, a line of context (already HTML), and the log; it reloads itself every
 /// 2 s while `running`.
 pub fn log_page(
@@ -110,11 +171,12 @@ pub fn log_page(
                     esc(&path.display().to_string())
                 ));
             }
-            if running {
-                body.push_str(
-                    "<p class=\"note\">Still running: this page reloads itself every 2 seconds.</p>",
-                );
-            }
+            body.push_str(if running {
+                "<p class=\"note\">Still running: this page reloads itself every 2 seconds; \
+                 <a href=\"?format=text\">plain text</a> follows the log as it grows.</p>"
+            } else {
+                "<p class=\"note\"><a href=\"?format=text\">Plain text</a></p>"
+            });
             body.push_str(&format!(
                 "<pre class=\"log\" id=\"log\">{}</pre>",
                 esc(&text)

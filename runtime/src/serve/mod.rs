@@ -14,6 +14,9 @@
 //!
 //! Routes:
 //!
+//! A log page is also plain text with `?format=text`, streamed as the log grows while its work
+//! runs (as `tail -f`, for `curl -N`).
+//!
 //! ```text
 //! GET  /                                             pipelines, each with its latest execution
 //! GET  /pipelines/{name}                             its executions, and the latest's stages
@@ -260,6 +263,15 @@ fn wants_json(headers: &HeaderMap, query: Option<&str>) -> bool {
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.trim_start().starts_with("application/json"));
     by_query || by_accept
+}
+
+/// Whether a log is asked for as plain text: `?format=text`.
+fn wants_text(query: Option<&str>) -> bool {
+    query
+        .map(url_pairs)
+        .unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == "format" && v == "text")
 }
 
 /// A page as HTML, or its data as JSON when asked.

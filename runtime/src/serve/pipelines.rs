@@ -427,6 +427,7 @@ pub async fn answer(
 pub async fn action_log(
     State(server): State<Server>,
     Path((name, id, s, a)): Path<(String, String, usize, usize)>,
+    uri: Uri,
 ) -> Response {
     super::blocking(move || {
         let execution = match load(&server, &name, &id) {
@@ -443,6 +444,18 @@ pub async fn action_log(
         let Some(log) = &action.log else {
             return error(StatusCode::NOT_FOUND, "This action has no log.");
         };
+        if super::wants_text(uri.query()) {
+            let roots = server.log_roots();
+            let (server, name, id) = (server.clone(), name.clone(), execution.id.clone());
+            return super::logs::text(log, &roots, move || {
+                server.records().load(&name, &id).is_ok_and(|e| {
+                    e.stages
+                        .get(s)
+                        .and_then(|st| st.actions.get(a))
+                        .is_some_and(|x| !x.status.is_final())
+                })
+            });
+        }
         let context = format!(
             "<p><a href=\"{}\">{} <code>{}</code></a> › {} › {} {}</p>",
             execution_url(&name, &execution.id),

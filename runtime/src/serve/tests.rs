@@ -502,3 +502,52 @@ async fn an_action_s_build_links_to_the_build_s_log() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_running_build_s_log_as_text_follows_it_until_the_build_ends() {
+    let (state, _) = fixture(None);
+    build(state.path(), "app", 1, None, "first <line>\n");
+    let dir = state.path().join("builds/app");
+    let finish = {
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            let mut log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join("1.log"))
+                .expect("log");
+            std::io::Write::write_all(&mut log, b"Build 1: SUCCEEDED\n").expect("append");
+            std::fs::write(
+                dir.join("1.json"),
+                r#"{"build_id":"app:1","status":"SUCCEEDED"}"#,
+            )
+            .expect("record");
+        })
+    };
+    let (status, headers, body) =
+        send(state.path(), |b| b.uri("/builds/app/1/log?format=text"), "").await;
+    finish.await.expect("writer");
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("text/plain"))
+    );
+    assert_eq!(body, "first <line>\nBuild 1: SUCCEEDED\n");
+}
+
+#[tokio::test]
+async fn a_forged_log_path_is_refused_as_text_too() {
+    let outside = tempfile::tempdir().expect("temp dir");
+    let secret = outside.path().join("shadow");
+    std::fs::write(&secret, "root:secret-hash").expect("write");
+    let (state, _) = fixture(Some(secret));
+    let (status, body) = get(
+        state.path(),
+        &format!("/pipelines/web/executions/{ID}/logs/0/0?format=text"),
+        true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("secret-hash"));
+}
