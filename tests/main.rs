@@ -29,6 +29,7 @@ mod runtimes;
 mod s3;
 mod sandbox;
 mod secrets_at_rest;
+mod serve;
 mod session_shell;
 mod source;
 mod store;

@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod pipeline;
 pub mod revision;
 pub mod sandbox;
+pub mod serve;
 pub mod spec;
 pub mod store;
 pub mod worker;

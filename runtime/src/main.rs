@@ -115,6 +115,7 @@ async fn run(Cli { global, command }: Cli) -> u8 {
         Command::Rollback(args) => cli::rollback::run(global, args).await,
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Deployments(args) => cli::deployments::run(global, args),
+        Command::Serve(args) => cli::serve::run(global, args).await,
         Command::HashFiles(args) => cli::hash_files::run(args),
         Command::Completions(args) => cli::completions::run(args),
         Command::Man(args) => cli::man::run(args),

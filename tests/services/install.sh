@@ -4,7 +4,8 @@
 # database (Debian's postgresql-15), and the
 # standard S3 client the interop test reads back with (Debian's python3-boto3), and what the build
 # sandbox's tests use: pasta (Debian's passt) for builds' network, python3 for the socket and terminal
-# attacks, dpkg-deb for the package install test, iproute2 to look at the host's interfaces.
+# attacks, dpkg-deb for the package install test, iproute2 to look at the host's interfaces; and the
+# browser `kiln serve`'s tests drive (Debian's chromium and chromium-driver).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -20,6 +21,8 @@ command -v dpkg-deb >/dev/null || packages+=(dpkg)
 command -v ip >/dev/null || packages+=(iproute2)
 command -v setfattr >/dev/null || packages+=(attr)
 command -v chattr >/dev/null || packages+=(e2fsprogs)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+[ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
 if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing: ${packages[*]}; run: sudo apt-get install ${packages[*]}" >&2

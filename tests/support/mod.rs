@@ -17,7 +17,9 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
+pub mod browser;
 pub mod isolation;
+pub mod serve;
 pub mod services;
 
 /// The kiln binary under test.

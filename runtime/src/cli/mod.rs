@@ -42,6 +42,7 @@ pub mod push;
 pub mod queue;
 pub mod retry;
 pub mod rollback;
+pub mod serve;
 pub mod settings;
 pub mod validate;
 pub mod worker;
@@ -126,6 +127,9 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// List the deployments made on this host, with status, revision digest and duration.
     Deployments(deployments::DeploymentsArgs),
+    /// Serve a web page over pipelines, builds and deployments, as the CodePipeline console shows
+    /// them, with Approve/Reject for a waiting approval.
+    Serve(serve::ServeArgs),
     /// Print one digest of the files matching the patterns, for cache keys (also reachable inside
     /// builds as `codebuild-hash-files`).
     HashFiles(hash_files::HashFilesArgs),
