@@ -1264,3 +1264,56 @@ fn an_s3_source_reads_a_kiln_store_and_a_deployment_group_can_move_the_ref_agent
         "<h1>released</h1>\n"
     );
 }
+
+#[test]
+fn the_hello_web_pipeline_is_approved_through_the_web_page_and_then_deploys() {
+    use crate::support::browser::{Browser, screenshot_path};
+    use crate::support::serve::Serve;
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let www = tempfile::tempdir().unwrap();
+    let site = www.path().join("site");
+    let p = hello_web(&site);
+    p.spawn(&["pipeline", "run", "pipeline.json"]);
+    let all = p.wait_for("hello-web", "the approval", |all| {
+        all.first()
+            .is_some_and(|e| is(e, "Approve", "Release", "InProgress"))
+    });
+    let id = all[0]["id"].as_str().unwrap().to_string();
+    let serve = Serve::start(p.state.path());
+    let page = serve.url(&format!("/pipelines/hello-web/executions/{id}"));
+    browser.open(&serve.token_url());
+    browser.open(&page);
+    let approval = browser.wait_for_text(".approval", "Release hello-web 1.0.1");
+    assert!(approval.contains(&all[0]["sourceRevisions"][0]["revisionId"].as_str().unwrap()[..12]));
+    assert!(browser.text_of("[data-stage=Build]").contains("Succeeded"));
+    browser.type_into("textarea[name=comment]", "checked on staging");
+    browser.click("button.approve");
+    // The execution kiln pipeline run drives takes the answer and deploys.
+    assert_eq!(
+        p.wait_all(Duration::from_secs(120)),
+        [Some(0)],
+        "{}",
+        p.spawned_output()
+    );
+    let e = &p.executions("hello-web")[0];
+    assert_eq!(e["status"], "Succeeded");
+    let decision = &action(e, "Approve", "Release")["approval"]["decision"];
+    assert_eq!(decision["approved"], true);
+    assert_eq!(decision["comment"], "checked on staging");
+    assert!(
+        decision["by"].as_str().unwrap().starts_with("web"),
+        "{decision}"
+    );
+    assert_eq!(action(e, "Deploy", "Deploy")["status"], "Succeeded");
+    assert!(
+        std::fs::read_to_string(site.join("index.html"))
+            .unwrap()
+            .contains("<h1>Welcome</h1>")
+    );
+    // The page shows it: every stage succeeded.
+    browser.open(&page);
+    browser.wait_for_text("[data-stage=Deploy]", "Succeeded");
+    browser.screenshot(&screenshot_path("pipeline-deployed.png"));
+}

@@ -154,7 +154,9 @@ pub struct ActionRecord {
     /// The deployment it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<String>,
-    /// Its log: the build's log file, the deployment's script log, or the action's own.
+    /// Its log: the build's log file, the deployment's script log, or the action's own. Always
+    /// an absolute path below `<state>/builds`, `<state>/pipelines` or a deployment root: `kiln
+    /// serve` shows no log from anywhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -354,6 +356,7 @@ impl Records {
             .flatten()
             .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .filter_map(|e| read(&e.path()).ok())
             .collect();
         all.sort_by_key(|e| std::cmp::Reverse(e.sequence));
@@ -426,13 +429,21 @@ impl Records {
         try_lock(&dir.join(format!("{id}.lock")))
     }
 
-    /// Whether a process drives the execution now.
+    /// Whether a process drives the execution now. Creates nothing: an execution whose lock file
+    /// is missing has no driver (its driver takes the lock before the record is first written).
     pub fn is_driven(&self, pipeline: &str, id: &str) -> bool {
-        match self.try_drive(pipeline, id) {
-            Ok(Some(_)) => false,
-            Ok(None) => true,
-            Err(_) => false,
+        let Ok(dir) = self.executions_dir(pipeline) else {
+            return false;
+        };
+        if check_id(id).is_err() {
+            return false;
         }
+        let Ok(file) = std::fs::File::open(dir.join(format!("{id}.lock"))) else {
+            return false;
+        };
+        // SAFETY: flock on a descriptor we own; a shared lock is refused while the driver holds
+        // its exclusive one, and released when the file is closed.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
     }
 
     /// Tries to take a stage's lock (an execution enters the stage); `None` when another
@@ -451,8 +462,10 @@ impl Records {
         Ok(self.execution_dir(pipeline, id)?.join(name))
     }
 
-    /// Records the answer to the approval at `stage`/`action` (indices) of an execution, for its
-    /// driver to act on. Refused once the approval is answered or no longer waits.
+    /// Records the answer to the approval at `stage`/`action` of an execution, for its driver to
+    /// act on. The indices are the positions in the record's `stages[stage].actions[action]` (the
+    /// pipeline's own order), which is what the CLI and the web page name. The first answer
+    /// stands: a second is refused.
     pub fn request_approval(
         &self,
         pipeline: &str,
@@ -560,8 +573,25 @@ fn check_id(id: &str) -> Result<(), RecordError> {
     }
 }
 
+/// Reads a record: a regular file, opened so that a FIFO or a device put in its place cannot
+/// hold the reader.
 fn read(path: &Path) -> Result<Execution, RecordError> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err(path))?;
+    let meta = file.metadata().map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(RecordError::Corrupt {
+            path: path.to_path_buf(),
+            message: "not a regular file".into(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(io_err(path))?;
     serde_json::from_slice(&bytes).map_err(|e| RecordError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -612,5 +642,141 @@ fn try_lock(path: &Path) -> Result<Option<File>, RecordError> {
         Ok(None)
     } else {
         Err(io_err(path)(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn execution(records: &Records, id: &str, sequence: u64) -> Execution {
+        let definition: Pipeline = serde_json::from_value(serde_json::json!({
+            "name": "p",
+            "stages": [{"name": "S", "actions": [{"name": "A", "actionTypeId":
+                {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"}}]}]
+        }))
+        .unwrap();
+        let e = Execution {
+            id: id.into(),
+            pipeline: "p".into(),
+            sequence,
+            status: Status::InProgress,
+            status_summary: None,
+            trigger: Trigger {
+                trigger_type: "StartPipelineExecution".into(),
+                trigger_detail: "test".into(),
+            },
+            started_ms: now_ms(),
+            ended_ms: None,
+            file: PathBuf::from("/p.json"),
+            definition,
+            project_dir: PathBuf::from("/"),
+            variables: BTreeMap::new(),
+            source_revisions: Vec::new(),
+            pending_revisions: BTreeMap::new(),
+            waiting_for: None,
+            stages: vec![StageRecord {
+                name: "S".into(),
+                status: Status::Pending,
+                actions: vec![ActionRecord::pending("A", 1)],
+            }],
+        };
+        records.save(&e).unwrap();
+        e
+    }
+
+    #[test]
+    fn an_execution_is_driven_while_its_driver_holds_the_lock_and_looking_creates_nothing() {
+        let state = tempfile::tempdir().unwrap();
+        let records = Records::new(state.path());
+        let id = "0e5b1c9a-0000-4000-8000-000000000001";
+        execution(&records, id, 1);
+        assert!(!records.is_driven("p", id));
+        assert!(
+            !state
+                .path()
+                .join(format!("pipelines/p/executions/{id}.lock"))
+                .exists()
+        );
+        let lock = records.try_drive("p", id).unwrap().expect("free");
+        assert!(records.is_driven("p", id));
+        assert!(records.try_drive("p", id).unwrap().is_none());
+        drop(lock);
+        assert!(!records.is_driven("p", id));
+    }
+
+    #[test]
+    fn a_fifo_among_the_records_is_skipped_not_waited_on() {
+        let state = tempfile::tempdir().unwrap();
+        let records = Records::new(state.path());
+        execution(&records, "0e5b1c9a-0000-4000-8000-000000000002", 2);
+        let fifo = state
+            .path()
+            .join("pipelines/p/executions/0e5b1c9a-0000-4000-8000-000000000003.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Returns (rather than blocking on the FIFO), with the one real record.
+        assert_eq!(records.executions("p").len(), 1);
+        assert!(
+            records
+                .load("p", "0e5b1c9a-0000-4000-8000-000000000003")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_first_answer_to_an_approval_stands() {
+        let state = tempfile::tempdir().unwrap();
+        let records = Records::new(state.path());
+        let id = "0e5b1c9a-0000-4000-8000-000000000004";
+        execution(&records, id, 1);
+        let yes = Decision {
+            approved: true,
+            by: "a".into(),
+            comment: "ok".into(),
+            at_ms: 1,
+        };
+        records.request_approval("p", id, 0, 0, &yes).unwrap();
+        let no = Decision {
+            approved: false,
+            ..yes.clone()
+        };
+        assert!(records.request_approval("p", id, 0, 0, &no).is_err());
+        assert_eq!(records.approval_answer("p", id, 0, 0), Some(yes));
+        records.clear_approvals("p", id, 0);
+        assert_eq!(records.approval_answer("p", id, 0, 0), None);
+    }
+
+    #[test]
+    fn names_and_ids_that_could_leave_the_state_dir_are_refused() {
+        let state = tempfile::tempdir().unwrap();
+        let records = Records::new(state.path());
+        for name in ["..", ".", "a/b", "", "x\0y", &"n".repeat(101)] {
+            assert!(records.pipeline_dir(name).is_err(), "{name:?}");
+        }
+        for id in ["../x", "a/b", "", "e1.json"] {
+            assert!(records.execution_dir("p", id).is_err(), "{id:?}");
+        }
+        assert!(records.pipeline_dir("my-pipeline_1.0@x").is_ok());
+    }
+
+    #[test]
+    fn an_execution_is_found_by_a_unique_prefix_of_its_id() {
+        let state = tempfile::tempdir().unwrap();
+        let records = Records::new(state.path());
+        execution(&records, "aaaa1111-0000-4000-8000-000000000001", 1);
+        execution(&records, "aaaa2222-0000-4000-8000-000000000002", 2);
+        assert_eq!(records.load("p", "aaaa1").unwrap().sequence, 1);
+        assert!(matches!(
+            records.load("p", "aaaa"),
+            Err(RecordError::Refused(_))
+        ));
+        assert!(matches!(
+            records.load("p", "bbbb"),
+            Err(RecordError::NotFound(_))
+        ));
+        // Newest first.
+        let all = records.executions("p");
+        assert_eq!(all.iter().map(|e| e.sequence).collect::<Vec<_>>(), [2, 1]);
     }
 }
