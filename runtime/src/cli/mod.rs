@@ -77,7 +77,8 @@ pub enum Command {
     Builds(builds::BuildsArgs),
     /// Print a build's log (the latest by default), or follow a running build's until it ends.
     Logs(logs::LogsArgs),
-    /// Check a buildspec and report every error and warning with its line and column.
+    /// Check a buildspec, an AppSpec or a pipeline declaration and report every error and warning
+    /// with its line and column.
     Validate(validate::ValidateArgs),
     /// Print the settings a build here would use (the project's kiln.toml under the flags given)
     /// and where each came from.
