@@ -431,13 +431,19 @@ pub(super) fn user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "local".into())
 }
 
+/// The pipeline of the file and the context its executions run in; the exit code after saying
+/// why not.
+pub(super) async fn prepare(
+    global: &GlobalArgs,
+    args: &FileArgs,
+) -> Result<(Pipeline, Arc<Context>), u8> {
+    let pipeline = load(args)?;
+    Ok((pipeline, Arc::new(context(global, args).await?)))
+}
+
 async fn run_pipeline(global: &GlobalArgs, args: &RunArgs) -> u8 {
-    let pipeline = match load(&args.file) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let ctx = match context(global, &args.file).await {
-        Ok(c) => Arc::new(c),
+    let (pipeline, ctx) = match prepare(global, &args.file).await {
+        Ok(prepared) => prepared,
         Err(code) => return code,
     };
     let start = Start {

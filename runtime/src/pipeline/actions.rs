@@ -185,6 +185,19 @@ impl Call<'_> {
         })
     }
 
+    /// Records the revision this source action took (a retry takes it again).
+    fn took_revision(&self, id: &str, summary: &str) {
+        self.shared.update(|e| {
+            e.source_revisions
+                .retain(|r| r.action_name != self.action.name);
+            e.source_revisions.push(SourceRevision {
+                action_name: self.action.name.clone(),
+                revision_id: id.to_string(),
+                revision_summary: summary.to_string(),
+            });
+        });
+    }
+
     /// CodeCommit, CodeStarSourceConnection, GitHub (v1): the tree of the branch's commit.
     fn git_source(&self) -> Result<Done, String> {
         let provider = self.action.action_type_id.provider.as_str();
@@ -218,15 +231,7 @@ impl Call<'_> {
         super::source::export(&repo, &commit.id, &tree).map_err(|e| e.to_string())?;
         let output = self.store_output(0, &tree)?;
         let variables = super::source::variables(&commit, repository, provider);
-        self.shared.update(|e| {
-            e.source_revisions
-                .retain(|r| r.action_name != self.action.name);
-            e.source_revisions.push(SourceRevision {
-                action_name: self.action.name.clone(),
-                revision_id: commit.id.clone(),
-                revision_summary: commit.subject.clone(),
-            });
-        });
+        self.took_revision(&commit.id, &commit.subject);
         self.shared.ctx().say(&format!(
             "  {} {} of {repository} ({branch}): {}",
             self.action.name,
@@ -286,15 +291,7 @@ impl Call<'_> {
             variables.insert("ImageDigest".into(), pulled.sha256.clone());
         }
         let output = self.store_output(0, &dir)?;
-        self.shared.update(|e| {
-            e.source_revisions
-                .retain(|r| r.action_name != self.action.name);
-            e.source_revisions.push(SourceRevision {
-                action_name: self.action.name.clone(),
-                revision_id: pulled.blake3.clone(),
-                revision_summary: reference.clone(),
-            });
-        });
+        self.took_revision(&pulled.blake3, &reference);
         Ok(Done {
             outputs: vec![output],
             variables,

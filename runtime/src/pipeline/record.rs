@@ -616,7 +616,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
 }
 
 /// Waits for `file`'s flock; it lasts until the file is closed.
-fn lock_exclusive(file: &File, path: &Path) -> Result<(), RecordError> {
+pub(crate) fn lock_exclusive(file: &File, path: &Path) -> Result<(), RecordError> {
     // SAFETY: flock on a descriptor the caller owns; released when the file is closed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(io_err(path)(io::Error::last_os_error()));

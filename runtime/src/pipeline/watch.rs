@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 
 use super::Context;
 use super::record::Trigger;
@@ -58,14 +57,7 @@ pub fn look(ctx: &Context, pipeline: &Pipeline, how: &str) -> Result<Vec<Start>,
         .truncate(false)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    // SAFETY: flock on a descriptor we own; released when the file is closed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(format!(
-            "{}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
+    super::record::lock_exclusive(&file, &path).map_err(|e| e.to_string())?;
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| format!("{}: {e}", path.display()))?;

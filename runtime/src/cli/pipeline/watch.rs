@@ -1,23 +1,17 @@
 //! `kiln pipeline watch`: start executions on commits, by polling the pipeline's repositories or
 //! (with `--install-hook`) from a hook each commit runs.
 
-use std::sync::Arc;
-
 use kiln::pipeline::run as driver;
 use kiln::pipeline::watch;
 
 use super::super::exit;
 use super::super::options::GlobalArgs;
-use super::{WatchArgs, context, load};
+use super::{WatchArgs, prepare};
 
 /// Runs `kiln pipeline watch`; its exit code.
 pub async fn run(global: &GlobalArgs, args: &WatchArgs) -> u8 {
-    let pipeline = match load(&args.file) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let ctx = match context(global, &args.file).await {
-        Ok(c) => Arc::new(c),
+    let (pipeline, ctx) = match prepare(global, &args.file).await {
+        Ok(prepared) => prepared,
         Err(code) => return code,
     };
     if args.install_hook || args.uninstall_hook {
