@@ -1317,3 +1317,77 @@ fn the_hello_web_pipeline_is_approved_through_the_web_page_and_then_deploys() {
     browser.wait_for_text("[data-stage=Deploy]", "Succeeded");
     browser.screenshot(&screenshot_path("pipeline-deployed.png"));
 }
+
+#[test]
+fn ctrl_c_stops_the_execution_it_drives_and_abandons_the_running_build() {
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        &buildspec(&["echo started", "sleep 60"], &[]),
+    );
+    p.pipeline(&pipeline(
+        "long",
+        "SUPERSEDED",
+        vec![
+            (
+                "Source",
+                vec![source("Source", "main", "Src", "SourceVariables")],
+            ),
+            ("Build", vec![build("Build", "app", &["Src"], &[], 1)]),
+        ],
+    ));
+    p.commit("long build");
+    p.spawn(&["pipeline", "run", "pipeline.json"]);
+    p.wait_for("long", "the build", |all| {
+        all.len() == 1 && is(&all[0], "Build", "Build", "InProgress")
+    });
+    // While it runs, the status table shows the build's log as it goes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = ok(&p.run(&["pipeline", "status", "long"]));
+        if status.contains("sleep 60") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = p.children.borrow()[0].id() as i32;
+    let asked = Instant::now();
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    assert_eq!(
+        p.wait_all(Duration::from_secs(30)),
+        [Some(130)],
+        "{}",
+        p.spawned_output()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        asked.elapsed()
+    );
+    let e = &p.executions("long")[0];
+    assert_eq!(e["status"], "Stopped");
+    assert!(
+        e["statusSummary"].as_str().unwrap().contains("interrupted"),
+        "{e}"
+    );
+    assert_eq!(action(e, "Build", "Build")["status"], "Abandoned");
+    // Nothing of the build is left running.
+    let log = action(e, "Build", "Build")["log"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        crate::support::isolation::processes_with_arg("60")
+            .iter()
+            .all(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .map(|c| !c.starts_with("sleep\u{0}60"))
+                    .unwrap_or(true)
+            }),
+        "a sleep 60 survived; log: {log}"
+    );
+}

@@ -120,6 +120,9 @@ pub struct BuildOptions {
     /// Variables whose values are secrets resolved by the caller (a pipeline's `PARAMETER_STORE`
     /// and `SECRETS_MANAGER` variables): set over the others and masked in the log.
     pub secret_env: Vec<(String, String)>,
+    /// Told the build's id and log file as soon as the build has them, before anything runs (a
+    /// pipeline shows a running build's log).
+    pub announce: Option<tokio::sync::mpsc::UnboundedSender<(String, PathBuf)>>,
 }
 
 impl BuildOptions {
@@ -390,6 +393,9 @@ pub async fn run_leaving_scratch(
             .verbose(options.verbose),
     );
     log.mask(resolved.masked.clone());
+    if let Some(announce) = &options.announce {
+        let _ = announce.send((build_id.clone(), log_file.clone()));
+    }
     if !warnings.is_empty() {
         let rendered =
             crate::spec::diagnostic::render_all(&spec_path, &spec_text, &warnings, false);

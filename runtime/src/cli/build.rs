@@ -263,6 +263,7 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         phases: selected_phases(args),
         secondary_sources: Vec::new(),
         secret_env: Vec::new(),
+        announce: None,
     };
     let _ = args.cache_network;
     if args.dry_run {

@@ -152,6 +152,13 @@ impl Command {
         match self {
             Command::Queue(queue::QueueCommand::Worker(_)) => true,
             Command::Build(args) => args.is_remote(),
+            // An execution driven here is stopped on Ctrl-C and recorded so (see
+            // `pipeline::drive_here`).
+            Command::Pipeline(
+                pipeline::PipelineCommand::Run(_)
+                | pipeline::PipelineCommand::Approve(_)
+                | pipeline::PipelineCommand::Retry(_),
+            ) => true,
             _ => false,
         }
     }

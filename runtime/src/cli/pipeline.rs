@@ -296,6 +296,7 @@ pub(super) async fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Cont
         phases: None,
         secondary_sources: r.secondary_sources,
         secret_env: r.secret_env,
+        announce: None,
     };
     let deploy_root = global.deploy_root();
     let deploy_state = state_dir.clone();
@@ -467,8 +468,49 @@ async fn run_pipeline(global: &GlobalArgs, args: &RunArgs) -> u8 {
         execution.id,
         pipeline.execution_mode.as_str()
     ));
-    let done = driver::drive(ctx, execution, lock).await;
-    finish(&done, args.json)
+    drive_here(ctx, execution, lock, args.json).await
+}
+
+/// Drives an execution in this process to its end, prints it and gives the exit code. Ctrl-C (or
+/// SIGTERM, SIGHUP) stops the execution, its in-progress actions abandoned (their builds and
+/// deployments stopped), and is exit 130; a second one leaves at once, the execution's record
+/// then saying that no process drives it (`stop` and `retry` take it over).
+async fn drive_here(ctx: Arc<Context>, e: Execution, lock: driver::Driving, json: bool) -> u8 {
+    let signals = super::worker::take_signals().await;
+    let before = signals.terminations();
+    let records = ctx.records.clone();
+    let (pipeline, id) = (e.pipeline.clone(), e.id.clone());
+    let drive = driver::drive(ctx, e, lock);
+    tokio::pin!(drive);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            done = &mut drive => {
+                let code = finish(&done, json);
+                return if interrupted { exit::INTERRUPTED } else { code };
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                let signals = signals.terminations() - before;
+                if signals >= 2 {
+                    eprintln!("kiln: interrupted again; leaving execution {id} as it is");
+                    return exit::INTERRUPTED;
+                }
+                if signals == 1 && !interrupted {
+                    interrupted = true;
+                    eprintln!("kiln: interrupted; stopping execution {id} (its actions are abandoned)");
+                    let stop = StopRequest {
+                        abandon: true,
+                        reason: "interrupted".into(),
+                        by: user(),
+                    };
+                    if let Err(e) = records.request_stop(&pipeline, &id, &stop) {
+                        eprintln!("error: {e}");
+                        return exit::INTERRUPTED;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Prints an ended execution; its exit code: 0 when it succeeded.
@@ -606,10 +648,7 @@ async fn resume(global: &GlobalArgs, e: &Execution, json: bool) -> u8 {
         Err(code) => return code,
     };
     match driver::take_over(&ctx, &e.pipeline, &e.id) {
-        Ok((execution, lock)) => {
-            let done = driver::drive(ctx, execution, lock).await;
-            finish(&done, json)
-        }
+        Ok((execution, lock)) => drive_here(ctx, execution, lock, json).await,
         Err(err) => {
             eprintln!("error: {err}");
             exit::BAD_INPUT
@@ -649,8 +688,7 @@ async fn retry(global: &GlobalArgs, args: &RetryArgs) -> u8 {
                 "{}: retrying stage {} of execution {}",
                 e.pipeline, args.stage, e.id
             ));
-            let done = driver::drive(ctx, e, lock).await;
-            finish(&done, args.json)
+            drive_here(ctx, e, lock, args.json).await
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -351,10 +351,26 @@ impl Call<'_> {
             output: output.clone(),
             initiator: format!("codepipeline/{pipeline}"),
         };
-        let options = (ctx.build)(request);
-        let (result, workspace) = crate::build::run_leaving_scratch(&options)
-            .await
-            .map_err(|e| format!("build of {project} could not start: {e}"))?;
+        let mut options = (ctx.build)(request);
+        // The build's id and log as soon as it has them, so that a running build's log shows.
+        let (announce, mut announced) = tokio::sync::mpsc::unbounded_channel();
+        options.announce = Some(announce);
+        let build = async move {
+            let result = crate::build::run_leaving_scratch(&options).await;
+            drop(options);
+            result
+        };
+        let show = async {
+            while let Some((id, log)) = announced.recv().await {
+                self.shared.update_action(self.si, self.ai, |r| {
+                    r.build_id = Some(id);
+                    r.log = Some(log);
+                });
+            }
+        };
+        let (built, ()) = tokio::join!(build, show);
+        let (result, workspace) =
+            built.map_err(|e| format!("build of {project} could not start: {e}"))?;
         workspace.remove_in_background();
         self.shared.update_action(self.si, self.ai, |r| {
             r.build_id = Some(result.build_id.clone());
