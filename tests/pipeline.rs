@@ -1391,3 +1391,110 @@ fn ctrl_c_stops_the_execution_it_drives_and_abandons_the_running_build() {
         "a sleep 60 survived; log: {log}"
     );
 }
+
+#[test]
+fn a_cloudformation_template_runs_with_its_intrinsics_resolved_and_a_parameter_given() {
+    let p = Project::new();
+    p.write(
+        "template.yml",
+        r##"AWSTemplateFormatVersion: "2010-09-09"
+Description: The app's pipeline, as the team deploys it with CloudFormation.
+Parameters:
+  RepoName:
+    Type: String
+    Default: app
+  BranchName:
+    Type: String
+    Default: main
+Resources:
+  ArtifactBucket:
+    Type: AWS::S3::Bucket
+  PipelineRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument: {}
+  BuildProject:
+    Type: AWS::CodeBuild::Project
+    Properties:
+      Name: !Sub "${AWS::StackName}-build"
+      ServiceRole: !GetAtt PipelineRole.Arn
+      Source:
+        Type: CODEPIPELINE
+  Pipeline:
+    Type: AWS::CodePipeline::Pipeline
+    Properties:
+      Name: !Sub "${AWS::StackName}-pipeline"
+      RoleArn: !GetAtt PipelineRole.Arn
+      ArtifactStore:
+        Type: S3
+        Location: !Ref ArtifactBucket
+      Stages:
+        - Name: Source
+          Actions:
+            - Name: Checkout
+              ActionTypeId: {Category: Source, Owner: AWS, Provider: CodeCommit, Version: "1"}
+              Configuration:
+                RepositoryName: !Ref RepoName
+                BranchName: !Ref BranchName
+                PollForSourceChanges: false
+              OutputArtifacts: [{Name: Src}]
+              Namespace: SourceVariables
+        - Name: Build
+          Actions:
+            - Name: Build
+              ActionTypeId: {Category: Build, Owner: AWS, Provider: CodeBuild, Version: "1"}
+              Configuration:
+                ProjectName: !Ref BuildProject
+                EnvironmentVariables: !Sub '[{"name":"BRANCH","value":"${BranchName}","type":"PLAINTEXT"},{"name":"COMMIT","value":"#{SourceVariables.CommitId}","type":"PLAINTEXT"}]'
+              InputArtifacts: [{Name: Src}]
+              OutputArtifacts: [{Name: Out}]
+"##,
+    );
+    p.write(
+        "kiln.toml",
+        "[pipeline.projects]\ntemplate-build = \"ci/buildspec.yml\"\n",
+    );
+    p.write(
+        "ci/buildspec.yml",
+        &buildspec(
+            &[
+                "export SEEN=\"$BRANCH $(cat which.txt) $COMMIT\"",
+                "mkdir out",
+                "touch out/x",
+            ],
+            &["SEEN"],
+        ),
+    );
+    p.write("which.txt", "main\n");
+    p.commit("main");
+    p.git(&["checkout", "-q", "-b", "release"]);
+    p.write("which.txt", "release\n");
+    let release = p.commit("release");
+    p.git(&["checkout", "-q", "main"]);
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "template.yml",
+        "--parameter",
+        "BranchName=release",
+        "--json",
+    ]);
+    let e = json_of(&out);
+    assert_eq!(e["pipeline"], "template-pipeline", "{e}");
+    assert_eq!(e["status"], "Succeeded", "{e}");
+    assert_eq!(e["sourceRevisions"][0]["revisionId"], release.as_str());
+    assert_eq!(
+        action(&e, "Build", "Build")["variables"]["SEEN"],
+        format!("release release {release}")
+    );
+    // The pipeline as read, intrinsics resolved, is in the record.
+    let stages = &e["definition"]["stages"];
+    assert_eq!(
+        stages[1]["actions"][0]["configuration"]["ProjectName"],
+        "template-build"
+    );
+    assert_eq!(
+        e["definition"]["artifactStore"]["location"],
+        "ArtifactBucket"
+    );
+}
