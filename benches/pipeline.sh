@@ -68,7 +68,8 @@ done
 approve=0; command=0
 for i in $(seq 1 "$runs"); do
   k pipeline run gate.json -q >/dev/null & pid=$!
-  until k pipeline status gate --json 2>/dev/null | grep -q '"expiresMs"'; do sleep 0.05; done
+  # This run's execution (its sequence number is i), waiting at the approval.
+  until k pipeline status gate --json 2>/dev/null | tr -d ' \n' | grep -q "\"sequence\":$i,.*\"expiresMs\""; do sleep 0.05; done
   t=$(ms); k pipeline approve gate Gate Ok >/dev/null; c=$(ms); wait $pid
   approve=$((approve + $(ms) - t)); command=$((command + c - t))
 done
