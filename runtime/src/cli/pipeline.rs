@@ -220,7 +220,7 @@ pub(super) async fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Cont
     let settings = settings::resolve(&args.settings, &folder)?;
     let (mapping, project_dir) = match &settings.file {
         Some(path) => (
-            mapping(path)?,
+            mapping(path, settings.pipeline.clone())?,
             path.parent().unwrap_or(&folder).to_path_buf(),
         ),
         None => (Mapping::default(), folder.clone()),
@@ -376,18 +376,14 @@ async fn remote_builds(
     })
 }
 
-/// kiln.toml's `[pipeline]` tables as the executor's mapping.
-fn mapping(path: &Path) -> Result<Mapping, u8> {
-    let config = match kiln::spec::config::ProjectConfig::load(path) {
-        Ok(c) => c,
-        Err(kiln::spec::config::ConfigError::Invalid(e)) => return Err(print_invalid(&e)),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(exit::BAD_INPUT);
-        }
-    };
+/// kiln.toml's `[pipeline]` tables (of the kiln.toml at `path`, read with the settings) as the
+/// executor's mapping.
+fn mapping(
+    path: &Path,
+    pipeline: Option<kiln::spec::config::Setting<kiln::spec::config::PipelineConfig>>,
+) -> Result<Mapping, u8> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let Some(p) = config.pipeline else {
+    let Some(p) = pipeline else {
         return Ok(Mapping::default());
     };
     let p = p.value;

@@ -133,6 +133,8 @@ pub struct Settings {
     pub secrets: Option<PathBuf>,
     pub plugins: Vec<(String, PathBuf)>,
     pub remote_cache: Option<String>,
+    /// kiln.toml's `[pipeline]` tables, as read (for `kiln pipeline`'s mapping).
+    pub pipeline: Option<Setting<kiln::spec::config::PipelineConfig>>,
     /// Each setting's name (as in kiln.toml), value (as JSON) and origin, in kiln.toml's order.
     pub report: Vec<(&'static str, serde_json::Value, Origin)>,
 }
@@ -242,6 +244,7 @@ fn merge(args: &SettingsArgs, config: &ProjectConfig) -> Result<Settings, SpecEr
     };
     let mut out = Settings {
         file: (!config.path.as_os_str().is_empty()).then(|| config.path.clone()),
+        pipeline: config.pipeline.clone(),
         ..Default::default()
     };
 

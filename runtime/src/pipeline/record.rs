@@ -400,24 +400,11 @@ impl Records {
 
     /// The next execution number of a pipeline.
     pub fn next_sequence(&self, pipeline: &str) -> Result<u64, RecordError> {
-        use std::io::{Read, Seek, Write};
         let dir = self.pipeline_dir(pipeline)?;
         private_dir(&dir)?;
-        let path = dir.join("sequence");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        lock_exclusive(&file, &path)?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io_err(&path))?;
+        let (mut counter, text) = LockedFile::open(&dir.join("sequence"))?;
         let next = text.trim().parse::<u64>().unwrap_or(0) + 1;
-        file.set_len(0).map_err(io_err(&path))?;
-        file.seek(io::SeekFrom::Start(0)).map_err(io_err(&path))?;
-        write!(file, "{next}").map_err(io_err(&path))?;
+        counter.replace(&next.to_string())?;
         Ok(next)
     }
 
@@ -615,8 +602,49 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
     Ok(())
 }
 
+/// A small state file (the execution counter, what `watch` saw) held under an exclusive flock
+/// from the moment it is read until it is rewritten and dropped.
+pub(crate) struct LockedFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl LockedFile {
+    /// Opens (or creates) `path`, waits for its lock, and reads it.
+    pub(crate) fn open(path: &Path) -> Result<(LockedFile, String), RecordError> {
+        use std::io::Read;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err(path))?;
+        lock_exclusive(&file, path)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(io_err(path))?;
+        let locked = LockedFile {
+            file,
+            path: path.to_path_buf(),
+        };
+        Ok((locked, text))
+    }
+
+    /// Replaces the file's content, still under the lock.
+    pub(crate) fn replace(&mut self, text: &str) -> Result<(), RecordError> {
+        use std::io::{Seek, Write};
+        self.file.set_len(0).map_err(io_err(&self.path))?;
+        self.file
+            .seek(io::SeekFrom::Start(0))
+            .map_err(io_err(&self.path))?;
+        self.file
+            .write_all(text.as_bytes())
+            .map_err(io_err(&self.path))
+    }
+}
+
 /// Waits for `file`'s flock; it lasts until the file is closed.
-pub(crate) fn lock_exclusive(file: &File, path: &Path) -> Result<(), RecordError> {
+fn lock_exclusive(file: &File, path: &Path) -> Result<(), RecordError> {
     // SAFETY: flock on a descriptor the caller owns; released when the file is closed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(io_err(path)(io::Error::last_os_error()));

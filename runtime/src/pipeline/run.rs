@@ -525,11 +525,3 @@ fn names<'a>(list: impl Iterator<Item = &'a str>) -> String {
         all.join(", ")
     }
 }
-
-/// The action records of an execution, as `(stage index, action index, record)`.
-pub fn actions_of(e: &Execution) -> impl Iterator<Item = (usize, usize, &ActionRecord)> {
-    e.stages
-        .iter()
-        .enumerate()
-        .flat_map(|(si, s)| s.actions.iter().enumerate().map(move |(ai, a)| (si, ai, a)))
-}

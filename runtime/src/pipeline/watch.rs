@@ -7,7 +7,6 @@
 //! hooks firing together and a poller never start one commit twice.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, Write};
 
 use super::Context;
 use super::record::Trigger;
@@ -20,7 +19,7 @@ use crate::spec::pipeline::Pipeline;
 type Seen = BTreeMap<String, BTreeMap<String, String>>;
 
 /// The git source actions of a pipeline: (action name, repository name, its configured branch).
-fn git_sources(pipeline: &Pipeline) -> Vec<(String, String, String)> {
+pub fn git_sources(pipeline: &Pipeline) -> Vec<(String, String, String)> {
     let Some(first) = pipeline.stages.first() else {
         return Vec::new();
     };
@@ -49,18 +48,8 @@ pub fn look(ctx: &Context, pipeline: &Pipeline, how: &str) -> Result<Vec<Start>,
         .pipeline_dir(&pipeline.name)
         .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = dir.join("watch.json");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    super::record::lock_exclusive(&file, &path).map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (mut file, text) =
+        super::record::LockedFile::open(&dir.join("watch.json")).map_err(|e| e.to_string())?;
     let mut seen: Seen = serde_json::from_str(&text).unwrap_or_default();
     let mut starts = Vec::new();
     for (action, repository, branch) in git_sources(pipeline) {
@@ -109,9 +98,6 @@ pub fn look(ctx: &Context, pipeline: &Pipeline, how: &str) -> Result<Vec<Start>,
         seen.insert(key, heads);
     }
     let json = serde_json::to_string_pretty(&seen).unwrap_or_default();
-    file.set_len(0)
-        .and_then(|()| file.seek(std::io::SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(json.as_bytes()))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.replace(&json).map_err(|e| e.to_string())?;
     Ok(starts)
 }

@@ -91,27 +91,13 @@ fn hooks(
     pipeline: &kiln::spec::pipeline::Pipeline,
 ) -> u8 {
     let mut repos = Vec::new();
-    for stage in pipeline.stages.iter().take(1) {
-        for action in &stage.actions {
-            let c = &action.configuration;
-            let name = c
-                .get("RepositoryName")
-                .or_else(|| c.get("FullRepositoryId"))
-                .or_else(|| c.get("Repo"));
-            if let Some(name) = name
-                && matches!(
-                    action.action_type_id.provider.as_str(),
-                    "CodeCommit" | "CodeStarSourceConnection" | "GitHub"
-                )
-            {
-                match kiln::pipeline::source_repository(ctx, name) {
-                    Ok(repo) if !repos.contains(&repo) => repos.push(repo),
-                    Ok(_) => {}
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return exit::BAD_INPUT;
-                    }
-                }
+    for (_, name, _) in watch::git_sources(pipeline) {
+        match kiln::pipeline::source_repository(ctx, &name) {
+            Ok(repo) if !repos.contains(&repo) => repos.push(repo),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::BAD_INPUT;
             }
         }
     }
