@@ -201,17 +201,9 @@ impl Call<'_> {
     /// CodeCommit, CodeStarSourceConnection, GitHub (v1): the tree of the branch's commit.
     fn git_source(&self) -> Result<Done, String> {
         let provider = self.action.action_type_id.provider.as_str();
-        let (repository, branch) = match provider {
-            "CodeCommit" => (
-                self.required("RepositoryName")?,
-                self.required("BranchName")?,
-            ),
-            "CodeStarSourceConnection" => (
-                self.required("FullRepositoryId")?,
-                self.required("BranchName")?,
-            ),
-            _ => (self.required("Repo")?, self.required("Branch")?),
-        };
+        let (repository_key, branch_key) =
+            git_keys(provider).ok_or_else(|| format!("{provider} is not a git source"))?;
+        let (repository, branch) = (self.required(repository_key)?, self.required(branch_key)?);
         let repo = self::repository(self.shared.ctx(), repository)?;
         let chosen = self.shared.read(|e| {
             e.source_revisions
@@ -758,6 +750,16 @@ impl Call<'_> {
             outputs,
             variables: out.variables,
         })
+    }
+}
+
+/// The configuration keys naming a git source provider's repository and branch.
+pub(super) fn git_keys(provider: &str) -> Option<(&'static str, &'static str)> {
+    match provider {
+        "CodeCommit" => Some(("RepositoryName", "BranchName")),
+        "CodeStarSourceConnection" => Some(("FullRepositoryId", "BranchName")),
+        "GitHub" => Some(("Repo", "Branch")),
+        _ => None,
     }
 }
 

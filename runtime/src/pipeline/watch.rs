@@ -27,13 +27,9 @@ pub fn git_sources(pipeline: &Pipeline) -> Vec<(String, String, String)> {
         .actions
         .iter()
         .filter_map(|a| {
-            let c = &a.configuration;
-            let (repo, branch) = match a.action_type_id.provider.as_str() {
-                "CodeCommit" => (c.get("RepositoryName")?, c.get("BranchName")?),
-                "CodeStarSourceConnection" => (c.get("FullRepositoryId")?, c.get("BranchName")?),
-                "GitHub" => (c.get("Repo")?, c.get("Branch")?),
-                _ => return None,
-            };
+            let (repo_key, branch_key) = super::actions::git_keys(&a.action_type_id.provider)?;
+            let repo = a.configuration.get(repo_key)?;
+            let branch = a.configuration.get(branch_key)?;
             Some((a.name.clone(), repo.clone(), branch.clone()))
         })
         .collect()
