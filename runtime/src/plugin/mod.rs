@@ -1,0 +1,10 @@
+//! Plugins as things people share: what a component says about itself ([`inspect`]), what it asks
+//! for and what the user granted ([`capabilities`]).
+//!
+//! Running a plugin is [`crate::sandbox`]'s job; this module reads and decides.
+
+pub mod capabilities;
+pub mod inspect;
+
+pub use capabilities::Capabilities;
+pub use inspect::{Inspected, inspect};
