@@ -72,13 +72,11 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected, String> {
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| format!("not a readable WebAssembly component: {e}"))?;
         match payload {
-            Payload::Version { encoding, .. } => {
-                if depth == 0 && encoding != Encoding::Component {
-                    return Err(
-                        "a core WebAssembly module, not a component: build it for wasm32-wasip2 (kiln-sdk does)"
-                            .to_string(),
-                    );
-                }
+            Payload::Version { encoding, .. } if depth == 0 && encoding != Encoding::Component => {
+                return Err(
+                    "a core WebAssembly module, not a component: build it for wasm32-wasip2 (kiln-sdk does)"
+                        .to_string(),
+                );
             }
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
