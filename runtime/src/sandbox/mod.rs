@@ -1008,3 +1008,348 @@ fn wasi_ctx(
     }
     Ok(builder.build())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    const PROBE: &str = env!("KILN_TEST_PLUGIN_PROBE");
+    const NEEDS: &str = env!("KILN_TEST_PLUGIN_NEEDS");
+    const PROBE_010: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/plugins/probe-0.1.0.wasm"
+    );
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+
+    impl LogSink for Lines {
+        fn output(&self, _: Stream, line: &str) {
+            self.0.lock().unwrap().push(line.to_string());
+        }
+        fn plugin(&self, level: Level, message: &str) {
+            self.0.lock().unwrap().push(format!("{level:?} {message}"));
+        }
+    }
+
+    impl Lines {
+        fn has(&self, text: &str) -> bool {
+            self.0.lock().unwrap().iter().any(|l| l.contains(text))
+        }
+        fn all(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    /// A step in a temp directory: the directory is the only preopen.
+    struct Step {
+        dir: tempfile::TempDir,
+        sandbox: Sandbox,
+        env: Vec<(String, String)>,
+        policy: Policy,
+    }
+
+    impl Step {
+        fn new(name: &str, path: &str, grant: Grant) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let mut sandbox = Sandbox::new(None).unwrap();
+            sandbox.register(
+                name,
+                PluginFile {
+                    path: PathBuf::from(path),
+                    sha256: None,
+                    grant,
+                },
+            );
+            let root = dir.path().canonicalize().unwrap();
+            let policy = Policy {
+                preopens: vec![Preopen {
+                    path: root,
+                    writable: true,
+                }],
+                timeout: Some(Duration::from_secs(60)),
+                ..Policy::default()
+            };
+            Self {
+                dir,
+                sandbox,
+                env: Vec::new(),
+                policy,
+            }
+        }
+
+        fn root(&self) -> PathBuf {
+            self.policy.preopens[0].path.clone()
+        }
+
+        async fn run(&self, name: &str, args: &[&str]) -> (Result<StepOutcome, StepError>, Lines) {
+            let root = self.root();
+            let context = StepContext {
+                build_id: "test".into(),
+                phase: "BUILD".into(),
+                source_dir: root.clone(),
+                cwd: root.clone(),
+                env: self.env.clone(),
+                temp_dir: root,
+            };
+            let lines = Arc::new(Lines::default());
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let result = self
+                .sandbox
+                .run(name, &args, &context, &self.policy, None, lines.clone())
+                .await;
+            let lines = Arc::try_unwrap(lines).unwrap_or_default();
+            (result, lines)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_built_with_sdk_0_1_0_still_runs() {
+        let mut step = Step::new("old", PROBE_010, Grant::Local);
+        step.env = vec![("X".into(), "from-the-session".into())];
+        let info = step.sandbox.check("old").unwrap();
+        assert_eq!(info.interface_version, "0.1.0");
+        let (outcome, lines) = step.run("old", &["args", "a", "b"]).await;
+        assert_eq!(outcome.unwrap().status, 0);
+        assert!(lines.has("args: a|b"), "{:?}", lines.all());
+        let (outcome, lines) = step.run("old", &["env", "X"]).await;
+        assert_eq!(outcome.unwrap().env, Vec::new());
+        assert!(lines.has("X=from-the-session"), "{:?}", lines.all());
+    }
+
+    #[tokio::test]
+    async fn a_plugin_built_for_another_interface_version_is_refused_naming_both() {
+        let bytes = std::fs::read(PROBE).unwrap();
+        let section = b"kiln:api-version0.1.1";
+        let at = bytes
+            .windows(section.len())
+            .position(|w| w == section)
+            .expect("the probe has its kiln:api-version section");
+        let dir = tempfile::tempdir().unwrap();
+        for (version, says) in [
+            ("0.2.0", "this kiln speaks 0.1.1"),
+            ("0.1.9", "upgrade kiln"),
+        ] {
+            let mut patched = bytes.clone();
+            let from = at + section.len() - 5;
+            patched[from..from + 5].copy_from_slice(version.as_bytes());
+            let path = dir.path().join(format!("probe-{version}.wasm"));
+            std::fs::write(&path, &patched).unwrap();
+            let mut sandbox = Sandbox::new(None).unwrap();
+            sandbox.register_file("p", &path);
+            let e = sandbox.check("p").unwrap_err().to_string();
+            assert!(e.contains(version) && e.contains(says), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_component_that_says_nothing_about_its_interface_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty-component.wasm");
+        // The smallest component: its header, no imports, no exports, no sections.
+        std::fs::write(&path, b"\0asm\x0d\0\x01\0").unwrap();
+        let mut sandbox = Sandbox::new(None).unwrap();
+        sandbox.register_file("nothing", &path);
+        let e = sandbox.check("nothing").unwrap_err().to_string();
+        assert!(e.contains("says nothing about the kiln interface"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_tampered_component_is_refused_before_it_is_compiled() {
+        let mut sandbox = Sandbox::new(None).unwrap();
+        sandbox.register(
+            "p",
+            PluginFile {
+                path: PathBuf::from(PROBE),
+                sha256: Some(format!("sha256:{}", "0".repeat(64))),
+                grant: Grant::Local,
+            },
+        );
+        let e = sandbox.check("p").unwrap_err().to_string();
+        assert!(e.contains("not the one kiln.lock pins"), "{e}");
+        sandbox.register_file("q", Path::new(PROBE));
+        let info = sandbox.check("q").unwrap();
+        assert_eq!(info.interface_version, INTERFACE_VERSION);
+        assert!(info.compiled.is_some(), "compiled now, without a cache");
+        assert_eq!(info.declared, None);
+        assert!(info.sha256.starts_with("sha256:"));
+    }
+
+    #[tokio::test]
+    async fn a_plugin_returns_env_changes_set_and_unset() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        let (outcome, _) = step.run("probe", &["set", "K", "v"]).await;
+        assert_eq!(
+            outcome.unwrap().env,
+            vec![EnvChange::Set("K".into(), "v".into())]
+        );
+        let (outcome, _) = step.run("probe", &["unset", "K"]).await;
+        assert_eq!(outcome.unwrap().env, vec![EnvChange::Unset("K".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_returned_cwd_must_be_an_existing_directory_inside_the_preopens() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        std::fs::create_dir(step.dir.path().join("sub")).unwrap();
+        let (outcome, _) = step.run("probe", &["cd", "sub"]).await;
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.status, 0, "{:?}", outcome.message);
+        assert_eq!(outcome.cwd, Some(step.root().join("sub")));
+        let (outcome, _) = step.run("probe", &["cd", "/etc"]).await;
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.status, 1);
+        assert_eq!(outcome.cwd, None);
+        let message = outcome.message.unwrap();
+        assert!(
+            message.contains("/etc, which is outside the step's directories"),
+            "{message}"
+        );
+        let (outcome, _) = step.run("probe", &["cd", "missing"]).await;
+        let message = outcome.unwrap().message.unwrap();
+        assert!(message.contains("which does not exist"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_plugin_starts_in_the_context_cwd_and_a_path_outside_the_preopens_is_explained() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        let (_, lines) = step.run("probe", &["pwd"]).await;
+        assert!(
+            lines.has(&format!("pwd: {}", step.root().display())),
+            "{:?}",
+            lines.all()
+        );
+        let (outcome, _) = step.run("probe", &["read", "/etc/hostname"]).await;
+        let message = outcome.unwrap().message.unwrap();
+        assert!(
+            message.contains(&format!(
+                "(/etc/hostname is outside the step's directories: {})",
+                step.root().display()
+            )),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_one_line_and_its_trap_goes_to_the_log() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        let (outcome, lines) = step.run("probe", &["panic", "boom"]).await;
+        let Err(StepError::Trap { message, .. }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(message.starts_with("panicked at "), "{message}");
+        assert!(message.ends_with(": boom"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+        // The wasm trap with its backtrace is in the log, as debug lines.
+        assert!(lines.has("Debug "), "{:?}", lines.all());
+    }
+
+    #[tokio::test]
+    async fn a_file_plugins_log_lines_carry_its_name() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        let (_, lines) = step.run("probe", &["log", "warn", "careful"]).await;
+        assert!(lines.has("Warn probe: careful"), "{:?}", lines.all());
+    }
+
+    fn registry(granted: Capabilities) -> Grant {
+        Grant::Registry {
+            reference: "oci://registry.test/needs:1.0.0".into(),
+            granted,
+        }
+    }
+
+    fn scripted(step: &mut Step) {
+        step.policy.allow_exec = true;
+        step.policy.scripted_exec = Some(Arc::new(vec![ScriptedAnswer {
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            stdout: "scripted\n".into(),
+            stderr: String::new(),
+            code: 0,
+        }]));
+    }
+
+    #[tokio::test]
+    async fn a_registry_plugin_runs_only_programs_declared_and_granted_and_refusals_name_who_refused()
+     {
+        // Declared (exec sh) and granted: scripted answer, no program started.
+        let mut step = Step::new(
+            "needs",
+            NEEDS,
+            registry(Capabilities {
+                exec: vec!["sh".into(), "curl".into()],
+                ..Capabilities::default()
+            }),
+        );
+        scripted(&mut step);
+        let info = step.sandbox.check("needs").unwrap();
+        assert_eq!(
+            info.declared.as_ref().map(|d| d.exec.clone()),
+            Some(vec!["sh".to_string()])
+        );
+        let (outcome, lines) = step.run("needs", &["exec", "sh", "-c", "true"]).await;
+        assert_eq!(outcome.unwrap().status, 0);
+        assert!(lines.has("stdout: scripted"), "{:?}", lines.all());
+        // Granted but not declared: the plugin refuses.
+        let (outcome, lines) = step.run("needs", &["exec", "curl", "x"]).await;
+        let message = outcome.unwrap().message.unwrap();
+        assert!(
+            message.contains("plugin `needs` may not run `curl`: the plugin does not declare it"),
+            "{message}"
+        );
+        assert!(
+            lines.has("Warn plugin `needs` may not run `curl`"),
+            "{:?}",
+            lines.all()
+        );
+        // Declared but not granted: kiln.lock refuses.
+        let mut step = Step::new("needs", NEEDS, registry(Capabilities::default()));
+        scripted(&mut step);
+        let (outcome, _) = step.run("needs", &["exec", "sh", "-c", "true"]).await;
+        let message = outcome.unwrap().message.unwrap();
+        assert!(
+            message.contains("plugin `needs` may not run `sh`: kiln.lock does not grant it"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registry_plugin_sees_only_declared_and_granted_variables_and_the_basics() {
+        let env = vec![
+            ("TOKEN".to_string(), "t0k3n".to_string()),
+            ("SECRET".to_string(), "s3cr3t".to_string()),
+            ("PATH".to_string(), "/usr/bin".to_string()),
+        ];
+        let granted = Capabilities {
+            env: vec!["TOKEN".into(), "SECRET".into()],
+            ..Capabilities::default()
+        };
+        let mut step = Step::new("needs", NEEDS, registry(granted));
+        step.env = env.clone();
+        for (name, seen) in [("TOKEN", "t0k3n"), ("SECRET", ""), ("PATH", "/usr/bin")] {
+            let (_, lines) = step.run("needs", &["env", name]).await;
+            assert!(lines.has(&format!("{name}={seen}")), "{:?}", lines.all());
+        }
+        // Declared but not granted: not seen.
+        let mut step = Step::new("needs", NEEDS, registry(Capabilities::default()));
+        step.env = env;
+        let (_, lines) = step.run("needs", &["env", "TOKEN"]).await;
+        assert!(lines.has("TOKEN="), "{:?}", lines.all());
+        assert!(!lines.has("t0k3n"), "{:?}", lines.all());
+    }
+
+    #[test]
+    fn paths_inside_the_preopens_are_not_explained() {
+        let preopens = vec![Preopen {
+            path: PathBuf::from("/src"),
+            writable: true,
+        }];
+        assert_eq!(
+            explain_paths("cannot read /src/a: gone".into(), &preopens),
+            "cannot read /src/a: gone"
+        );
+        assert_eq!(
+            explain_paths("cannot read `/etc/x`: gone".into(), &preopens),
+            "cannot read `/etc/x`: gone (/etc/x is outside the step's directories: /src)"
+        );
+    }
+}
