@@ -1,7 +1,8 @@
-//! The `needs` plugin: declares capabilities (`exec sh`, `env TOKEN`), so kiln's tests can check
+//! The `needs` plugin: declares capabilities (`exec sh`, `network 127.0.0.1`, `env TOKEN`), so kiln's tests can check
 //! that a registry plugin gets what it declares and is granted, and nothing else. Not embedded.
 //!
-//! `needs env NAME` prints a variable, `needs exec PROGRAM ARGS…` runs a host program.
+//! `needs env NAME` prints a variable, `needs exec PROGRAM ARGS…` runs a host program, `needs net
+//! HOST:PORT` opens a TCP connection.
 
 use kiln_sdk::{Command, Context, Outcome, Plugin, exec, log};
 
@@ -30,9 +31,16 @@ impl Plugin for Needs {
                     Err(e) => Outcome::failure(1, e),
                 }
             }
+            ["net", addr] => match std::net::TcpStream::connect(addr) {
+                Ok(_) => {
+                    log::info(&format!("connected to {addr}"));
+                    Outcome::success()
+                }
+                Err(e) => Outcome::failure(1, format!("cannot connect to {addr}: {e}")),
+            },
             _ => Outcome::failure(2, format!("needs does not know `{}`", words.join(" "))),
         }
     }
 }
 
-kiln_sdk::plugin!(Needs, capabilities: { exec: ["sh"], env: ["TOKEN"] });
+kiln_sdk::plugin!(Needs, capabilities: { exec: ["sh"], network: ["127.0.0.1"], env: ["TOKEN"] });

@@ -970,7 +970,18 @@ fn wasi_ctx(
         builder.inherit_network();
         if !policy.local_network || allowed_hosts.is_some() {
             let local = (!policy.local_network).then(|| Arc::new(local_addresses()));
-            builder.socket_addr_check(move |addr, _use| {
+            builder.socket_addr_check(move |addr, addr_use| {
+                // wasmtime checks a connect's implicit bind with the wildcard address: a bind to
+                // it reaches nothing by itself.
+                let wildcard_bind = addr.ip().is_unspecified()
+                    && matches!(
+                        addr_use,
+                        wasmtime_wasi::sockets::SocketAddrUse::TcpBind
+                            | wasmtime_wasi::sockets::SocketAddrUse::UdpBind
+                    );
+                if wildcard_bind {
+                    return Box::pin(std::future::ready(true));
+                }
                 let refused_local = local.as_ref().is_some_and(|local| {
                     addr.ip().is_loopback()
                         || addr.ip().is_unspecified()
@@ -1335,6 +1346,37 @@ mod tests {
         let (_, lines) = step.run("needs", &["env", "TOKEN"]).await;
         assert!(lines.has("TOKEN="), "{:?}", lines.all());
         assert!(!lines.has("t0k3n"), "{:?}", lines.all());
+    }
+
+    #[tokio::test]
+    async fn a_registry_plugin_reaches_only_hosts_declared_and_granted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepting = std::thread::spawn(move || {
+            let _ = listener.accept();
+        });
+        for (granted, connects) in [(vec!["127.0.0.1".to_string()], true), (Vec::new(), false)] {
+            let mut step = Step::new(
+                "needs",
+                NEEDS,
+                registry(Capabilities {
+                    network: granted,
+                    ..Capabilities::default()
+                }),
+            );
+            step.policy.network = true;
+            step.policy.local_network = true;
+            let (outcome, lines) = step.run("needs", &["net", &addr]).await;
+            let outcome = outcome.unwrap();
+            assert_eq!(
+                outcome.status == 0,
+                connects,
+                "{outcome:?} {:?}",
+                lines.all()
+            );
+        }
+        // The first connection was accepted; nothing else came.
+        accepting.join().unwrap();
     }
 
     #[test]
