@@ -7,6 +7,17 @@
 //! instantiation, not a compilation. Each step gets a fresh instance: no state leaks from one step to
 //! the next except what the step returns.
 //!
+//! Versions: kiln speaks the WIT package `kiln:plugin@0.1.1` (`sdk/wit/`). A plugin says what it
+//! was built for in its `kiln:api-version` section (or, built with kiln-sdk 0.1.0, through its
+//! imports); any `0.1.x` up to kiln's runs, anything else is refused before a step needs it, naming
+//! both versions. 0.1.1 plugins export `kiln:plugin/entry` (world `plugin`), 0.1.0 plugins a top-level
+//! `run` (world `step`, frozen); one linker serves both, as wasmtime matches semver-compatible imports.
+//!
+//! Grants: a local plugin file runs under the step's [`Policy`] as it is. A plugin from a registry
+//! ([`Grant::Registry`]) gets what it declares (its `kiln:capabilities` section) and its user granted
+//! (kiln.lock), both: only those variables of the step (and a few non-secret basics), only those
+//! programs through `exec`, only those hosts, and those directories to write.
+//!
 //! Limits: a wall-clock limit (epoch interruption for code running in the guest, a timer around host
 //! calls, the process group killed for host programs), a memory limit per instance, no network unless
 //! granted, and host programs confined by Landlock (see [`process`]).
@@ -676,12 +687,7 @@ impl Sandbox {
                     StepOutcome {
                         status: o.status,
                         message: o.message,
-                        env: o
-                            .env
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| EnvChange::Set(k, v))
-                            .collect(),
+                        env: legacy_env(o.env),
                         cwd: o.cwd.map(PathBuf::from),
                     }
                 }
@@ -764,6 +770,15 @@ impl Sandbox {
             }
         }
     }
+}
+
+/// A 0.1.0 plugin's returned environment as changes: one set per pair, never a replacement (so
+/// never an unset).
+fn legacy_env(env: Option<Vec<(String, String)>>) -> Vec<EnvChange> {
+    env.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| EnvChange::Set(k, v))
+        .collect()
 }
 
 /// A registry plugin's step: its context and policy narrowed to what it declares and is granted.
@@ -1377,6 +1392,55 @@ mod tests {
         }
         // The first connection was accepted; nothing else came.
         accepting.join().unwrap();
+    }
+
+    #[test]
+    fn a_0_1_0_plugins_returned_env_is_applied_as_sets_never_a_replacement() {
+        assert_eq!(legacy_env(None), Vec::new());
+        assert_eq!(
+            legacy_env(Some(vec![("ONLY".into(), "1".into())])),
+            vec![EnvChange::Set("ONLY".into(), "1".into())]
+        );
+    }
+
+    #[test]
+    fn the_sdk_sections_survive_the_release_build() {
+        let probe = crate::plugin::inspect(&std::fs::read(PROBE).unwrap()).unwrap();
+        assert_eq!(probe.api_version.as_deref(), Some(INTERFACE_VERSION));
+        assert_eq!(
+            probe.metadata.get("licenses").map(String::as_str),
+            Some("Apache-2.0")
+        );
+        assert!(
+            probe.metadata.contains_key("version"),
+            "{:?}",
+            probe.metadata
+        );
+        assert!(
+            probe.exports.iter().any(|e| e == "kiln:plugin/entry@0.1.1"),
+            "{:?}",
+            probe.exports
+        );
+        // The probe declares nothing; needs declares exec, network and env.
+        assert_eq!(
+            probe.capabilities.unwrap_or_default(),
+            Capabilities::default()
+        );
+        let needs = crate::plugin::inspect(&std::fs::read(NEEDS).unwrap()).unwrap();
+        assert_eq!(
+            needs.capabilities,
+            Some(Capabilities {
+                exec: vec!["sh".into()],
+                network: vec!["127.0.0.1".into()],
+                env: vec!["TOKEN".into()],
+                write: Vec::new(),
+            })
+        );
+        assert!(
+            needs.metadata.contains_key("description"),
+            "{:?}",
+            needs.metadata
+        );
     }
 
     #[test]
