@@ -153,6 +153,7 @@ pub async fn run(global: &GlobalArgs, args: &PluginRunArgs) -> u8 {
         local_network: args.network,
         timeout: Some(args.timeout),
         memory_limit: args.memory_limit,
+        scripted_exec: None,
     };
     let exec = args.allow_exec.then(|| ExecEnv {
         prepared: Arc::new(prepared),
