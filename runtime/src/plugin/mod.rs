@@ -3,6 +3,7 @@
 //!
 //! Running a plugin is [`crate::sandbox`]'s job; this module reads and decides.
 
+pub mod artifact;
 pub mod capabilities;
 pub mod inspect;
 
