@@ -6,6 +6,7 @@
 pub mod artifact;
 pub mod capabilities;
 pub mod inspect;
+pub mod registry;
 
 pub use capabilities::Capabilities;
 pub use inspect::{Inspected, inspect};
