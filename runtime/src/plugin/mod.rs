@@ -6,7 +6,9 @@
 pub mod artifact;
 pub mod capabilities;
 pub mod inspect;
+pub mod lock;
 pub mod registry;
+pub mod resolve;
 
 pub use capabilities::Capabilities;
 pub use inspect::{Inspected, inspect};
