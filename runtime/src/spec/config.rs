@@ -273,17 +273,14 @@ impl ProjectConfig {
             disk_limit: raw.disk_limit.map(one),
             step_timeout: raw.step_timeout.map(one),
             secrets: raw.secrets.map(one),
-            plugins: match raw.plugins {
-                Some(p) => Some(Setting {
-                    span: span_of(&lines, source, p.span()),
-                    value: p
-                        .into_inner()
-                        .into_iter()
-                        .map(|(name, value)| (name, one(value)))
-                        .collect(),
-                }),
-                None => None,
-            },
+            plugins: raw.plugins.map(|p| Setting {
+                span: span_of(&lines, source, p.span()),
+                value: p
+                    .into_inner()
+                    .into_iter()
+                    .map(|(name, path)| (name, one(path)))
+                    .collect(),
+            }),
             pipeline,
         };
         // A registry plugin's reference is checked here, at its place: a moving tag (`latest`) or
