@@ -21,6 +21,7 @@ use futures::StreamExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
+use oci_client::errors::DigestError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::{Reference, RegistryOperation};
 
@@ -353,6 +354,16 @@ async fn oci_blob(
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
+                // oci-client checks a whole blob's digest at its end: a lying blob is refused.
+                if let Some(d) = e.get_ref().and_then(|i| i.downcast_ref::<DigestError>()) {
+                    return (
+                        StoreError::Mismatch {
+                            reference: text.to_string(),
+                            what: format!("the blob {}: {d}", descriptor.digest),
+                        },
+                        false,
+                    );
+                }
                 (
                     StoreError::Remote {
                         target: text.to_string(),
