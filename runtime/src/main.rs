@@ -100,6 +100,18 @@ async fn run(Cli { global, command }: Cli) -> u8 {
         Command::Plugin(cli::plugin::PluginCommand::Run(args)) => {
             cli::plugin::run(global, args).await
         }
+        Command::Plugin(cli::plugin::PluginCommand::Push(args)) => {
+            cli::plugin::registry::push(global, args).await
+        }
+        Command::Plugin(cli::plugin::PluginCommand::Pull(args)) => {
+            cli::plugin::registry::pull(global, args).await
+        }
+        Command::Plugin(cli::plugin::PluginCommand::Add(args)) => {
+            cli::plugin::registry::add(global, args).await
+        }
+        Command::Plugin(cli::plugin::PluginCommand::Update(args)) => {
+            cli::plugin::registry::update(global, args).await
+        }
         Command::Cache(command) => cli::cache::run(global, command),
         Command::Package(args) => cli::package::run(global, args),
         Command::Push(args) => cli::push::run(args).await,

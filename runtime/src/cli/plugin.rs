@@ -7,6 +7,8 @@ use clap::{Args, Subcommand};
 use kiln::build::{self, log::Console};
 
 use super::exit;
+
+pub mod registry;
 use super::options::{GlobalArgs, existing_dir, existing_file, parse_size};
 
 /// `kiln plugin list|run`.
@@ -17,6 +19,16 @@ pub enum PluginCommand {
     /// Run a plugin once, as a build step would, in the current directory: a test harness for plugin
     /// authors.
     Run(PluginRunArgs),
+    /// Push a plugin component to a registry (oci://), or a file:// or s3:// image layout, as a
+    /// Wasm OCI artifact.
+    Push(registry::PushArgs),
+    /// Pull a plugin into the build cache and compile it.
+    Pull(registry::PullArgs),
+    /// Name a registry plugin in kiln.toml and pin it in kiln.lock, granting what it asks for
+    /// only with --accept.
+    Add(registry::AddArgs),
+    /// Pin what kiln.toml's plugin tags name now.
+    Update(registry::UpdateArgs),
 }
 
 /// `kiln plugin run`.

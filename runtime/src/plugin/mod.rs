@@ -3,8 +3,12 @@
 //!
 //! Running a plugin is [`crate::sandbox`]'s job; this module reads and decides.
 
+pub mod artifact;
 pub mod capabilities;
 pub mod inspect;
+pub mod lock;
+pub mod registry;
+pub mod resolve;
 
 pub use capabilities::Capabilities;
 pub use inspect::{Inspected, inspect};

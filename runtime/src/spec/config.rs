@@ -261,7 +261,7 @@ impl ProjectConfig {
                 },
             });
         }
-        Ok(Self {
+        let config = Self {
             path: path.to_path_buf(),
             source: source.to_string(),
             network: raw.network.map(one),
@@ -282,7 +282,45 @@ impl ProjectConfig {
                     .collect(),
             }),
             pipeline,
-        })
+        };
+        // A registry plugin's reference is checked here, at its place: a moving tag (`latest`) or
+        // a malformed one is the file's error, not a build's.
+        for (name, value) in config.plugins.iter().flat_map(|t| &t.value) {
+            if !crate::plugin::registry::is_reference(&value.value) {
+                continue;
+            }
+            if let Err(e) = crate::plugin::registry::PluginRef::parse(&value.value) {
+                return Err(config.error(
+                    value.span,
+                    e.to_string(),
+                    Some(format!(
+                        "a registry plugin is pinned by a semver tag: {name} = \"oci://ghcr.io/acme/{name}:1.2.0\""
+                    )),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The `[plugins]` values that are references (`oci://`, `file://`, `s3://`): name and
+    /// reference, in name order. Builds resolve these from kiln.lock.
+    pub fn registry_plugins(&self) -> Vec<(String, String)> {
+        self.plugins
+            .iter()
+            .flat_map(|t| &t.value)
+            .filter(|(_, v)| crate::plugin::registry::is_reference(&v.value))
+            .map(|(name, v)| (name.clone(), v.value.clone()))
+            .collect()
+    }
+
+    /// The `[plugins]` values that are local component files, with their place.
+    pub fn local_plugins(&self) -> Vec<(String, Setting<String>)> {
+        self.plugins
+            .iter()
+            .flat_map(|t| &t.value)
+            .filter(|(_, v)| !crate::plugin::registry::is_reference(&v.value))
+            .cloned()
+            .collect()
     }
 
     /// The folder its relative paths start from.
@@ -496,5 +534,43 @@ codepipeline-us-east-1-111122223333 = "file://artifacts"
             e.diagnostics[0].help.as_deref(),
             Some("did you mean `ref`?")
         );
+    }
+
+    #[test]
+    fn plugin_references_stay_references_and_local_paths_stay_paths() {
+        let c = ProjectConfig::parse(
+            Path::new("/p/kiln.toml"),
+            "[plugins]\nlint = \"tools/lint.wasm\"\nchecksum = \"oci://ghcr.io/acme/checksum:1.2.0\"\nlocal = \"file:///srv/p/local:0.1.0\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.registry_plugins(),
+            vec![
+                (
+                    "checksum".to_string(),
+                    "oci://ghcr.io/acme/checksum:1.2.0".to_string()
+                ),
+                ("local".to_string(), "file:///srv/p/local:0.1.0".to_string()),
+            ]
+        );
+        let local = c.local_plugins();
+        assert_eq!(local.len(), 1);
+        assert_eq!(local[0].0, "lint");
+        assert_eq!(
+            c.resolve(&local[0].1.value),
+            Path::new("/p/tools/lint.wasm")
+        );
+    }
+
+    #[test]
+    fn a_plugin_reference_with_a_moving_tag_is_refused_at_its_place() {
+        let e = ProjectConfig::parse(
+            Path::new("kiln.toml"),
+            "[plugins]\nchecksum = \"oci://ghcr.io/acme/checksum:latest\"\n",
+        )
+        .unwrap_err();
+        let d = &e.diagnostics[0];
+        assert_eq!(d.span.line, 2);
+        assert!(d.message.contains("not a semver version"), "{}", d.message);
     }
 }

@@ -13,7 +13,7 @@
 
 pub mod credentials;
 mod file;
-mod oci;
+pub(crate) mod oci;
 pub(crate) mod s3;
 mod sink;
 

@@ -31,12 +31,12 @@ const TGZ_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const TITLE: &str = "org.opencontainers.image.title";
 
 /// A registry connection: the client, the parsed reference, its credentials.
-struct Registry {
-    client: Client,
-    reference: Reference,
-    auth: RegistryAuth,
+pub(crate) struct Registry {
+    pub(crate) client: Client,
+    pub(crate) reference: Reference,
+    pub(crate) auth: RegistryAuth,
     looked: String,
-    name: String,
+    pub(crate) name: String,
 }
 
 /// Plain HTTP only for this machine, or with `--insecure`.
@@ -48,7 +48,7 @@ fn is_local(registry: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1")
 }
 
-fn connect(image: &str, text: &str, access: &Access) -> Result<Registry, StoreError> {
+pub(crate) fn connect(image: &str, text: &str, access: &Access) -> Result<Registry, StoreError> {
     let reference: Reference = image
         .parse()
         .map_err(|e| StoreError::Usage(format!("`{text}` is not a registry reference: {e}")))?;
@@ -80,7 +80,7 @@ fn connect(image: &str, text: &str, access: &Access) -> Result<Registry, StoreEr
 
 impl Registry {
     /// An oci-client error, as kiln reports it, and whether trying again may help.
-    fn error(&self, e: OciDistributionError, reference: &str) -> (StoreError, bool) {
+    pub(crate) fn error(&self, e: OciDistributionError, reference: &str) -> (StoreError, bool) {
         let target = format!("registry {}", self.name);
         let denied = |detail: String| StoreError::Denied {
             target: target.clone(),
@@ -136,7 +136,11 @@ impl Registry {
         }
     }
 
-    async fn auth(&self, operation: RegistryOperation, reference: &str) -> Result<(), StoreError> {
+    pub(crate) async fn auth(
+        &self,
+        operation: RegistryOperation,
+        reference: &str,
+    ) -> Result<(), StoreError> {
         // With basic auth, oci-client answers 401 to blob_exists until auth() has run.
         super::with_retries(&format!("signing in to {}", self.name), || async {
             self.client
@@ -148,7 +152,11 @@ impl Registry {
         .await
     }
 
-    async fn blob_exists(&self, digest: &str, reference: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn blob_exists(
+        &self,
+        digest: &str,
+        reference: &str,
+    ) -> Result<bool, StoreError> {
         super::with_retries("checking a blob", || async {
             self.client
                 .blob_exists(&self.reference, digest)

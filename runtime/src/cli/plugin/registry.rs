@@ -1,0 +1,732 @@
+//! `kiln plugin push|pull|add|update`: plugins as things people share through a registry (or a
+//! `file://` / `s3://` image layout), pinned by `kiln.lock`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use kiln::cas::LocalStore;
+use kiln::plugin::artifact::LAYER_LIMIT;
+use kiln::plugin::lock::{self, Lock, Locked};
+use kiln::plugin::registry::{self, PluginRef, RegistryError};
+use kiln::plugin::{Capabilities, inspect};
+use kiln::spec::config::{self, ProjectConfig};
+use serde_json::json;
+
+use super::super::options::{AccessArgs, GlobalArgs};
+use super::super::{exit, print_json};
+
+/// Names a plugin may not take: kiln's own plugins and commands, and the shell's builtins (a
+/// plugin is a command on the build's PATH, and a builtin would win, or be shadowed).
+const RESERVED: &[&str] = &[
+    // kiln's
+    "shell",
+    "artifacts",
+    "install",
+    "hook",
+    "kiln",
+    "sudo",
+    "codebuild-hash-files",
+    // POSIX special and regular builtins, and bash's
+    ".",
+    ":",
+    "[",
+    "alias",
+    "bg",
+    "bind",
+    "break",
+    "builtin",
+    "caller",
+    "cd",
+    "command",
+    "compgen",
+    "complete",
+    "compopt",
+    "continue",
+    "declare",
+    "dirs",
+    "disown",
+    "echo",
+    "enable",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "fc",
+    "fg",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "times",
+    "trap",
+    "true",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "wait",
+];
+
+/// `kiln plugin push`.
+#[derive(Args)]
+pub struct PushArgs {
+    /// The plugin component (.wasm), built for wasm32-wasip2.
+    file: PathBuf,
+    /// Where to: oci://host/repo:1.2.0, file:///dir/name:1.2.0 or s3://bucket/prefix/name:1.2.0.
+    reference: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+/// `kiln plugin pull`.
+#[derive(Args)]
+pub struct PullArgs {
+    /// Where from: oci://host/repo:1.2.0 (or @sha256:…), file://…, s3://….
+    reference: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+/// `kiln plugin add`.
+#[derive(Args)]
+pub struct AddArgs {
+    /// The command name the plugin gets in builds.
+    name: String,
+    /// Where it comes from: oci://host/repo:1.2.0, file:///dir/name:1.2.0 or s3://…:1.2.0.
+    reference: String,
+    /// Grant what the plugin declares (programs, hosts, variables, directories); without it, nothing.
+    #[arg(long)]
+    accept: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+/// `kiln plugin update`.
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// The plugin to update; all of kiln.toml's registry plugins without it.
+    name: Option<String>,
+    /// Grant what the new versions declare beyond what was granted.
+    #[arg(long)]
+    accept: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+fn registry_error(e: RegistryError) -> u8 {
+    eprintln!("error: {e}");
+    match &e {
+        RegistryError::Usage(_) => exit::BAD_INPUT,
+        RegistryError::Refused { .. } => exit::INTEGRITY,
+        RegistryError::Store(s) => exit::of_store(s),
+    }
+}
+
+fn parse_ref(text: &str) -> Result<PluginRef, u8> {
+    PluginRef::parse(text).map_err(registry_error)
+}
+
+/// `kiln plugin push FILE REF`: the component as a Wasm OCI artifact.
+pub async fn push(_global: &GlobalArgs, args: &PushArgs) -> u8 {
+    let Some(access) = args.access.access() else {
+        return exit::BAD_INPUT;
+    };
+    let reference = match parse_ref(&args.reference) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let bytes = match read_bounded(&args.file) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    if let Err(e) = inspect(&bytes) {
+        eprintln!(
+            "error: {} is not a kiln plugin component: {e}",
+            args.file.display()
+        );
+        return exit::BAD_INPUT;
+    }
+    match registry::push(&bytes, &reference, &access).await {
+        Ok(pushed) => {
+            if args.json {
+                print_json(&json!({
+                    "reference": pushed.reference,
+                    "manifest": pushed.manifest_digest,
+                    "layer": pushed.layer_digest,
+                    "size": pushed.size,
+                }));
+            } else {
+                out!("{}: {}", pushed.reference, pushed.manifest_digest);
+            }
+            exit::OK
+        }
+        Err(RegistryError::Refused { why, .. }) => {
+            eprintln!(
+                "error: {} is not a kiln plugin component: {why}",
+                args.file.display()
+            );
+            exit::BAD_INPUT
+        }
+        Err(e) => registry_error(e),
+    }
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, u8> {
+    let size = std::fs::metadata(path).map(|m| m.len()).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        exit::BAD_INPUT
+    })?;
+    if size > LAYER_LIMIT {
+        eprintln!(
+            "error: {} is {size} bytes; a plugin is at most {LAYER_LIMIT}",
+            path.display()
+        );
+        return Err(exit::BAD_INPUT);
+    }
+    std::fs::read(path).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        exit::BAD_INPUT
+    })
+}
+
+/// A pulled, checked plugin, in the CAS and compiled.
+struct Fetched {
+    pulled: registry::Pulled,
+    path: PathBuf,
+    blake3: String,
+    api_version: String,
+    declared: Capabilities,
+}
+
+/// Pulls a plugin, checks it is one kiln can run, stores it in the build cache's CAS and compiles
+/// it, so the first build that uses it compiles nothing.
+async fn fetch(
+    global: &GlobalArgs,
+    name: &str,
+    reference: &PluginRef,
+    access: &kiln::store::Access,
+) -> Result<Fetched, u8> {
+    let pulled = registry::pull(reference, access)
+        .await
+        .map_err(registry_error)?;
+    let found = inspect(&pulled.bytes).map_err(|e| {
+        eprintln!("error: {reference} is not a kiln plugin component: {e}");
+        exit::INTEGRITY
+    })?;
+    let Some(api_version) = found.interface_version().map(str::to_string) else {
+        eprintln!(
+            "error: {reference} says nothing about the kiln interface it was built for: refused"
+        );
+        return Err(exit::INTEGRITY);
+    };
+    let Some(cas_dir) = global.cas_dir() else {
+        eprintln!("error: no cache folder: give --cache-dir");
+        return Err(exit::BAD_INPUT);
+    };
+    let cas = LocalStore::open(&cas_dir).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INTERNAL
+    })?;
+    let digest = cas.put_bytes(&pulled.bytes).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INTERNAL
+    })?;
+    let path = cas.blob_path(&digest);
+    // The lead switches these to `register(name, PluginFile { path, sha256, grant })` + `check`.
+    let mut sandbox = kiln::sandbox::Sandbox::new(global.components_dir()).map_err(|e| {
+        eprintln!("error: {e:#}");
+        exit::INTERNAL
+    })?;
+    sandbox.register_file(name, &path);
+    sandbox.preload(name).map_err(|e| {
+        eprintln!("error: {reference}: {e}");
+        exit::of_step(&e)
+    })?;
+    Ok(Fetched {
+        path,
+        blake3: digest.hex(),
+        api_version,
+        declared: found.capabilities.unwrap_or_default(),
+        pulled,
+    })
+}
+
+/// `kiln plugin pull REF`: into the CAS, compiled.
+pub async fn pull(global: &GlobalArgs, args: &PullArgs) -> u8 {
+    let Some(access) = args.access.access() else {
+        return exit::BAD_INPUT;
+    };
+    let reference = match parse_ref(&args.reference) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let name = match &reference.location {
+        registry::Location::Oci(image) => image.rsplit('/').next().unwrap_or("plugin"),
+        registry::Location::File(dir) => {
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("plugin")
+        }
+        registry::Location::S3 { prefix, .. } => prefix.rsplit('/').next().unwrap_or("plugin"),
+    }
+    .to_string();
+    let fetched = match fetch(global, &name, &reference, &access).await {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    if args.json {
+        print_json(&json!({
+            "reference": fetched.pulled.reference,
+            "manifest": fetched.pulled.manifest_digest,
+            "layer": fetched.pulled.layer_digest,
+            "size": fetched.pulled.size,
+            "blake3": fetched.blake3,
+            "path": fetched.path,
+            "api_version": fetched.api_version,
+            "declared": fetched.declared,
+            "annotations": fetched.pulled.annotations,
+        }));
+    } else {
+        out!(
+            "{}: {} ({} bytes, layer {}) in {}, compiled",
+            fetched.pulled.reference,
+            fetched.pulled.manifest_digest,
+            fetched.pulled.size,
+            fetched.pulled.layer_digest,
+            fetched.path.display()
+        );
+        out!("it asks for: {}", fetched.declared.summary());
+    }
+    exit::OK
+}
+
+/// The project's kiln.toml (found as builds find it), and kiln.lock beside it.
+fn project_files() -> Result<(PathBuf, PathBuf), u8> {
+    let cwd = std::env::current_dir().map_err(|e| {
+        eprintln!("error: the current folder: {e}");
+        exit::INTERNAL
+    })?;
+    let folders = kiln::build::locate::upward_folders(&cwd)
+        .map(|(f, _)| f)
+        .unwrap_or_else(|_| vec![cwd.clone()]);
+    let toml = ProjectConfig::find(&folders).unwrap_or_else(|| cwd.join(config::FILE_NAME));
+    let lock = toml
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(lock::FILE_NAME);
+    Ok((toml, lock))
+}
+
+fn read_lock(path: &Path) -> Result<Lock, u8> {
+    match Lock::read(path) {
+        Ok(lock) => Ok(lock.unwrap_or_default()),
+        Err(e) => {
+            eprintln!("{}", e.render(false));
+            Err(exit::BAD_INPUT)
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Option<ProjectConfig>, u8> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    ProjectConfig::load(path).map(Some).map_err(|e| {
+        match e {
+            config::ConfigError::Invalid(e) => eprintln!("{}", e.render(false)),
+            e => eprintln!("error: {e}"),
+        }
+        exit::BAD_INPUT
+    })
+}
+
+/// A TOML basic string.
+fn quote(s: &str) -> String {
+    let mut out = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// kiln.toml's text with `[plugins] NAME = "REF"` set, every other byte kept.
+pub fn set_plugin(text: &str, name: &str, reference: &str) -> String {
+    let entry = format!("{name} = {}\n", quote(reference));
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let is_header = |l: &str| l.trim_start().starts_with('[');
+    let header = lines.iter().position(|l| {
+        let t = l.trim();
+        t == "[plugins]" || (t.starts_with("[plugins]") && t[9..].trim_start().starts_with('#'))
+    });
+    let Some(header) = header else {
+        let mut out = text.to_string();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("[plugins]\n");
+        out.push_str(&entry);
+        return out;
+    };
+    let end = lines[header + 1..]
+        .iter()
+        .position(|l| is_header(l))
+        .map_or(lines.len(), |i| header + 1 + i);
+    let key_of = |l: &str| -> Option<String> {
+        let (key, _) = l.split_once('=')?;
+        Some(key.trim().trim_matches('"').to_string())
+    };
+    let mut out = String::new();
+    if let Some(at) = (header + 1..end).find(|&i| key_of(lines[i]).as_deref() == Some(name)) {
+        for (i, l) in lines.iter().enumerate() {
+            if i == at {
+                out.push_str(&entry);
+            } else {
+                out.push_str(l);
+            }
+        }
+        return out;
+    }
+    // After the table's last non-blank line.
+    let last = (header..end)
+        .rev()
+        .find(|&i| !lines[i].trim().is_empty())
+        .unwrap_or(header);
+    for (i, l) in lines.iter().enumerate() {
+        out.push_str(l);
+        if i == last {
+            if !l.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&entry);
+        }
+    }
+    out
+}
+
+/// Writes kiln.toml with the plugin set, after checking kiln reads it back as meant.
+fn write_toml(path: &Path, name: &str, reference: &str) -> Result<(), u8> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return Err(exit::INTERNAL);
+        }
+    };
+    let new = set_plugin(&text, name, reference);
+    let meant = ProjectConfig::parse(path, &new).ok().is_some_and(|c| {
+        c.registry_plugins()
+            .iter()
+            .any(|(n, r)| n == name && r == reference)
+    });
+    if !meant {
+        eprintln!(
+            "error: cannot add `{name}` to {} without changing what else it says: add `{name} = {}` to its [plugins] table by hand, then run kiln plugin add again",
+            path.display(),
+            quote(reference)
+        );
+        return Err(exit::BAD_INPUT);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let result = tempfile::NamedTempFile::new_in(dir).and_then(|mut temp| {
+        std::io::Write::write_all(&mut temp, new.as_bytes())?;
+        temp.persist(path).map(|_| ()).map_err(|e| e.error)
+    });
+    result.map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        exit::INTERNAL
+    })
+}
+
+fn check_name(name: &str) -> Result<(), u8> {
+    if let Err(e) = lock::check_name(name) {
+        eprintln!("error: {e}");
+        return Err(exit::BAD_INPUT);
+    }
+    if RESERVED.contains(&name) {
+        eprintln!(
+            "error: `{name}` is a shell builtin or one of kiln's own plugins: a plugin by that name would shadow it (or be shadowed); choose another name"
+        );
+        return Err(exit::BAD_INPUT);
+    }
+    Ok(())
+}
+
+fn report(name: &str, fetched: &Fetched, granted: &Capabilities, accepted: bool) {
+    let declared = &fetched.declared;
+    if declared.is_empty() {
+        out!("{name} asks for nothing beyond its step's directories");
+    } else {
+        out!("{name} asks for: {}", declared.summary());
+    }
+    if granted.is_empty() && !declared.is_empty() && !accepted {
+        out!("granted: nothing (run again with --accept to grant what it asks for)");
+    } else {
+        out!("granted: {}", granted.summary());
+    }
+}
+
+fn locked(name: &str, reference: &str, fetched: &Fetched, granted: Capabilities) -> Locked {
+    Locked {
+        name: name.to_string(),
+        reference: reference.to_string(),
+        manifest: fetched.pulled.manifest_digest.clone(),
+        layer: fetched.pulled.layer_digest.clone(),
+        size: fetched.pulled.size,
+        blake3: fetched.blake3.clone(),
+        api_version: fetched.api_version.clone(),
+        granted,
+    }
+}
+
+fn locked_json(l: &Locked, declared: &Capabilities) -> serde_json::Value {
+    json!({
+        "name": l.name,
+        "reference": l.reference,
+        "manifest": l.manifest,
+        "layer": l.layer,
+        "size": l.size,
+        "blake3": l.blake3,
+        "api_version": l.api_version,
+        "declared": declared,
+        "granted": l.granted,
+    })
+}
+
+/// `kiln plugin add NAME REF`: pull, show what it asks for, pin it in kiln.lock, name it in
+/// kiln.toml.
+pub async fn add(global: &GlobalArgs, args: &AddArgs) -> u8 {
+    let Some(access) = args.access.access() else {
+        return exit::BAD_INPUT;
+    };
+    if let Err(code) = check_name(&args.name) {
+        return code;
+    }
+    let reference = match parse_ref(&args.reference) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let (toml_path, lock_path) = match project_files() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Err(code) = load_config(&toml_path) {
+        return code;
+    }
+    let mut lock = match read_lock(&lock_path) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let fetched = match fetch(global, &args.name, &reference, &access).await {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let granted = if args.accept {
+        fetched.declared.clone()
+    } else {
+        Capabilities::default()
+    };
+    let text = reference.to_string();
+    let entry = locked(&args.name, &text, &fetched, granted.clone());
+    lock.put(entry.clone());
+    if let Err(e) = lock.write(&lock_path) {
+        eprintln!("error: {e}");
+        return exit::INTERNAL;
+    }
+    if let Err(code) = write_toml(&toml_path, &args.name, &text) {
+        return code;
+    }
+    if args.json {
+        let mut v = locked_json(&entry, &fetched.declared);
+        v["kiln_toml"] = json!(toml_path);
+        v["kiln_lock"] = json!(lock_path);
+        print_json(&v);
+    } else {
+        report(&args.name, &fetched, &granted, args.accept);
+        out!(
+            "{}: {} pinned to {} in {}",
+            args.name,
+            text,
+            entry.manifest,
+            lock_path.display()
+        );
+    }
+    exit::OK
+}
+
+/// `kiln plugin update [NAME]`: resolve the tags again and pin what they name now. Grants the new
+/// version still declares are kept; a newly declared capability needs `--accept`.
+pub async fn update(global: &GlobalArgs, args: &UpdateArgs) -> u8 {
+    let Some(access) = args.access.access() else {
+        return exit::BAD_INPUT;
+    };
+    let (toml_path, lock_path) = match project_files() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let config = match load_config(&toml_path) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            eprintln!(
+                "error: no kiln.toml here or above: add a plugin first (kiln plugin add NAME REF)"
+            );
+            return exit::BAD_INPUT;
+        }
+        Err(code) => return code,
+    };
+    let mut lock = match read_lock(&lock_path) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let wanted: Vec<(String, String)> = config
+        .registry_plugins()
+        .into_iter()
+        .filter(|(n, _)| args.name.as_deref().is_none_or(|w| w == n))
+        .collect();
+    if let Some(name) = &args.name
+        && wanted.is_empty()
+    {
+        eprintln!(
+            "error: kiln.toml has no registry plugin `{name}`: add it with kiln plugin add {name} REF"
+        );
+        return exit::BAD_INPUT;
+    }
+    let mut results = Vec::new();
+    for (name, text) in wanted {
+        let reference = match parse_ref(&text) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let fetched = match fetch(global, &name, &reference, &access).await {
+            Ok(f) => f,
+            Err(code) => return code,
+        };
+        let before = lock.get(&name).cloned();
+        let kept = before
+            .as_ref()
+            .map(|b| b.granted.intersect(&fetched.declared))
+            .unwrap_or_default();
+        let granted = if args.accept {
+            fetched.declared.clone()
+        } else {
+            kept
+        };
+        let entry = locked(&name, &text, &fetched, granted.clone());
+        if !args.json {
+            let moved = before.as_ref().map(|b| b.manifest.as_str()) != Some(&entry.manifest);
+            if moved {
+                out!(
+                    "{name}: {text} now {} (was {})",
+                    entry.manifest,
+                    before
+                        .as_ref()
+                        .map_or("not locked", |b| b.manifest.as_str())
+                );
+            } else {
+                out!("{name}: {text} unchanged ({})", entry.manifest);
+            }
+            let new = Capabilities {
+                exec: diff(&fetched.declared.exec, &granted.exec),
+                network: diff(&fetched.declared.network, &granted.network),
+                env: diff(&fetched.declared.env, &granted.env),
+                write: diff(&fetched.declared.write, &granted.write),
+            };
+            if !new.is_empty() {
+                out!(
+                    "{name} asks for {} which is not granted (run again with --accept to grant it)",
+                    new.summary()
+                );
+            }
+            out!("granted: {}", granted.summary());
+        }
+        results.push(locked_json(&entry, &fetched.declared));
+        lock.put(entry);
+    }
+    if let Err(e) = lock.write(&lock_path) {
+        eprintln!("error: {e}");
+        return exit::INTERNAL;
+    }
+    if args.json {
+        print_json(&json!({ "plugins": results, "kiln_lock": lock_path }));
+    }
+    exit::OK
+}
+
+fn diff(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|x| !b.contains(x)).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_plugin_keeps_every_other_byte() {
+        let text = "network = \"none\"  # keep\n\n[plugins]\nlint = \"l.wasm\" # mine\n\n[pipeline.sources]\nx = \".\"\n";
+        let out = set_plugin(text, "checksum", "oci://h/a/c:1.0.0");
+        assert_eq!(
+            out,
+            "network = \"none\"  # keep\n\n[plugins]\nlint = \"l.wasm\" # mine\nchecksum = \"oci://h/a/c:1.0.0\"\n\n[pipeline.sources]\nx = \".\"\n"
+        );
+        let again = set_plugin(&out, "checksum", "oci://h/a/c:2.0.0");
+        assert_eq!(again, out.replace("1.0.0", "2.0.0"));
+        assert_eq!(
+            set_plugin("", "c", "file:///p/c:1.0.0"),
+            "[plugins]\nc = \"file:///p/c:1.0.0\"\n"
+        );
+        assert_eq!(
+            set_plugin("network = \"none\"", "c", "s3://b/c:1.0.0"),
+            "network = \"none\"\n\n[plugins]\nc = \"s3://b/c:1.0.0\"\n"
+        );
+    }
+
+    #[test]
+    fn builtins_and_kiln_plugins_are_refused_as_names() {
+        for name in ["cd", "shell", "codebuild-hash-files", "sudo", "../x", ""] {
+            assert!(check_name(name).is_err(), "{name}");
+        }
+        assert!(check_name("checksum").is_ok());
+    }
+}
