@@ -109,6 +109,9 @@ async fn run(Cli { global, command }: Cli) -> u8 {
         Command::Plugin(cli::plugin::PluginCommand::Add(args)) => {
             cli::plugin::registry::add(global, args).await
         }
+        Command::Plugin(cli::plugin::PluginCommand::Exec(args)) => {
+            cli::plugin::exec::run(args).await
+        }
         Command::Plugin(cli::plugin::PluginCommand::Update(args)) => {
             cli::plugin::registry::update(global, args).await
         }

@@ -114,6 +114,12 @@ impl Build {
         }
     }
 
+    /// An empty cache of its own, compiled plugins too (as on a fresh machine).
+    pub fn fresh_cache(mut self) -> Self {
+        self.cache = Rc::new(tempfile::tempdir().expect("temp dir"));
+        self
+    }
+
     /// Uses the build cache of `other`: two projects of one machine.
     pub fn sharing_cache_with(mut self, other: &Build) -> Self {
         self.cache = other.cache.clone();

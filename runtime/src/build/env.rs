@@ -62,6 +62,11 @@ impl Vars {
         }
     }
 
+    /// Removes a variable.
+    pub fn unset(&mut self, name: &str) {
+        self.0.retain(|(k, _)| k != name);
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

@@ -18,6 +18,7 @@ pub mod log;
 pub mod mask;
 pub mod paths;
 pub mod plan;
+pub mod plugins;
 pub mod project;
 pub mod result;
 pub mod runtimes;
@@ -84,8 +85,12 @@ pub struct BuildOptions {
     pub step_timeout: Option<Duration>,
     /// Memory limit of one plugin instance, in bytes.
     pub memory_limit: usize,
-    /// `--plugin NAME=PATH`: components whose name, as a command's first word, runs them.
+    /// `--plugin NAME=PATH` and kiln.toml's local paths: components whose name, as a command's
+    /// first word or a command on the build's PATH, runs them, with a build's full policy.
     pub plugins: Vec<(String, PathBuf)>,
+    /// kiln.toml's registry plugins, as `kiln.lock` pins them: confined to what they declare and
+    /// the lock grants.
+    pub locked_plugins: Vec<crate::plugin::resolve::Resolved>,
     /// The project (`CODEBUILD_BUILD_ID` starts with it); by default its id, from the repository's
     /// root and the buildspec's path in it (see [`project`]).
     pub project: Option<String>,
@@ -136,6 +141,25 @@ impl BuildOptions {
     }
 
     /// Whether `phase` is to run.
+    /// The build's own plugins (not kiln's): name, component file, and the digest a lock pinned.
+    fn user_plugins(&self) -> impl Iterator<Item = (&str, &Path, Option<&str>)> {
+        self.plugins
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_path(), None))
+            .chain(
+                self.locked_plugins
+                    .iter()
+                    .map(|l| (l.name.as_str(), l.path.as_path(), Some(l.sha256.as_str()))),
+            )
+    }
+
+    /// Every plugin file the build registers, for the cache key.
+    fn all_plugin_files(&self) -> Vec<(String, PathBuf)> {
+        self.user_plugins()
+            .map(|(n, p, _)| (n.to_string(), p.to_path_buf()))
+            .collect()
+    }
+
     fn selects(&self, phase: PhaseName) -> bool {
         self.phases.as_ref().is_none_or(|p| p.contains(&phase))
     }
@@ -220,6 +244,9 @@ pub enum BuildError {
     SecondarySource { name: String, message: String },
     #[error("{0}")]
     Output(#[from] artifacts::ArtifactError),
+    /// A plugin the build names cannot run: nothing ran.
+    #[error("plugin `{name}`: {message}")]
+    Plugin { name: String, message: String },
 }
 
 impl BuildError {
@@ -271,6 +298,8 @@ struct Runner<'a> {
     source_dir: PathBuf,
     temp_dir: PathBuf,
     session_dir: PathBuf,
+    /// The build's tools folder, where the plugins' shims are (`None`: it could not be written).
+    tools: Option<PathBuf>,
     build_id: String,
     exec: ExecEnv,
     options: &'a BuildOptions,
@@ -402,6 +431,25 @@ pub async fn run_leaving_scratch(
         for line in rendered.lines() {
             log.output(line);
         }
+    }
+
+    // Every plugin is checked now, before any phase: a plugin that cannot run fails the build here,
+    // not when its line comes.
+    for (name, path, sha256) in options.user_plugins() {
+        let refused = |message: String| BuildError::Plugin {
+            name: name.to_string(),
+            message,
+        };
+        if let Some(why) = plugins::name_refusal(name) {
+            return Err(refused(why));
+        }
+        plugins::check_file(path, sha256).map_err(refused)?;
+    }
+    for (name, path) in &options.plugins {
+        log.container(&format!(
+            "warning: plugin `{name}` is a local file ({}): it runs with a build's full policy (host programs, the build's network, every variable); a plugin named in kiln.toml from a registry runs with only what it declares and kiln.lock grants",
+            path.display()
+        ));
     }
 
     // The workspace: a copy of the source (or the source itself), and a private temp dir.
@@ -801,7 +849,7 @@ pub async fn run_leaving_scratch(
                 &source_dir,
                 &key_vars,
                 spec.env.shell.program(),
-                &Sandbox::plugin_digests(&options.plugins)
+                &Sandbox::plugin_digests(&options.all_plugin_files())
                     .map_err(|e| BuildError::Sandbox(e.to_string()))?,
             )
             .map_err(|e| BuildError::Cache(e.to_string()))?;
@@ -914,6 +962,34 @@ pub async fn run_leaving_scratch(
     for (name, path) in &options.plugins {
         sandbox.register_file(name, path);
     }
+    for locked in &options.locked_plugins {
+        sandbox.register(
+            &locked.name,
+            sandbox::PluginFile {
+                path: locked.path.clone(),
+                sha256: Some(locked.sha256.clone()),
+                grant: sandbox::Grant::Registry {
+                    reference: locked.reference.clone(),
+                    granted: locked.granted.clone(),
+                },
+            },
+        );
+    }
+    let shims = if tools_ok {
+        let kiln = kiln_outside.clone().unwrap_or_else(|| tools.join("kiln"));
+        Some((tools.clone(), kiln))
+    } else {
+        None
+    };
+    plugins::load(
+        &sandbox,
+        options,
+        &log,
+        shims.as_ref().map(|(t, k)| (t.as_path(), k.as_path())),
+        &build_id,
+        &source_dir,
+        &temp_dir,
+    )?;
     let reaper = Reaper::default();
     let disk_watch = DiskWatch::start(&scratch_dir, options.disk_limit, os.as_ref());
     let mut runner = Runner {
@@ -927,6 +1003,7 @@ pub async fn run_leaving_scratch(
         source_dir: source_dir.clone(),
         temp_dir: temp_dir.clone(),
         session_dir,
+        tools: tools_ok.then(|| tools.clone()),
         build_id: build_id.clone(),
         exec: ExecEnv {
             prepared: Arc::new(prepared),
@@ -1782,6 +1859,10 @@ impl Runner<'_> {
     async fn phase(&mut self, name: PhaseName, phase: Option<&Phase>) -> PhaseRun {
         let log_name = name.log_name();
         self.log.container(&format!("Entering phase {log_name}"));
+        // Plugins run through their PATH shims read the phase they run in from here.
+        if let Some(tools) = &self.tools {
+            let _ = std::fs::write(tools.join("plugins/phase"), log_name.as_bytes());
+        }
         let mut run = PhaseRun {
             status: Status::Succeeded,
             status_code: "",
@@ -1878,18 +1959,30 @@ impl Runner<'_> {
             .step_timeout
             .map_or(remaining, |t| t.min(remaining));
         let context = self.context(phase);
-        let words = shell_words::split(text).ok();
-        let plugin = words
-            .as_ref()
-            .and_then(|w| w.first())
-            .filter(|first| *first != "shell" && self.sandbox.has(first))
-            .cloned();
-        let (name, args, policy) = match (&plugin, &words) {
-            (Some(name), Some(words)) => {
-                let args = words[1..]
-                    .iter()
-                    .map(|w| expand(w, &self.session.env))
-                    .collect::<Vec<_>>();
+        // A line that is one simple command starting with one of the build's plugins runs it as a
+        // step that may change the session; anything else is the shell's (which finds the plugins
+        // on its PATH).
+        let plugin = plugins::simple_command(text)
+            .filter(|(first, _)| self.options.user_plugins().any(|(n, _, _)| n == *first))
+            .map(|(first, rest)| (first.to_string(), rest.to_string()));
+        let plugin_args = match &plugin {
+            Some((_, rest)) => match self.words(phase, rest).await {
+                Ok(args) => Some(args),
+                Err(reason) => {
+                    self.log.container(&format!(
+                        "Command did not exit successfully {text}: {reason}"
+                    ));
+                    return Some(PhaseRun {
+                        status: Status::Failed,
+                        status_code: "COMMAND_EXECUTION_ERROR",
+                        message: format!("Error while executing command: {text}. Reason: {reason}"),
+                    });
+                }
+            },
+            None => None,
+        };
+        let (name, args, policy) = match (&plugin, plugin_args) {
+            (Some((name, _)), Some(args)) => {
                 let policy = Policy {
                     preopens: vec![
                         Preopen {
@@ -1925,8 +2018,23 @@ impl Runner<'_> {
         let reason = match result {
             Ok(outcome) => {
                 if self.spec.version == Version::V02 || plugin.is_some() {
-                    // lead: a step's env is changes now (sandbox::EnvChange), applied to the session.
-                    self.session.env.apply(outcome.env);
+                    for change in outcome.env {
+                        let (sandbox::EnvChange::Set(var, _) | sandbox::EnvChange::Unset(var)) =
+                            &change;
+                        // kiln's shell is the session; another plugin cannot move kiln's built-ins.
+                        if plugin.is_some() && plugins::is_builtin_var(var) {
+                            self.log.container(&format!(
+                                "warning: plugin `{name}` tried to change {var}, one of kiln's built-in variables: left as it was"
+                            ));
+                            continue;
+                        }
+                        match change {
+                            sandbox::EnvChange::Set(var, value) => {
+                                self.session.env.set(&var, value)
+                            }
+                            sandbox::EnvChange::Unset(var) => self.session.env.unset(&var),
+                        }
+                    }
                     if let Some(cwd) = outcome.cwd {
                         self.session.cwd = cwd;
                     }
@@ -2024,6 +2132,46 @@ impl Runner<'_> {
         (args, policy)
     }
 
+    /// A plugin line's arguments, as the shell would pass them to a program: its quoting, variables,
+    /// globbing, `~` and `$(…)`, in the session. Plain words are split here without a shell.
+    async fn words(&mut self, phase: &str, rest: &str) -> Result<Vec<String>, String> {
+        if plugins::plain_words(rest) {
+            return Ok(rest.split_whitespace().map(str::to_string).collect());
+        }
+        let out = self.session_dir.join("argv");
+        let script = format!(
+            "set -- {rest}\n{{ [ $# -eq 0 ] || printf '%s\\0' \"$@\"; }} > '{}'\n",
+            out.display()
+        );
+        let context = self.context(phase);
+        let (mut args, policy) = self.shell_step(&script, Duration::from_secs(60));
+        args[0] = self.spec.env.shell.posix().to_string();
+        let log: Arc<dyn sandbox::LogSink> = self.log.clone();
+        let status = self
+            .sandbox
+            .run(
+                "shell",
+                &args,
+                &context,
+                &policy,
+                Some(self.exec.clone()),
+                log,
+            )
+            .await
+            .map(|o| o.status);
+        let text = read_session_file(&out);
+        let _ = std::fs::remove_file(&out);
+        match (status, text) {
+            (Ok(0), Some(text)) => Ok(text.split_terminator('\0').map(str::to_string).collect()),
+            (Ok(status), _) => Err(format!(
+                "the shell could not expand the plugin's arguments (exit status {status})"
+            )),
+            (Err(e), _) => Err(format!(
+                "the shell could not expand the plugin's arguments: {e}"
+            )),
+        }
+    }
+
     /// Expands a string with the shell, in the session (for `cache.key`); `None` when the shell fails.
     async fn expand(&mut self, text: &str) -> Option<String> {
         let out = self.session_dir.join("expanded");
@@ -2048,21 +2196,7 @@ impl Runner<'_> {
             )
             .await
             .ok()?;
-        // The build can write its session folder: a link there must not make kiln read a host file.
-        let text = {
-            use std::io::Read;
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&out)
-                .ok()
-                .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
-                .and_then(|mut f| {
-                    let mut text = String::new();
-                    f.read_to_string(&mut text).ok().map(|_| text)
-                })
-        };
+        let text = read_session_file(&out);
         let _ = std::fs::remove_file(&out);
         (outcome.status == 0).then_some(text).flatten()
     }
@@ -2085,7 +2219,23 @@ impl Runner<'_> {
     }
 }
 
-/// Expands `$NAME` and `${NAME}` in a plugin command's word from the session's variables.
+/// Reads a file the shell wrote in the session folder. The build can write that folder: a link there
+/// must not make kiln read a host file.
+fn read_session_file(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Expands `$NAME` and `${NAME}` in a word from the session's variables (artifact paths).
 fn expand(word: &str, vars: &env::Vars) -> String {
     let mut out = String::with_capacity(word.len());
     let mut rest = word;

@@ -222,6 +222,10 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         }
     }
     env.extend(args.env.iter().cloned());
+    let locked_plugins = match super::settings::locked_plugins(global, &settings).await {
+        Ok(locked) => locked,
+        Err(code) => return code,
+    };
     let options = BuildOptions {
         source,
         buildspec,
@@ -245,6 +249,7 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
         step_timeout: settings.step_timeout,
         memory_limit: args.memory_limit,
         plugins: settings.plugins.clone(),
+        locked_plugins,
         project: args.project.clone(),
         state_dir: global.state_dir(),
         cache_dir: global.components_dir(),

@@ -59,6 +59,7 @@ pub fn of_build(e: &kiln::build::BuildError) -> u8 {
         | BuildError::Cache(_)
         | BuildError::Shell(_)
         | BuildError::SecondarySource { .. }
+        | BuildError::Plugin { .. }
         | BuildError::Output(_) => BAD_INPUT,
         BuildError::Io { .. } | BuildError::Sandbox(_) => INTERNAL,
     }

@@ -251,6 +251,7 @@ pub(super) async fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Cont
         None => None,
     };
     let hidden = super::build::secret_paths(global, settings.secrets.as_deref());
+    let locked_plugins = super::settings::locked_plugins(global, &settings).await?;
     let build_settings = settings;
     let build_state = state_dir.clone();
     let components = global.components_dir();
@@ -279,6 +280,7 @@ pub(super) async fn context(global: &GlobalArgs, args: &FileArgs) -> Result<Cont
         step_timeout: build_settings.step_timeout,
         memory_limit: 512 << 20,
         plugins: build_settings.plugins.clone(),
+        locked_plugins: locked_plugins.clone(),
         project: Some(r.project),
         state_dir: build_state.clone(),
         cache_dir: components.clone(),

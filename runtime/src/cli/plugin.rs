@@ -8,6 +8,7 @@ use kiln::build::{self, log::Console};
 
 use super::exit;
 
+pub mod exec;
 pub mod registry;
 use super::options::{GlobalArgs, existing_dir, existing_file, parse_size};
 
@@ -29,6 +30,9 @@ pub enum PluginCommand {
     Add(registry::AddArgs),
     /// Pin what kiln.toml's plugin tags name now.
     Update(registry::UpdateArgs),
+    /// Run a build's plugin as a command: what its shim on the build's PATH calls.
+    #[command(hide = true)]
+    Exec(exec::ExecArgs),
 }
 
 /// `kiln plugin run`.

@@ -132,6 +132,9 @@ pub struct Settings {
     pub step_timeout: Option<Duration>,
     pub secrets: Option<PathBuf>,
     pub plugins: Vec<(String, PathBuf)>,
+    /// kiln.toml's registry plugins: name and reference (`oci://…`, `file://…`, `s3://…`), which
+    /// builds take only as kiln.lock pins them.
+    pub plugin_refs: Vec<(String, String)>,
     pub remote_cache: Option<String>,
     /// kiln.toml's `[pipeline]` tables, as read (for `kiln pipeline`'s mapping).
     pub pipeline: Option<Setting<kiln::spec::config::PipelineConfig>>,
@@ -397,28 +400,40 @@ fn merge(args: &SettingsArgs, config: &ProjectConfig) -> Result<Settings, SpecEr
     };
     out.report.push(("secrets", json!(out.secrets), origin));
 
-    let origin;
-    (out.plugins, origin) = match &config.plugins {
-        Some(table) if args.plugin.is_empty() => {
-            let mut plugins = Vec::new();
-            for (name, s) in &table.value {
-                let path = inside(s, "--plugin")?;
-                let path = path
-                    .canonicalize()
-                    .ok()
-                    .filter(|p| p.is_file())
-                    .ok_or_else(|| config.error(s.span, "no such file", None))?;
-                plugins.push((name.clone(), path));
+    // kiln.toml's plugins, and --plugin's over them by name.
+    let mut origin = Origin::Default;
+    if let Some(table) = &config.plugins {
+        origin = Origin::File(table.span.line);
+        for (name, s) in &table.value {
+            if args.plugin.iter().any(|(n, _)| n == name) {
+                continue;
             }
-            (plugins, Origin::File(table.span.line))
+            if s.value.contains("://") {
+                out.plugin_refs.push((name.clone(), s.value.clone()));
+                continue;
+            }
+            let path = inside(s, "--plugin")?;
+            let path = path
+                .canonicalize()
+                .ok()
+                .filter(|p| p.is_file())
+                .ok_or_else(|| config.error(s.span, "no such file", None))?;
+            out.plugins.push((name.clone(), path));
         }
-        _ if !args.plugin.is_empty() => (args.plugin.clone(), Origin::Flag),
-        _ => (Vec::new(), Origin::Default),
-    };
+    }
+    if !args.plugin.is_empty() {
+        origin = Origin::Flag;
+        out.plugins.extend(args.plugin.iter().cloned());
+    }
     let table: serde_json::Map<String, serde_json::Value> = out
         .plugins
         .iter()
         .map(|(name, path)| (name.clone(), json!(path)))
+        .chain(
+            out.plugin_refs
+                .iter()
+                .map(|(name, reference)| (name.clone(), json!(reference))),
+        )
         .collect();
     out.report.push(("plugins", json!(table), origin));
 
@@ -433,4 +448,39 @@ fn merge(args: &SettingsArgs, config: &ProjectConfig) -> Result<Settings, SpecEr
     };
     out.report.push(("cache", json!(out.remote_cache), origin));
     Ok(out)
+}
+
+/// kiln.toml's registry plugins as kiln.lock pins them, their components in the CAS (fetched by
+/// their pinned digest when missing). Errors are printed; the exit code is returned.
+pub async fn locked_plugins(
+    global: &super::options::GlobalArgs,
+    settings: &Settings,
+) -> Result<Vec<kiln::plugin::resolve::Resolved>, u8> {
+    if settings.plugin_refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(project) = settings.file.as_deref().and_then(Path::parent) else {
+        return Ok(Vec::new());
+    };
+    let Some(cas_dir) = global.cas_dir() else {
+        eprintln!(
+            "error: kiln.toml names registry plugins, which live in kiln's cache: give kiln a cache folder (--cache-dir or XDG_CACHE_HOME)"
+        );
+        return Err(super::exit::BAD_INPUT);
+    };
+    let cas = kiln::cas::LocalStore::open(&cas_dir).map_err(|e| {
+        eprintln!("error: the cache at {}: {e}", cas_dir.display());
+        super::exit::INTERNAL
+    })?;
+    kiln::plugin::resolve::resolve(
+        project,
+        &settings.plugin_refs,
+        &cas,
+        &kiln::store::Access::default(),
+    )
+    .await
+    .map_err(|e| {
+        eprintln!("error: {e}");
+        super::exit::BAD_INPUT
+    })
 }

@@ -24,11 +24,7 @@ pub fn load(
         let component = Component::new(engine, bytes)?;
         return Ok((component, Some(started.elapsed())));
     };
-    let file = cache_dir.join(format!(
-        "{}-{}.cwasm",
-        blake3::hash(bytes).to_hex(),
-        suffix(engine)
-    ));
+    let file = compiled_path(engine, &blake3::hash(bytes), cache_dir);
     if file.exists() {
         // SAFETY: the file was written by `precompile_component` of an engine with the same
         // compatibility hash (it is in the name), into kiln's own cache directory, atomically.
@@ -48,6 +44,15 @@ pub fn load(
     // SAFETY: these bytes were produced by `precompile_component` of this very engine just above.
     let component = unsafe { Component::deserialize(engine, &compiled) }?;
     Ok((component, Some(took)))
+}
+
+/// Where `load` caches the compiled form of the component of this digest.
+pub fn compiled_path(
+    engine: &Engine,
+    digest: &blake3::Hash,
+    cache_dir: &Path,
+) -> std::path::PathBuf {
+    cache_dir.join(format!("{}-{}.cwasm", digest.to_hex(), suffix(engine)))
 }
 
 /// What this kiln and engine configuration name their compiled components with (after the

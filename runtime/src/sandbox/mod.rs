@@ -282,6 +282,9 @@ pub struct Sandbox {
     ticker: Arc<AtomicBool>,
     /// Instances of the `shell` plugin kept for the build's next command ([`Warm`]).
     warm: std::sync::Mutex<Vec<Warm>>,
+    /// Whether steps use this process's stdin, stdout and stderr (a plugin run as a command by its
+    /// shim) rather than the log.
+    inherit_stdio: bool,
 }
 
 /// A plugin instance that ran a step and waits for the next one under the same policy, with the same
@@ -349,6 +352,12 @@ fn engine() -> anyhow::Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
+/// Refuses a component built for an interface this kiln does not speak (see the module's
+/// documentation for the rule), without compiling it.
+pub fn check_version(found: &crate::plugin::Inspected) -> Result<(), String> {
+    components::check_interface(found).map(|_| ())
+}
+
 /// Removes from `dir` the compiled plugins this kiln can no longer load (another kiln version or
 /// engine configuration compiled them) and those no build loaded for `unused` (a load refreshes a
 /// file's time).
@@ -385,6 +394,7 @@ impl Sandbox {
             cache_dir,
             ticker,
             warm: std::sync::Mutex::new(Vec::new()),
+            inherit_stdio: false,
         };
         for (name, bytes) in embedded::EMBEDDED {
             sandbox.plugins.insert(
@@ -457,6 +467,23 @@ impl Sandbox {
     /// version and capabilities, and compiles it (or loads it from the compiled cache).
     pub fn check(&self, name: &str) -> Result<PluginInfo, StepError> {
         self.loaded(name).map(|loaded| loaded.info.clone())
+    }
+
+    /// Steps of this sandbox read this process's stdin and write its stdout and stderr, as a
+    /// program's would (a plugin run as a command by its shim), instead of the log.
+    pub fn inherit_stdio(&mut self) {
+        self.inherit_stdio = true;
+    }
+
+    /// Where the compiled form of a checked plugin is cached, when it is.
+    pub fn compiled_file(&self, name: &str) -> Option<PathBuf> {
+        let loaded = self.plugins.get(name)?.loaded.get()?.as_ref().ok()?;
+        let file = components::compiled_path(
+            &self.engine,
+            &loaded.info.blake3,
+            self.cache_dir.as_deref()?,
+        );
+        file.exists().then_some(file)
     }
 
     /// Whether a plugin of this name is registered.
@@ -606,7 +633,13 @@ impl Sandbox {
             }
             None => {
                 let allowed_hosts = narrowed.as_ref().map(|n| n.addresses.clone());
-                let wasi = wasi_ctx(context, policy, log.clone(), allowed_hosts)?;
+                let wasi = wasi_ctx(
+                    context,
+                    policy,
+                    log.clone(),
+                    allowed_hosts,
+                    self.inherit_stdio,
+                )?;
                 let mut state = host::StepState::new(
                     wasi,
                     policy.memory_limit,
@@ -968,6 +1001,7 @@ fn wasi_ctx(
     policy: &Policy,
     log: Arc<dyn LogSink>,
     allowed_hosts: Option<Arc<Vec<std::net::IpAddr>>>,
+    inherit_stdio: bool,
 ) -> Result<WasiCtx, StepError> {
     let mut builder = WasiCtxBuilder::new();
     // A step's file operations run on the thread that runs the step rather than hopping to tokio's
@@ -975,9 +1009,15 @@ fn wasi_ctx(
     // opened, read and removed in a few microseconds.
     builder
         .allow_blocking_current_thread(true)
-        .envs(&context.env)
-        .stdout(host::LogOutput::new(log.clone(), Stream::Stdout))
-        .stderr(host::LogOutput::new(log, Stream::Stderr))
+        .envs(&context.env);
+    if inherit_stdio {
+        builder.inherit_stdin().inherit_stdout().inherit_stderr();
+    } else {
+        builder
+            .stdout(host::LogOutput::new(log.clone(), Stream::Stdout))
+            .stderr(host::LogOutput::new(log, Stream::Stderr));
+    }
+    builder
         .allow_tcp(policy.network)
         .allow_udp(policy.network)
         .allow_ip_name_lookup(policy.network);

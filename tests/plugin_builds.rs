@@ -1,0 +1,372 @@
+//! A build's plugins: commands on the build's PATH (after `cd`, in pipes, with the shell's quoting),
+//! the session-changing form and its env set/unset semantics, the checks made before
+//! DOWNLOAD_SOURCE, a plugin built with SDK 0.1.0, and registry plugins pinned by kiln.lock and
+//! confined to what they declare and the lock grants, against the real test registry.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::services::Service;
+use crate::support::{Build, build_commands, kiln, probe_plugin};
+
+/// The probe plugin registered under its name.
+fn probe() -> String {
+    format!("probe={}", probe_plugin())
+}
+
+/// The probe built with kiln-sdk 0.1.0 (kept unchanged in the fixtures).
+fn probe_010() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/plugins/probe-0.1.0.wasm")
+}
+
+/// A component with one more custom section at its end: what a plugin says about itself, rewritten
+/// by the test (sections at the component's top level come before those of its modules).
+fn with_section(component: &Path, name: &str, text: &str, into: &Path) -> PathBuf {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(text.as_bytes());
+    let mut bytes = std::fs::read(component).unwrap();
+    bytes.push(0);
+    leb(payload.len(), &mut bytes);
+    bytes.extend_from_slice(&payload);
+    std::fs::write(into, bytes).unwrap();
+    into.to_path_buf()
+}
+
+#[test]
+fn a_plugin_is_a_command_after_cd_in_a_pipe_and_in_a_list() {
+    Build::new()
+        .buildspec(&build_commands(&[
+            "mkdir sub",
+            "cd sub && probe write here.txt written-$((1+1))",
+            "cat sub/here.txt && echo",
+            "probe print hello plugin world | tr a-z A-Z",
+            "probe no-such-thing || echo \"status=$?\"",
+            "sh -c 'probe print from a scr\"\"ipt'",
+        ]))
+        .args(["--plugin", &probe()])
+        .run()
+        .success()
+        .log_has("written-2")
+        .log_has("HELLO PLUGIN WORLD")
+        .log_has("status=2")
+        .log_has("from a script");
+}
+
+#[test]
+fn a_plugin_reads_the_shells_stdin_and_its_status_is_the_shells() {
+    let run = Build::new()
+        .buildspec(&build_commands(&[
+            "printf 'line one\\nline two\\n' | probe cat > copied.txt",
+            "wc -l < copied.txt",
+            "if probe no-such-thing; then echo wrong; else echo \"failed as expected\"; fi",
+        ]))
+        .args(["--plugin", &probe()])
+        .run();
+    run.success()
+        .log_has("failed as expected")
+        .log_lacks("wrong");
+    assert!(
+        run.output_lines().contains(&"2"),
+        "{:?}",
+        run.output_lines()
+    );
+}
+
+#[test]
+fn the_words_of_a_plugin_line_are_the_shells_quoting_globbing_and_expansion() {
+    Build::new()
+        .write("a.txt", "")
+        .write("b.txt", "")
+        .buildspec(&build_commands(&[
+            "export WHO=world",
+            "probe args '$HOME' \"$WHO\" *.txt $(echo sub) \"two words\" plain",
+        ]))
+        .args(["--plugin", &probe()])
+        .run()
+        .success()
+        .log_has("args: $HOME|world|a.txt|b.txt|sub|two words|plain");
+}
+
+#[test]
+fn a_plugin_changes_variables_one_by_one_and_never_replaces_the_session() {
+    Build::new()
+        .buildspec(&build_commands(&[
+            "export KEEP=kept DROP=dropped",
+            "probe set ONLY 1",
+            "probe unset DROP",
+            "probe set CODEBUILD_SRC_DIR /etc",
+            "echo \"only=$ONLY keep=$KEEP drop=${DROP-unset} home=${HOME:+set} src=$CODEBUILD_SRC_DIR\"",
+        ]))
+        .args(["--plugin", &probe()])
+        .run()
+        .success()
+        .log_has("only=1 keep=kept drop=unset home=set src=/")
+        .log_lacks("src=/etc")
+        .log_has("tried to change CODEBUILD_SRC_DIR");
+}
+
+#[test]
+fn a_plugin_moves_the_session_only_into_a_directory_of_the_step() {
+    Build::new()
+        .buildspec(&build_commands(&["mkdir -p d/e", "probe cd d/e", "pwd"]))
+        .args(["--plugin", &probe()])
+        .run()
+        .success()
+        .log_has("/d/e");
+    Build::new()
+        .buildspec(&build_commands(&["probe cd /etc", "echo moved"]))
+        .args(["--plugin", &probe()])
+        .run()
+        .failure()
+        .log_has("/etc")
+        .log_lacks("moved");
+}
+
+#[test]
+fn a_plugin_built_for_another_interface_fails_the_build_before_any_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let future = with_section(
+        Path::new(probe_plugin()),
+        "kiln:api-version",
+        "0.2.0",
+        &dir.path().join("future.wasm"),
+    );
+    let build = Build::new()
+        .buildspec(&build_commands(&["touch ran", "future args x"]))
+        .args(["--plugin", &format!("future={}", future.display())]);
+    let run = build.run();
+    assert_ne!(run.code, Some(0));
+    assert!(!build.path().join("ran").exists());
+    let text = &run.stderr;
+    assert!(text.contains("future"), "{text}");
+    assert!(text.contains("0.2.0"), "{text}");
+    assert!(!text.contains("Entering phase DOWNLOAD_SOURCE"), "{text}");
+}
+
+#[test]
+fn a_plugin_may_not_shadow_a_shell_builtin_or_kilns_own() {
+    for (name, why) in [
+        ("echo", "shell builtin"),
+        ("cd", "shell builtin"),
+        ("shell", "kiln's own"),
+    ] {
+        let build = Build::new()
+            .buildspec(&build_commands(&["touch ran"]))
+            .args(["--plugin", &format!("{name}={}", probe_plugin())]);
+        let run = build.run();
+        assert_ne!(run.code, Some(0));
+        assert!(run.stderr.contains(why), "{name}: {}", run.stderr);
+        assert!(!build.path().join("ran").exists());
+    }
+}
+
+#[test]
+fn a_plugin_built_with_sdk_0_1_0_still_runs_in_both_forms() {
+    Build::new()
+        .buildspec(&build_commands(&[
+            "old args a 'b c'",
+            "mkdir sub && cd sub && old env CODEBUILD_SRC_DIR",
+        ]))
+        .args(["--plugin", &format!("old={}", probe_010().display())])
+        .run()
+        .success()
+        .log_has("args: a|b c")
+        .log_has("CODEBUILD_SRC_DIR=/");
+}
+
+/// A project whose plugins come from the test registry.
+struct Registry {
+    service: Service,
+    project: Build,
+}
+
+impl Registry {
+    fn start() -> Option<Self> {
+        Some(Self {
+            service: Service::registry(None)?,
+            project: Build::new().fresh_cache(),
+        })
+    }
+
+    /// Builds the project with this buildspec.
+    fn build(&self, spec: &str) -> crate::support::Run {
+        std::fs::write(self.project.path().join("buildspec.yml"), spec).unwrap();
+        self.project.run()
+    }
+
+    fn reference(&self, repo: &str, tag: &str) -> String {
+        format!("oci://{}/{repo}:{tag}", self.service.address)
+    }
+
+    /// `kiln plugin …` in the project's folder with its cache, no Docker config of the user's.
+    fn plugin(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .project
+            .kiln()
+            .arg("plugin")
+            .args(args)
+            .current_dir(self.project.path())
+            .env("DOCKER_CONFIG", "/nonexistent-kiln-test")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.plugin(args);
+        assert_eq!(code, 0, "kiln plugin {args:?}: {out}{err}");
+        format!("{out}{err}")
+    }
+
+    fn lock(&self) -> String {
+        std::fs::read_to_string(self.project.path().join("kiln.lock")).unwrap_or_default()
+    }
+}
+
+#[test]
+fn a_registry_plugin_is_pushed_added_locked_and_run_by_name_with_nothing_compiled_in_the_build() {
+    let Some(r) = Registry::start() else { return };
+    let reference = r.reference("acme/probe", "1.0.0");
+    r.ok(&["push", probe_plugin(), &reference]);
+    r.ok(&["add", "probe", &reference]);
+    let toml = std::fs::read_to_string(r.project.path().join("kiln.toml")).unwrap();
+    assert!(toml.contains(&reference), "{toml}");
+    let lock = r.lock();
+    assert!(lock.contains("sha256:"), "{lock}");
+    // The project's cache was empty before `add`, which pulled and compiled the plugin: the build
+    // compiles nothing.
+    let run = r.build(&build_commands(&[
+        "probe args by name",
+        "mkdir sub && cd sub && probe print from the pa\"\"th",
+    ]));
+    run.success()
+        .log_has("args: by|name")
+        .log_has("from the path")
+        .log_has("Plugin probe: oci://")
+        .log_has("loaded compiled")
+        .log_lacks("compiled in");
+}
+
+#[test]
+fn a_retagged_upstream_changes_nothing_until_update_and_a_tampered_blob_is_refused() {
+    let Some(r) = Registry::start() else { return };
+    let reference = r.reference("acme/probe", "1.0.0");
+    r.ok(&["push", probe_plugin(), &reference]);
+    r.ok(&["add", "probe", &reference]);
+    let pinned = r.lock();
+    // Upstream moves the tag to another component: the lock, and so the build, do not follow.
+    r.ok(&["push", probe_010().to_str().unwrap(), &reference]);
+    let spec = build_commands(&["probe args still"]);
+    let run = r.build(&spec);
+    run.success().log_has("args: still");
+    assert_eq!(r.lock(), pinned);
+    let layer = layer_of(&pinned);
+    run.log_has(&layer);
+    r.ok(&["update", "probe"]);
+    assert_ne!(r.lock(), pinned, "update re-pins the moved tag");
+    r.build(&spec).success().log_lacks(&layer);
+    // A blob changed in the cache after it was pulled is refused before it is compiled.
+    let blake3 = field(&r.lock(), "blake3");
+    let blob = r
+        .project
+        .cache_dir()
+        .join("cas/blobs")
+        .join(&blake3[..2])
+        .join(&blake3[2..]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let run = r.build(&spec);
+    run.failure();
+    let text = &run.stderr;
+    assert!(text.contains("kiln.lock"), "{text}");
+    assert!(!text.contains("args: still"), "{text}");
+}
+
+#[test]
+fn a_registry_plugin_gets_only_what_it_declares_and_the_lock_grants_and_a_refusal_names_who() {
+    let Some(r) = Registry::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let declaring = with_section(
+        Path::new(probe_plugin()),
+        "kiln:capabilities",
+        "exec sh\nenv TOKEN\n",
+        &dir.path().join("declaring.wasm"),
+    );
+    let reference = r.reference("acme/declaring", "1.0.0");
+    r.ok(&["push", declaring.to_str().unwrap(), &reference]);
+    // Added without --accept: the request is printed, nothing is granted.
+    let said = r.ok(&["add", "probe", &reference]);
+    assert!(said.contains("exec: sh"), "{said}");
+    let spec = build_commands(&[
+        "export TOKEN=\"t0k\"\"3n\" OTHER=\"oth\"\"er\"",
+        "probe exec sh -c 'echo ran-\"sh\"' || echo refused-sh",
+        "probe exec ls || echo refused-ls",
+        "probe env TOKEN",
+        "probe env OTHER",
+    ]);
+    let run = r.build(&spec);
+    run.success()
+        .log_has("refused-sh")
+        .log_has("may not run `sh`: kiln.lock does not grant it")
+        .log_has("may not run `ls`: the plugin does not declare it")
+        .log_lacks("TOKEN=t0k3n")
+        .log_lacks("OTHER=other")
+        .log_lacks("ran-sh");
+    // Granted: what it declares, and still nothing more.
+    r.ok(&["add", "probe", &reference, "--accept"]);
+    let lock = r.lock();
+    assert!(lock.contains("\"sh\""), "{lock}");
+    r.build(&spec)
+        .success()
+        .log_has("ran-sh")
+        .log_has("refused-ls")
+        .log_has("TOKEN=t0k3n")
+        .log_lacks("OTHER=other");
+}
+
+/// The first `layer = "sha256:…"` of a lock file.
+fn layer_of(lock: &str) -> String {
+    field(lock, "layer")
+}
+
+fn field(lock: &str, key: &str) -> String {
+    lock.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| panic!("no {key} in {lock}"))
+}
+
+#[test]
+fn kiln_plugin_exec_refuses_a_spec_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("x.json");
+    std::fs::write(&spec, "{not json").unwrap();
+    let out = kiln()
+        .args(["plugin", "exec"])
+        .arg(&spec)
+        .arg("x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("x.json"));
+}
