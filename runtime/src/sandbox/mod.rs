@@ -1433,7 +1433,7 @@ mod tests {
                 exec: vec!["sh".into()],
                 network: vec!["127.0.0.1".into()],
                 env: vec!["TOKEN".into()],
-                write: Vec::new(),
+                write: vec!["/var/empty/kiln-needs".into()],
             })
         );
         assert!(
