@@ -1,4 +1,5 @@
-//! The `needs` plugin: declares capabilities (`exec sh`, `network 127.0.0.1`, `env TOKEN`), so kiln's tests can check
+//! The `needs` plugin: declares capabilities (`exec sh`, `network 127.0.0.1`, `env TOKEN`, `write
+//! /var/empty/kiln-needs`), so kiln's tests can check
 //! that a registry plugin gets what it declares and is granted, and nothing else. Not embedded.
 //!
 //! `needs env NAME` prints a variable, `needs exec PROGRAM ARGS…` runs a host program, `needs net
@@ -43,4 +44,10 @@ impl Plugin for Needs {
     }
 }
 
-kiln_sdk::plugin!(Needs, capabilities: { exec: ["sh"], network: ["127.0.0.1"], env: ["TOKEN"] });
+// Every kind, multi-line with trailing commas, as authors write it.
+kiln_sdk::plugin!(Needs, capabilities: {
+    exec: ["sh"],
+    network: ["127.0.0.1"],
+    env: ["TOKEN"],
+    write: ["/var/empty/kiln-needs"],
+});

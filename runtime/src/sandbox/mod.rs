@@ -1234,6 +1234,19 @@ mod tests {
         );
         let e = sandbox.check("p").unwrap_err().to_string();
         assert!(e.contains("not the one kiln.lock pins"), "{e}");
+        let right = format!(
+            "sha256:{}",
+            hex(&sha2::Sha256::digest(std::fs::read(PROBE).unwrap()))
+        );
+        sandbox.register(
+            "pinned",
+            PluginFile {
+                path: PathBuf::from(PROBE),
+                sha256: Some(right.clone()),
+                grant: Grant::Local,
+            },
+        );
+        assert_eq!(sandbox.check("pinned").unwrap().sha256, right);
         sandbox.register_file("q", Path::new(PROBE));
         let info = sandbox.check("q").unwrap();
         assert_eq!(info.interface_version, INTERFACE_VERSION);
@@ -1434,6 +1447,63 @@ mod tests {
         accepting.join().unwrap();
     }
 
+    #[tokio::test]
+    async fn a_registry_plugins_write_directories_and_network_need_both_sides_and_the_policy() {
+        let extra = tempfile::tempdir().unwrap();
+        let extra = extra.path().to_string_lossy().into_owned();
+        let both = Capabilities {
+            network: vec!["127.0.0.1".into()],
+            write: vec![extra.clone(), "/no/such/dir".into()],
+            ..Capabilities::default()
+        };
+        let base = Policy::default();
+        let writable = |n: &Narrowed| {
+            n.policy
+                .preopens
+                .iter()
+                .filter(|p| p.writable)
+                .map(|p| p.path.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        // Declared and granted: the existing directory is opened for writing.
+        let n = narrow(
+            "x",
+            both.clone(),
+            both.clone(),
+            &StepContext::default(),
+            &base,
+        )
+        .await;
+        assert_eq!(writable(&n), vec![extra.clone()]);
+        // The step's policy has no network: a grant does not add it.
+        assert!(!n.policy.network);
+        let online = Policy {
+            network: true,
+            ..Policy::default()
+        };
+        let n = narrow(
+            "x",
+            both.clone(),
+            both.clone(),
+            &StepContext::default(),
+            &online,
+        )
+        .await;
+        assert!(n.policy.network);
+        assert_eq!(*n.addresses, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
+        // One side missing: nothing.
+        let n = narrow(
+            "x",
+            both,
+            Capabilities::default(),
+            &StepContext::default(),
+            &online,
+        )
+        .await;
+        assert!(writable(&n).is_empty());
+        assert!(!n.policy.network);
+    }
+
     #[test]
     fn a_0_1_0_plugins_returned_env_is_applied_as_sets_never_a_replacement() {
         assert_eq!(legacy_env(None), Vec::new());
@@ -1473,7 +1543,7 @@ mod tests {
                 exec: vec!["sh".into()],
                 network: vec!["127.0.0.1".into()],
                 env: vec!["TOKEN".into()],
-                write: Vec::new(),
+                write: vec!["/var/empty/kiln-needs".into()],
             })
         );
         assert!(
