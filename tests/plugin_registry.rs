@@ -557,3 +557,39 @@ fn a_listed_key_requires_a_cosign_signature_by_that_key() {
     let (code, _, err) = plugin(&b, &["add", "free", &free]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn an_s3_image_layout_carries_the_same_artifact() {
+    let Some(s3) = Service::s3("AKIAKILNTEST", "kiln-test-secret-key", &["plugins"]) else {
+        return;
+    };
+    let envs = [
+        ("AWS_ENDPOINT_URL", s3.address.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIAKILNTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "kiln-test-secret-key"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
+    let b = Build::new();
+    let file = write_component(b.path(), "probe.wasm", PROBE_010);
+    let reference = "s3://plugins/acme/probe:1.0.0";
+    let s3_plugin = |args: &[&str]| {
+        let mut cmd = b.kiln();
+        cmd.arg("plugin")
+            .args(args)
+            .current_dir(b.path())
+            .envs(envs);
+        run(cmd)
+    };
+    let (code, out, err) = s3_plugin(&["push", file.to_str().unwrap(), reference, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let pushed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (code, _, err) = s3_plugin(&["add", "probe", reference]);
+    assert_eq!(code, 0, "{err}");
+    let lock = lock_of(&b);
+    let locked = lock.get("probe").unwrap();
+    assert_eq!(locked.manifest, pushed["manifest"].as_str().unwrap());
+    assert_eq!(locked.layer, format!("sha256:{}", sha256_hex(PROBE_010)));
+    let (code, _, err) = s3_plugin(&["pull", "s3://plugins/acme/probe:latest"]);
+    assert_eq!(code, 2, "{err}");
+}
