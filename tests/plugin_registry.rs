@@ -418,3 +418,178 @@ fn add_grants_nothing_without_accept_and_what_is_declared_with_it() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("asks for nothing"), "{out}");
 }
+
+/// Uploads a blob to the test registry with plain HTTP (as any client would).
+fn upload_blob(registry: &Service, repo: &str, bytes: &[u8]) -> String {
+    let digest = format!("sha256:{}", sha256_hex(bytes));
+    let out = curl(&[
+        "-si",
+        "-X",
+        "POST",
+        &format!("http://{}/v2/{repo}/blobs/uploads/", registry.address),
+    ]);
+    let head = String::from_utf8_lossy(&out);
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .expect("an upload location");
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{}{location}", registry.address)
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        &format!("{url}{sep}digest={digest}"),
+    ]);
+    digest
+}
+
+/// A fresh ECDSA P-256 key pair, and its public key as cosign writes it (PEM).
+fn key_pair() -> (aws_lc_rs::signature::EcdsaKeyPair, String) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
+    let mut der = vec![
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    der.extend_from_slice(pair.public_key().as_ref());
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    );
+    (pair, pem)
+}
+
+/// Signs `manifest_digest` as `cosign sign --key` does: a simple-signing payload under the tag
+/// `sha256-<hex>.sig`, its signature in the layer's annotation.
+fn cosign_sign(
+    registry: &Service,
+    repo: &str,
+    manifest_digest: &str,
+    pair: &aws_lc_rs::signature::EcdsaKeyPair,
+) {
+    use base64::Engine;
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": { "docker-reference": format!("{}/{repo}", registry.address) },
+            "image": { "docker-manifest-digest": manifest_digest },
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+    .unwrap();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let signature = pair.sign(&rng, &payload).unwrap();
+    let layer = upload_blob(registry, repo, &payload);
+    let config = b"{}";
+    let config_digest = upload_blob(registry, repo, config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": layer,
+            "size": payload.len(),
+            "annotations": {
+                "dev.cosignproject.cosign/signature":
+                    base64::engine::general_purpose::STANDARD.encode(signature.as_ref()),
+            },
+        }],
+    });
+    let tag = manifest_digest.replace(':', "-") + ".sig";
+    put_manifest(registry, repo, &tag, &manifest);
+}
+
+#[test]
+fn a_listed_key_requires_a_cosign_signature_by_that_key() {
+    let Some(registry) = Service::registry(None) else {
+        return;
+    };
+    let (pair, pem) = key_pair();
+    let (other, _) = key_pair();
+    let b = Build::new().write("keys/acme.pub", &pem).write(
+        "kiln.toml",
+        &format!(
+            "[plugin-keys]\n\"{}/acme\" = \"keys/acme.pub\"\n",
+            registry.address
+        ),
+    );
+    let file = write_component(b.path(), "probe.wasm", PROBE_010);
+    let reference = format!("oci://{}/acme/probe:1.0.0", registry.address);
+    let pushed = push(&b, &file, &reference);
+    let digest = pushed["manifest"].as_str().unwrap();
+
+    let (code, _, err) = plugin(&b, &["add", "probe", &reference]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("has no cosign signature"), "{err}");
+    assert!(!b.path().join("kiln.lock").exists());
+
+    cosign_sign(&registry, "acme/probe", digest, &other);
+    let (code, _, err) = plugin(&b, &["add", "probe", &reference]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("no cosign signature of"), "{err}");
+
+    cosign_sign(&registry, "acme/probe", digest, &pair);
+    let (code, _, err) = plugin(&b, &["add", "probe", &reference]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lock_of(&b).get("probe").unwrap().manifest, digest);
+
+    // A repository outside the listed namespace needs no signature.
+    let free = format!("oci://{}/other/probe:1.0.0", registry.address);
+    push(&b, &file, &free);
+    let (code, _, err) = plugin(&b, &["add", "free", &free]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn an_s3_image_layout_carries_the_same_artifact() {
+    let Some(s3) = Service::s3("AKIAKILNTEST", "kiln-test-secret-key", &["plugins"]) else {
+        return;
+    };
+    let envs = [
+        ("AWS_ENDPOINT_URL", s3.address.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIAKILNTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "kiln-test-secret-key"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
+    let b = Build::new();
+    let file = write_component(b.path(), "probe.wasm", PROBE_010);
+    let reference = "s3://plugins/acme/probe:1.0.0";
+    let s3_plugin = |args: &[&str]| {
+        let mut cmd = b.kiln();
+        cmd.arg("plugin")
+            .args(args)
+            .current_dir(b.path())
+            .envs(envs);
+        run(cmd)
+    };
+    let (code, out, err) = s3_plugin(&["push", file.to_str().unwrap(), reference, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let pushed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (code, _, err) = s3_plugin(&["add", "probe", reference]);
+    assert_eq!(code, 0, "{err}");
+    let lock = lock_of(&b);
+    let locked = lock.get("probe").unwrap();
+    assert_eq!(locked.manifest, pushed["manifest"].as_str().unwrap());
+    assert_eq!(locked.layer, format!("sha256:{}", sha256_hex(PROBE_010)));
+    let (code, _, err) = s3_plugin(&["pull", "s3://plugins/acme/probe:latest"]);
+    assert_eq!(code, 2, "{err}");
+}

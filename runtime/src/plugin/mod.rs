@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod lock;
 pub mod registry;
 pub mod resolve;
+pub mod signature;
 
 pub use capabilities::Capabilities;
 pub use inspect::{Inspected, inspect};

@@ -333,7 +333,7 @@ async fn push_oci(
 }
 
 /// A blob from the registry, read no further than its descriptor's size.
-async fn oci_blob(
+pub(super) async fn oci_blob(
     registry: &store::oci::Registry,
     descriptor: &Descriptor,
     text: &str,

@@ -13,6 +13,9 @@
 //! secrets = "local.secrets"
 //! [plugins]
 //! lint = "tools/lint.wasm"
+//! checksum = "oci://ghcr.io/acme/checksum:1.2.0"   # a registry plugin, pinned in kiln.lock
+//! [plugin-keys]                             # registry or namespace -> cosign public key (PEM)
+//! "ghcr.io/acme" = "keys/acme.pub"
 //!
 //! # What a CodePipeline declaration's AWS names are here (`kiln pipeline`).
 //! [pipeline.sources]                         # repository name -> local path or git URL
@@ -44,7 +47,7 @@ use super::yaml::LineIndex;
 pub const FILE_NAME: &str = "kiln.toml";
 
 /// Every key a kiln.toml may hold.
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 12] = [
     "network",
     "writable",
     "output",
@@ -55,6 +58,7 @@ pub const KEYS: [&str; 11] = [
     "step-timeout",
     "secrets",
     "plugins",
+    "plugin-keys",
     "pipeline",
 ];
 
@@ -123,6 +127,9 @@ pub struct ProjectConfig {
     pub step_timeout: Option<Setting<String>>,
     pub secrets: Option<Setting<String>>,
     pub plugins: Option<Setting<Plugins>>,
+    /// `[plugin-keys]`: a registry or namespace (`ghcr.io/acme`) -> the public key (PEM file,
+    /// relative to the file) whose cosign signature its plugins must carry.
+    pub plugin_keys: Option<Setting<Plugins>>,
     pub pipeline: Option<Setting<PipelineConfig>>,
 }
 
@@ -139,6 +146,7 @@ struct Raw {
     step_timeout: Option<Spanned<String>>,
     secrets: Option<Spanned<String>>,
     plugins: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    plugin_keys: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pipeline: Option<Spanned<RawPipeline>>,
 }
 
@@ -279,6 +287,14 @@ impl ProjectConfig {
                     .into_inner()
                     .into_iter()
                     .map(|(name, path)| (name, one(path)))
+                    .collect(),
+            }),
+            plugin_keys: raw.plugin_keys.map(|k| Setting {
+                span: span_of(&lines, source, k.span()),
+                value: k
+                    .into_inner()
+                    .into_iter()
+                    .map(|(prefix, path)| (prefix, one(path)))
                     .collect(),
             }),
             pipeline,

@@ -8,6 +8,7 @@ use kiln::cas::LocalStore;
 use kiln::plugin::artifact::LAYER_LIMIT;
 use kiln::plugin::lock::{self, Lock, Locked};
 use kiln::plugin::registry::{self, PluginRef, RegistryError};
+use kiln::plugin::signature::{self, PublicKey};
 use kiln::plugin::{Capabilities, inspect};
 use kiln::spec::config::{self, ProjectConfig};
 use serde_json::json;
@@ -239,11 +240,18 @@ async fn fetch(
     global: &GlobalArgs,
     name: &str,
     reference: &PluginRef,
+    key: Option<&PublicKey>,
     access: &kiln::store::Access,
 ) -> Result<Fetched, u8> {
     let pulled = registry::pull(reference, access)
         .await
         .map_err(registry_error)?;
+    // Signed by the key the project lists for it, before anything compiles it.
+    if let Some(key) = key {
+        signature::verify(reference, &pulled.manifest_digest, key, access)
+            .await
+            .map_err(registry_error)?;
+    }
     let found = inspect(&pulled.bytes).map_err(|e| {
         eprintln!("error: {reference} is not a kiln plugin component: {e}");
         exit::INTEGRITY
@@ -286,6 +294,26 @@ async fn fetch(
     })
 }
 
+/// The public key kiln.toml's `[plugin-keys]` lists for a reference, read.
+fn key_of(config: Option<&ProjectConfig>, reference: &PluginRef) -> Result<Option<PublicKey>, u8> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let keys: Vec<(String, PathBuf)> = config
+        .plugin_keys
+        .iter()
+        .flat_map(|t| &t.value)
+        .map(|(prefix, path)| (prefix.clone(), config.resolve(&path.value)))
+        .collect();
+    let Some(path) = signature::key_for(reference, &keys) else {
+        return Ok(None);
+    };
+    PublicKey::read(path).map(Some).map_err(|e| {
+        eprintln!("error: kiln.toml [plugin-keys]: {e}");
+        exit::BAD_INPUT
+    })
+}
+
 /// `kiln plugin pull REF`: into the CAS, compiled.
 pub async fn pull(global: &GlobalArgs, args: &PullArgs) -> u8 {
     let Some(access) = args.access.access() else {
@@ -303,7 +331,15 @@ pub async fn pull(global: &GlobalArgs, args: &PullArgs) -> u8 {
         registry::Location::S3 { prefix, .. } => prefix.rsplit('/').next().unwrap_or("plugin"),
     }
     .to_string();
-    let fetched = match fetch(global, &name, &reference, &access).await {
+    let config = match project_files().and_then(|(toml, _)| load_config(&toml)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let key = match key_of(config.as_ref(), &reference) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
+    let fetched = match fetch(global, &name, &reference, key.as_ref(), &access).await {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -552,14 +588,19 @@ pub async fn add(global: &GlobalArgs, args: &AddArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(code) = load_config(&toml_path) {
-        return code;
-    }
+    let config = match load_config(&toml_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let key = match key_of(config.as_ref(), &reference) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
     let mut lock = match read_lock(&lock_path) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let fetched = match fetch(global, &args.name, &reference, &access).await {
+    let fetched = match fetch(global, &args.name, &reference, key.as_ref(), &access).await {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -639,7 +680,11 @@ pub async fn update(global: &GlobalArgs, args: &UpdateArgs) -> u8 {
             Ok(r) => r,
             Err(code) => return code,
         };
-        let fetched = match fetch(global, &name, &reference, &access).await {
+        let key = match key_of(Some(&config), &reference) {
+            Ok(k) => k,
+            Err(code) => return code,
+        };
+        let fetched = match fetch(global, &name, &reference, key.as_ref(), &access).await {
             Ok(f) => f,
             Err(code) => return code,
         };
