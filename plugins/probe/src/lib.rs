@@ -7,7 +7,8 @@
 //! `probe args …` prints its arguments, `probe set K V` and `probe unset K` return those env changes,
 //! `probe cd DIR` returns DIR as the session's directory, `probe panic MSG` panics, `probe net
 //! HOST:PORT` resolves a name and connects, `probe log LEVEL MSG` writes through the `log` crate, `probe
-//! pwd` prints the current directory.
+//! pwd` prints the current directory, `probe print WORDS` writes them to stdout, `probe cat` copies
+//! stdin to stdout.
 //!
 //! It declares no capabilities: a local test plugin.
 
@@ -109,6 +110,14 @@ impl Plugin for Probe {
                 log::info(&format!("args: {}", rest.join("|")));
                 Outcome::success()
             }
+            ["print", rest @ ..] => {
+                println!("{}", rest.join(" "));
+                Outcome::success()
+            }
+            ["cat"] => match std::io::copy(&mut std::io::stdin(), &mut std::io::stdout()) {
+                Ok(_) => Outcome::success(),
+                Err(e) => Outcome::failure(1, format!("cannot copy stdin: {e}")),
+            },
             _ => Outcome::failure(2, format!("probe does not know `{}`", words.join(" "))),
         }
     }

@@ -353,15 +353,23 @@ pub async fn run_shim(spec_path: &Path, args: &[String]) -> i32 {
     let phase = std::fs::read_to_string(&spec.phase_file)
         .map(|p| p.trim().to_string())
         .unwrap_or_else(|_| "BUILD".to_string());
+    // In the build's own namespaces its temp folder is its /tmp (TMPDIR), not the host's path.
+    let temp_dir = std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .unwrap_or_else(|| spec.temp_dir.clone());
+    let writable: Vec<PathBuf> = [spec.source_dir.clone(), temp_dir.clone()]
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect();
     let context = StepContext {
         build_id: spec.build_id.clone(),
         phase,
         source_dir: spec.source_dir.clone(),
         cwd,
         env: std::env::vars().collect(),
-        temp_dir: spec.temp_dir.clone(),
+        temp_dir: temp_dir.clone(),
     };
-    let writable = vec![spec.source_dir.clone(), spec.temp_dir.clone()];
     let confinement = Confinement {
         writable: writable.clone(),
         readable: vec![PathBuf::from("/")],
