@@ -126,7 +126,9 @@ fn a_file_that_is_not_a_plugin_is_refused_clearly() {
         .buildspec(&build_commands(&["fake run"]))
         .args(["--plugin", &format!("fake={}", fake.display())])
         .run();
-    run.failure().log_has("plugin `fake` cannot be loaded");
+    // Refused before any phase, as bad input (exit code 2), saying what the file is.
+    run.code(2)
+        .log_has("plugin `fake`: a core WebAssembly module, not a component");
 }
 
 #[test]
