@@ -115,9 +115,9 @@ impl StepState {
     }
 
     /// A debug line in the step's log (the trap behind a panic, with its wasm backtrace).
-    pub fn log_debug(&self, text: &str) {
+    pub fn log_lines(&self, level: Level, text: &str) {
         for line in text.lines() {
-            self.log.plugin(Level::Debug, line);
+            self.log.plugin(level, line);
         }
     }
 

@@ -791,7 +791,7 @@ impl Sandbox {
                 let message = match store.data_mut().panic.take() {
                     // The panic line is the reason; the trap and its wasm backtrace go to the log.
                     Some(line) => {
-                        store.data().log_debug(&format!("{error:?}"));
+                        store.data().log_lines(host::Level::Info, &format!("{error:?}"));
                         line
                     }
                     None => format!("{error:#}"),
@@ -1319,8 +1319,9 @@ mod tests {
         assert!(message.starts_with("panicked at "), "{message}");
         assert!(message.ends_with(": boom"), "{message}");
         assert!(!message.contains('\n'), "{message}");
-        // The wasm trap with its backtrace is in the log, as debug lines.
-        assert!(lines.has("Debug "), "{:?}", lines.all());
+        // The wasm trap with its backtrace is in the log, without --verbose.
+        assert!(lines.has("Info "), "{:?}", lines.all());
+        assert!(lines.has("wasm backtrace"), "{:?}", lines.all());
     }
 
     #[tokio::test]
