@@ -275,13 +275,21 @@ async fn fetch(
         exit::INTERNAL
     })?;
     let path = cas.blob_path(&digest);
-    // The lead switches these to `register(name, PluginFile { path, sha256, grant })` + `check`.
+    // Checked as a build checks it (the pinned digest, the interface version), and compiled, so that
+    // the first build compiles nothing.
     let mut sandbox = kiln::sandbox::Sandbox::new(global.components_dir()).map_err(|e| {
         eprintln!("error: {e:#}");
         exit::INTERNAL
     })?;
-    sandbox.register_file(name, &path);
-    sandbox.preload(name).map_err(|e| {
+    sandbox.register(
+        name,
+        kiln::sandbox::PluginFile {
+            path: path.clone(),
+            sha256: Some(pulled.layer_digest.clone()),
+            grant: kiln::sandbox::Grant::Local,
+        },
+    );
+    sandbox.check(name).map_err(|e| {
         eprintln!("error: {reference}: {e}");
         exit::of_step(&e)
     })?;
