@@ -2138,10 +2138,47 @@ impl Runner<'_> {
         if plugins::plain_words(rest) {
             return Ok(rest.split_whitespace().map(str::to_string).collect());
         }
-        let out = self.session_dir.join("argv");
+        let script =
+            "set -- {rest}\n{ [ $# -eq 0 ] || printf '%s\\0' \"$@\"; } > \"$__kiln_out\"\n";
+        let script = script.replace("{rest}", rest);
+        match self.shell_output(phase, &script, "argv").await {
+            (Ok(0), Some(text)) => Ok(text.split_terminator('\0').map(str::to_string).collect()),
+            (Ok(status), _) => Err(format!(
+                "the shell could not expand the plugin's arguments (exit status {status})"
+            )),
+            (Err(e), _) => Err(format!(
+                "the shell could not expand the plugin's arguments: {e}"
+            )),
+        }
+    }
+
+    /// Expands a string with the shell, in the session (for `cache.key`); `None` when the shell fails.
+    async fn expand(&mut self, text: &str) -> Option<String> {
         let script = format!(
-            "set -- {rest}\n{{ [ $# -eq 0 ] || printf '%s\\0' \"$@\"; }} > '{}'\n",
-            out.display()
+            "printf '%s' \"{}\" > \"$__kiln_out\"",
+            text.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        match self
+            .shell_output("DOWNLOAD_SOURCE", &script, "expanded")
+            .await
+        {
+            (Ok(0), text) => text,
+            _ => None,
+        }
+    }
+
+    /// Runs a POSIX shell script in the session that writes its result to the file `$__kiln_out`
+    /// (in the session folder, as `name`), and returns the shell's status and that file's text.
+    async fn shell_output(
+        &mut self,
+        phase: &str,
+        script: &str,
+        name: &str,
+    ) -> (Result<i32, sandbox::StepError>, Option<String>) {
+        let out = self.session_dir.join(name);
+        let script = format!(
+            "__kiln_out='{}'\n{script}",
+            out.display().to_string().replace('\'', "'\\''")
         );
         let context = self.context(phase);
         let (mut args, policy) = self.shell_step(&script, Duration::from_secs(60));
@@ -2161,44 +2198,7 @@ impl Runner<'_> {
             .map(|o| o.status);
         let text = read_session_file(&out);
         let _ = std::fs::remove_file(&out);
-        match (status, text) {
-            (Ok(0), Some(text)) => Ok(text.split_terminator('\0').map(str::to_string).collect()),
-            (Ok(status), _) => Err(format!(
-                "the shell could not expand the plugin's arguments (exit status {status})"
-            )),
-            (Err(e), _) => Err(format!(
-                "the shell could not expand the plugin's arguments: {e}"
-            )),
-        }
-    }
-
-    /// Expands a string with the shell, in the session (for `cache.key`); `None` when the shell fails.
-    async fn expand(&mut self, text: &str) -> Option<String> {
-        let out = self.session_dir.join("expanded");
-        let script = format!(
-            "printf '%s' \"{}\" > '{}'",
-            text.replace('\\', "\\\\").replace('"', "\\\""),
-            out.display()
-        );
-        let context = self.context("DOWNLOAD_SOURCE");
-        let (mut args, policy) = self.shell_step(&script, Duration::from_secs(60));
-        args[0] = self.spec.env.shell.posix().to_string();
-        let log: Arc<dyn sandbox::LogSink> = self.log.clone();
-        let outcome = self
-            .sandbox
-            .run(
-                "shell",
-                &args,
-                &context,
-                &policy,
-                Some(self.exec.clone()),
-                log,
-            )
-            .await
-            .ok()?;
-        let text = read_session_file(&out);
-        let _ = std::fs::remove_file(&out);
-        (outcome.status == 0).then_some(text).flatten()
+        (status, text)
     }
 
     fn artifact_env(&self) -> artifacts::ArtifactEnv<'_> {

@@ -132,21 +132,11 @@ fn span_at(source: &str, range: std::ops::Range<usize>) -> Span {
     }
 }
 
-/// A name kiln can put on a command line and in a file name.
+/// A name kiln can put on a command line and in a file name, and that a build's shell would run.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{}` is not a plugin name: letters, digits, `-`, `_` and `.`, starting with a letter or digit",
-            name.escape_debug()
-        ))
+    match super::name::refusal(name) {
+        Some(why) => Err(why),
+        None => Ok(()),
     }
 }
 

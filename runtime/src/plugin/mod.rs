@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod capabilities;
 pub mod inspect;
 pub mod lock;
+pub mod name;
 pub mod registry;
 pub mod resolve;
 pub mod signature;

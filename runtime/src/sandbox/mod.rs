@@ -791,7 +791,9 @@ impl Sandbox {
                 let message = match store.data_mut().panic.take() {
                     // The panic line is the reason; the trap and its wasm backtrace go to the log.
                     Some(line) => {
-                        store.data().log_lines(host::Level::Info, &format!("{error:?}"));
+                        store
+                            .data()
+                            .log_lines(host::Level::Info, &format!("{error:?}"));
                         line
                     }
                     None => format!("{error:#}"),

@@ -16,81 +16,6 @@ use serde_json::json;
 use super::super::options::{AccessArgs, GlobalArgs};
 use super::super::{exit, print_json};
 
-/// Names a plugin may not take: kiln's own plugins and commands, and the shell's builtins (a
-/// plugin is a command on the build's PATH, and a builtin would win, or be shadowed).
-const RESERVED: &[&str] = &[
-    // kiln's
-    "shell",
-    "artifacts",
-    "install",
-    "hook",
-    "kiln",
-    "sudo",
-    "codebuild-hash-files",
-    // POSIX special and regular builtins, and bash's
-    ".",
-    ":",
-    "[",
-    "alias",
-    "bg",
-    "bind",
-    "break",
-    "builtin",
-    "caller",
-    "cd",
-    "command",
-    "compgen",
-    "complete",
-    "compopt",
-    "continue",
-    "declare",
-    "dirs",
-    "disown",
-    "echo",
-    "enable",
-    "eval",
-    "exec",
-    "exit",
-    "export",
-    "false",
-    "fc",
-    "fg",
-    "getopts",
-    "hash",
-    "help",
-    "history",
-    "jobs",
-    "kill",
-    "let",
-    "local",
-    "logout",
-    "mapfile",
-    "popd",
-    "printf",
-    "pushd",
-    "pwd",
-    "read",
-    "readarray",
-    "readonly",
-    "return",
-    "set",
-    "shift",
-    "shopt",
-    "source",
-    "suspend",
-    "test",
-    "times",
-    "trap",
-    "true",
-    "type",
-    "typeset",
-    "ulimit",
-    "umask",
-    "unalias",
-    "unset",
-    "wait",
-];
-
 /// `kiln plugin push`.
 #[derive(Args)]
 pub struct PushArgs {
@@ -525,17 +450,10 @@ fn write_toml(path: &Path, name: &str, reference: &str) -> Result<(), u8> {
 }
 
 fn check_name(name: &str) -> Result<(), u8> {
-    if let Err(e) = lock::check_name(name) {
+    lock::check_name(name).map_err(|e| {
         eprintln!("error: {e}");
-        return Err(exit::BAD_INPUT);
-    }
-    if RESERVED.contains(&name) {
-        eprintln!(
-            "error: `{name}` is a shell builtin or one of kiln's own plugins: a plugin by that name would shadow it (or be shadowed); choose another name"
-        );
-        return Err(exit::BAD_INPUT);
-    }
-    Ok(())
+        exit::BAD_INPUT
+    })
 }
 
 fn report(name: &str, fetched: &Fetched, granted: &Capabilities, accepted: bool) {
