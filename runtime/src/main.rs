@@ -96,10 +96,7 @@ async fn run(Cli { global, command }: Cli) -> u8 {
         Command::Logs(args) => cli::logs::run(global, args).await,
         Command::Validate(args) => cli::validate::run(args),
         Command::Config(args) => cli::config::run(args),
-        Command::Plugin(cli::plugin::PluginCommand::List) => cli::plugin::list(global),
-        Command::Plugin(cli::plugin::PluginCommand::Run(args)) => {
-            cli::plugin::run(global, args).await
-        }
+        Command::Plugin(command) => cli::plugin::dispatch(global, command).await,
         Command::Cache(command) => cli::cache::run(global, command),
         Command::Package(args) => cli::package::run(global, args),
         Command::Push(args) => cli::push::run(args).await,
