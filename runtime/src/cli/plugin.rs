@@ -55,7 +55,7 @@ pub struct PluginRunArgs {
     dir: PathBuf,
 
     /// A variable of the step's environment, on top of a build's basic one (K=V, or K to take K from
-    /// kiln's environment). Repeatable.
+    /// kiln's environment, when it has one). Repeatable.
     #[arg(short = 'e', long = "env", value_name = "K[=V]", value_parser = env_var)]
     env: Vec<String>,
 
@@ -438,7 +438,12 @@ fn step_env(dir: &Path, temp_dir: &Path, extra: &[String]) -> Vec<(String, Strin
     for e in extra {
         match e.split_once('=') {
             Some((k, v)) => set(k, v.to_string()),
-            None => set(e, std::env::var(e).unwrap_or_default()),
+            // As docker's `-e K`: nothing when kiln has no K.
+            None => {
+                if let Ok(value) = std::env::var(e) {
+                    set(e, value);
+                }
+            }
         }
     }
     env
