@@ -13,7 +13,7 @@ use std::process::Command;
 /// Plugins embedded in the binary, by crate directory.
 const EMBEDDED: &[&str] = &["shell", "artifacts", "install", "hook"];
 /// Plugins built for kiln's tests and handed to them by path, not embedded.
-const TEST_ONLY: &[&str] = &["probe"];
+const TEST_ONLY: &[&str] = &["probe", "empty", "needs"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -100,6 +100,10 @@ fn a_scaffolded_plugin_builds_outside_the_repository_offline_and_its_tests_pass(
     assert!(out.status.success(), "{log}");
     assert!(log.contains("test greets_and_sets_greeted ... ok"), "{log}");
     assert!(log.contains("test nobody_fails_the_step ... ok"), "{log}");
+    assert!(
+        log.contains("test records_the_revision_git_gives ... ok"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -196,7 +200,6 @@ fn plugin_run_takes_the_phase() {
 }
 
 #[test]
-#[ignore = "until helper A's SDK 0.1.1 (it sets the plugin's current directory to context.cwd) builds the probe"]
 fn plugin_run_reads_relative_paths_from_the_step_cwd() {
     let dir = tempfile::tempdir().unwrap();
     let probe = probe_in(dir.path());
@@ -313,7 +316,6 @@ fn plugin_run_json_is_one_object_for_machines() {
 }
 
 #[test]
-#[ignore = "until helper A's probe `set`/`unset`/`cd` and StepOutcome.env: Vec<EnvChange> land"]
 fn plugin_run_shows_env_changes_and_cwd() {
     let dir = tempfile::tempdir().unwrap();
     let probe = probe_in(dir.path());
@@ -344,7 +346,6 @@ fn plugin_run_shows_env_changes_and_cwd() {
 }
 
 #[test]
-#[ignore = "until helper A's Policy.scripted_exec lands"]
 fn plugin_run_answers_exec_calls_from_the_script() {
     let dir = tempfile::tempdir().unwrap();
     let probe = probe_in(dir.path());

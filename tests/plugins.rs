@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{Build, build_commands, example_plugin, kiln, probe_plugin};
+use crate::support::{
+    Build, build_commands, empty_plugin, example_plugin, kiln, needs_plugin, probe_0_1_0_plugin,
+    probe_plugin,
+};
 
 #[test]
 fn a_command_naming_a_plugin_runs_the_plugin_with_expanded_arguments() {
@@ -186,4 +189,104 @@ fn files_copy_stays_inside_the_step_directories() {
     }
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     assert!(!d.join("y").exists());
+}
+
+#[test]
+fn a_plugin_sets_and_unsets_session_variables_and_the_rest_stays() {
+    Build::new()
+        .buildspec(&build_commands(&[
+            "export KEEP=kept",
+            "export GONE=here",
+            "probe set NEW fresh",
+            "probe unset GONE",
+            "echo \"new=$NEW gone=${GONE-unset} keep=$KEEP home=${HOME:+set}\"",
+        ]))
+        .args(["--plugin", &format!("probe={}", probe_plugin())])
+        .run()
+        .success()
+        .log_has("new=fresh gone=unset keep=kept home=set");
+}
+
+#[test]
+fn a_shell_command_that_unsets_a_variable_removes_it_from_the_session() {
+    Build::new()
+        .buildspec(&build_commands(&[
+            "export A=1 B=2",
+            "unset A",
+            "echo \"a=${A-unset} b=$B\"",
+        ]))
+        .run()
+        .success()
+        .log_has("a=unset b=2");
+}
+
+#[test]
+fn a_plugin_built_with_sdk_0_1_0_still_runs_in_a_build() {
+    Build::new()
+        .buildspec(&build_commands(&[
+            "export X=from-the-session",
+            "old args a b",
+            "old env X",
+        ]))
+        .args(["--plugin", &format!("old={}", probe_0_1_0_plugin())])
+        .run()
+        .success()
+        .log_has("args: a|b")
+        .log_has("X=from-the-session");
+}
+
+#[test]
+fn a_plugin_moves_the_session_only_into_the_step_directories() {
+    let run = Build::new()
+        .buildspec(&build_commands(&[
+            "mkdir -p sub/inner",
+            "probe cd sub/inner",
+            "echo \"now in $(basename \"$PWD\")\"",
+            "probe cd /etc",
+        ]))
+        .args(["--plugin", &format!("probe={}", probe_plugin())])
+        .run();
+    run.failure()
+        .log_has("now in inner")
+        .log_has("/etc, which is outside the step's directories");
+}
+
+#[test]
+fn a_plugin_that_panics_fails_its_phase_with_the_panic_line() {
+    Build::new()
+        .buildspec(&build_commands(&["probe panic boom-at-step"]))
+        .args(["--plugin", &format!("probe={}", probe_plugin())])
+        .run()
+        .failure()
+        .log_has("panicked at ")
+        .log_has(": boom-at-step");
+}
+
+#[test]
+fn a_path_outside_the_step_directories_is_explained() {
+    Build::new()
+        .buildspec(&build_commands(&["probe read /etc/hostname"]))
+        .args(["--plugin", &format!("probe={}", probe_plugin())])
+        .run()
+        .failure()
+        .log_has("(/etc/hostname is outside the step's directories: ");
+}
+
+#[test]
+fn a_local_plugin_keeps_the_steps_policy_whatever_it_declares() {
+    // `needs` declares only `env TOKEN` and `exec sh`: as a local `--plugin` file, it still sees
+    // the whole session and runs what the build's policy allows.
+    Build::new()
+        .buildspec(&build_commands(&[
+            "export OTHER=visible",
+            "needs env OTHER",
+            "needs exec echo ran-echo",
+            "empty",
+        ]))
+        .args(["--plugin", &format!("needs={}", needs_plugin())])
+        .args(["--plugin", &format!("empty={}", empty_plugin())])
+        .run()
+        .success()
+        .log_has("OTHER=visible")
+        .log_has("stdout: ran-echo");
 }

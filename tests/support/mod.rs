@@ -70,6 +70,24 @@ pub fn probe_plugin() -> &'static str {
     env!("KILN_TEST_PLUGIN_PROBE")
 }
 
+/// The empty plugin (see plugins/empty): succeeds and changes nothing (benches).
+pub fn empty_plugin() -> &'static str {
+    env!("KILN_TEST_PLUGIN_EMPTY")
+}
+
+/// The needs plugin (see plugins/needs): declares `exec sh` and `env TOKEN`, for registry grants.
+pub fn needs_plugin() -> &'static str {
+    env!("KILN_TEST_PLUGIN_NEEDS")
+}
+
+/// The probe plugin as kiln-sdk 0.1.0 built it (world `step`): it must keep running.
+pub fn probe_0_1_0_plugin() -> &'static str {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/plugins/probe-0.1.0.wasm"
+    )
+}
+
 /// A project in a temp directory, and how to build it.
 pub struct Build {
     pub dir: Rc<tempfile::TempDir>,

@@ -18,7 +18,9 @@ impl Plugin for Install {
         };
         match run(plan) {
             Ok((dirs, copied)) => {
-                log::debug(&format!("install: {copied} files copied, {dirs} folders made"));
+                log::debug(&format!(
+                    "install: {copied} files copied, {dirs} folders made"
+                ));
                 Outcome::success()
             }
             Err(e) => Outcome::failure(1, e),

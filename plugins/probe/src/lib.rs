@@ -4,7 +4,12 @@
 //! `probe read PATH` prints a file, `probe write PATH TEXT` writes one, `probe spin` loops forever,
 //! `probe alloc MIB` allocates and touches that much memory, `probe env NAME` prints a variable,
 //! `probe exec PROGRAM ARGS…` runs a host program, `probe connect HOST:PORT` opens a TCP connection,
-//! `probe args …` prints its arguments.
+//! `probe args …` prints its arguments, `probe set K V` and `probe unset K` return those env changes,
+//! `probe cd DIR` returns DIR as the session's directory, `probe panic MSG` panics, `probe net
+//! HOST:PORT` resolves a name and connects, `probe log LEVEL MSG` writes through the `log` crate, `probe
+//! pwd` prints the current directory.
+//!
+//! It declares no capabilities: a local test plugin.
 
 use kiln_sdk::{Command, Context, Outcome, Plugin, exec, files, log};
 
@@ -21,6 +26,43 @@ impl Plugin for Probe {
                 }
                 Err(e) => Outcome::failure(1, format!("cannot read {path}: {e}")),
             },
+            ["set", name, value] => Outcome::success().set(*name, *value),
+            ["unset", name] => Outcome::success().unset(*name),
+            ["cd", dir] => Outcome::success().cwd(*dir),
+            ["panic", message] => panic!("{message}"),
+            ["pwd"] => match std::env::current_dir() {
+                Ok(dir) => {
+                    log::info(&format!("pwd: {}", dir.display()));
+                    Outcome::success()
+                }
+                Err(e) => Outcome::failure(1, format!("no current directory: {e}")),
+            },
+            ["log", level, message] => {
+                match *level {
+                    "debug" => ::log::debug!("{message}"),
+                    "warn" => ::log::warn!("{message}"),
+                    "error" => ::log::error!("{message}"),
+                    _ => ::log::info!("{message}"),
+                }
+                Outcome::success()
+            }
+            ["net", addr] => {
+                use std::net::ToSocketAddrs;
+                let connected =
+                    addr.to_socket_addrs()
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut all| {
+                            let first = all.next().ok_or_else(|| "no address".to_string())?;
+                            std::net::TcpStream::connect(first).map_err(|e| e.to_string())
+                        });
+                match connected {
+                    Ok(_) => {
+                        log::info(&format!("connected to {addr}"));
+                        Outcome::success()
+                    }
+                    Err(e) => Outcome::failure(1, format!("cannot connect to {addr}: {e}")),
+                }
+            }
             ["write", path, text] => match std::fs::write(path, text) {
                 Ok(()) => Outcome::success(),
                 Err(e) => Outcome::failure(1, format!("cannot write {path}: {e}")),

@@ -5,7 +5,9 @@
 //! without a long-lived shell (which could not tell one command's exit status and output from the
 //! next): each command runs in a fresh shell started in the session's directory with the session's
 //! environment, and on its way out that shell dumps its directory and exported variables (`export -p`,
-//! a builtin, so no extra process) into a state file, which becomes the session for the next command.
+//! a builtin, so no extra process) into a state file. The plugin returns what changed against the
+//! context's environment (variables set, changed or removed) and the new directory, which kiln applies to
+//! the session for the next command: changes, never a replacement, so kiln's own variables stay.
 //! `set -a` makes plain assignments (`FOO=bar`) exported, so they carry over as on CodeBuild; bash
 //! arrays and functions do not, as on CodeBuild.
 //!
@@ -20,7 +22,7 @@
 
 mod export;
 
-use kiln_sdk::{Command, Context, Outcome, Plugin, exec, log};
+use kiln_sdk::{Command, Context, EnvChange, Outcome, Plugin, exec, log};
 
 struct Shell;
 
@@ -112,7 +114,7 @@ impl Plugin for Shell {
             match parse_state(&bytes) {
                 Ok((cwd, env)) => {
                     outcome.cwd = Some(cwd);
-                    outcome.env = Some(env);
+                    outcome.env = changes(&context.env, env);
                 }
                 Err(e) => log::warn(&format!(
                     "kiln could not read the shell's state after this command ({e}); \
@@ -135,6 +137,27 @@ fn parse_state(bytes: &[u8]) -> Result<(String, Vec<(String, String)>), String> 
         .filter(|(k, _)| !PRIVATE.contains(&k.as_str()))
         .collect();
     Ok((cwd.to_string(), env))
+}
+
+/// What turns `before` into `after`: a set for each new or changed variable, an unset for each one
+/// gone, in `after`'s order then `before`'s.
+fn changes(before: &[(String, String)], after: Vec<(String, String)>) -> Vec<EnvChange> {
+    let old: std::collections::HashMap<&str, &str> = before
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let kept: std::collections::HashSet<&str> = after.iter().map(|(k, _)| k.as_str()).collect();
+    let unsets: Vec<EnvChange> = before
+        .iter()
+        .filter(|(k, _)| !kept.contains(k.as_str()) && !PRIVATE.contains(&k.as_str()))
+        .map(|(k, _)| EnvChange::Unset(k.clone()))
+        .collect();
+    after
+        .into_iter()
+        .filter(|(k, v)| old.get(k.as_str()) != Some(&v.as_str()))
+        .map(EnvChange::Set)
+        .chain(unsets)
+        .collect()
 }
 
 /// Single-quotes a word for sh.

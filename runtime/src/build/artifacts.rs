@@ -279,6 +279,7 @@ async fn collect_one(
         local_network: false,
         timeout: Some(env.timeout),
         memory_limit: env.memory_limit,
+        scripted_exec: None,
     };
     let log: Arc<dyn crate::sandbox::LogSink> = env.log.clone();
     let outcome = env

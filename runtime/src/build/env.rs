@@ -73,6 +73,16 @@ impl Vars {
         &self.0
     }
 
+    /// Applies a step's changes in order (lead: added by helper A for the sandbox's `EnvChange`).
+    pub fn apply(&mut self, changes: Vec<crate::sandbox::EnvChange>) {
+        for change in changes {
+            match change {
+                crate::sandbox::EnvChange::Set(k, v) => self.set(&k, v),
+                crate::sandbox::EnvChange::Unset(k) => self.0.retain(|(name, _)| *name != k),
+            }
+        }
+    }
+
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
         let mut vars = Self::default();
         for (k, v) in pairs {

@@ -1906,6 +1906,7 @@ impl Runner<'_> {
                     local_network: self.options.network == Network::Host,
                     timeout: Some(timeout),
                     memory_limit: self.options.memory_limit,
+                    scripted_exec: None,
                 };
                 (name.as_str(), args, policy)
             }
@@ -1924,9 +1925,8 @@ impl Runner<'_> {
         let reason = match result {
             Ok(outcome) => {
                 if self.spec.version == Version::V02 || plugin.is_some() {
-                    if let Some(env) = outcome.env {
-                        self.session.env = env::Vars::from_pairs(env);
-                    }
+                    // lead: a step's env is changes now (sandbox::EnvChange), applied to the session.
+                    self.session.env.apply(outcome.env);
                     if let Some(cwd) = outcome.cwd {
                         self.session.cwd = cwd;
                     }
@@ -2019,6 +2019,7 @@ impl Runner<'_> {
             local_network: false,
             timeout: Some(timeout),
             memory_limit: self.options.memory_limit,
+            scripted_exec: None,
         };
         (args, policy)
     }

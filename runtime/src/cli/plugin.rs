@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use kiln::sandbox::{Level, LogSink, StepOutcome, Stream};
+use kiln::sandbox::{EnvChange, Level, LogSink, ScriptedAnswer, StepOutcome, Stream};
 
 use super::exit;
 use super::options::{GlobalArgs, existing_dir, existing_file, parse_size};
@@ -117,47 +117,16 @@ pub fn list(global: &GlobalArgs) -> u8 {
     }
 }
 
-/// The sandbox's env change, until helper A's `kiln::sandbox::EnvChange` lands (Contract 2): then
-/// this module goes and [`changes`] returns `outcome.env.clone()`.
-#[allow(dead_code)] // the sandbox does not make Unset nor read the answers yet
-mod until_a {
-    /// One change a step makes to the session's environment.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub enum EnvChange {
-        Set(String, String),
-        Unset(String),
-    }
-
-    /// An answer to a plugin's exec call, as `Policy.scripted_exec` will take it.
-    #[derive(Debug, Clone, serde::Deserialize)]
-    pub struct ScriptedAnswer {
-        pub argv: Vec<String>,
-        #[serde(default)]
-        pub stdout: String,
-        #[serde(default)]
-        pub stderr: String,
-        #[serde(default)]
-        pub code: i32,
-    }
-
-    /// Sets the policy's scripted exec answers: not in this sandbox yet.
-    pub fn script(
-        _policy: &mut kiln::sandbox::Policy,
-        _answers: Vec<ScriptedAnswer>,
-    ) -> Result<(), String> {
-        Err("--exec-answers needs the sandbox's scripted exec, which this kiln lacks".into())
-    }
-}
-use until_a::{EnvChange, ScriptedAnswer};
-
-/// The outcome's env changes.
-fn changes(outcome: &StepOutcome) -> Vec<EnvChange> {
-    outcome
-        .env
-        .iter()
-        .flatten()
-        .map(|(k, v)| EnvChange::Set(k.clone(), v.clone()))
-        .collect()
+/// An `--exec-answers` entry, as the file spells it.
+#[derive(serde::Deserialize)]
+struct Answer {
+    argv: Vec<String>,
+    #[serde(default)]
+    stdout: String,
+    #[serde(default)]
+    stderr: String,
+    #[serde(default)]
+    code: i32,
 }
 
 /// A step's log lines: printed as they come (debug lines only with --verbose), kept for --json.
@@ -321,7 +290,7 @@ pub async fn run(global: &GlobalArgs, args: &PluginRunArgs) -> u8 {
         env: step_env(&dir, &temp_dir, &args.env),
         temp_dir: temp_dir.clone(),
     };
-    let mut policy = Policy {
+    let policy = Policy {
         preopens: vec![
             Preopen {
                 path: dir,
@@ -337,13 +306,8 @@ pub async fn run(global: &GlobalArgs, args: &PluginRunArgs) -> u8 {
         local_network: args.network,
         timeout: Some(args.timeout),
         memory_limit: args.memory_limit,
+        scripted_exec: answers.map(Arc::new),
     };
-    if let Some(answers) = answers
-        && let Err(e) = until_a::script(&mut policy, answers)
-    {
-        eprintln!("error: {e}");
-        return exit::INTERNAL;
-    }
     let exec = || {
         allow_exec.then(|| ExecEnv {
             prepared: prepared.clone(),
@@ -452,7 +416,7 @@ fn step_env(dir: &Path, temp_dir: &Path, extra: &[String]) -> Vec<(String, Strin
 /// The answers of an `--exec-answers` file.
 fn read_answers(file: &Path) -> Result<Vec<ScriptedAnswer>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
-    let answers: Vec<ScriptedAnswer> = serde_json::from_str(&text).map_err(|e| {
+    let answers: Vec<Answer> = serde_json::from_str(&text).map_err(|e| {
         format!(
             "{e} (expected a JSON list of {{\"argv\": [..], \"stdout\", \"stderr\", \"code\"}})"
         )
@@ -460,7 +424,15 @@ fn read_answers(file: &Path) -> Result<Vec<ScriptedAnswer>, String> {
     if let Some(at) = answers.iter().position(|a| a.argv.is_empty()) {
         return Err(format!("answer {} has an empty argv", at + 1));
     }
-    Ok(answers)
+    Ok(answers
+        .into_iter()
+        .map(|a| ScriptedAnswer {
+            argv: a.argv,
+            stdout: a.stdout,
+            stderr: a.stderr,
+            code: a.code,
+        })
+        .collect())
 }
 
 /// The outcome, for a person.
@@ -473,7 +445,7 @@ fn print_outcome(name: &str, outcome: &StepOutcome) {
     if let Some(message) = &outcome.message {
         out!("  message: {message}");
     }
-    for change in changes(outcome) {
+    for change in &outcome.env {
         match change {
             EnvChange::Set(k, v) => out!("  set {k}={v}"),
             EnvChange::Unset(k) => out!("  unset {k}"),
@@ -492,8 +464,9 @@ fn json(
     runs: &[Duration],
 ) -> serde_json::Value {
     use serde_json::json;
-    let env: Vec<_> = changes(outcome)
-        .into_iter()
+    let env: Vec<_> = outcome
+        .env
+        .iter()
         .map(|c| match c {
             EnvChange::Set(k, v) => json!({"set": [k, v]}),
             EnvChange::Unset(k) => json!({"unset": k}),

@@ -155,6 +155,7 @@ pub async fn run_event(
             local_network: false,
             timeout: Some(Duration::from_secs(script.timeout)),
             memory_limit: 64 << 20,
+            scripted_exec: None,
         };
         let exec = ExecEnv {
             prepared: env.prepared.clone(),

@@ -422,6 +422,7 @@ pub async fn install(spec: &AppSpec, step: &InstallStep<'_>) -> Result<Installed
             local_network: false,
             timeout: Some(std::time::Duration::from_secs(3600)),
             memory_limit: 256 << 20,
+            scripted_exec: None,
         };
         let context = StepContext {
             build_id: String::new(),

@@ -4,20 +4,25 @@
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::INTERFACE_VERSION;
+use crate::plugin::Inspected;
 
-/// Loads a component, from the on-disk cache when it has it, compiling and caching it otherwise.
+/// Loads a component, from the on-disk cache when it has it, compiling and caching it otherwise; with
+/// how long compiling took when it compiled now.
 pub fn load(
     engine: &Engine,
     bytes: &[u8],
     cache_dir: Option<&Path>,
-) -> wasmtime::Result<Component> {
+) -> wasmtime::Result<(Component, Option<Duration>)> {
+    let started = Instant::now();
     let Some(cache_dir) = cache_dir else {
-        return Component::new(engine, bytes);
+        let component = Component::new(engine, bytes)?;
+        return Ok((component, Some(started.elapsed())));
     };
     let file = cache_dir.join(format!(
         "{}-{}.cwasm",
@@ -33,14 +38,16 @@ pub fn load(
             if let Ok(f) = std::fs::File::open(&file) {
                 let _ = f.set_modified(std::time::SystemTime::now());
             }
-            return Ok(component);
+            return Ok((component, None));
         }
     }
     let compiled = engine.precompile_component(bytes)?;
+    let took = started.elapsed();
     // Caching is an optimisation: a read-only or full cache directory only costs compile time.
     let _ = store(cache_dir, &file, &compiled);
     // SAFETY: these bytes were produced by `precompile_component` of this very engine just above.
-    unsafe { Component::deserialize(engine, &compiled) }
+    let component = unsafe { Component::deserialize(engine, &compiled) }?;
+    Ok((component, Some(took)))
 }
 
 /// What this kiln and engine configuration name their compiled components with (after the
@@ -95,25 +102,91 @@ fn store(dir: &Path, file: &Path, compiled: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Refuses a component built against another version of kiln's interface, naming both versions.
-pub fn check_interface(engine: &Engine, component: &Component) -> Result<(), String> {
-    let ty = component.component_type();
-    for (name, _) in ty.imports(engine) {
-        if let Some(rest) = name.strip_prefix("kiln:plugin/") {
-            let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("(none)");
-            if version != INTERFACE_VERSION {
-                return Err(format!(
-                    "it was built for kiln's plugin interface {version} (it imports `{name}`), \
-                     and this kiln speaks {INTERFACE_VERSION}; rebuild it against kiln-sdk {INTERFACE_VERSION}"
-                ));
-            }
-        }
-    }
-    if ty.exports(engine).all(|(name, _)| name != "run") {
+/// Which entry point a component has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// `kiln:plugin/entry@0.1.x`'s `run` (kiln-sdk 0.1.1 and later, world `plugin`).
+    Interface,
+    /// A top-level `run` (kiln-sdk 0.1.0, world `step`).
+    Legacy,
+}
+
+/// Decides whether this kiln runs a component, from what it says about itself: the interface
+/// version it was built for must be a `0.1.x` no newer than kiln's, and it must export an entry point.
+/// The message names both versions when they do not match.
+pub fn check_interface(found: &Inspected) -> Result<Entry, String> {
+    let Some(version) = found.interface_version() else {
         return Err(
-            "it exports no `run` function: it is not a kiln step plugin (build it with kiln-sdk's `plugin!`)"
+            "it says nothing about the kiln interface it was built for (no `kiln:api-version` section \
+             and no `kiln:plugin` imports or exports): build it with kiln-sdk's `plugin!`"
                 .to_string(),
         );
+    };
+    let ours = semver::Version::parse(INTERFACE_VERSION).unwrap_or(semver::Version::new(0, 1, 1));
+    let theirs = semver::Version::parse(version).map_err(|_| {
+        format!(
+            "it says it was built for kiln's plugin interface `{version}`, which is not a version"
+        )
+    })?;
+    if theirs.major != ours.major || theirs.minor != ours.minor {
+        return Err(format!(
+            "it was built for kiln's plugin interface {theirs}, and this kiln speaks {INTERFACE_VERSION} \
+             (it runs plugins built for any 0.1.x up to {INTERFACE_VERSION}); rebuild it against kiln-sdk \
+             {INTERFACE_VERSION}, or use a kiln that speaks {theirs}"
+        ));
     }
-    Ok(())
+    if theirs > ours {
+        return Err(format!(
+            "it was built for kiln's plugin interface {theirs}, newer than this kiln's {INTERFACE_VERSION}: \
+             upgrade kiln"
+        ));
+    }
+    if found
+        .exports
+        .iter()
+        .any(|e| e.starts_with("kiln:plugin/entry@"))
+    {
+        Ok(Entry::Interface)
+    } else if found.exports.iter().any(|e| e == "run") {
+        Ok(Entry::Legacy)
+    } else {
+        Err(
+            "it exports neither `kiln:plugin/entry` nor `run`: it is not a kiln step plugin (build it \
+             with kiln-sdk's `plugin!`)"
+                .to_string(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(version: Option<&str>, exports: &[&str]) -> Inspected {
+        Inspected {
+            api_version: version.map(str::to_string),
+            exports: exports.iter().map(|e| e.to_string()).collect(),
+            ..Inspected::default()
+        }
+    }
+
+    #[test]
+    fn the_interface_check_runs_any_0_1_x_up_to_ours_and_names_both_versions_otherwise() {
+        assert_eq!(
+            check_interface(&said(Some("0.1.1"), &["kiln:plugin/entry@0.1.1"])),
+            Ok(Entry::Interface)
+        );
+        assert_eq!(
+            check_interface(&said(Some("0.1.0"), &["run"])),
+            Ok(Entry::Legacy)
+        );
+        let e = check_interface(&said(Some("0.2.0"), &["kiln:plugin/entry@0.2.0"])).unwrap_err();
+        assert!(e.contains("0.2.0") && e.contains(INTERFACE_VERSION), "{e}");
+        let e = check_interface(&said(Some("0.1.9"), &["kiln:plugin/entry@0.1.9"])).unwrap_err();
+        assert!(e.contains("0.1.9") && e.contains("upgrade kiln"), "{e}");
+        let e = check_interface(&said(None, &["run"])).unwrap_err();
+        assert!(e.contains("says nothing about the kiln interface"), "{e}");
+        let e = check_interface(&said(Some("0.1.1"), &["hello"])).unwrap_err();
+        assert!(e.contains("not a kiln step plugin"), "{e}");
+    }
 }

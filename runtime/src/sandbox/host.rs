@@ -14,7 +14,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::kiln::plugin::{exec, files, log, types};
 use super::process::{self, ProcessSpec};
-use super::{ExecEnv, LogSink, Preopen, Stream};
+use super::{ExecEnv, LogSink, Preopen, ScriptedAnswer, Stream};
+use crate::plugin::Capabilities;
 
 /// A line's level in the build log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,42 @@ pub struct StepState {
     preopens: Vec<Preopen>,
     /// Directory handles of the preopens, opened on first use by `files.copy`.
     preopen_fds: std::collections::HashMap<std::path::PathBuf, std::fs::File>,
+    rules: Rules,
+    /// The line the plugin's panic hook wrote (`panicked at …`), when it panicked.
+    pub(super) panic: Option<String>,
+}
+
+/// What a step's host calls check beyond its policy.
+#[derive(Default)]
+pub struct Rules {
+    /// The plugin's name, for its log lines and refusals.
+    pub plugin: String,
+    /// Whether its log lines are prefixed with its name (plugins that are not kiln's own).
+    pub prefix: bool,
+    /// The programs a registry plugin may run; `None`: the policy's `allow_exec` decides alone.
+    pub exec: Option<ExecRule>,
+    /// Scripted answers for `exec`, and whether the policy allows exec at all.
+    pub scripted: Option<(Arc<Vec<ScriptedAnswer>>, bool)>,
+}
+
+/// A registry plugin's programs: those it declares and its user grants.
+#[derive(Debug, Clone)]
+pub struct ExecRule {
+    pub plugin: String,
+    pub declared: Capabilities,
+    pub granted: Capabilities,
+}
+
+impl ExecRule {
+    /// Why `program` may not run, when it may not: it must be named (by name or path, as given) in
+    /// both lists.
+    fn refusal(&self, program: &str) -> Option<String> {
+        let refuser = self.declared.refuser(&self.granted, "exec", program)?;
+        Some(format!(
+            "plugin `{}` may not run `{program}`: {refuser}",
+            self.plugin
+        ))
+    }
 }
 
 impl StepState {
@@ -67,7 +104,52 @@ impl StepState {
             deadline,
             preopens,
             preopen_fds: std::collections::HashMap::new(),
+            rules: Rules::default(),
+            panic: None,
         }
+    }
+
+    /// Sets what the host calls check beyond the policy.
+    pub fn configure(&mut self, rules: Rules) {
+        self.rules = rules;
+    }
+
+    /// A debug line in the step's log (the trap behind a panic, with its wasm backtrace).
+    pub fn log_debug(&self, text: &str) {
+        for line in text.lines() {
+            self.log.plugin(Level::Debug, line);
+        }
+    }
+
+    /// Answers a command from the scripted answers.
+    fn scripted(
+        &self,
+        answers: &[ScriptedAnswer],
+        command: &exec::Command,
+    ) -> Result<exec::Exit, String> {
+        let Some(answer) = answers.iter().find(|a| a.argv == command.argv) else {
+            return Err(format!(
+                "no scripted answer for `{}`",
+                command.argv.join(" ")
+            ));
+        };
+        for line in answer.stderr.lines() {
+            self.log.output(Stream::Stderr, line);
+        }
+        let stdout = if command.capture_stdout {
+            answer.stdout.as_bytes().to_vec()
+        } else {
+            for line in answer.stdout.lines() {
+                self.log.output(Stream::Stdout, line);
+            }
+            Vec::new()
+        };
+        Ok(exec::Exit {
+            code: Some(answer.code),
+            signal: None,
+            timed_out: false,
+            stdout,
+        })
     }
 
     /// Opens `path` below the preopen that holds it (writable when `create` is given), with the
@@ -184,14 +266,35 @@ impl log::Host for StepState {
             log::Level::Warn => Level::Warn,
             log::Level::Error => Level::Error,
         };
+        if level == Level::Error && message.starts_with("panicked at ") && self.panic.is_none() {
+            self.panic = Some(message.lines().next().unwrap_or_default().to_string());
+        }
         for line in message.lines() {
-            self.log.plugin(level, line);
+            if self.rules.prefix {
+                self.log
+                    .plugin(level, &format!("{}: {line}", self.rules.plugin));
+            } else {
+                self.log.plugin(level, line);
+            }
         }
     }
 }
 
 impl exec::Host for StepState {
     async fn run(&mut self, command: exec::Command) -> Result<exec::Exit, String> {
+        let program = command.argv.first().cloned().unwrap_or_default();
+        if let Some(rule) = &self.rules.exec
+            && let Some(refusal) = rule.refusal(&program)
+        {
+            self.log.plugin(Level::Warn, &refusal);
+            return Err(refusal);
+        }
+        if let Some((answers, allowed)) = &self.rules.scripted {
+            if !allowed {
+                return Err("this step's policy does not allow running host programs".to_string());
+            }
+            return self.scripted(answers, &command);
+        }
         let Some(env) = &self.exec else {
             return Err("this step's policy does not allow running host programs".to_string());
         };
@@ -203,7 +306,6 @@ impl exec::Host for StepState {
             capture_stdout: command.capture_stdout,
             run_as: env.run_as,
         };
-        let program = spec.argv.first().cloned().unwrap_or_default();
         let result = match &env.os {
             Some(os) => os.run(&spec, self.deadline, self.log.clone()).await,
             None => {

@@ -7,6 +7,17 @@
 //! instantiation, not a compilation. Each step gets a fresh instance: no state leaks from one step to
 //! the next except what the step returns.
 //!
+//! Versions: kiln speaks the WIT package `kiln:plugin@0.1.1` (`sdk/wit/`). A plugin says what it
+//! was built for in its `kiln:api-version` section (or, built with kiln-sdk 0.1.0, through its
+//! imports); any `0.1.x` up to kiln's runs, anything else is refused before a step needs it, naming
+//! both versions. 0.1.1 plugins export `kiln:plugin/entry` (world `plugin`), 0.1.0 plugins a top-level
+//! `run` (world `step`, frozen); one linker serves both, as wasmtime matches semver-compatible imports.
+//!
+//! Grants: a local plugin file runs under the step's [`Policy`] as it is. A plugin from a registry
+//! ([`Grant::Registry`]) gets what it declares (its `kiln:capabilities` section) and its user granted
+//! (kiln.lock), both: only those variables of the step (and a few non-secret basics), only those
+//! programs through `exec`, only those hosts, and those directories to write.
+//!
 //! Limits: a wall-clock limit (epoch interruption for code running in the guest, a timer around host
 //! calls, the process group killed for host programs), a memory limit per instance, no network unless
 //! granted, and host programs confined by Landlock (see [`process`]).
@@ -23,6 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use sha2::Digest as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
@@ -30,17 +42,38 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 pub use host::Level;
 pub use process::{Confinement, Prepared, Reaper};
 
+// Plugins built with kiln-sdk 0.1.1 and later: world `plugin`, whose `entry` interface returns
+// changes. The linker holds these imports at 0.1.1 and wasmtime matches a 0.1.0 plugin's imports
+// against them (semver-compatible names), so one linker serves both worlds.
 wasmtime::component::bindgen!({
     path: "../sdk/wit",
-    world: "step",
+    world: "plugin",
     imports: { default: async },
     exports: { default: async },
 });
 
-use self::kiln::plugin::types as wit;
+/// Plugins built with kiln-sdk 0.1.0: world `step`, frozen, with a top-level `run`.
+mod legacy {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "step",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "kiln:plugin/types": super::kiln::plugin::types,
+            "kiln:plugin/log": super::kiln::plugin::log,
+            "kiln:plugin/exec": super::kiln::plugin::exec,
+            "kiln:plugin/files": super::kiln::plugin::files,
+        },
+    });
+}
 
-/// The interface version kiln speaks (the WIT package `kiln:plugin`).
-pub const INTERFACE_VERSION: &str = "0.1.0";
+use self::kiln::plugin::types as wit;
+use crate::plugin::Capabilities;
+
+/// The interface version kiln speaks (the WIT package `kiln:plugin`). It runs plugins built for any
+/// `0.1.x` up to this one.
+pub const INTERFACE_VERSION: &str = "0.1.1";
 
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +118,18 @@ pub struct Policy {
     pub timeout: Option<Duration>,
     /// Linear memory limit of the plugin instance, in bytes.
     pub memory_limit: usize,
+    /// Answers for `exec`, in place of running programs (tests and `kiln-sdk`'s harness): a command
+    /// gets the first answer with its argv, and one without an answer fails. Never starts a program.
+    pub scripted_exec: Option<Arc<Vec<ScriptedAnswer>>>,
+}
+
+/// What a scripted `exec` returns for one argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptedAnswer {
+    pub argv: Vec<String>,
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
 }
 
 impl Default for Policy {
@@ -96,6 +141,7 @@ impl Default for Policy {
             local_network: false,
             timeout: Some(Duration::from_secs(3600)),
             memory_limit: 512 << 20,
+            scripted_exec: None,
         }
     }
 }
@@ -123,13 +169,61 @@ pub struct StepContext {
     pub temp_dir: PathBuf,
 }
 
+/// One change a step makes to the session's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvChange {
+    Set(String, String),
+    Unset(String),
+}
+
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepOutcome {
     pub status: i32,
     pub message: Option<String>,
-    pub env: Option<Vec<(String, String)>>,
+    /// Changes to the session's environment, in order: never a replacement. A 0.1.0 plugin's
+    /// `env: Some(list)` is one `Set` per pair.
+    pub env: Vec<EnvChange>,
+    /// The session's directory after the step. For plugins other than kiln's shell, an existing
+    /// directory inside the step's preopens (checked: else the step fails saying so).
     pub cwd: Option<PathBuf>,
+}
+
+/// A plugin's component file and what it is allowed.
+#[derive(Debug, Clone)]
+pub struct PluginFile {
+    pub path: PathBuf,
+    /// `sha256:<hex>` of the file, checked before it is compiled (a plugin from kiln.lock).
+    pub sha256: Option<String>,
+    pub grant: Grant,
+}
+
+/// What a plugin's user granted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// A local file (`--plugin`): the step's policy as it is.
+    Local,
+    /// A plugin from a registry, pinned in kiln.lock: the step gets what it declares and the lock
+    /// grants, both (env names, exec programs, network hosts, write directories).
+    Registry {
+        reference: String,
+        granted: Capabilities,
+    },
+}
+
+/// What [`Sandbox::check`] found about a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// The kiln interface version it was built for.
+    pub interface_version: String,
+    /// How long compiling it took, when this process compiled it; `None` when it came from the
+    /// compiled cache.
+    pub compiled: Option<Duration>,
+    /// Its `kiln:capabilities` section, when it has one.
+    pub declared: Option<Capabilities>,
+    /// `sha256:<hex>` of the component.
+    pub sha256: String,
+    pub blake3: blake3::Hash,
 }
 
 /// Why a step could not run to an outcome.
@@ -155,20 +249,35 @@ enum Source {
     File(PathBuf),
 }
 
-struct Plugin {
+struct Registered {
     source: Source,
+    sha256: Option<String>,
+    grant: Grant,
     loaded: OnceLock<Result<Arc<Loaded>, String>>,
 }
 
 struct Loaded {
-    pre: StepPre<host::StepState>,
+    pre: Pre,
+    info: PluginInfo,
+}
+
+/// A component ready to instantiate, by the world it targets.
+enum Pre {
+    Entry(PluginPre<host::StepState>),
+    Legacy(legacy::StepPre<host::StepState>),
+}
+
+/// An instance, by the world it targets.
+enum Instance {
+    Entry(Plugin),
+    Legacy(legacy::Step),
 }
 
 /// The engine, the plugins and their compiled forms.
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<host::StepState>,
-    plugins: HashMap<String, Plugin>,
+    plugins: HashMap<String, Registered>,
     cache_dir: Option<PathBuf>,
     ticker: Arc<AtomicBool>,
     /// Instances of the `shell` plugin kept for the build's next command ([`Warm`]).
@@ -183,7 +292,7 @@ pub struct Sandbox {
 struct Warm {
     key: WarmKey,
     store: Store<host::StepState>,
-    instance: Step,
+    instance: Instance,
 }
 
 /// What a warm instance was made for.
@@ -254,7 +363,7 @@ impl Sandbox {
         let engine = engine()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Step::add_to_linker::<_, HasSelf<host::StepState>>(&mut linker, |state| state)?;
+        Plugin::add_to_linker::<_, HasSelf<host::StepState>>(&mut linker, |state| state)?;
 
         let ticker = Arc::new(AtomicBool::new(true));
         {
@@ -280,8 +389,10 @@ impl Sandbox {
         for (name, bytes) in embedded::EMBEDDED {
             sandbox.plugins.insert(
                 (*name).to_string(),
-                Plugin {
+                Registered {
                     source: Source::Embedded(bytes),
+                    sha256: None,
+                    grant: Grant::Local,
                     loaded: OnceLock::new(),
                 },
             );
@@ -310,15 +421,42 @@ impl Sandbox {
         Ok(digests)
     }
 
-    /// Registers a plugin from a component file under `name`, replacing any plugin of that name.
+    /// Registers a plugin from a local component file under `name` ([`Grant::Local`]), replacing any
+    /// plugin of that name.
     pub fn register_file(&mut self, name: &str, path: &Path) {
+        self.register(
+            name,
+            PluginFile {
+                path: path.to_path_buf(),
+                sha256: None,
+                grant: Grant::Local,
+            },
+        );
+    }
+
+    /// Registers a plugin's component file under `name` with what it is granted, replacing any
+    /// plugin of that name.
+    pub fn register(&mut self, name: &str, file: PluginFile) {
         self.plugins.insert(
             name.to_string(),
-            Plugin {
-                source: Source::File(path.to_path_buf()),
+            Registered {
+                source: Source::File(file.path),
+                sha256: file.sha256,
+                grant: file.grant,
                 loaded: OnceLock::new(),
             },
         );
+    }
+
+    /// What a registered plugin is granted.
+    pub fn grant(&self, name: &str) -> Option<&Grant> {
+        self.plugins.get(name).map(|p| &p.grant)
+    }
+
+    /// Checks a plugin before any step needs it: reads it, verifies its digest, reads its interface
+    /// version and capabilities, and compiles it (or loads it from the compiled cache).
+    pub fn check(&self, name: &str) -> Result<PluginInfo, StepError> {
+        self.loaded(name).map(|loaded| loaded.info.clone())
     }
 
     /// Whether a plugin of this name is registered.
@@ -350,7 +488,7 @@ impl Sandbox {
     fn bytes(
         &self,
         name: &str,
-        plugin: &Plugin,
+        plugin: &Registered,
     ) -> Result<std::borrow::Cow<'static, [u8]>, StepError> {
         match &plugin.source {
             Source::Embedded(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
@@ -371,16 +509,42 @@ impl Sandbox {
         plugin
             .loaded
             .get_or_init(|| {
-                let bytes = self.bytes(name, plugin).map_err(|e| e.to_string())?;
-                let component = components::load(&self.engine, &bytes, self.cache_dir.as_deref())
-                    .map_err(|e| format!("{e:#}"))?;
-                components::check_interface(&self.engine, &component)?;
+                let bytes = match self.bytes(name, plugin) {
+                    Ok(bytes) => bytes,
+                    Err(StepError::Load { message, .. }) => return Err(message),
+                    Err(e) => return Err(e.to_string()),
+                };
+                let sha256 = format!("sha256:{}", hex(&sha2::Sha256::digest(&bytes)));
+                if let Some(expected) = &plugin.sha256
+                    && *expected != sha256
+                {
+                    return Err(format!(
+                        "its component is not the one kiln.lock pins: it is {sha256}, the lock says \
+                         {expected} (a damaged or tampered file; `kiln plugin pull` fetches it again)"
+                    ));
+                }
+                let found = crate::plugin::inspect(&bytes)?;
+                let entry = components::check_interface(&found)?;
+                let (component, compiled) =
+                    components::load(&self.engine, &bytes, self.cache_dir.as_deref())
+                        .map_err(|e| format!("{e:#}"))?;
                 let pre = self
                     .linker
                     .instantiate_pre(&component)
-                    .and_then(StepPre::new)
                     .map_err(|e| format!("{e:#}"))?;
-                Ok(Arc::new(Loaded { pre }))
+                let pre = match entry {
+                    components::Entry::Interface => PluginPre::new(pre).map(Pre::Entry),
+                    components::Entry::Legacy => legacy::StepPre::new(pre).map(Pre::Legacy),
+                }
+                .map_err(|e| format!("{e:#}"))?;
+                let info = PluginInfo {
+                    interface_version: found.interface_version().unwrap_or_default().to_string(),
+                    compiled,
+                    declared: found.capabilities.clone(),
+                    sha256,
+                    blake3: blake3::hash(&bytes),
+                };
+                Ok(Arc::new(Loaded { pre, info }))
             })
             .clone()
             .map_err(|message| StepError::Load {
@@ -389,7 +553,8 @@ impl Sandbox {
             })
     }
 
-    /// Runs one step of plugin `name` with `args`, under `policy`.
+    /// Runs one step of plugin `name` with `args`, under `policy` (narrowed to what the plugin
+    /// declares and its user grants, for a [`Grant::Registry`] plugin).
     pub async fn run(
         &self,
         name: &str,
@@ -400,9 +565,30 @@ impl Sandbox {
         log: Arc<dyn LogSink>,
     ) -> Result<StepOutcome, StepError> {
         let loaded = self.loaded(name)?;
+        let registered = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| StepError::UnknownPlugin(name.to_string()))?;
+        let kilns_own = matches!(registered.source, Source::Embedded(_));
+        let narrowed = match &registered.grant {
+            Grant::Local => None,
+            Grant::Registry { granted, .. } => Some(
+                narrow(
+                    name,
+                    loaded.info.declared.clone().unwrap_or_default(),
+                    granted.clone(),
+                    context,
+                    policy,
+                )
+                .await,
+            ),
+        };
+        let (context, policy) = match &narrowed {
+            Some(n) => (&n.context, &n.policy),
+            None => (context, policy),
+        };
         let deadline = policy.timeout.map(|t| tokio::time::Instant::now() + t);
-        let key = REUSABLE
-            .contains(&name)
+        let key = (REUSABLE.contains(&name) && kilns_own && policy.scripted_exec.is_none())
             .then(|| WarmKey::of(name, policy, exec.as_ref(), &log));
         let warm = key.as_ref().and_then(|key| {
             let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
@@ -419,8 +605,9 @@ impl Sandbox {
                 (store, Some(instance))
             }
             None => {
-                let wasi = wasi_ctx(context, policy, log.clone())?;
-                let state = host::StepState::new(
+                let allowed_hosts = narrowed.as_ref().map(|n| n.addresses.clone());
+                let wasi = wasi_ctx(context, policy, log.clone(), allowed_hosts)?;
+                let mut state = host::StepState::new(
                     wasi,
                     policy.memory_limit,
                     log,
@@ -428,6 +615,15 @@ impl Sandbox {
                     deadline,
                     policy.preopens.clone(),
                 );
+                state.configure(host::Rules {
+                    plugin: name.to_string(),
+                    prefix: !kilns_own,
+                    exec: narrowed.as_ref().map(|n| n.exec.clone()),
+                    scripted: policy
+                        .scripted_exec
+                        .clone()
+                        .map(|answers| (answers, policy.allow_exec)),
+                });
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|state| &mut state.limits);
                 (store, None)
@@ -461,9 +657,41 @@ impl Sandbox {
         let call = async {
             let instance = match instance {
                 Some(instance) => instance,
-                None => loaded.pre.instantiate_async(&mut store).await?,
+                None => match &loaded.pre {
+                    Pre::Entry(pre) => Instance::Entry(pre.instantiate_async(&mut store).await?),
+                    Pre::Legacy(pre) => Instance::Legacy(pre.instantiate_async(&mut store).await?),
+                },
             };
-            let outcome = instance.call_run(&mut store, args, &ctx).await?;
+            let outcome = match &instance {
+                Instance::Entry(plugin) => {
+                    let o = plugin
+                        .kiln_plugin_entry()
+                        .call_run(&mut store, args, &ctx)
+                        .await?;
+                    StepOutcome {
+                        status: o.status,
+                        message: o.message,
+                        env: o
+                            .env
+                            .into_iter()
+                            .map(|change| match change {
+                                wit::EnvChange::Set((k, v)) => EnvChange::Set(k, v),
+                                wit::EnvChange::Unset(k) => EnvChange::Unset(k),
+                            })
+                            .collect(),
+                        cwd: o.cwd.map(PathBuf::from),
+                    }
+                }
+                Instance::Legacy(step) => {
+                    let o = step.call_run(&mut store, args, &ctx).await?;
+                    StepOutcome {
+                        status: o.status,
+                        message: o.message,
+                        env: legacy_env(o.env),
+                        cwd: o.cwd.map(PathBuf::from),
+                    }
+                }
+            };
             anyhow::Ok((instance, outcome))
         };
         let result = match policy.timeout {
@@ -480,7 +708,7 @@ impl Sandbox {
             None => call.await,
         };
         match result {
-            Ok((instance, outcome)) => {
+            Ok((instance, mut outcome)) => {
                 // A step that ended well leaves its instance for the next (one that trapped or ran
                 // out of time is dropped with its store).
                 if let Some(key) = key {
@@ -494,12 +722,25 @@ impl Sandbox {
                             instance,
                         });
                 }
-                Ok(StepOutcome {
-                    status: outcome.status,
-                    message: outcome.message,
-                    env: outcome.env,
-                    cwd: outcome.cwd.map(PathBuf::from),
-                })
+                // kiln's shell follows the shell's own `cd`, wherever it led; any other plugin
+                // moves the session only into the step's directories.
+                if !(kilns_own && name == "shell")
+                    && let Some(cwd) = outcome.cwd.take()
+                {
+                    match returned_cwd(&cwd, &context.cwd, &policy.preopens) {
+                        Ok(cwd) => outcome.cwd = Some(cwd),
+                        Err(why) => {
+                            outcome.status = 1;
+                            outcome.message = Some(why);
+                        }
+                    }
+                }
+                if outcome.status != 0
+                    && let Some(message) = outcome.message.take()
+                {
+                    outcome.message = Some(explain_paths(message, &policy.preopens));
+                }
+                Ok(outcome)
             }
             Err(error) => {
                 if store.data().limits.exceeded {
@@ -514,13 +755,166 @@ impl Sandbox {
                         limit: policy.timeout.unwrap_or_default(),
                     });
                 }
+                let message = match store.data_mut().panic.take() {
+                    // The panic line is the reason; the trap and its wasm backtrace go to the log.
+                    Some(line) => {
+                        store.data().log_debug(&format!("{error:?}"));
+                        line
+                    }
+                    None => format!("{error:#}"),
+                };
                 Err(StepError::Trap {
                     name: name.to_string(),
-                    message: format!("{error:#}"),
+                    message: explain_paths(message, &policy.preopens),
                 })
             }
         }
     }
+}
+
+/// A 0.1.0 plugin's returned environment as changes: one set per pair, never a replacement (so
+/// never an unset).
+fn legacy_env(env: Option<Vec<(String, String)>>) -> Vec<EnvChange> {
+    env.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| EnvChange::Set(k, v))
+        .collect()
+}
+
+/// A registry plugin's step: its context and policy narrowed to what it declares and is granted.
+struct Narrowed {
+    context: StepContext,
+    policy: Policy,
+    exec: host::ExecRule,
+    /// The addresses of the hosts it may reach (resolved now), when it may reach any.
+    addresses: Arc<Vec<std::net::IpAddr>>,
+}
+
+/// Variables every registry plugin sees: none of them is a secret.
+fn basic_variable(name: &str) -> bool {
+    matches!(name, "PATH" | "HOME" | "LANG" | "TZ" | "TMPDIR" | "USER")
+        || name.starts_with("LC_")
+        || name.starts_with("CODEBUILD_")
+}
+
+async fn narrow(
+    name: &str,
+    declared: Capabilities,
+    granted: Capabilities,
+    context: &StepContext,
+    policy: &Policy,
+) -> Narrowed {
+    let allowed = declared.intersect(&granted);
+    let mut context = context.clone();
+    context
+        .env
+        .retain(|(k, _)| basic_variable(k) || allowed.env.contains(k));
+    let mut policy = policy.clone();
+    let mut addresses = Vec::new();
+    if policy.network {
+        for host in &allowed.network {
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => addresses.push(ip),
+                Err(_) => {
+                    if let Ok(found) = tokio::net::lookup_host((host.as_str(), 0)).await {
+                        addresses.extend(found.map(|a| a.ip()));
+                    }
+                }
+            }
+        }
+    }
+    policy.network = policy.network && !addresses.is_empty();
+    for dir in &allowed.write {
+        let path = PathBuf::from(dir);
+        if path.is_dir() && !policy.preopens.iter().any(|p| p.path == path) {
+            policy.preopens.push(Preopen {
+                path,
+                writable: true,
+            });
+        }
+    }
+    Narrowed {
+        context,
+        policy,
+        exec: host::ExecRule {
+            plugin: name.to_string(),
+            declared,
+            granted,
+        },
+        addresses: Arc::new(addresses),
+    }
+}
+
+/// The directory a plugin returned, resolved against the step's directory: it must exist and lie
+/// inside the step's preopens.
+fn returned_cwd(cwd: &Path, base: &Path, preopens: &[Preopen]) -> Result<PathBuf, String> {
+    let joined = base.join(cwd);
+    let outside = || {
+        format!(
+            "the plugin moved the session to {}, which is outside the step's directories: {}",
+            joined.display(),
+            preopen_list(preopens)
+        )
+    };
+    let real = match std::fs::canonicalize(&joined) {
+        Ok(real) => real,
+        Err(_) if !inside(&joined, preopens) => return Err(outside()),
+        Err(e) => {
+            return Err(format!(
+                "the plugin moved the session to {}, which does not exist: {e}",
+                joined.display()
+            ));
+        }
+    };
+    if !real.is_dir() {
+        return Err(format!(
+            "the plugin moved the session to {}, which is not a directory",
+            joined.display()
+        ));
+    }
+    let inside_real = preopens.iter().any(|p| {
+        let root = std::fs::canonicalize(&p.path).unwrap_or_else(|_| p.path.clone());
+        real.starts_with(root)
+    });
+    if !inside_real {
+        return Err(outside());
+    }
+    Ok(joined)
+}
+
+fn inside(path: &Path, preopens: &[Preopen]) -> bool {
+    preopens.iter().any(|p| path.starts_with(&p.path))
+}
+
+fn preopen_list(preopens: &[Preopen]) -> String {
+    if preopens.is_empty() {
+        return "none".to_string();
+    }
+    preopens
+        .iter()
+        .map(|p| p.path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Adds to a failure's message why a path in it could not be reached: it is outside the step's
+/// directories (WASI only says "No such file or directory").
+fn explain_paths(message: String, preopens: &[Preopen]) -> String {
+    let outside = message
+        .split(|c: char| c.is_whitespace() || matches!(c, '`' | '\'' | '"' | '(' | ')' | ','))
+        .map(|word| word.trim_end_matches([':', '.', ';']))
+        .find(|word| word.len() > 1 && word.starts_with('/') && !inside(Path::new(word), preopens));
+    match outside {
+        Some(path) => format!(
+            "{message} ({path} is outside the step's directories: {})",
+            preopen_list(preopens)
+        ),
+        None => message,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Drop for Sandbox {
@@ -568,10 +962,12 @@ fn local_addresses() -> Vec<std::net::IpAddr> {
     out
 }
 
+/// The step's WASI context. `allowed_hosts`: a registry plugin reaches only these addresses.
 fn wasi_ctx(
     context: &StepContext,
     policy: &Policy,
     log: Arc<dyn LogSink>,
+    allowed_hosts: Option<Arc<Vec<std::net::IpAddr>>>,
 ) -> Result<WasiCtx, StepError> {
     let mut builder = WasiCtxBuilder::new();
     // A step's file operations run on the thread that runs the step rather than hopping to tokio's
@@ -587,16 +983,32 @@ fn wasi_ctx(
         .allow_ip_name_lookup(policy.network);
     if policy.network {
         builder.inherit_network();
-        if !policy.local_network {
-            let local = Arc::new(local_addresses());
-            builder.socket_addr_check(move |addr, _use| {
-                let refused = addr.ip().is_loopback()
-                    || addr.ip().is_unspecified()
-                    || local.contains(&addr.ip())
-                    || os::launcher::METADATA
-                        .iter()
-                        .any(|(metadata, _)| *metadata == addr.ip());
-                Box::pin(std::future::ready(!refused))
+        if !policy.local_network || allowed_hosts.is_some() {
+            let local = (!policy.local_network).then(|| Arc::new(local_addresses()));
+            builder.socket_addr_check(move |addr, addr_use| {
+                // wasmtime checks a connect's implicit bind with the wildcard address: a bind to
+                // it reaches nothing by itself.
+                let wildcard_bind = addr.ip().is_unspecified()
+                    && matches!(
+                        addr_use,
+                        wasmtime_wasi::sockets::SocketAddrUse::TcpBind
+                            | wasmtime_wasi::sockets::SocketAddrUse::UdpBind
+                    );
+                if wildcard_bind {
+                    return Box::pin(std::future::ready(true));
+                }
+                let refused_local = local.as_ref().is_some_and(|local| {
+                    addr.ip().is_loopback()
+                        || addr.ip().is_unspecified()
+                        || local.contains(&addr.ip())
+                        || os::launcher::METADATA
+                            .iter()
+                            .any(|(metadata, _)| *metadata == addr.ip())
+                });
+                let ungranted = allowed_hosts
+                    .as_ref()
+                    .is_some_and(|hosts| !hosts.contains(&addr.ip()));
+                Box::pin(std::future::ready(!refused_local && !ungranted))
             });
         }
     }
@@ -621,4 +1033,499 @@ fn wasi_ctx(
         builder.initial_cwd(path_string(&context.cwd));
     }
     Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    const PROBE: &str = env!("KILN_TEST_PLUGIN_PROBE");
+    const NEEDS: &str = env!("KILN_TEST_PLUGIN_NEEDS");
+    const PROBE_010: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/plugins/probe-0.1.0.wasm"
+    );
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+
+    impl LogSink for Lines {
+        fn output(&self, _: Stream, line: &str) {
+            self.0.lock().unwrap().push(line.to_string());
+        }
+        fn plugin(&self, level: Level, message: &str) {
+            self.0.lock().unwrap().push(format!("{level:?} {message}"));
+        }
+    }
+
+    impl Lines {
+        fn has(&self, text: &str) -> bool {
+            self.0.lock().unwrap().iter().any(|l| l.contains(text))
+        }
+        fn all(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    /// A step in a temp directory: the directory is the only preopen.
+    struct Step {
+        dir: tempfile::TempDir,
+        sandbox: Sandbox,
+        env: Vec<(String, String)>,
+        policy: Policy,
+    }
+
+    impl Step {
+        fn new(name: &str, path: &str, grant: Grant) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let mut sandbox = Sandbox::new(None).unwrap();
+            sandbox.register(
+                name,
+                PluginFile {
+                    path: PathBuf::from(path),
+                    sha256: None,
+                    grant,
+                },
+            );
+            let root = dir.path().canonicalize().unwrap();
+            let policy = Policy {
+                preopens: vec![Preopen {
+                    path: root,
+                    writable: true,
+                }],
+                timeout: Some(Duration::from_secs(60)),
+                ..Policy::default()
+            };
+            Self {
+                dir,
+                sandbox,
+                env: Vec::new(),
+                policy,
+            }
+        }
+
+        fn root(&self) -> PathBuf {
+            self.policy.preopens[0].path.clone()
+        }
+
+        async fn run(&self, name: &str, args: &[&str]) -> (Result<StepOutcome, StepError>, Lines) {
+            let root = self.root();
+            let context = StepContext {
+                build_id: "test".into(),
+                phase: "BUILD".into(),
+                source_dir: root.clone(),
+                cwd: root.clone(),
+                env: self.env.clone(),
+                temp_dir: root,
+            };
+            let lines = Arc::new(Lines::default());
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let result = self
+                .sandbox
+                .run(name, &args, &context, &self.policy, None, lines.clone())
+                .await;
+            let lines = Arc::try_unwrap(lines).unwrap_or_default();
+            (result, lines)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_built_with_sdk_0_1_0_still_runs() {
+        let mut step = Step::new("old", PROBE_010, Grant::Local);
+        step.env = vec![("X".into(), "from-the-session".into())];
+        let info = step.sandbox.check("old").unwrap();
+        assert_eq!(info.interface_version, "0.1.0");
+        let (outcome, lines) = step.run("old", &["args", "a", "b"]).await;
+        assert_eq!(outcome.unwrap().status, 0);
+        assert!(lines.has("args: a|b"), "{:?}", lines.all());
+        let (outcome, lines) = step.run("old", &["env", "X"]).await;
+        assert_eq!(outcome.unwrap().env, Vec::new());
+        assert!(lines.has("X=from-the-session"), "{:?}", lines.all());
+    }
+
+    #[tokio::test]
+    async fn a_plugin_built_for_another_interface_version_is_refused_naming_both() {
+        let bytes = std::fs::read(PROBE).unwrap();
+        let section = b"kiln:api-version0.1.1";
+        let at = bytes
+            .windows(section.len())
+            .position(|w| w == section)
+            .expect("the probe has its kiln:api-version section");
+        let dir = tempfile::tempdir().unwrap();
+        for (version, says) in [
+            ("0.2.0", "this kiln speaks 0.1.1"),
+            ("0.1.9", "upgrade kiln"),
+        ] {
+            let mut patched = bytes.clone();
+            let from = at + section.len() - 5;
+            patched[from..from + 5].copy_from_slice(version.as_bytes());
+            let path = dir.path().join(format!("probe-{version}.wasm"));
+            std::fs::write(&path, &patched).unwrap();
+            let mut sandbox = Sandbox::new(None).unwrap();
+            sandbox.register_file("p", &path);
+            let e = sandbox.check("p").unwrap_err().to_string();
+            assert!(e.contains(version) && e.contains(says), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_component_that_says_nothing_about_its_interface_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty-component.wasm");
+        // The smallest component: its header, no imports, no exports, no sections.
+        std::fs::write(&path, b"\0asm\x0d\0\x01\0").unwrap();
+        let mut sandbox = Sandbox::new(None).unwrap();
+        sandbox.register_file("nothing", &path);
+        let e = sandbox.check("nothing").unwrap_err().to_string();
+        assert!(e.contains("says nothing about the kiln interface"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_tampered_component_is_refused_before_it_is_compiled() {
+        let mut sandbox = Sandbox::new(None).unwrap();
+        sandbox.register(
+            "p",
+            PluginFile {
+                path: PathBuf::from(PROBE),
+                sha256: Some(format!("sha256:{}", "0".repeat(64))),
+                grant: Grant::Local,
+            },
+        );
+        let e = sandbox.check("p").unwrap_err().to_string();
+        assert!(e.contains("not the one kiln.lock pins"), "{e}");
+        let right = format!(
+            "sha256:{}",
+            hex(&sha2::Sha256::digest(std::fs::read(PROBE).unwrap()))
+        );
+        sandbox.register(
+            "pinned",
+            PluginFile {
+                path: PathBuf::from(PROBE),
+                sha256: Some(right.clone()),
+                grant: Grant::Local,
+            },
+        );
+        assert_eq!(sandbox.check("pinned").unwrap().sha256, right);
+        sandbox.register_file("q", Path::new(PROBE));
+        let info = sandbox.check("q").unwrap();
+        assert_eq!(info.interface_version, INTERFACE_VERSION);
+        assert!(info.compiled.is_some(), "compiled now, without a cache");
+        assert_eq!(info.declared, None);
+        assert!(info.sha256.starts_with("sha256:"));
+    }
+
+    #[tokio::test]
+    async fn a_plugin_returns_env_changes_set_and_unset() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        let (outcome, _) = step.run("probe", &["set", "K", "v"]).await;
+        assert_eq!(
+            outcome.unwrap().env,
+            vec![EnvChange::Set("K".into(), "v".into())]
+        );
+        let (outcome, _) = step.run("probe", &["unset", "K"]).await;
+        assert_eq!(outcome.unwrap().env, vec![EnvChange::Unset("K".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_returned_cwd_must_be_an_existing_directory_inside_the_preopens() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        std::fs::create_dir(step.dir.path().join("sub")).unwrap();
+        let (outcome, _) = step.run("probe", &["cd", "sub"]).await;
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.status, 0, "{:?}", outcome.message);
+        assert_eq!(outcome.cwd, Some(step.root().join("sub")));
+        let (outcome, _) = step.run("probe", &["cd", "/etc"]).await;
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.status, 1);
+        assert_eq!(outcome.cwd, None);
+        let message = outcome.message.unwrap();
+        assert!(
+            message.contains("/etc, which is outside the step's directories"),
+            "{message}"
+        );
+        let (outcome, _) = step.run("probe", &["cd", "missing"]).await;
+        let message = outcome.unwrap().message.unwrap();
+        assert!(message.contains("which does not exist"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_plugin_starts_in_the_context_cwd_and_a_path_outside_the_preopens_is_explained() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        let (_, lines) = step.run("probe", &["pwd"]).await;
+        assert!(
+            lines.has(&format!("pwd: {}", step.root().display())),
+            "{:?}",
+            lines.all()
+        );
+        let (outcome, _) = step.run("probe", &["read", "/etc/hostname"]).await;
+        let message = outcome.unwrap().message.unwrap();
+        assert!(
+            message.contains(&format!(
+                "(/etc/hostname is outside the step's directories: {})",
+                step.root().display()
+            )),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_one_line_and_its_trap_goes_to_the_log() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        let (outcome, lines) = step.run("probe", &["panic", "boom"]).await;
+        let Err(StepError::Trap { message, .. }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(message.starts_with("panicked at "), "{message}");
+        assert!(message.ends_with(": boom"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+        // The wasm trap with its backtrace is in the log, as debug lines.
+        assert!(lines.has("Debug "), "{:?}", lines.all());
+    }
+
+    #[tokio::test]
+    async fn a_file_plugins_log_lines_carry_its_name() {
+        let step = Step::new("probe", PROBE, Grant::Local);
+        let (_, lines) = step.run("probe", &["log", "warn", "careful"]).await;
+        assert!(lines.has("Warn probe: careful"), "{:?}", lines.all());
+    }
+
+    fn registry(granted: Capabilities) -> Grant {
+        Grant::Registry {
+            reference: "oci://registry.test/needs:1.0.0".into(),
+            granted,
+        }
+    }
+
+    fn scripted(step: &mut Step) {
+        step.policy.allow_exec = true;
+        step.policy.scripted_exec = Some(Arc::new(vec![ScriptedAnswer {
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            stdout: "scripted\n".into(),
+            stderr: String::new(),
+            code: 0,
+        }]));
+    }
+
+    #[tokio::test]
+    async fn a_registry_plugin_runs_only_programs_declared_and_granted_and_refusals_name_who_refused()
+     {
+        // Declared (exec sh) and granted: scripted answer, no program started.
+        let mut step = Step::new(
+            "needs",
+            NEEDS,
+            registry(Capabilities {
+                exec: vec!["sh".into(), "curl".into()],
+                ..Capabilities::default()
+            }),
+        );
+        scripted(&mut step);
+        let info = step.sandbox.check("needs").unwrap();
+        assert_eq!(
+            info.declared.as_ref().map(|d| d.exec.clone()),
+            Some(vec!["sh".to_string()])
+        );
+        let (outcome, lines) = step.run("needs", &["exec", "sh", "-c", "true"]).await;
+        assert_eq!(outcome.unwrap().status, 0);
+        assert!(lines.has("stdout: scripted"), "{:?}", lines.all());
+        // Granted but not declared: the plugin refuses.
+        let (outcome, lines) = step.run("needs", &["exec", "curl", "x"]).await;
+        let message = outcome.unwrap().message.unwrap();
+        assert!(
+            message.contains("plugin `needs` may not run `curl`: the plugin does not declare it"),
+            "{message}"
+        );
+        assert!(
+            lines.has("Warn plugin `needs` may not run `curl`"),
+            "{:?}",
+            lines.all()
+        );
+        // Declared but not granted: kiln.lock refuses.
+        let mut step = Step::new("needs", NEEDS, registry(Capabilities::default()));
+        scripted(&mut step);
+        let (outcome, _) = step.run("needs", &["exec", "sh", "-c", "true"]).await;
+        let message = outcome.unwrap().message.unwrap();
+        assert!(
+            message.contains("plugin `needs` may not run `sh`: kiln.lock does not grant it"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registry_plugin_sees_only_declared_and_granted_variables_and_the_basics() {
+        let env = vec![
+            ("TOKEN".to_string(), "t0k3n".to_string()),
+            ("SECRET".to_string(), "s3cr3t".to_string()),
+            ("PATH".to_string(), "/usr/bin".to_string()),
+        ];
+        let granted = Capabilities {
+            env: vec!["TOKEN".into(), "SECRET".into()],
+            ..Capabilities::default()
+        };
+        let mut step = Step::new("needs", NEEDS, registry(granted));
+        step.env = env.clone();
+        for (name, seen) in [("TOKEN", "t0k3n"), ("SECRET", ""), ("PATH", "/usr/bin")] {
+            let (_, lines) = step.run("needs", &["env", name]).await;
+            assert!(lines.has(&format!("{name}={seen}")), "{:?}", lines.all());
+        }
+        // Declared but not granted: not seen.
+        let mut step = Step::new("needs", NEEDS, registry(Capabilities::default()));
+        step.env = env;
+        let (_, lines) = step.run("needs", &["env", "TOKEN"]).await;
+        assert!(lines.has("TOKEN="), "{:?}", lines.all());
+        assert!(!lines.has("t0k3n"), "{:?}", lines.all());
+    }
+
+    #[tokio::test]
+    async fn a_registry_plugin_reaches_only_hosts_declared_and_granted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepting = std::thread::spawn(move || {
+            let _ = listener.accept();
+        });
+        for (granted, connects) in [(vec!["127.0.0.1".to_string()], true), (Vec::new(), false)] {
+            let mut step = Step::new(
+                "needs",
+                NEEDS,
+                registry(Capabilities {
+                    network: granted,
+                    ..Capabilities::default()
+                }),
+            );
+            step.policy.network = true;
+            step.policy.local_network = true;
+            let (outcome, lines) = step.run("needs", &["net", &addr]).await;
+            let outcome = outcome.unwrap();
+            assert_eq!(
+                outcome.status == 0,
+                connects,
+                "{outcome:?} {:?}",
+                lines.all()
+            );
+        }
+        // The first connection was accepted; nothing else came.
+        accepting.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_registry_plugins_write_directories_and_network_need_both_sides_and_the_policy() {
+        let extra = tempfile::tempdir().unwrap();
+        let extra = extra.path().to_string_lossy().into_owned();
+        let both = Capabilities {
+            network: vec!["127.0.0.1".into()],
+            write: vec![extra.clone(), "/no/such/dir".into()],
+            ..Capabilities::default()
+        };
+        let base = Policy::default();
+        let writable = |n: &Narrowed| {
+            n.policy
+                .preopens
+                .iter()
+                .filter(|p| p.writable)
+                .map(|p| p.path.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        // Declared and granted: the existing directory is opened for writing.
+        let n = narrow(
+            "x",
+            both.clone(),
+            both.clone(),
+            &StepContext::default(),
+            &base,
+        )
+        .await;
+        assert_eq!(writable(&n), vec![extra.clone()]);
+        // The step's policy has no network: a grant does not add it.
+        assert!(!n.policy.network);
+        let online = Policy {
+            network: true,
+            ..Policy::default()
+        };
+        let n = narrow(
+            "x",
+            both.clone(),
+            both.clone(),
+            &StepContext::default(),
+            &online,
+        )
+        .await;
+        assert!(n.policy.network);
+        assert_eq!(*n.addresses, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
+        // One side missing: nothing.
+        let n = narrow(
+            "x",
+            both,
+            Capabilities::default(),
+            &StepContext::default(),
+            &online,
+        )
+        .await;
+        assert!(writable(&n).is_empty());
+        assert!(!n.policy.network);
+    }
+
+    #[test]
+    fn a_0_1_0_plugins_returned_env_is_applied_as_sets_never_a_replacement() {
+        assert_eq!(legacy_env(None), Vec::new());
+        assert_eq!(
+            legacy_env(Some(vec![("ONLY".into(), "1".into())])),
+            vec![EnvChange::Set("ONLY".into(), "1".into())]
+        );
+    }
+
+    #[test]
+    fn the_sdk_sections_survive_the_release_build() {
+        let probe = crate::plugin::inspect(&std::fs::read(PROBE).unwrap()).unwrap();
+        assert_eq!(probe.api_version.as_deref(), Some(INTERFACE_VERSION));
+        assert_eq!(
+            probe.metadata.get("licenses").map(String::as_str),
+            Some("Apache-2.0")
+        );
+        assert!(
+            probe.metadata.contains_key("version"),
+            "{:?}",
+            probe.metadata
+        );
+        assert!(
+            probe.exports.iter().any(|e| e == "kiln:plugin/entry@0.1.1"),
+            "{:?}",
+            probe.exports
+        );
+        // The probe declares nothing; needs declares exec, network and env.
+        assert_eq!(
+            probe.capabilities.unwrap_or_default(),
+            Capabilities::default()
+        );
+        let needs = crate::plugin::inspect(&std::fs::read(NEEDS).unwrap()).unwrap();
+        assert_eq!(
+            needs.capabilities,
+            Some(Capabilities {
+                exec: vec!["sh".into()],
+                network: vec!["127.0.0.1".into()],
+                env: vec!["TOKEN".into()],
+                write: vec!["/var/empty/kiln-needs".into()],
+            })
+        );
+        assert!(
+            needs.metadata.contains_key("description"),
+            "{:?}",
+            needs.metadata
+        );
+    }
+
+    #[test]
+    fn paths_inside_the_preopens_are_not_explained() {
+        let preopens = vec![Preopen {
+            path: PathBuf::from("/src"),
+            writable: true,
+        }];
+        assert_eq!(
+            explain_paths("cannot read /src/a: gone".into(), &preopens),
+            "cannot read /src/a: gone"
+        );
+        assert_eq!(
+            explain_paths("cannot read `/etc/x`: gone".into(), &preopens),
+            "cannot read `/etc/x`: gone (/etc/x is outside the step's directories: /src)"
+        );
+    }
 }

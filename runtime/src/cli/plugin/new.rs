@@ -212,9 +212,8 @@ fn manifest_version(manifest: &str) -> Option<String> {
 /// a rename, so a scaffold running beside never sees half a file).
 fn write_sdk(dir: &Path) -> std::io::Result<()> {
     for (path, contents) in SDK {
-        let contents = until_a::standalone(path, contents);
         let file = dir.join(path);
-        if std::fs::read_to_string(&file).is_ok_and(|old| old == contents) {
+        if std::fs::read_to_string(&file).is_ok_and(|old| old == *contents) {
             continue;
         }
         if let Some(parent) = file.parent() {
@@ -225,63 +224,6 @@ fn write_sdk(dir: &Path) -> std::io::Result<()> {
         std::fs::rename(&temp, &file)?;
     }
     Ok(())
-}
-
-/// Until helper A's SDK 0.1.1 lands (explicit package fields, a `testing` feature, the builder on
-/// `Outcome`, capabilities in `plugin!`): the embedded SDK made standalone here, and a plugin written
-/// for SDK 0.1.0. Each step does nothing once the SDK has it; then this module goes.
-mod until_a {
-    /// The SDK's file, standalone.
-    pub fn standalone(path: &str, contents: &str) -> String {
-        match path {
-            "Cargo.toml" if contents.contains(".workspace = true") => contents
-                .replace("rust-version.workspace = true", "rust-version = \"1.95\"")
-                .replace("version.workspace = true", "version = \"0.1.0\"")
-                .replace("edition.workspace = true", "edition = \"2024\"")
-                .replace("license.workspace = true", "license = \"Apache-2.0\"")
-                .replace(
-                    "wit-bindgen = { workspace = true }",
-                    "wit-bindgen = \"0.61\"\nserde_json = { version = \"1\", optional = true }\n\n[features]\ntesting = [\"dep:serde_json\"]",
-                ),
-            "src/lib.rs" if !contents.contains("pub mod testing") => format!(
-                "{contents}\n#[cfg(all(feature = \"testing\", not(target_arch = \"wasm32\")))]\npub mod testing;\n"
-            ),
-            _ => contents.to_string(),
-        }
-    }
-
-    /// Whether the SDK has 0.1.1's outcome builder.
-    pub fn has_builder() -> bool {
-        super::SDK[1].1.contains("pub fn unset")
-    }
-
-    /// The scaffold's plugin, for SDK 0.1.0.
-    pub const LIB_0_1_0: &str = r#"//! The `{name}` plugin: greets whoever its arguments name, and tells the next commands whom.
-//!
-//! A buildspec line `{name} world` runs it as a build step (kiln passes `["world"]`).
-
-use kiln_sdk::{Context, Outcome, Plugin, log};
-
-struct Greeter;
-
-impl Plugin for Greeter {
-    fn run(args: Vec<String>, context: Context) -> Outcome {
-        let who = if args.is_empty() { "world".to_string() } else { args.join(" ") };
-        log::info(&format!("hello, {who}, from the {} phase", context.phase));
-        log::debug(&format!("source directory: {}", context.source_dir));
-        if who == "nobody" {
-            return Outcome::failure(1, "nobody to greet");
-        }
-        // The next commands of the build see GREETED.
-        Outcome {
-            env: Some(vec![("GREETED".to_string(), who)]),
-            ..Outcome::success()
-        }
-    }
-}
-
-kiln_sdk::plugin!(Greeter);
-"#;
 }
 
 /// The scaffold's plugin: args, context, log, an env change, a declared capability.
@@ -447,20 +389,14 @@ strip = true
 [workspace]
 "#
     );
-    let (lib_rs, test_rs, manifest) = if until_a::has_builder() {
-        (fill(LIB), format!("{}{TEST_EXEC}", fill(TEST)), manifest)
-    } else {
-        (
-            fill(until_a::LIB_0_1_0),
-            fill(TEST),
-            manifest.replace("log = \"0.4\"\n", ""),
-        )
-    };
     std::fs::create_dir_all(dir.join("src"))?;
     std::fs::create_dir_all(dir.join("tests"))?;
     std::fs::write(dir.join("Cargo.toml"), manifest)?;
-    std::fs::write(dir.join("src/lib.rs"), lib_rs)?;
-    std::fs::write(dir.join("tests/plugin.rs"), test_rs)?;
+    std::fs::write(dir.join("src/lib.rs"), fill(LIB))?;
+    std::fs::write(
+        dir.join("tests/plugin.rs"),
+        format!("{}{TEST_EXEC}", fill(TEST)),
+    )?;
     std::fs::write(dir.join("README.md"), fill(README))?;
     std::fs::write(dir.join(".gitignore"), GITIGNORE)?;
     Ok(())
