@@ -52,7 +52,8 @@ for _ in range(rounds):
     sh.append(time.perf_counter_ns() - t0)
 
 s50, s90, b50, b90 = pct(step, 50), pct(step, 90), pct(sh, 50), pct(sh, 90)
-print(f"plugin step start from the compiled cache ({sys.argv[3]} {sys.argv[4]}), {len(step)} runs in one kiln")
+plugin = " ".join(a for a in sys.argv[3:5] if a)
+print(f"plugin step start from the compiled cache ({plugin}), {len(step)} runs in one kiln")
 print(f"  instantiate + run:  p50 {s50 / 1e6:6.3f} ms   p90 {s90 / 1e6:6.3f} ms")
 print(f"  sh -c true (fork + exec + wait), {rounds} runs")
 print(f"  baseline:           p50 {b50 / 1e6:6.3f} ms   p90 {b90 / 1e6:6.3f} ms")
