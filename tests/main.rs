@@ -20,6 +20,7 @@ mod oci;
 mod phases;
 mod pipeline;
 mod pipeline_validate;
+mod plugin_author;
 mod plugin_builds;
 mod plugin_registry;
 mod plugins;

@@ -96,25 +96,7 @@ async fn run(Cli { global, command }: Cli) -> u8 {
         Command::Logs(args) => cli::logs::run(global, args).await,
         Command::Validate(args) => cli::validate::run(args),
         Command::Config(args) => cli::config::run(args),
-        Command::Plugin(cli::plugin::PluginCommand::List) => cli::plugin::list(global),
-        Command::Plugin(cli::plugin::PluginCommand::Run(args)) => {
-            cli::plugin::run(global, args).await
-        }
-        Command::Plugin(cli::plugin::PluginCommand::Push(args)) => {
-            cli::plugin::registry::push(global, args).await
-        }
-        Command::Plugin(cli::plugin::PluginCommand::Pull(args)) => {
-            cli::plugin::registry::pull(global, args).await
-        }
-        Command::Plugin(cli::plugin::PluginCommand::Add(args)) => {
-            cli::plugin::registry::add(global, args).await
-        }
-        Command::Plugin(cli::plugin::PluginCommand::Exec(args)) => {
-            cli::plugin::exec::run(args).await
-        }
-        Command::Plugin(cli::plugin::PluginCommand::Update(args)) => {
-            cli::plugin::registry::update(global, args).await
-        }
+        Command::Plugin(command) => cli::plugin::dispatch(global, command).await,
         Command::Cache(command) => cli::cache::run(global, command),
         Command::Package(args) => cli::package::run(global, args),
         Command::Push(args) => cli::push::run(args).await,
