@@ -413,7 +413,7 @@ mod tests {
         let e = error_of(&good.replace("size = 42", "size = -1"));
         assert!(e.contains("negative"), "{e}");
         let e = error_of(&good.replace("name = \"zeta\"", "name = \"../zeta\""));
-        assert!(e.contains("not a plugin name"), "{e}");
+        assert!(e.contains("not a command name"), "{e}");
         let e = error_of(&good.replace(":1.0.0\"", ":latest\""));
         assert!(e.contains("semver"), "{e}");
         let e = error_of(&good.replace("exec = [\"git\"]", "exec = [\"git\"]\nsudo = [\"x\"]"));
