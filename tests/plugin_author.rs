@@ -123,8 +123,8 @@ fn plugin_new_refuses_bad_names_and_a_folder_in_use() {
         ("a/b", "is not a plugin name"),
         ("echo", "shell builtin"),
         ("cd", "shell builtin"),
-        ("shell", "kiln's own plugins"),
-        ("artifacts", "kiln's own plugins"),
+        ("shell", "kiln's own"),
+        ("artifacts", "kiln's own"),
     ] {
         let out = new(&[name]);
         assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
