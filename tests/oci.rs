@@ -17,20 +17,6 @@ fn target(registry: &Service, repo: &str) -> Target {
     }
 }
 
-fn curl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl")
-        .args(["-sSf"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
@@ -69,7 +55,7 @@ fn push_pull_an_artifact_with_the_right_shape_and_no_reupload() {
     );
 
     // The manifest, read with plain curl: an OCI 1.1 artifact of kiln's type.
-    let manifest: serde_json::Value = serde_json::from_slice(&curl(&[
+    let manifest: serde_json::Value = serde_json::from_slice(&crate::support::curl(&[
         "-H",
         "Accept: application/vnd.oci.image.manifest.v1+json",
         &format!("http://{}/v2/hello/web/manifests/v1", registry.address),
@@ -99,14 +85,14 @@ fn push_pull_an_artifact_with_the_right_shape_and_no_reupload() {
 
     // The blob, with curl: its sha256 is the layer digest, its bytes the revision's.
     let digest = layer["digest"].as_str().unwrap();
-    let blob = curl(&[&format!(
+    let blob = crate::support::curl(&[&format!(
         "http://{}/v2/hello/web/blobs/{digest}",
         registry.address
     )]);
     assert_eq!(format!("sha256:{}", sha256_hex(&blob)), digest);
     assert_eq!(blob, std::fs::read(&rev).unwrap());
     // The config blob is the revision manifest.
-    let config: serde_json::Value = serde_json::from_slice(&curl(&[&format!(
+    let config: serde_json::Value = serde_json::from_slice(&crate::support::curl(&[&format!(
         "http://{}/v2/hello/web/blobs/{}",
         registry.address,
         manifest["config"]["digest"].as_str().unwrap()

@@ -18,28 +18,10 @@ fn probe_010() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/plugins/probe-0.1.0.wasm")
 }
 
-/// A component with one more custom section at its end: what a plugin says about itself, rewritten
-/// by the test (sections at the component's top level come before those of its modules).
+/// `component` with one more custom section, written to `into`: what a plugin says about itself,
+/// rewritten by the test.
 fn with_section(component: &Path, name: &str, text: &str, into: &Path) -> PathBuf {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut payload = Vec::new();
-    leb(name.len(), &mut payload);
-    payload.extend_from_slice(name.as_bytes());
-    payload.extend_from_slice(text.as_bytes());
-    let mut bytes = std::fs::read(component).unwrap();
-    bytes.push(0);
-    leb(payload.len(), &mut bytes);
-    bytes.extend_from_slice(&payload);
+    let bytes = crate::support::with_custom_section(&std::fs::read(component).unwrap(), name, text);
     std::fs::write(into, bytes).unwrap();
     into.to_path_buf()
 }

@@ -25,30 +25,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// A component with one more custom section at its top level (where inspect looks first).
-fn with_section(component: &[u8], name: &str, data: &str) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut payload = Vec::new();
-    leb(name.len(), &mut payload);
-    payload.extend_from_slice(name.as_bytes());
-    payload.extend_from_slice(data.as_bytes());
-    let mut out = component.to_vec();
-    out.push(0);
-    leb(payload.len(), &mut out);
-    out.extend_from_slice(&payload);
-    out
-}
-
 fn run(mut cmd: Command) -> (i32, String, String) {
     let Output {
         status,
@@ -78,29 +54,20 @@ fn write_component(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-fn curl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl")
-        .args(["-sSf"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 fn manifest_of(registry: &Service, repo: &str, tag: &str) -> serde_json::Value {
     let url = format!("http://{}/v2/{repo}/manifests/{tag}", registry.address);
-    serde_json::from_slice(&curl(&["-H", &format!("Accept: {MANIFEST}"), &url])).unwrap()
+    serde_json::from_slice(&crate::support::curl(&[
+        "-H",
+        &format!("Accept: {MANIFEST}"),
+        &url,
+    ]))
+    .unwrap()
 }
 
 fn put_manifest(registry: &Service, repo: &str, tag: &str, manifest: &serde_json::Value) {
     let url = format!("http://{}/v2/{repo}/manifests/{tag}", registry.address);
     let body = serde_json::to_string(manifest).unwrap();
-    curl(&[
+    crate::support::curl(&[
         "-X",
         "PUT",
         "-H",
@@ -141,8 +108,8 @@ fn push_writes_the_cncf_wasm_artifact_with_metadata_annotations() {
         return;
     };
     let b = Build::new();
-    let component = with_section(
-        &with_section(PROBE_010, "description", "Probes the sandbox"),
+    let component = crate::support::with_custom_section(
+        &crate::support::with_custom_section(PROBE_010, "description", "Probes the sandbox"),
         "licenses",
         "Apache-2.0",
     );
@@ -171,7 +138,7 @@ fn push_writes_the_cncf_wasm_artifact_with_metadata_annotations() {
     assert_eq!(a["org.opencontainers.image.licenses"], "Apache-2.0");
     assert!(a["org.opencontainers.image.created"].is_string(), "{a}");
     // The digest kiln printed is the registry's.
-    let body = curl(&[
+    let body = crate::support::curl(&[
         "-H",
         &format!("Accept: {MANIFEST}"),
         &format!("http://{}/v2/acme/probe/manifests/1.0.0", registry.address),
@@ -181,7 +148,7 @@ fn push_writes_the_cncf_wasm_artifact_with_metadata_annotations() {
         format!("sha256:{}", sha256_hex(&body)).as_str()
     );
 
-    let config: serde_json::Value = serde_json::from_slice(&curl(&[&format!(
+    let config: serde_json::Value = serde_json::from_slice(&crate::support::curl(&[&format!(
         "http://{}/v2/acme/probe/blobs/{}",
         registry.address,
         m["config"]["digest"].as_str().unwrap()
@@ -389,7 +356,11 @@ fn a_tampered_cache_blob_is_refused_at_resolve_and_a_name_not_locked_says_what_t
 fn add_grants_nothing_without_accept_and_what_is_declared_with_it() {
     let b = Build::new();
     let store = tempfile::tempdir().unwrap();
-    let component = with_section(PROBE_010, "kiln:capabilities", "exec git\nenv TOKEN\n");
+    let component = crate::support::with_custom_section(
+        PROBE_010,
+        "kiln:capabilities",
+        "exec git\nenv TOKEN\n",
+    );
     let file = write_component(b.path(), "probe.wasm", &component);
     let reference = format!("file://{}/probe:1.0.0", store.path().display());
     push(&b, &file, &reference);
@@ -422,7 +393,7 @@ fn add_grants_nothing_without_accept_and_what_is_declared_with_it() {
 /// Uploads a blob to the test registry with plain HTTP (as any client would).
 fn upload_blob(registry: &Service, repo: &str, bytes: &[u8]) -> String {
     let digest = format!("sha256:{}", sha256_hex(bytes));
-    let out = curl(&[
+    let out = crate::support::curl(&[
         "-si",
         "-X",
         "POST",
@@ -445,7 +416,7 @@ fn upload_blob(registry: &Service, repo: &str, bytes: &[u8]) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), bytes).unwrap();
-    curl(&[
+    crate::support::curl(&[
         "-X",
         "PUT",
         "-H",
