@@ -339,6 +339,26 @@ fn field(lock: &str, key: &str) -> String {
 }
 
 #[test]
+fn a_remote_build_refuses_plugins_rather_than_dropping_them() {
+    let run = Build::new()
+        .buildspec(&build_commands(&["probe args x"]))
+        .args(["--plugin", &probe()])
+        .run_with(&[
+            "--remote",
+            "postgres://kiln@127.0.0.1:1/kiln",
+            "--cache",
+            "s3://bucket/prefix",
+        ]);
+    run.code(2);
+    assert!(
+        run.stderr
+            .contains("plugin `probe`: builds on the queue's workers do not take plugins"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn kiln_plugin_exec_refuses_a_spec_it_cannot_read() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("x.json");

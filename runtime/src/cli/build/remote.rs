@@ -28,6 +28,19 @@ pub async fn run(global: &GlobalArgs, args: &BuildArgs, url: &str) -> u8 {
         Ok(settings) => settings,
         Err(code) => return code,
     };
+    // A job carries the project and its settings, not the plugin components: said, not dropped.
+    if let Some(name) = settings
+        .plugins
+        .iter()
+        .map(|(name, _)| name)
+        .chain(settings.plugin_refs.iter().map(|(name, _)| name))
+        .next()
+    {
+        eprintln!(
+            "error: plugin `{name}`: builds on the queue's workers do not take plugins yet; build here (without --remote) to use them"
+        );
+        return exit::BAD_INPUT;
+    }
     let Some(cache_url) = settings.remote_cache.as_deref() else {
         eprintln!("error: --remote needs the shared store too: --cache s3://bucket/prefix");
         return exit::BAD_INPUT;
