@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiln::cas::{Digest, LocalStore};
-use kiln::plugin::resolve::{ResolveError, resolve};
+use kiln::plugins::resolve::{ResolveError, resolve};
 use kiln::store::Access;
 
 use crate::support::services::Service;
@@ -84,8 +84,8 @@ fn push(b: &Build, file: &Path, reference: &str) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
-fn lock_of(b: &Build) -> kiln::plugin::lock::Lock {
-    kiln::plugin::lock::Lock::read(&b.path().join("kiln.lock"))
+fn lock_of(b: &Build) -> kiln::plugins::lock::Lock {
+    kiln::plugins::lock::Lock::read(&b.path().join("kiln.lock"))
         .unwrap()
         .expect("a kiln.lock")
 }

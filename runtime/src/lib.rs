@@ -9,7 +9,7 @@ pub mod build;
 pub mod cas;
 pub mod deploy;
 pub mod pipeline;
-pub mod plugin;
+pub mod plugins;
 pub mod revision;
 pub mod sandbox;
 pub mod serve;

@@ -90,7 +90,7 @@ pub struct BuildOptions {
     pub plugins: Vec<(String, PathBuf)>,
     /// kiln.toml's registry plugins, as `kiln.lock` pins them: confined to what they declare and
     /// the lock grants.
-    pub locked_plugins: Vec<crate::plugin::resolve::Resolved>,
+    pub locked_plugins: Vec<crate::plugins::resolve::Resolved>,
     /// The project (`CODEBUILD_BUILD_ID` starts with it); by default its id, from the repository's
     /// root and the buildspec's path in it (see [`project`]).
     pub project: Option<String>,

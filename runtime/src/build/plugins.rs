@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plugin::{Capabilities, Inspected};
+use crate::plugins::{Capabilities, Inspected};
 use crate::sandbox::Grant;
 
-pub use crate::plugin::name::refusal as name_refusal;
+pub use crate::plugins::name::refusal as name_refusal;
 
 /// Reads a plugin's component, checks its bytes against the digest the lock pinned (before anything
 /// parses them) and the interface it was built for. What it returns says what the plugin declares.
@@ -32,7 +32,7 @@ pub fn check_file(path: &Path, sha256: Option<&str>) -> Result<Inspected, String
             ));
         }
     }
-    let inspected = crate::plugin::inspect(&bytes)?;
+    let inspected = crate::plugins::inspect(&bytes)?;
     crate::sandbox::check_version(&inspected)?;
     Ok(inspected)
 }

@@ -455,7 +455,7 @@ fn merge(args: &SettingsArgs, config: &ProjectConfig) -> Result<Settings, SpecEr
 pub async fn locked_plugins(
     global: &super::options::GlobalArgs,
     settings: &Settings,
-) -> Result<Vec<kiln::plugin::resolve::Resolved>, u8> {
+) -> Result<Vec<kiln::plugins::resolve::Resolved>, u8> {
     if settings.plugin_refs.is_empty() {
         return Ok(Vec::new());
     }
@@ -472,7 +472,7 @@ pub async fn locked_plugins(
         eprintln!("error: the cache at {}: {e}", cas_dir.display());
         super::exit::INTERNAL
     })?;
-    kiln::plugin::resolve::resolve(
+    kiln::plugins::resolve::resolve(
         project,
         &settings.plugin_refs,
         &cas,

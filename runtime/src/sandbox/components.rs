@@ -10,7 +10,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::INTERFACE_VERSION;
-use crate::plugin::Inspected;
+use crate::plugins::Inspected;
 
 /// Loads a component, from the on-disk cache when it has it, compiling and caching it otherwise; with
 /// how long compiling took when it compiled now.

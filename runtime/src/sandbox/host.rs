@@ -15,7 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::kiln::plugin::{exec, files, log, types};
 use super::process::{self, ProcessSpec};
 use super::{ExecEnv, LogSink, Preopen, ScriptedAnswer, Stream};
-use crate::plugin::Capabilities;
+use crate::plugins::Capabilities;
 
 /// A line's level in the build log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

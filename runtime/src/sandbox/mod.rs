@@ -69,7 +69,7 @@ mod legacy {
 }
 
 use self::kiln::plugin::types as wit;
-use crate::plugin::Capabilities;
+use crate::plugins::Capabilities;
 
 /// The interface version kiln speaks (the WIT package `kiln:plugin`). It runs plugins built for any
 /// `0.1.x` up to this one.
@@ -354,7 +354,7 @@ fn engine() -> anyhow::Result<Engine> {
 
 /// Refuses a component built for an interface this kiln does not speak (see the module's
 /// documentation for the rule), without compiling it.
-pub fn check_version(found: &crate::plugin::Inspected) -> Result<(), String> {
+pub fn check_version(found: &crate::plugins::Inspected) -> Result<(), String> {
     components::check_interface(found).map(|_| ())
 }
 
@@ -550,7 +550,7 @@ impl Sandbox {
                          {expected} (a damaged or tampered file; `kiln plugin pull` fetches it again)"
                     ));
                 }
-                let found = crate::plugin::inspect(&bytes)?;
+                let found = crate::plugins::inspect(&bytes)?;
                 let entry = components::check_interface(&found)?;
                 let (component, compiled) =
                     components::load(&self.engine, &bytes, self.cache_dir.as_deref())
@@ -1518,7 +1518,7 @@ mod tests {
 
     #[test]
     fn the_sdk_sections_survive_the_release_build() {
-        let probe = crate::plugin::inspect(&std::fs::read(PROBE).unwrap()).unwrap();
+        let probe = crate::plugins::inspect(&std::fs::read(PROBE).unwrap()).unwrap();
         assert_eq!(probe.api_version.as_deref(), Some(INTERFACE_VERSION));
         assert_eq!(
             probe.metadata.get("licenses").map(String::as_str),
@@ -1539,7 +1539,7 @@ mod tests {
             probe.capabilities.unwrap_or_default(),
             Capabilities::default()
         );
-        let needs = crate::plugin::inspect(&std::fs::read(NEEDS).unwrap()).unwrap();
+        let needs = crate::plugins::inspect(&std::fs::read(NEEDS).unwrap()).unwrap();
         assert_eq!(
             needs.capabilities,
             Some(Capabilities {

@@ -302,10 +302,10 @@ impl ProjectConfig {
         // A registry plugin's reference is checked here, at its place: a moving tag (`latest`) or
         // a malformed one is the file's error, not a build's.
         for (name, value) in config.plugins.iter().flat_map(|t| &t.value) {
-            if !crate::plugin::registry::is_reference(&value.value) {
+            if !crate::plugins::registry::is_reference(&value.value) {
                 continue;
             }
-            if let Err(e) = crate::plugin::registry::PluginRef::parse(&value.value) {
+            if let Err(e) = crate::plugins::registry::PluginRef::parse(&value.value) {
                 return Err(config.error(
                     value.span,
                     e.to_string(),
@@ -324,7 +324,7 @@ impl ProjectConfig {
         self.plugins
             .iter()
             .flat_map(|t| &t.value)
-            .filter(|(_, v)| crate::plugin::registry::is_reference(&v.value))
+            .filter(|(_, v)| crate::plugins::registry::is_reference(&v.value))
             .map(|(name, v)| (name.clone(), v.value.clone()))
             .collect()
     }
@@ -334,7 +334,7 @@ impl ProjectConfig {
         self.plugins
             .iter()
             .flat_map(|t| &t.value)
-            .filter(|(_, v)| !crate::plugin::registry::is_reference(&v.value))
+            .filter(|(_, v)| !crate::plugins::registry::is_reference(&v.value))
             .cloned()
             .collect()
     }

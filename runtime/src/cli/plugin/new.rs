@@ -109,7 +109,7 @@ fn check_name(name: &str) -> Result<(), String> {
             "`{name}` is not a plugin name: lower-case letters, digits, `-` and `_`, starting with a letter (it names the crate and the command)"
         ));
     }
-    if let Some(why) = kiln::plugin::name::refusal(name) {
+    if let Some(why) = kiln::plugins::name::refusal(name) {
         return Err(why);
     }
     Ok(())

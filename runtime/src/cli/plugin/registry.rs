@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use kiln::cas::LocalStore;
-use kiln::plugin::artifact::LAYER_LIMIT;
-use kiln::plugin::lock::{self, Lock, Locked};
-use kiln::plugin::registry::{self, PluginRef, RegistryError};
-use kiln::plugin::signature::{self, PublicKey};
-use kiln::plugin::{Capabilities, inspect};
+use kiln::plugins::artifact::LAYER_LIMIT;
+use kiln::plugins::lock::{self, Lock, Locked};
+use kiln::plugins::registry::{self, PluginRef, RegistryError};
+use kiln::plugins::signature::{self, PublicKey};
+use kiln::plugins::{Capabilities, inspect};
 use kiln::spec::config::{self, ProjectConfig};
 use serde_json::json;
 
