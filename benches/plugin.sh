@@ -67,7 +67,7 @@ PY
 # The plugin as a command, as a build's shim runs it.
 cat > "$work/shim.json" <<JSON
 {"name": "empty", "component": "$work/plugin.wasm", "compiled_dir": "$work/cache/components",
- "sha256": null, "reference": null, "granted": null, "build_id": "bench:1",
+ "sha256": null, "grant": "Local", "build_id": "bench:1",
  "source_dir": "$work/src", "temp_dir": "$work/src", "phase_file": "$work/phase",
  "network": false, "local_network": false, "memory_limit": 536870912}
 JSON

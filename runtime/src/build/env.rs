@@ -62,11 +62,6 @@ impl Vars {
         }
     }
 
-    /// Removes a variable.
-    pub fn unset(&mut self, name: &str) {
-        self.0.retain(|(k, _)| k != name);
-    }
-
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -78,8 +73,8 @@ impl Vars {
         &self.0
     }
 
-    /// Applies a step's changes in order (lead: added by helper A for the sandbox's `EnvChange`).
-    pub fn apply(&mut self, changes: Vec<crate::sandbox::EnvChange>) {
+    /// Applies a step's changes in order: each sets or unsets one variable, never replaces the rest.
+    pub fn apply(&mut self, changes: impl IntoIterator<Item = crate::sandbox::EnvChange>) {
         for change in changes {
             match change {
                 crate::sandbox::EnvChange::Set(k, v) => self.set(&k, v),

@@ -140,7 +140,6 @@ impl BuildOptions {
             .is_some_and(|p| !PhaseName::ALL.iter().all(|n| p.contains(n)))
     }
 
-    /// Whether `phase` is to run.
     /// The build's own plugins (not kiln's): name, component file, and the digest a lock pinned.
     fn user_plugins(&self) -> impl Iterator<Item = (&str, &Path, Option<&str>)> {
         self.plugins
@@ -160,6 +159,7 @@ impl BuildOptions {
             .collect()
     }
 
+    /// Whether `phase` is to run.
     fn selects(&self, phase: PhaseName) -> bool {
         self.phases.as_ref().is_none_or(|p| p.contains(&phase))
     }
@@ -2018,23 +2018,19 @@ impl Runner<'_> {
         let reason = match result {
             Ok(outcome) => {
                 if self.spec.version == Version::V02 || plugin.is_some() {
-                    for change in outcome.env {
+                    // kiln's shell is the session; another plugin cannot move kiln's built-ins.
+                    let changes = outcome.env.into_iter().filter(|change| {
                         let (sandbox::EnvChange::Set(var, _) | sandbox::EnvChange::Unset(var)) =
-                            &change;
-                        // kiln's shell is the session; another plugin cannot move kiln's built-ins.
-                        if plugin.is_some() && plugins::is_builtin_var(var) {
+                            change;
+                        let refused = plugin.is_some() && plugins::is_builtin_var(var);
+                        if refused {
                             self.log.container(&format!(
                                 "warning: plugin `{name}` tried to change {var}, one of kiln's built-in variables: left as it was"
                             ));
-                            continue;
                         }
-                        match change {
-                            sandbox::EnvChange::Set(var, value) => {
-                                self.session.env.set(&var, value)
-                            }
-                            sandbox::EnvChange::Unset(var) => self.session.env.unset(&var),
-                        }
-                    }
+                        !refused
+                    });
+                    self.session.env.apply(changes);
                     if let Some(cwd) = outcome.cwd {
                         self.session.cwd = cwd;
                     }

@@ -13,37 +13,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plugins::{Capabilities, Inspected};
+use crate::plugins::Inspected;
 use crate::sandbox::Grant;
 
 pub use crate::plugins::name::refusal as name_refusal;
 
-/// Reads a plugin's component, checks its bytes against the digest the lock pinned (before anything
-/// parses them) and the interface it was built for. What it returns says what the plugin declares.
+/// Reads a plugin's component and checks it as the sandbox will before compiling it: its bytes
+/// against the digest the lock pinned, and the interface it was built for. What it returns says
+/// what the plugin declares.
 pub fn check_file(path: &Path, sha256: Option<&str>) -> Result<Inspected, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if let Some(pinned) = sha256 {
-        let found = format!("sha256:{}", hex(&sha2_digest(&bytes)));
-        if found != pinned {
-            return Err(format!(
-                "{} is not the component kiln.lock pinned: its digest is {found}, the lock says {pinned}; \
-                 it was changed after it was pulled (run `kiln plugin pull` again, or `kiln cache verify`)",
-                path.display()
-            ));
-        }
-    }
-    let inspected = crate::plugins::inspect(&bytes)?;
-    crate::sandbox::check_version(&inspected)?;
-    Ok(inspected)
-}
-
-fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::sandbox::check_component(&bytes, sha256).map(|checked| checked.inspected)
 }
 
 /// What a plugin's shim tells `kiln plugin exec`: the component, where its compiled form is, and
@@ -55,9 +35,8 @@ pub struct ShimSpec {
     /// Where the compiled component was linked (a cache directory of its own).
     pub compiled_dir: PathBuf,
     pub sha256: Option<String>,
-    /// The registry reference and what `kiln.lock` grants, for a registry plugin.
-    pub reference: Option<String>,
-    pub granted: Option<Capabilities>,
+    /// What its user granted (for a registry plugin, kiln.lock's grant).
+    pub grant: Grant,
     pub build_id: String,
     pub source_dir: PathBuf,
     pub temp_dir: PathBuf,
@@ -66,19 +45,6 @@ pub struct ShimSpec {
     pub network: bool,
     pub local_network: bool,
     pub memory_limit: usize,
-}
-
-impl ShimSpec {
-    /// The grant the sandbox applies to the shim's step.
-    pub fn grant(&self) -> Grant {
-        match (&self.reference, &self.granted) {
-            (Some(reference), Some(granted)) => Grant::Registry {
-                reference: reference.clone(),
-                granted: granted.clone(),
-            },
-            _ => Grant::Local,
-        }
-    }
 }
 
 /// Writes `NAME` (the shim) and `plugins/NAME.json` (its spec) into the build's tools folder; the
@@ -221,7 +187,7 @@ pub async fn run_shim(spec_path: &Path, args: &[String]) -> i32 {
         PluginFile {
             path: spec.component.clone(),
             sha256: spec.sha256.clone(),
-            grant: spec.grant(),
+            grant: spec.grant.clone(),
         },
     );
     let cwd = std::env::current_dir().unwrap_or_else(|_| spec.source_dir.clone());
@@ -361,8 +327,7 @@ pub(super) fn load(
                     component,
                     compiled_dir: compiled_dir.clone(),
                     sha256: sha256.map(str::to_string),
-                    reference: locked.map(|l| l.reference.clone()),
-                    granted: locked.map(|l| l.granted.clone()),
+                    grant: sandbox.grant(name).cloned().unwrap_or(Grant::Local),
                     build_id: build_id.to_string(),
                     source_dir: source_dir.to_path_buf(),
                     temp_dir: temp_dir.to_path_buf(),

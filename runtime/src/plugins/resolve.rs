@@ -8,8 +8,6 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::Digest as _;
-
 use super::Capabilities;
 use super::artifact;
 use super::lock::{self, Lock, LockError, Locked};
@@ -184,10 +182,7 @@ async fn fetch(locked: &Locked, cas: &LocalStore, access: &Access) -> Result<(),
             locked.blake3
         )));
     }
-    debug_assert_eq!(
-        format!("sha256:{:x}", sha2::Sha256::digest(&pulled.bytes)),
-        locked.layer
-    );
+    debug_assert_eq!(artifact::sha256(&pulled.bytes), locked.layer);
     cas.put_bytes(&pulled.bytes)?;
     Ok(())
 }

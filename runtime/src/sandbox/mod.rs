@@ -34,7 +34,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sha2::Digest as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
@@ -199,7 +198,7 @@ pub struct PluginFile {
 }
 
 /// What a plugin's user granted it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Grant {
     /// A local file (`--plugin`): the step's policy as it is.
     Local,
@@ -352,10 +351,35 @@ fn engine() -> anyhow::Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
-/// Refuses a component built for an interface this kiln does not speak (see the module's
-/// documentation for the rule), without compiling it.
-pub fn check_version(found: &crate::plugins::Inspected) -> Result<(), String> {
-    components::check_interface(found).map(|_| ())
+/// A component's bytes, checked before anything compiles them.
+pub struct Checked {
+    /// What it says about itself.
+    pub inspected: crate::plugins::Inspected,
+    /// Its digest, `sha256:<hex>`.
+    pub sha256: String,
+    entry: components::Entry,
+}
+
+/// Checks a component's bytes before anything compiles them: against the digest a lock pinned
+/// (before anything parses them), then the interface it was built for (see the module's
+/// documentation for the rule).
+pub fn check_component(bytes: &[u8], pinned: Option<&str>) -> Result<Checked, String> {
+    let sha256 = crate::plugins::artifact::sha256(bytes);
+    if let Some(expected) = pinned
+        && expected != sha256
+    {
+        return Err(format!(
+            "its component is not the one kiln.lock pins: it is {sha256}, the lock says \
+             {expected} (a damaged or tampered file; `kiln plugin pull` fetches it again)"
+        ));
+    }
+    let inspected = crate::plugins::inspect(bytes)?;
+    let entry = components::check_interface(&inspected)?;
+    Ok(Checked {
+        inspected,
+        sha256,
+        entry,
+    })
 }
 
 /// Removes from `dir` the compiled plugins this kiln can no longer load (another kiln version or
@@ -541,17 +565,11 @@ impl Sandbox {
                     Err(StepError::Load { message, .. }) => return Err(message),
                     Err(e) => return Err(e.to_string()),
                 };
-                let sha256 = format!("sha256:{}", hex(&sha2::Sha256::digest(&bytes)));
-                if let Some(expected) = &plugin.sha256
-                    && *expected != sha256
-                {
-                    return Err(format!(
-                        "its component is not the one kiln.lock pins: it is {sha256}, the lock says \
-                         {expected} (a damaged or tampered file; `kiln plugin pull` fetches it again)"
-                    ));
-                }
-                let found = crate::plugins::inspect(&bytes)?;
-                let entry = components::check_interface(&found)?;
+                let Checked {
+                    inspected: found,
+                    sha256,
+                    entry,
+                } = check_component(&bytes, plugin.sha256.as_deref())?;
                 let (component, compiled) =
                     components::load(&self.engine, &bytes, self.cache_dir.as_deref())
                         .map_err(|e| format!("{e:#}"))?;
@@ -948,10 +966,6 @@ fn explain_paths(message: String, preopens: &[Preopen]) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.ticker.store(false, Ordering::Relaxed);
@@ -1236,10 +1250,7 @@ mod tests {
         );
         let e = sandbox.check("p").unwrap_err().to_string();
         assert!(e.contains("not the one kiln.lock pins"), "{e}");
-        let right = format!(
-            "sha256:{}",
-            hex(&sha2::Sha256::digest(std::fs::read(PROBE).unwrap()))
-        );
+        let right = crate::plugins::artifact::sha256(&std::fs::read(PROBE).unwrap());
         sandbox.register(
             "pinned",
             PluginFile {
