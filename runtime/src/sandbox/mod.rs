@@ -531,11 +531,6 @@ impl Sandbox {
         Ok(blake3::hash(&self.bytes(name, plugin)?))
     }
 
-    /// Compiles (or loads from the cache) a plugin now rather than at its first step.
-    pub fn preload(&self, name: &str) -> Result<(), StepError> {
-        self.loaded(name).map(|_| ())
-    }
-
     fn bytes(
         &self,
         name: &str,
