@@ -405,7 +405,9 @@ async fn run_stage(shared: &Shared, si: usize) -> Through {
                 })
                 .collect()
         });
-        if let Some(stop) = stopping.take() {
+        // A stop asked for while the actions ran ends the stage stopped, even when the actions
+        // saw it first (an approval gives up at a stop before this loop's next poll).
+        if let Some(stop) = stopping.take().or_else(|| shared.stop_request()) {
             return Through::Stopped(stop);
         }
         if !failed.is_empty() {
