@@ -36,6 +36,7 @@ fn a_plugin_is_a_command_after_cd_in_a_pipe_and_in_a_list() {
             "probe print hello plugin world | tr a-z A-Z",
             "probe no-such-thing || echo \"status=$?\"",
             "sh -c 'probe print from a scr\"\"ipt'",
+            "probe log info said-once && probe log warn careful",
         ]))
         .args(["--plugin", &probe()])
         .run()
@@ -43,7 +44,11 @@ fn a_plugin_is_a_command_after_cd_in_a_pipe_and_in_a_list() {
         .log_has("written-2")
         .log_has("HELLO PLUGIN WORLD")
         .log_has("status=2")
-        .log_has("from a script");
+        .log_has("from a script")
+        // A plugin's log lines read as in a step: named once, warnings marked.
+        .log_has("\nprobe: said-once")
+        .log_has("warning: probe: careful")
+        .log_lacks("probe: probe:");
 }
 
 #[test]

@@ -143,7 +143,6 @@ pub async fn run_shim(spec_path: &Path, args: &[String]) -> i32 {
     use std::sync::Arc;
 
     struct Stdio {
-        name: String,
         verbose: bool,
     }
     impl LogSink for Stdio {
@@ -153,11 +152,15 @@ pub async fn run_shim(spec_path: &Path, args: &[String]) -> i32 {
                 Stream::Stderr => writeln!(std::io::stderr(), "{line}"),
             };
         }
+        // As a build's log shows them: the sandbox already names the plugin in its lines.
         fn plugin(&self, level: Level, message: &str) {
-            if level == Level::Debug && !self.verbose {
-                return;
-            }
-            let _ = writeln!(std::io::stderr(), "{}: {message}", self.name);
+            let line = match level {
+                Level::Debug if !self.verbose => return,
+                Level::Debug | Level::Info => message.to_string(),
+                Level::Warn => format!("warning: {message}"),
+                Level::Error => format!("error: {message}"),
+            };
+            let _ = writeln!(std::io::stderr(), "{line}");
         }
     }
 
@@ -243,7 +246,6 @@ pub async fn run_shim(spec_path: &Path, args: &[String]) -> i32 {
         ..Policy::default()
     };
     let sink: Arc<dyn LogSink> = Arc::new(Stdio {
-        name: spec.name.clone(),
         verbose: std::env::var_os("KILN_PLUGIN_VERBOSE").is_some(),
     });
     match sandbox
