@@ -51,6 +51,45 @@ fn a_plugin_is_a_command_after_cd_in_a_pipe_and_in_a_list() {
         .log_lacks("probe: probe:");
 }
 
+/// A dependency's install script must not swap a plugin the build relies on (a checksum, a
+/// signature check) for a program that always agrees: the shims and their specs are read-only.
+#[test]
+fn a_command_cannot_replace_a_plugins_shim_spec_or_component() {
+    let at = |file: &str| format!("\"$(dirname \"$(command -v probe)\")/{file}\"");
+    Build::new()
+        .buildspec(&build_commands(&[
+            &format!(
+                "cp /bin/true {} && echo shim-replaced || echo shim-kept",
+                at("probe")
+            ),
+            &format!(
+                "echo '{{}}' > {} && echo spec-replaced || echo spec-kept",
+                at("plugins/probe.json")
+            ),
+            &format!(
+                "ln -sf /bin/true {} && echo component-replaced || echo component-kept",
+                at("plugins/probe.wasm")
+            ),
+            &format!(
+                "mv {} /tmp/moved && echo folder-moved || echo folder-kept",
+                at("plugins")
+            ),
+            "probe print still the plugin | cat",
+        ]))
+        .args(["--plugin", &probe()])
+        .run()
+        .success()
+        .log_has("shim-kept")
+        .log_has("spec-kept")
+        .log_has("component-kept")
+        .log_has("folder-kept")
+        .log_lacks("\nshim-replaced")
+        .log_lacks("\nspec-replaced")
+        .log_lacks("\ncomponent-replaced")
+        .log_lacks("\nfolder-moved")
+        .log_has("\nstill the plugin");
+}
+
 #[test]
 fn a_plugin_reads_the_shells_stdin_and_its_status_is_the_shells() {
     let run = Build::new()

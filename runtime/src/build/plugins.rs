@@ -27,7 +27,8 @@ pub fn check_file(path: &Path, sha256: Option<&str>) -> Result<Inspected, String
 }
 
 /// What a plugin's shim tells `kiln plugin exec`: the component, where its compiled form is, and
-/// the step's policy. Written by the build into its tools folder, which only the build can reach.
+/// the step's policy. Written by kiln into the build's tools folder, which the build's confined
+/// commands see read-only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimSpec {
     pub name: String,
