@@ -383,6 +383,138 @@ fn field(lock: &str, key: &str) -> String {
 }
 
 #[test]
+fn plugin_list_shows_what_a_build_would_find_and_remove_and_update_clean_up() {
+    let Some(r) = Registry::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let declaring = with_section(
+        Path::new(probe_plugin()),
+        "kiln:capabilities",
+        "exec git\nexec sh\n",
+        &dir.path().join("declaring.wasm"),
+    );
+    let reference = r.reference("acme/declaring", "1.0.0");
+    r.ok(&["push", declaring.to_str().unwrap(), &reference]);
+    // Asking for a shell is asking for every program: `add` says so, for `sh` and not for `git`.
+    let (code, _, err) = r.plugin(&["add", "probe", &reference]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "asks to run `sh`, which runs whatever it is given: `sh` would be granted by --accept"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("`git`"), "{err}");
+    let toml = r.project.path().join("kiln.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!(
+        "local = \"{}\"  # a local build\nghost = \"oci://127.0.0.1:1/x/ghost:1.0.0\"\n",
+        probe_plugin()
+    ));
+    std::fs::write(&toml, &text).unwrap();
+
+    let list = |r: &Registry| -> serde_json::Value {
+        let (code, out, err) = r.plugin(&["list", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let row = |v: &serde_json::Value, name: &str| -> serde_json::Value {
+        v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+    };
+    let v = list(&r);
+    assert!(
+        v["builtin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == "shell"),
+        "{v}"
+    );
+    let probe = row(&v, "probe");
+    assert_eq!(probe["state"], "ready", "{probe}");
+    assert_eq!(probe["declared"]["exec"], serde_json::json!(["git", "sh"]));
+    assert_eq!(probe["granted"]["exec"], serde_json::json!([]));
+    assert_eq!(row(&v, "local")["kind"], "file");
+    assert_eq!(row(&v, "local")["state"], "ready");
+    let ghost = row(&v, "ghost");
+    assert_eq!(ghost["state"], "not-locked");
+    assert!(
+        ghost["fix"]
+            .as_str()
+            .unwrap()
+            .contains("kiln plugin add ghost"),
+        "{ghost}"
+    );
+    let table = r.ok(&["list"]);
+    assert!(
+        table.contains("probe: asks for exec: git, sh, not granted (kiln plugin update probe --accept grants it)"),
+        "{table}"
+    );
+
+    // A blob changed in the cache shows as tampered, with the file to delete.
+    let blake3 = field(&r.lock(), "blake3");
+    let blob = r
+        .project
+        .cache_dir()
+        .join("cas/blobs")
+        .join(&blake3[..2])
+        .join(&blake3[2..]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&blob, &bytes).unwrap();
+    let tampered = row(&list(&r), "probe");
+    assert_eq!(tampered["state"], "tampered", "{tampered}");
+    assert!(
+        tampered["fix"]
+            .as_str()
+            .unwrap()
+            .contains(blob.to_str().unwrap()),
+        "{tampered}"
+    );
+    std::fs::remove_file(&blob).unwrap();
+    assert_eq!(row(&list(&r), "probe")["state"], "not-cached");
+
+    // `remove` takes ghost out of kiln.toml, every other byte kept.
+    r.ok(&["remove", "ghost"]);
+    let after = std::fs::read_to_string(&toml).unwrap();
+    assert_eq!(
+        after,
+        text.replace("ghost = \"oci://127.0.0.1:1/x/ghost:1.0.0\"\n", "")
+    );
+    let (code, _, err) = r.plugin(&["remove", "ghost"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`ghost` is neither in"), "{err}");
+    // A name taken out of kiln.toml by hand stays in kiln.lock, ignored, until `update` drops it.
+    std::fs::write(
+        &toml,
+        after.replace(&format!("probe = \"{reference}\"\n"), ""),
+    )
+    .unwrap();
+    assert_eq!(row(&list(&r), "probe")["state"], "lock-only");
+    let said = r.ok(&["update"]);
+    assert!(
+        said.contains("probe: no longer in kiln.toml, taken out of kiln.lock"),
+        "{said}"
+    );
+    assert!(!r.lock().contains("[[plugin]]"), "{}", r.lock());
+    // And a plugin added then removed leaves neither file naming it.
+    r.ok(&["add", "probe", &reference]);
+    r.ok(&["remove", "probe"]);
+    assert!(!r.lock().contains("[[plugin]]"), "{}", r.lock());
+    let last = std::fs::read_to_string(&toml).unwrap();
+    assert!(
+        !last.contains(&reference) && !last.contains("probe ="),
+        "{last}"
+    );
+    assert!(last.contains("# a local build"), "{last}");
+}
+
+#[test]
 fn a_remote_build_refuses_plugins_rather_than_dropping_them() {
     let run = Build::new()
         .buildspec(&build_commands(&["probe args x"]))

@@ -1,4 +1,4 @@
-//! `kiln plugin`: list the built-in plugins, run one plugin once as a build step would, scaffold a
+//! `kiln plugin`: list the plugins, run one plugin once as a build step would, scaffold a
 //! new plugin crate.
 //!
 //! `kiln plugin run` is the plugin author's harness: the step gets what a build's step gets (a
@@ -18,14 +18,16 @@ use kiln::sandbox::{EnvChange, Level, LogSink, ScriptedAnswer, StepOutcome, Stre
 use super::exit;
 
 pub mod exec;
+pub mod project;
 pub mod registry;
 use super::options::{GlobalArgs, existing_dir, existing_file, parse_size};
 
 /// `kiln plugin list|run|new`.
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// List the plugins built into kiln.
-    List,
+    /// List kiln's own plugins and the project's (kiln.toml, kiln.lock), with what a build would
+    /// find for each.
+    List(project::ListArgs),
     /// Run a plugin once, as a build step would, in a directory: a test harness for plugin authors.
     Run(PluginRunArgs),
     /// Scaffold a plugin crate (Rust, kiln-sdk) that builds on its own, with a test that runs it
@@ -39,8 +41,11 @@ pub enum PluginCommand {
     /// Name a registry plugin in kiln.toml and pin it in kiln.lock, granting what it asks for
     /// only with --accept.
     Add(registry::AddArgs),
-    /// Pin what kiln.toml's plugin tags name now.
+    /// Pin what kiln.toml's plugin tags name now (all of them: and drop from kiln.lock what kiln.toml
+    /// no longer names).
     Update(registry::UpdateArgs),
+    /// Take a plugin out of kiln.toml and kiln.lock.
+    Remove(project::RemoveArgs),
     /// Run a build's plugin as a command: what its shim on the build's PATH calls.
     #[command(hide = true)]
     Exec(exec::ExecArgs),
@@ -49,13 +54,14 @@ pub enum PluginCommand {
 /// Runs a `kiln plugin` subcommand.
 pub async fn dispatch(global: &GlobalArgs, command: &PluginCommand) -> u8 {
     match command {
-        PluginCommand::List => list(global),
+        PluginCommand::List(args) => project::list(global, args),
         PluginCommand::Run(args) => run(global, args).await,
         PluginCommand::New(args) => new::run(args),
         PluginCommand::Push(args) => registry::push(global, args).await,
         PluginCommand::Pull(args) => registry::pull(global, args).await,
         PluginCommand::Add(args) => registry::add(global, args).await,
         PluginCommand::Update(args) => registry::update(global, args).await,
+        PluginCommand::Remove(args) => project::remove(args),
         PluginCommand::Exec(args) => exec::run(args).await,
     }
 }
@@ -116,26 +122,6 @@ pub struct PluginRunArgs {
     /// Memory limit of the instance.
     #[arg(long, default_value = "512M", value_parser = parse_size)]
     memory_limit: usize,
-}
-
-/// `kiln plugin list`: the embedded plugins and their digests.
-pub fn list(global: &GlobalArgs) -> u8 {
-    match kiln::sandbox::Sandbox::new(global.components_dir()) {
-        Ok(sandbox) => {
-            for name in sandbox.names() {
-                let digest = sandbox
-                    .digest(name)
-                    .map(|d| d.to_hex().to_string())
-                    .unwrap_or_default();
-                out!("{name}\tblake3:{digest}");
-            }
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            exit::INTERNAL
-        }
-    }
 }
 
 /// An `--exec-answers` entry, as the file spells it.

@@ -118,6 +118,29 @@ impl Capabilities {
         }
     }
 
+    /// What `self` allows and `other` does not.
+    pub fn minus(&self, other: &Self) -> Self {
+        let only = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter().filter(|x| !b.contains(x)).cloned().collect()
+        };
+        Self {
+            exec: only(&self.exec, &other.exec),
+            network: only(&self.network, &other.network),
+            env: only(&self.env, &other.env),
+            write: only(&self.write, &other.write),
+        }
+    }
+
+    /// The programs among `exec` that run whatever they are given (shells, interpreters,
+    /// launchers): granting one grants every program the build can run.
+    pub fn open_ended_exec(&self) -> Vec<&str> {
+        self.exec
+            .iter()
+            .map(String::as_str)
+            .filter(|p| runs_anything(p))
+            .collect()
+    }
+
     /// Who refuses `value` of `kind` (`"exec"`, `"network"`, `"env"`, `"write"`) when `self` is what
     /// the plugin declared and `granted` what the lock grants; `None` when both allow it.
     pub fn refuser(&self, granted: &Self, kind: &str, value: &str) -> Option<Refuser> {
@@ -182,9 +205,100 @@ impl std::fmt::Display for Refuser {
     }
 }
 
+/// Whether a program (by name or path) runs what its arguments or input say: a shell, an
+/// interpreter, or a launcher of other programs.
+pub fn runs_anything(program: &str) -> bool {
+    const PROGRAMS: &[&str] = &[
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ksh",
+        "mksh",
+        "fish",
+        "csh",
+        "tcsh",
+        "busybox",
+        "env",
+        "xargs",
+        "sudo",
+        "su",
+        "doas",
+        "nohup",
+        "nice",
+        "timeout",
+        "time",
+        "setsid",
+        "stdbuf",
+        "chroot",
+        "unshare",
+        "nsenter",
+        "strace",
+        "ssh",
+        "script",
+        "expect",
+        "make",
+        "awk",
+        "gawk",
+        "mawk",
+        "find",
+        "python",
+        "perl",
+        "ruby",
+        "node",
+        "nodejs",
+        "deno",
+        "bun",
+        "php",
+        "lua",
+        "tclsh",
+        "wish",
+        "java",
+        "osascript",
+        "pwsh",
+        "powershell",
+    ];
+    let name = program.rsplit('/').next().unwrap_or(program);
+    // python3, python3.11, perl5.36, lua5.4...
+    let stem = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    PROGRAMS.contains(&name) || PROGRAMS.contains(&stem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shells_interpreters_and_launchers_are_open_ended() {
+        for p in [
+            "sh",
+            "/bin/bash",
+            "python3",
+            "python3.11",
+            "env",
+            "xargs",
+            "node",
+            "lua5.4",
+        ] {
+            assert!(runs_anything(p), "{p}");
+        }
+        for p in [
+            "git",
+            "/usr/bin/tar",
+            "b3sum",
+            "shellcheck",
+            "envsubst",
+            "g++",
+            "x264",
+        ] {
+            assert!(!runs_anything(p), "{p}");
+        }
+        let c = Capabilities {
+            exec: vec!["git".into(), "sh".into()],
+            ..Capabilities::default()
+        };
+        assert_eq!(c.open_ended_exec(), ["sh"]);
+    }
 
     #[test]
     fn the_section_text_round_trips_and_rejects_what_it_cannot_read() {

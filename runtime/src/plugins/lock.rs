@@ -260,6 +260,12 @@ impl Lock {
         self.plugins.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
+    /// Takes out the entry of a name, and gives it.
+    pub fn remove(&mut self, name: &str) -> Option<Locked> {
+        let at = self.plugins.iter().position(|p| p.name == name)?;
+        Some(self.plugins.remove(at))
+    }
+
     /// The file's text: a header, `version = 1`, the plugins by name.
     pub fn to_text(&self) -> String {
         let mut out = String::from(HEADER);

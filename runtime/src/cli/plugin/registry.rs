@@ -6,15 +6,16 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use kiln::cas::LocalStore;
 use kiln::plugins::artifact::LAYER_LIMIT;
-use kiln::plugins::lock::{self, Lock, Locked};
+use kiln::plugins::lock::{self, Locked};
 use kiln::plugins::registry::{self, PluginRef, RegistryError};
 use kiln::plugins::signature::{self, PublicKey};
 use kiln::plugins::{Capabilities, inspect};
-use kiln::spec::config::{self, ProjectConfig};
+use kiln::spec::config::ProjectConfig;
 use serde_json::json;
 
 use super::super::options::{AccessArgs, GlobalArgs};
 use super::super::{exit, print_json};
+use super::project::{load_config, project_files, read_lock, write_toml};
 
 /// `kiln plugin push`.
 #[derive(Args)]
@@ -302,153 +303,6 @@ pub async fn pull(global: &GlobalArgs, args: &PullArgs) -> u8 {
     exit::OK
 }
 
-/// The project's kiln.toml (found as builds find it), and kiln.lock beside it.
-fn project_files() -> Result<(PathBuf, PathBuf), u8> {
-    let cwd = std::env::current_dir().map_err(|e| {
-        eprintln!("error: the current folder: {e}");
-        exit::INTERNAL
-    })?;
-    let folders = kiln::build::locate::upward_folders(&cwd)
-        .map(|(f, _)| f)
-        .unwrap_or_else(|_| vec![cwd.clone()]);
-    let toml = ProjectConfig::find(&folders).unwrap_or_else(|| cwd.join(config::FILE_NAME));
-    let lock = toml
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(lock::FILE_NAME);
-    Ok((toml, lock))
-}
-
-fn read_lock(path: &Path) -> Result<Lock, u8> {
-    match Lock::read(path) {
-        Ok(lock) => Ok(lock.unwrap_or_default()),
-        Err(e) => {
-            eprintln!("{}", e.render(false));
-            Err(exit::BAD_INPUT)
-        }
-    }
-}
-
-fn load_config(path: &Path) -> Result<Option<ProjectConfig>, u8> {
-    if !path.is_file() {
-        return Ok(None);
-    }
-    ProjectConfig::load(path).map(Some).map_err(|e| {
-        match e {
-            config::ConfigError::Invalid(e) => eprintln!("{}", e.render(false)),
-            e => eprintln!("error: {e}"),
-        }
-        exit::BAD_INPUT
-    })
-}
-
-/// A TOML basic string.
-fn quote(s: &str) -> String {
-    let mut out = String::from('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// kiln.toml's text with `[plugins] NAME = "REF"` set, every other byte kept.
-pub fn set_plugin(text: &str, name: &str, reference: &str) -> String {
-    let entry = format!("{name} = {}\n", quote(reference));
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let is_header = |l: &str| l.trim_start().starts_with('[');
-    let header = lines.iter().position(|l| {
-        let t = l.trim();
-        t == "[plugins]" || (t.starts_with("[plugins]") && t[9..].trim_start().starts_with('#'))
-    });
-    let Some(header) = header else {
-        let mut out = text.to_string();
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str("[plugins]\n");
-        out.push_str(&entry);
-        return out;
-    };
-    let end = lines[header + 1..]
-        .iter()
-        .position(|l| is_header(l))
-        .map_or(lines.len(), |i| header + 1 + i);
-    let key_of = |l: &str| -> Option<String> {
-        let (key, _) = l.split_once('=')?;
-        Some(key.trim().trim_matches('"').to_string())
-    };
-    let mut out = String::new();
-    if let Some(at) = (header + 1..end).find(|&i| key_of(lines[i]).as_deref() == Some(name)) {
-        for (i, l) in lines.iter().enumerate() {
-            if i == at {
-                out.push_str(&entry);
-            } else {
-                out.push_str(l);
-            }
-        }
-        return out;
-    }
-    // After the table's last non-blank line.
-    let last = (header..end)
-        .rev()
-        .find(|&i| !lines[i].trim().is_empty())
-        .unwrap_or(header);
-    for (i, l) in lines.iter().enumerate() {
-        out.push_str(l);
-        if i == last {
-            if !l.ends_with('\n') {
-                out.push('\n');
-            }
-            out.push_str(&entry);
-        }
-    }
-    out
-}
-
-/// Writes kiln.toml with the plugin set, after checking kiln reads it back as meant.
-fn write_toml(path: &Path, name: &str, reference: &str) -> Result<(), u8> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
-            return Err(exit::INTERNAL);
-        }
-    };
-    let new = set_plugin(&text, name, reference);
-    let meant = ProjectConfig::parse(path, &new).ok().is_some_and(|c| {
-        c.registry_plugins()
-            .iter()
-            .any(|(n, r)| n == name && r == reference)
-    });
-    if !meant {
-        eprintln!(
-            "error: cannot add `{name}` to {} without changing what else it says: add `{name} = {}` to its [plugins] table by hand, then run kiln plugin add again",
-            path.display(),
-            quote(reference)
-        );
-        return Err(exit::BAD_INPUT);
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let result = tempfile::NamedTempFile::new_in(dir).and_then(|mut temp| {
-        std::io::Write::write_all(&mut temp, new.as_bytes())?;
-        temp.persist(path).map(|_| ()).map_err(|e| e.error)
-    });
-    result.map_err(|e| {
-        eprintln!("error: {}: {e}", path.display());
-        exit::INTERNAL
-    })
-}
-
 fn check_name(name: &str) -> Result<(), u8> {
     lock::check_name(name).map_err(|e| {
         eprintln!("error: {e}");
@@ -467,6 +321,22 @@ fn report(name: &str, fetched: &Fetched, granted: &Capabilities, accepted: bool)
         out!("granted: nothing (run again with --accept to grant what it asks for)");
     } else {
         out!("granted: {}", granted.summary());
+    }
+    warn_open_ended(name, declared, granted);
+}
+
+/// A warning for each shell, interpreter or launcher a plugin asks to run: granting one is granting
+/// every program the build can run.
+fn warn_open_ended(name: &str, declared: &Capabilities, granted: &Capabilities) {
+    for program in declared.open_ended_exec() {
+        let what = if granted.exec.iter().any(|p| p == program) {
+            "is granted"
+        } else {
+            "would be granted by --accept"
+        };
+        eprintln!(
+            "warning: {name} asks to run `{program}`, which runs whatever it is given: `{program}` {what}, and with it any program the build may run"
+        );
     }
 }
 
@@ -494,6 +364,8 @@ fn locked_json(l: &Locked, declared: &Capabilities) -> serde_json::Value {
         "api_version": l.api_version,
         "declared": declared,
         "granted": l.granted,
+        // Shells, interpreters and launchers it asks to run: each opens every program.
+        "open_ended_exec": declared.open_ended_exec(),
     })
 }
 
@@ -542,7 +414,7 @@ pub async fn add(global: &GlobalArgs, args: &AddArgs) -> u8 {
         eprintln!("error: {e}");
         return exit::INTERNAL;
     }
-    if let Err(code) = write_toml(&toml_path, &args.name, &text) {
+    if let Err(code) = write_toml(&toml_path, &args.name, Some(&text)) {
         return code;
     }
     if args.json {
@@ -638,12 +510,7 @@ pub async fn update(global: &GlobalArgs, args: &UpdateArgs) -> u8 {
             } else {
                 out!("{name}: {text} unchanged ({})", entry.manifest);
             }
-            let new = Capabilities {
-                exec: diff(&fetched.declared.exec, &granted.exec),
-                network: diff(&fetched.declared.network, &granted.network),
-                env: diff(&fetched.declared.env, &granted.env),
-                write: diff(&fetched.declared.write, &granted.write),
-            };
+            let new = fetched.declared.minus(&granted);
             if !new.is_empty() {
                 out!(
                     "{name} asks for {} which is not granted (run again with --accept to grant it)",
@@ -651,47 +518,43 @@ pub async fn update(global: &GlobalArgs, args: &UpdateArgs) -> u8 {
                 );
             }
             out!("granted: {}", granted.summary());
+            warn_open_ended(&name, &fetched.declared, &granted);
         }
         results.push(locked_json(&entry, &fetched.declared));
         lock.put(entry);
+    }
+    // Updating them all also drops what kiln.toml no longer names.
+    let mut dropped = Vec::new();
+    if args.name.is_none() {
+        let named = config.registry_plugins();
+        let stale: Vec<String> = lock
+            .plugins
+            .iter()
+            .filter(|l| !named.iter().any(|(n, _)| *n == l.name))
+            .map(|l| l.name.clone())
+            .collect();
+        for name in stale {
+            if let Some(l) = lock.remove(&name) {
+                if !args.json {
+                    out!("{name}: no longer in kiln.toml, taken out of kiln.lock");
+                }
+                dropped.push(json!({ "name": l.name, "reference": l.reference }));
+            }
+        }
     }
     if let Err(e) = lock.write(&lock_path) {
         eprintln!("error: {e}");
         return exit::INTERNAL;
     }
     if args.json {
-        print_json(&json!({ "plugins": results, "kiln_lock": lock_path }));
+        print_json(&json!({ "plugins": results, "removed": dropped, "kiln_lock": lock_path }));
     }
     exit::OK
-}
-
-fn diff(a: &[String], b: &[String]) -> Vec<String> {
-    a.iter().filter(|x| !b.contains(x)).cloned().collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn set_plugin_keeps_every_other_byte() {
-        let text = "network = \"none\"  # keep\n\n[plugins]\nlint = \"l.wasm\" # mine\n\n[pipeline.sources]\nx = \".\"\n";
-        let out = set_plugin(text, "checksum", "oci://h/a/c:1.0.0");
-        assert_eq!(
-            out,
-            "network = \"none\"  # keep\n\n[plugins]\nlint = \"l.wasm\" # mine\nchecksum = \"oci://h/a/c:1.0.0\"\n\n[pipeline.sources]\nx = \".\"\n"
-        );
-        let again = set_plugin(&out, "checksum", "oci://h/a/c:2.0.0");
-        assert_eq!(again, out.replace("1.0.0", "2.0.0"));
-        assert_eq!(
-            set_plugin("", "c", "file:///p/c:1.0.0"),
-            "[plugins]\nc = \"file:///p/c:1.0.0\"\n"
-        );
-        assert_eq!(
-            set_plugin("network = \"none\"", "c", "s3://b/c:1.0.0"),
-            "network = \"none\"\n\n[plugins]\nc = \"s3://b/c:1.0.0\"\n"
-        );
-    }
 
     #[test]
     fn builtins_and_kiln_plugins_are_refused_as_names() {
