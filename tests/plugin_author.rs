@@ -382,3 +382,88 @@ fn plugin_run_answers_exec_calls_from_the_script() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("status 3"), "{}", text(&out));
 }
+
+/// The Python scaffold. componentize-py comes from PyPI, which the tests do not reach: a stand-in
+/// takes its place and copies a component kiln-sdk built where it was asked to write one; the rest
+/// of build.sh, `kiln plugin declare`, runs for real.
+#[test]
+fn a_python_scaffold_has_the_wit_a_build_script_and_a_test_and_its_build_declares_git() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("greet");
+    let out = kiln()
+        .args(["plugin", "new", "greet", "--lang", "python", "--path"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("./build.sh && python3 -m unittest"),
+        "{}",
+        text(&out)
+    );
+    // The WIT it builds against is the one kiln speaks.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("wit/plugin.wit")).unwrap(),
+        include_str!("../sdk/wit/plugin.wit")
+    );
+    for file in ["app.py", "test_plugin.py"] {
+        let parsed = std::process::Command::new("python3")
+            .args(["-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())"])
+            .arg(dir.join(file))
+            .output()
+            .unwrap();
+        assert!(parsed.status.success(), "{file}: {}", text(&parsed));
+    }
+    let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
+    assert!(app.contains("class Entry(exports.Entry)"), "{app}");
+    let build = dir.join("build.sh");
+    assert_eq!(
+        std::fs::metadata(&build).unwrap().permissions().mode() & 0o111,
+        0o111
+    );
+
+    let stand_in = work.path().join("componentize-py");
+    let called = work.path().join("called");
+    std::fs::write(
+        &stand_in,
+        format!(
+            "#!/bin/sh\necho \"$*\" > '{}'\nfor last; do :; done\ncp '{}' \"$last\"\n",
+            called.display(),
+            probe_plugin()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&build)
+        .env("COMPONENTIZE_PY", &stand_in)
+        .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&called).unwrap().trim(),
+        "-d wit -w plugin componentize app -o greet.wasm"
+    );
+    assert!(text(&out).contains("declares exec: git"), "{}", text(&out));
+    // What it declares travels with it: pushed and pulled, it asks for git.
+    let store = work.path().join("store");
+    let reference = format!("file://{}/greet:0.1.0", store.display());
+    let pushed = kiln()
+        .args(["plugin", "push"])
+        .arg(dir.join("greet.wasm"))
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert_eq!(pushed.status.code(), Some(0), "{}", text(&pushed));
+    let pulled = kiln()
+        .args(["plugin", "pull", &reference, "--json"])
+        .output()
+        .unwrap();
+    let pulled = json(&pulled);
+    assert_eq!(pulled["declared"]["exec"], serde_json::json!(["git"]));
+    assert_eq!(
+        pulled["annotations"]["org.opencontainers.image.description"],
+        "Greets, and records the source's git revision"
+    );
+}

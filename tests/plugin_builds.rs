@@ -406,10 +406,10 @@ fn plugin_list_shows_what_a_build_would_find_and_remove_and_update_clean_up() {
     assert!(!err.contains("`git`"), "{err}");
     let toml = r.project.path().join("kiln.toml");
     let mut text = std::fs::read_to_string(&toml).unwrap();
-    text.push_str(&format!(
-        "local = \"{}\"  # a local build\nghost = \"oci://127.0.0.1:1/x/ghost:1.0.0\"\n",
-        probe_plugin()
-    ));
+    std::fs::copy(probe_plugin(), r.project.path().join("local.wasm")).unwrap();
+    text.push_str(
+        "local = \"local.wasm\"  # a local build\nghost = \"oci://127.0.0.1:1/x/ghost:1.0.0\"\nfar = \"../far.wasm\"\n",
+    );
     std::fs::write(&toml, &text).unwrap();
 
     let list = |r: &Registry| -> serde_json::Value {
@@ -441,6 +441,16 @@ fn plugin_list_shows_what_a_build_would_find_and_remove_and_update_clean_up() {
     assert_eq!(probe["granted"]["exec"], serde_json::json!([]));
     assert_eq!(row(&v, "local")["kind"], "file");
     assert_eq!(row(&v, "local")["state"], "ready");
+    // A file outside the project is what a build refuses: list says so.
+    let far = row(&v, "far");
+    assert_eq!(far["state"], "broken", "{far}");
+    assert!(
+        far["fix"]
+            .as_str()
+            .unwrap()
+            .contains("builds refuse it unless given `--plugin far="),
+        "{far}"
+    );
     let ghost = row(&v, "ghost");
     assert_eq!(ghost["state"], "not-locked");
     assert!(
@@ -480,11 +490,15 @@ fn plugin_list_shows_what_a_build_would_find_and_remove_and_update_clean_up() {
     assert_eq!(row(&list(&r), "probe")["state"], "not-cached");
 
     // `remove` takes ghost out of kiln.toml, every other byte kept.
+    r.ok(&["remove", "far"]);
     r.ok(&["remove", "ghost"]);
     let after = std::fs::read_to_string(&toml).unwrap();
     assert_eq!(
         after,
-        text.replace("ghost = \"oci://127.0.0.1:1/x/ghost:1.0.0\"\n", "")
+        text.replace(
+            "ghost = \"oci://127.0.0.1:1/x/ghost:1.0.0\"\nfar = \"../far.wasm\"\n",
+            ""
+        )
     );
     let (code, _, err) = r.plugin(&["remove", "ghost"]);
     assert_eq!(code, 2);
@@ -512,6 +526,78 @@ fn plugin_list_shows_what_a_build_would_find_and_remove_and_update_clean_up() {
         "{last}"
     );
     assert!(last.contains("# a local build"), "{last}");
+}
+
+/// A component made by another toolchain carries none of kiln's sections: `kiln plugin declare`
+/// writes them, and a registry build then grants what it declares.
+#[test]
+fn plugin_declare_writes_what_a_component_asks_for_and_a_build_grants_it() {
+    let Some(r) = Registry::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let declared = dir.path().join("declared.wasm");
+    let (code, out, err) = r.plugin(&[
+        "declare",
+        probe_plugin(),
+        "-o",
+        declared.to_str().unwrap(),
+        "--exec",
+        "sh",
+        "--env",
+        "TOKEN",
+        "--description",
+        "declared by kiln",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("interface 0.1.1, declares exec: sh; env: TOKEN"),
+        "{out}"
+    );
+    assert!(err.contains("`sh` runs whatever it is given"), "{err}");
+    let reference = r.reference("acme/declared", "1.0.0");
+    r.ok(&["push", declared.to_str().unwrap(), &reference]);
+    let (code, pulled, err) = r.plugin(&["pull", &reference, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let pulled: serde_json::Value = serde_json::from_str(&pulled).unwrap();
+    assert_eq!(pulled["declared"]["exec"], serde_json::json!(["sh"]));
+    assert_eq!(
+        pulled["annotations"]["org.opencontainers.image.description"],
+        "declared by kiln"
+    );
+    r.ok(&["add", "probe", &reference, "--accept"]);
+    r.build(&build_commands(&[
+        "export TOKEN=\"t0k\"\"3n\"",
+        "probe exec sh -c 'echo ran-\"sh\"'",
+        "probe env TOKEN",
+    ]))
+    .success()
+    .log_has("ran-sh")
+    .log_has("TOKEN=t0k3n");
+
+    // Declared again with nothing: it asks for nothing, its description stays.
+    let again = r.ok(&["declare", declared.to_str().unwrap()]);
+    assert!(again.contains("declares nothing"), "{again}");
+    assert!(again.contains("description: declared by kiln"), "{again}");
+    // What is not a kiln component is refused, and nothing is written.
+    let before = std::fs::read(&declared).unwrap();
+    let truncated = dir.path().join("truncated.wasm");
+    std::fs::write(&truncated, &before[..before.len() / 2]).unwrap();
+    let into = dir.path().join("never.wasm");
+    for (file, said) in [
+        (
+            truncated.to_str().unwrap(),
+            "not a readable WebAssembly component",
+        ),
+        ("/bin/sh", "not a WebAssembly file"),
+    ] {
+        let (code, _, err) = r.plugin(&["declare", file, "-o", into.to_str().unwrap()]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains(said), "{file}: {err}");
+        assert!(!into.exists());
+    }
+    let (code, _, err) = r.plugin(&["declare", declared.to_str().unwrap(), "--write", "relative"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("must be an absolute directory"), "{err}");
+    assert_eq!(std::fs::read(&declared).unwrap(), before);
 }
 
 #[test]

@@ -17,6 +17,7 @@ use kiln::sandbox::{EnvChange, Level, LogSink, ScriptedAnswer, StepOutcome, Stre
 
 use super::exit;
 
+pub mod declare;
 pub mod exec;
 pub mod project;
 pub mod registry;
@@ -46,6 +47,9 @@ pub enum PluginCommand {
     Update(registry::UpdateArgs),
     /// Take a plugin out of kiln.toml and kiln.lock.
     Remove(project::RemoveArgs),
+    /// Write kiln's sections (interface version, capabilities, metadata) into a component another
+    /// toolchain built (componentize-py, jco...); kiln-sdk writes them for Rust plugins.
+    Declare(declare::DeclareArgs),
     /// Run a build's plugin as a command: what its shim on the build's PATH calls.
     #[command(hide = true)]
     Exec(exec::ExecArgs),
@@ -62,6 +66,7 @@ pub async fn dispatch(global: &GlobalArgs, command: &PluginCommand) -> u8 {
         PluginCommand::Add(args) => registry::add(global, args).await,
         PluginCommand::Update(args) => registry::update(global, args).await,
         PluginCommand::Remove(args) => project::remove(args),
+        PluginCommand::Declare(args) => declare::run(args),
         PluginCommand::Exec(args) => exec::run(args).await,
     }
 }

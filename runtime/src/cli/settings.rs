@@ -163,7 +163,7 @@ fn looks_like_credential(name: &str) -> bool {
 
 /// Whether `path` is at or below `dir` (already canonical), following the links of the part of it
 /// that exists: a link in the repository cannot lead a kiln.toml's path outside.
-fn within(dir: &Path, path: &Path) -> bool {
+pub(crate) fn within(dir: &Path, path: &Path) -> bool {
     let mut existing = path.to_path_buf();
     let mut rest = Vec::new();
     while !existing.exists() {

@@ -50,9 +50,13 @@ impl Inspected {
     /// The kiln interface version the component was built for: its `kiln:api-version` section, else
     /// the version of the `kiln:plugin` interfaces it imports or exports. `None`: it says nothing.
     pub fn interface_version(&self) -> Option<&str> {
-        if let Some(v) = &self.api_version {
-            return Some(v);
-        }
+        self.api_version
+            .as_deref()
+            .or_else(|| self.linked_version())
+    }
+
+    /// The version of the `kiln:plugin` interfaces the component imports or exports.
+    pub fn linked_version(&self) -> Option<&str> {
         self.imports
             .iter()
             .chain(&self.exports)
@@ -64,6 +68,9 @@ impl Inspected {
 /// Reads a component's imports, exports and kiln's custom sections. Errs on a file that is not a
 /// WebAssembly component (a core module, another file, a truncated component).
 pub fn inspect(bytes: &[u8]) -> Result<Inspected, String> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err("not a WebAssembly file (it does not start with `\\0asm`)".to_string());
+    }
     let mut out = Inspected::default();
     // Sections found in nested modules, used when the top level has none of that name.
     let mut nested: BTreeMap<String, String> = BTreeMap::new();
@@ -139,9 +146,132 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected, String> {
     Ok(out)
 }
 
+/// The component with these custom sections (name, text) at its top level, where they win over
+/// any the guest's linker left in nested modules; top-level sections of those names are replaced,
+/// every other byte kept. For components made by toolchains that do not write kiln's sections
+/// (componentize-py, jco): what `kiln plugin declare` writes.
+pub fn with_sections(bytes: &[u8], sections: &[(&str, &str)]) -> Result<Vec<u8>, String> {
+    const HEADER: usize = 8;
+    if bytes.len() < HEADER || &bytes[..4] != b"\0asm" {
+        return Err("not a WebAssembly file".to_string());
+    }
+    // A component's layer field (bytes 6..8) is 1; a core module's is 0.
+    if bytes[6..8] != [1, 0] {
+        return Err(
+            "a core WebAssembly module, not a component: build it for wasm32-wasip2".to_string(),
+        );
+    }
+    let mut out = bytes[..HEADER].to_vec();
+    let mut at = HEADER;
+    while at < bytes.len() {
+        let start = at;
+        let id = bytes[at];
+        at += 1;
+        let past_end = || format!("a section at byte {start} runs past the end of the file");
+        let size = read_leb_u32(bytes, &mut at).ok_or_else(past_end)?;
+        let content = at;
+        let end = content
+            .checked_add(size)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(past_end)?;
+        let replaced = id == 0 && {
+            let mut name_at = content;
+            read_leb_u32(&bytes[..end], &mut name_at)
+                .and_then(|len| bytes[..end].get(name_at..name_at.checked_add(len)?))
+                .is_some_and(|name| sections.iter().any(|(n, _)| n.as_bytes() == name))
+        };
+        if !replaced {
+            out.extend_from_slice(&bytes[start..end]);
+        }
+        at = end;
+    }
+    for (name, text) in sections {
+        let mut payload = Vec::new();
+        leb128(&mut payload, name.len());
+        payload.extend_from_slice(name.as_bytes());
+        payload.extend_from_slice(text.as_bytes());
+        out.push(0);
+        leb128(&mut out, payload.len());
+        out.extend_from_slice(&payload);
+    }
+    Ok(out)
+}
+
+/// Reads an unsigned LEB128 number of at most 32 bits at `*at`, moving past it.
+fn read_leb_u32(bytes: &[u8], at: &mut usize) -> Option<usize> {
+    let mut n: u64 = 0;
+    for shift in (0..35).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return u32::try_from(n).ok().map(|n| n as usize);
+        }
+    }
+    None
+}
+
+/// Appends `n` as an unsigned LEB128 number.
+fn leb128(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sections_written_at_the_top_level_win_and_replace_their_namesakes() {
+        let caps = "exec git\nenv TOKEN\n";
+        let once = with_sections(
+            PROBE_010,
+            &[
+                (CAPABILITIES_SECTION, caps),
+                (API_VERSION_SECTION, "0.1.0"),
+                ("description", "probe, declared"),
+            ],
+        )
+        .unwrap();
+        let found = inspect(&once).unwrap();
+        assert_eq!(found.api_version.as_deref(), Some("0.1.0"));
+        assert_eq!(found.capabilities, Some(Capabilities::parse(caps).unwrap()));
+        assert_eq!(found.metadata["description"], "probe, declared");
+        // Written again: replaced, not added beside (the file grows by nothing).
+        let twice = with_sections(
+            &once,
+            &[
+                (CAPABILITIES_SECTION, caps),
+                (API_VERSION_SECTION, "0.1.0"),
+                ("description", "probe, declared"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(twice, once);
+        let other = with_sections(&once, &[(CAPABILITIES_SECTION, "exec make\n")]).unwrap();
+        let found = inspect(&other).unwrap();
+        assert_eq!(found.capabilities.unwrap().exec, ["make"]);
+        assert_eq!(found.metadata["description"], "probe, declared");
+        // What it was given is kept byte for byte: without the sections, the original.
+        assert_eq!(with_sections(PROBE_010, &[]).unwrap(), PROBE_010);
+        // A core module, another file, and every truncation are errors, never panics.
+        assert!(
+            with_sections(b"\0asm\x01\0\0\0", &[])
+                .unwrap_err()
+                .contains("core")
+        );
+        assert!(with_sections(b"ELF", &[]).is_err());
+        for len in (9..PROBE_010.len()).step_by(1013) {
+            assert!(with_sections(&PROBE_010[..len], &[]).is_err(), "{len}");
+        }
+    }
 
     const PROBE_010: &[u8] = include_bytes!("../../../tests/fixtures/plugins/probe-0.1.0.wasm");
 

@@ -1,5 +1,6 @@
 //! `kiln plugin new NAME`: a plugin crate that builds on its own, outside this repository and
-//! offline, against the SDK kiln carries.
+//! offline, against the SDK kiln carries; or, with `--lang python`, a Python plugin for
+//! componentize-py with the WIT beside it.
 //!
 //! kiln embeds the kiln-sdk crate it was built with (its manifest, sources and WIT) and writes it,
 //! when absent or different, to `$XDG_DATA_HOME/kiln/sdk/<version>/`; the scaffold depends on it by
@@ -22,6 +23,18 @@ pub struct NewArgs {
     /// Where to create the crate [default: ./NAME]
     #[arg(long, value_name = "DIR")]
     path: Option<PathBuf>,
+
+    /// The language: rust (a crate on kiln-sdk, with a test through kiln's harness) or python (built
+    /// by componentize-py against the WIT, with a unittest through `kiln plugin run`).
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+}
+
+/// What `kiln plugin new` writes a plugin in.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
 }
 
 /// The SDK's files, as this kiln was built with them: (path inside the SDK crate, contents).
@@ -68,6 +81,22 @@ pub fn run(args: &NewArgs) -> u8 {
             eprintln!("error: {}: {e}", target.display());
             return exit::BAD_INPUT;
         }
+    }
+    if args.lang == Lang::Python {
+        if let Err(e) = scaffold_python(&target, &args.name) {
+            eprintln!("error: cannot write {}: {e}", target.display());
+            return exit::INTERNAL;
+        }
+        out!(
+            "created plugin `{}` in {} (Python, for componentize-py)",
+            args.name,
+            target.display()
+        );
+        out!(
+            "next: cd {} && ./build.sh && python3 -m unittest   (see its README.md)",
+            target.display()
+        );
+        return exit::OK;
     }
     let Some(data) = dirs::data_dir() else {
         eprintln!("error: no data folder to keep the SDK in: set XDG_DATA_HOME or HOME");
@@ -325,6 +354,192 @@ strip = true
     std::fs::write(dir.join("README.md"), fill(README))?;
     std::fs::write(dir.join(".gitignore"), GITIGNORE)?;
     Ok(())
+}
+
+/// The Python plugin: the same greeter as the Rust scaffold's, on componentize-py's bindings.
+const APP_PY: &str = r#""""The `{name}` plugin: greets whoever its arguments name, tells the next commands whom, and
+records the source's git revision when git is there.
+
+A buildspec line `{name} world` runs it as a build step (kiln passes ["world"]). build.sh makes it a
+WebAssembly component with componentize-py, against the WIT in wit/ (world `plugin`).
+"""
+
+from wit_world import exports
+from wit_world.imports import exec, log, types
+
+
+class Entry(exports.Entry):
+    def run(self, args: list[str], context: types.Context) -> types.StepOutcome:
+        who = " ".join(args) or "world"
+        # Lines for the build log, named after the plugin; debug lines show with --verbose.
+        log.write(log.Level.INFO, f"hello, {who}, from the {context.phase} phase")
+        log.write(log.Level.DEBUG, f"source directory: {context.source_dir}")
+        if who == "nobody":
+            return types.StepOutcome(status=1, message="nobody to greet", env=[], cwd=None)
+        # Changes to the session's environment: GREETED is set for the next commands, and
+        # GREETING_PENDING is unset; every other variable stays.
+        changes = [
+            types.EnvChange_Set(("GREETED", who)),
+            types.EnvChange_Unset("GREETING_PENDING"),
+        ]
+        # exec needs a capability: build.sh declares `git` (a registry plugin gets it only when the
+        # user grants it at `kiln plugin add`). A refusal comes back as an exception.
+        command = exec.Command(
+            argv=["git", "rev-parse", "HEAD"],
+            env=context.env,
+            cwd=context.cwd,
+            stdin=None,
+            capture_stdout=True,
+        )
+        try:
+            done = exec.run(command)
+            if done.code == 0:
+                changes.append(types.EnvChange_Set(("GREETED_AT", done.stdout.decode().strip())))
+        except Exception as refused:
+            log.write(log.Level.DEBUG, f"no revision: {refused}")
+        return types.StepOutcome(status=0, message=None, env=changes, cwd=None)
+"#;
+
+/// Builds the Python plugin and declares what it asks for.
+const BUILD_SH: &str = r#"#!/bin/sh
+# Builds {name}.wasm: componentize-py makes the component from app.py and the WIT in wit/, then
+# `kiln plugin declare` writes into it what kiln-sdk's plugin! writes for a Rust plugin: the
+# interface version, the capabilities it asks for (what a registry user grants), its metadata.
+set -eu
+cd "$(dirname "$0")"
+"${COMPONENTIZE_PY:-componentize-py}" -d wit -w plugin componentize app -o {name}.wasm
+"${KILN:-kiln}" plugin declare {name}.wasm --exec git \
+    --description "Greets, and records the source's git revision" --plugin-version 0.1.0
+"#;
+
+/// The Python plugin's test: the built component run through `kiln plugin run --json`.
+const TEST_PY: &str = r#""""The plugin, built by build.sh, run through kiln (KILN, else kiln on PATH) as a build step
+would run it, in a temp folder: python3 -m unittest."""
+
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMPONENT = os.path.join(HERE, "{name}.wasm")
+KILN = os.environ.get("KILN", "kiln")
+
+
+def step(*args, answers=None, env=()):
+    """Runs one step; `answers` script the plugin's exec calls ([{argv, stdout, code}])."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = [KILN, "plugin", "run", COMPONENT, "--json", "--dir", folder]
+        for variable in env:
+            command += ["-e", variable]
+        if answers is not None:
+            path = os.path.join(folder, ".answers.json")
+            with open(path, "w") as f:
+                json.dump(answers, f)
+            command += ["--exec-answers", path]
+        done = subprocess.run(command + ["--"] + list(args), capture_output=True, text=True)
+    if not done.stdout.strip():
+        raise AssertionError(f"kiln printed no outcome: {done.stderr}")
+    return json.loads(done.stdout)
+
+
+def changes(run):
+    """The step's env changes: name -> value, None for an unset."""
+    return {
+        change["set"][0] if "set" in change else change["unset"]:
+            change["set"][1] if "set" in change else None
+        for change in run["env"]
+    }
+
+
+class Plugin(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        subprocess.run([os.path.join(HERE, "build.sh")], check=True)
+
+    def test_greets_and_sets_greeted(self):
+        run = step("plugin", "authors")
+        self.assertEqual(run["status"], 0, run)
+        lines = [entry["line"] for entry in run["log"]]
+        self.assertIn("hello, plugin authors, from the BUILD phase", lines)
+        self.assertEqual(changes(run)["GREETED"], "plugin authors")
+
+    def test_nobody_fails_the_step(self):
+        run = step("nobody")
+        self.assertEqual(run["status"], 1)
+        self.assertEqual(run["message"], "nobody to greet")
+
+    def test_records_the_revision_git_gives(self):
+        run = step(answers=[{"argv": ["git", "rev-parse", "HEAD"], "stdout": "abc123\n"}])
+        self.assertEqual(changes(run)["GREETED_AT"], "abc123")
+        self.assertIsNone(changes(run)["GREETING_PENDING"])
+
+
+if __name__ == "__main__":
+    unittest.main()
+"#;
+
+const README_PY: &str = r#"# {name}
+
+A [kiln](https://github.com/kiln-build/kiln) step plugin written in Python: app.py, made a
+WebAssembly component (WASI preview 2) by [componentize-py](https://github.com/bytecodealliance/componentize-py)
+against the WIT in `wit/` (the package `kiln:plugin`, world `plugin`), which kiln runs as one step of a
+build, in its sandbox. The component carries CPython: expect about 18 MB, and a few seconds for kiln to
+compile it the first time (once; then it is loaded compiled).
+
+## Build
+
+    python3 -m venv .venv && .venv/bin/pip install componentize-py     # once
+    COMPONENTIZE_PY=.venv/bin/componentize-py ./build.sh
+
+build.sh writes `{name}.wasm`, then runs `kiln plugin declare` to write what it asks for (`--exec git`)
+into it: kiln-sdk does that for Rust plugins; componentize-py does not.
+`.venv/bin/componentize-py -d wit -w plugin bindings .` writes the Python bindings (wit_world) for an editor.
+
+## Try it
+
+    kiln plugin run {name}.wasm -- world
+    kiln plugin run {name}.wasm --verbose -e GREETING_PENDING=1 --json -- world
+
+## Test
+
+    COMPONENTIZE_PY=.venv/bin/componentize-py python3 -m unittest
+
+test_plugin.py builds the component once and runs it through kiln (`KILN=/path/to/kiln` to pick
+another kiln), with scripted answers for its exec calls (`kiln plugin run --exec-answers`).
+
+## Use it in a build, publish it, add it
+
+    kiln build --plugin {name}={name}.wasm
+    kiln plugin push {name}.wasm oci://registry.example.com/you/{name}:0.1.0
+    kiln plugin add {name} oci://registry.example.com/you/{name}:0.1.0    # in the project using it
+"#;
+
+const GITIGNORE_PY: &str = "/{name}.wasm
+/.venv
+__pycache__/
+/wit_world
+/componentize_py_*
+";
+
+/// Writes the Python plugin: app.py, the WIT it is built against, build.sh, its test, a README.
+fn scaffold_python(dir: &Path, name: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let fill = |text: &str| text.replace("{name}", name);
+    let wit = SDK
+        .iter()
+        .find(|(path, _)| *path == "wit/plugin.wit")
+        .map_or("", |(_, text)| text);
+    std::fs::create_dir_all(dir.join("wit"))?;
+    std::fs::write(dir.join("wit/plugin.wit"), wit)?;
+    std::fs::write(dir.join("app.py"), fill(APP_PY))?;
+    std::fs::write(dir.join("test_plugin.py"), fill(TEST_PY))?;
+    std::fs::write(dir.join("README.md"), fill(README_PY))?;
+    std::fs::write(dir.join(".gitignore"), fill(GITIGNORE_PY))?;
+    let build = dir.join("build.sh");
+    std::fs::write(&build, fill(BUILD_SH))?;
+    std::fs::set_permissions(&build, std::fs::Permissions::from_mode(0o755))
 }
 
 /// A path inside a TOML basic string.

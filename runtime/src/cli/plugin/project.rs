@@ -146,7 +146,7 @@ fn registry_row(name: &str, reference: &str, lock: &Lock, cas: Option<&LocalStor
             state: State::NotCached,
             ..row
         }
-        .fix("none: the next build fetches it by its pinned digest".into());
+        .fix("the next build fetches it by its pinned digest".into());
     };
     match std::fs::read(&path) {
         Ok(bytes) if artifact::sha256(&bytes) == locked.layer => Row {
@@ -169,6 +169,17 @@ fn registry_row(name: &str, reference: &str, lock: &Lock, cas: Option<&LocalStor
 /// A local component file of kiln.toml.
 fn file_row(config: &ProjectConfig, name: &str, given: &str) -> Row {
     let path = config.resolve(given);
+    let dir = config
+        .dir()
+        .canonicalize()
+        .unwrap_or_else(|_| config.dir().to_path_buf());
+    if !super::super::settings::within(&dir, &path) {
+        return Row::new(name, "file", given, State::Broken).fix(format!(
+            "outside {}, which a kiln.toml may not reach by itself: builds refuse it unless given `--plugin {name}={}`",
+            dir.display(),
+            path.display()
+        ));
+    }
     match kiln::build::plugins::check_file(&path, None) {
         Ok(found) => Row {
             api_version: found.interface_version().map(str::to_string),

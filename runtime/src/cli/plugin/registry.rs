@@ -133,7 +133,7 @@ pub async fn push(_global: &GlobalArgs, args: &PushArgs) -> u8 {
     }
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, u8> {
+pub(super) fn read_bounded(path: &Path) -> Result<Vec<u8>, u8> {
     let size = std::fs::metadata(path).map(|m| m.len()).map_err(|e| {
         eprintln!("error: {}: {e}", path.display());
         exit::BAD_INPUT
