@@ -118,3 +118,14 @@ async fn run(Cli { global, command }: Cli) -> u8 {
         Command::Man(args) => cli::man::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every command and flag (unique names, valid defaults...), which it
+    /// otherwise makes only when that command is parsed.
+    #[test]
+    fn every_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
