@@ -116,8 +116,20 @@ pub enum Entry {
     Legacy,
 }
 
+/// The packages a plugin may import from: WASI's that wasmtime-wasi links (any 0.2.x) and kiln's.
+const LINKED: &[&str] = &[
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "kiln:plugin/",
+];
+
 /// Decides whether this kiln runs a component, from what it says about itself: the interface
-/// version it was built for must be a `0.1.x` no newer than kiln's, and it must export an entry point.
+/// version it was built for must be a `0.1.x` no newer than kiln's, and it must import
+/// only what kiln links and export an entry point.
 /// The message names both versions when they do not match.
 pub fn check_interface(found: &Inspected) -> Result<Entry, String> {
     let Some(version) = found.interface_version() else {
@@ -144,6 +156,23 @@ pub fn check_interface(found: &Inspected) -> Result<Entry, String> {
         return Err(format!(
             "it was built for kiln's plugin interface {theirs}, newer than this kiln's {INTERFACE_VERSION}: \
              upgrade kiln"
+        ));
+    }
+    if let Some(other) = found
+        .imports
+        .iter()
+        // Interfaces of packages (`ns:pkg/name@v`); a plain name is a type the world uses.
+        .filter(|i| i.contains(':'))
+        .find(|i| !LINKED.iter().any(|p| i.starts_with(p)))
+    {
+        let hint = if other.starts_with("wasi:http/") {
+            " (componentize-js: `-d http fetch-event`)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "it imports `{other}`, which kiln does not give plugins (they get WASI's cli, clocks, \
+             filesystem, io, random and sockets, and kiln:plugin): build it without it{hint}"
         ));
     }
     if found
@@ -193,5 +222,31 @@ mod tests {
         assert!(e.contains("says nothing about the kiln interface"), "{e}");
         let e = check_interface(&said(Some("0.1.1"), &["hello"])).unwrap_err();
         assert!(e.contains("not a kiln step plugin"), "{e}");
+    }
+
+    #[test]
+    fn an_import_kiln_does_not_link_is_refused_before_compiling_naming_it() {
+        let with = |imports: &[&str]| Inspected {
+            imports: imports.iter().map(|i| i.to_string()).collect(),
+            ..said(Some("0.1.1"), &["kiln:plugin/entry@0.1.1"])
+        };
+        let linked = [
+            "wasi:cli/environment@0.2.6",
+            "wasi:io/streams@0.2.10",
+            "kiln:plugin/log@0.1.1",
+            "context",
+        ];
+        assert_eq!(check_interface(&with(&linked)), Ok(Entry::Interface));
+        let e = check_interface(&with(&["wasi:cli/stdout@0.2.3", "wasi:http/types@0.2.10"]))
+            .unwrap_err();
+        assert!(
+            e.contains("`wasi:http/types@0.2.10`") && e.contains("-d http fetch-event"),
+            "{e}"
+        );
+        let e = check_interface(&with(&["acme:secrets/vault@1.0.0"])).unwrap_err();
+        assert!(
+            e.contains("`acme:secrets/vault@1.0.0`, which kiln does not give"),
+            "{e}"
+        );
     }
 }
