@@ -389,7 +389,7 @@ fn plugin_list_shows_what_a_build_would_find_and_remove_and_update_clean_up() {
     let declaring = with_section(
         Path::new(probe_plugin()),
         "kiln:capabilities",
-        "exec git\nexec sh\n",
+        "exec b3sum\nexec sh\nwrite /etc/acme\n",
         &dir.path().join("declaring.wasm"),
     );
     let reference = r.reference("acme/declaring", "1.0.0");
@@ -399,11 +399,17 @@ fn plugin_list_shows_what_a_build_would_find_and_remove_and_update_clean_up() {
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains(
-            "asks to run `sh`, which runs whatever it is given: `sh` would be granted by --accept"
+            "asks to run `sh`, which can run any program it is told to (a grant names a program, not its arguments): `sh` would be granted by --accept"
         ),
         "{err}"
     );
-    assert!(!err.contains("`git`"), "{err}");
+    assert!(
+        err.contains(
+            "asks to write `/etc/acme`, which holds what every build and user here relies on"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("`b3sum`"), "{err}");
     let toml = r.project.path().join("kiln.toml");
     let mut text = std::fs::read_to_string(&toml).unwrap();
     std::fs::copy(probe_plugin(), r.project.path().join("local.wasm")).unwrap();
@@ -437,7 +443,10 @@ fn plugin_list_shows_what_a_build_would_find_and_remove_and_update_clean_up() {
     );
     let probe = row(&v, "probe");
     assert_eq!(probe["state"], "ready", "{probe}");
-    assert_eq!(probe["declared"]["exec"], serde_json::json!(["git", "sh"]));
+    assert_eq!(
+        probe["declared"]["exec"],
+        serde_json::json!(["b3sum", "sh"])
+    );
     assert_eq!(probe["granted"]["exec"], serde_json::json!([]));
     assert_eq!(row(&v, "local")["kind"], "file");
     assert_eq!(row(&v, "local")["state"], "ready");
@@ -462,7 +471,7 @@ fn plugin_list_shows_what_a_build_would_find_and_remove_and_update_clean_up() {
     );
     let table = r.ok(&["list"]);
     assert!(
-        table.contains("probe: asks for exec: git, sh, not granted (kiln plugin update probe --accept grants it)"),
+        table.contains("probe: asks for exec: b3sum, sh; write: /etc/acme, not granted (kiln plugin update probe --accept grants it)"),
         "{table}"
     );
 
@@ -552,7 +561,10 @@ fn plugin_declare_writes_what_a_component_asks_for_and_a_build_grants_it() {
         out.contains("interface 0.1.1, declares exec: sh; env: TOKEN"),
         "{out}"
     );
-    assert!(err.contains("`sh` runs whatever it is given"), "{err}");
+    assert!(
+        err.contains("to run `sh`, which can run any program"),
+        "{err}"
+    );
     let reference = r.reference("acme/declared", "1.0.0");
     r.ok(&["push", declared.to_str().unwrap(), &reference]);
     let (code, pulled, err) = r.plugin(&["pull", &reference, "--json"]);
@@ -598,6 +610,52 @@ fn plugin_declare_writes_what_a_component_asks_for_and_a_build_grants_it() {
     assert_eq!(code, 2);
     assert!(err.contains("must be an absolute directory"), "{err}");
     assert_eq!(std::fs::read(&declared).unwrap(), before);
+}
+
+/// Grants belong to where they were given: pointing a name at another repository (another
+/// publisher, perhaps) and running `update` must not hand them over.
+#[test]
+fn update_keeps_grants_only_for_the_same_source_and_checks_names() {
+    let Some(r) = Registry::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let declaring = with_section(
+        Path::new(probe_plugin()),
+        "kiln:capabilities",
+        "exec make\nenv AWS_SECRET_ACCESS_KEY\n",
+        &dir.path().join("declaring.wasm"),
+    );
+    let acme = r.reference("acme/deploy", "1.0.0");
+    let mallory = r.reference("mallory/deploy", "1.0.0");
+    for reference in [&acme, &mallory] {
+        r.ok(&["push", declaring.to_str().unwrap(), reference]);
+    }
+    r.ok(&["add", "deploy", &acme, "--accept"]);
+    assert!(r.lock().contains("AWS_SECRET_ACCESS_KEY"), "{}", r.lock());
+    // The same repository at a newer tag keeps them.
+    let acme_next = r.reference("acme/deploy", "1.1.0");
+    r.ok(&["push", declaring.to_str().unwrap(), &acme_next]);
+    let toml = r.project.path().join("kiln.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace(&acme, &acme_next)).unwrap();
+    r.ok(&["update", "deploy"]);
+    assert!(r.lock().contains("AWS_SECRET_ACCESS_KEY"), "{}", r.lock());
+    // Another repository starts from nothing, and says so.
+    std::fs::write(&toml, text.replace(&acme, &mallory)).unwrap();
+    let said = r.ok(&["update", "deploy"]);
+    assert!(said.contains("is another source than"), "{said}");
+    assert!(said.contains("its grants start from nothing"), "{said}");
+    let lock = r.lock();
+    assert!(lock.contains(&mallory), "{lock}");
+    assert!(
+        !lock.contains("AWS_SECRET_ACCESS_KEY") && !lock.contains("\"make\""),
+        "{lock}"
+    );
+    // A name kiln.toml gives that is no plugin name is refused before the lock is written.
+    std::fs::write(&toml, format!("{text}\"a b\" = \"{acme}\"\n")).unwrap();
+    let (code, _, err) = r.plugin(&["update"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a b"), "{err}");
+    assert_eq!(r.lock(), lock);
 }
 
 #[test]

@@ -65,13 +65,24 @@ impl Capabilities {
                 "network" => &mut out.network,
                 "env" => &mut out.env,
                 "write" => {
-                    if !value.starts_with('/') {
+                    let trimmed = if value == "/" {
+                        value
+                    } else {
+                        value.strip_suffix('/').unwrap_or(value)
+                    };
+                    let plain = trimmed == "/"
+                        || trimmed
+                            .split('/')
+                            .skip(1)
+                            .all(|part| !part.is_empty() && part != "." && part != "..");
+                    if !trimmed.starts_with('/') || !plain {
                         return Err(format!(
-                            "kiln:capabilities line {}: `write {value}` must be an absolute directory",
+                            "kiln:capabilities line {}: `write {value}` must be an absolute directory, without `.`, `..` or `//`",
                             i + 1
                         ));
                     }
-                    &mut out.write
+                    out.write.push(trimmed.to_string());
+                    continue;
                 }
                 other => {
                     return Err(format!(
@@ -141,6 +152,26 @@ impl Capabilities {
             .collect()
     }
 
+    /// The directories among `write` that reach far (the root, a system folder, a home): granting
+    /// one lets the plugin change what every build and user of the machine relies on.
+    pub fn wide_writes(&self) -> Vec<&str> {
+        self.write
+            .iter()
+            .map(String::as_str)
+            .filter(|dir| {
+                let depth = dir.split('/').filter(|p| !p.is_empty()).count();
+                let under = |top: &str| *dir == top || dir.starts_with(&format!("{top}/"));
+                depth <= 1
+                    || (dir.starts_with("/home/") && depth <= 2)
+                    || [
+                        "/etc", "/root", "/usr", "/bin", "/sbin", "/lib", "/boot", "/opt",
+                    ]
+                    .iter()
+                    .any(|top| under(top))
+            })
+            .collect()
+    }
+
     /// Who refuses `value` of `kind` (`"exec"`, `"network"`, `"env"`, `"write"`) when `self` is what
     /// the plugin declared and `granted` what the lock grants; `None` when both allow it.
     pub fn refuser(&self, granted: &Self, kind: &str, value: &str) -> Option<Refuser> {
@@ -205,8 +236,10 @@ impl std::fmt::Display for Refuser {
     }
 }
 
-/// Whether a program (by name or path) runs what its arguments or input say: a shell, an
-/// interpreter, or a launcher of other programs.
+/// Whether a program (by name or path) can run what its arguments or input say: a shell, an
+/// interpreter, a launcher of other programs, or a tool whose options run one (`git -c
+/// alias.x='!sh …'`, `tar --to-command`, `sed e`, `rsync -e`). A grant names a program, never the
+/// arguments it is given.
 pub fn runs_anything(program: &str) -> bool {
     const PROGRAMS: &[&str] = &[
         "sh",
@@ -257,6 +290,36 @@ pub fn runs_anything(program: &str) -> bool {
         "osascript",
         "pwsh",
         "powershell",
+        "git",
+        "tar",
+        "sed",
+        "gsed",
+        "rsync",
+        "cargo",
+        "npm",
+        "npx",
+        "yarn",
+        "pnpm",
+        "pip",
+        "pip3",
+        "docker",
+        "podman",
+        "kubectl",
+        "vim",
+        "vi",
+        "nvim",
+        "emacs",
+        "less",
+        "more",
+        "man",
+        "gdb",
+        "parallel",
+        "watch",
+        "flock",
+        "ionice",
+        "taskset",
+        "chrt",
+        "systemd-run",
     ];
     let name = program.rsplit('/').next().unwrap_or(program);
     // python3, python3.11, perl5.36, lua5.4...
@@ -267,6 +330,35 @@ pub fn runs_anything(program: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_is_a_plain_absolute_directory_and_a_wide_one_is_named() {
+        for bad in [
+            "relative",
+            "/var/cache/../../home",
+            "/a/./b",
+            "/a//b",
+            "/..",
+        ] {
+            let e = Capabilities::parse(&format!("write {bad}\n")).unwrap_err();
+            assert!(e.contains("directory"), "{bad}: {e}");
+        }
+        let c = Capabilities::parse(
+            "write /var/cache/acme/\nwrite /\nwrite /home/ci\nwrite /etc/acme\nwrite /home/ci/.cache/acme\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.write,
+            [
+                "/",
+                "/etc/acme",
+                "/home/ci",
+                "/home/ci/.cache/acme",
+                "/var/cache/acme"
+            ]
+        );
+        assert_eq!(c.wide_writes(), ["/", "/etc/acme", "/home/ci"]);
+    }
 
     #[test]
     fn shells_interpreters_and_launchers_are_open_ended() {
@@ -282,19 +374,22 @@ mod tests {
         ] {
             assert!(runs_anything(p), "{p}");
         }
+        for p in ["git", "/usr/bin/tar", "/usr/bin/rsync", "cargo"] {
+            assert!(runs_anything(p), "{p}");
+        }
         for p in [
-            "git",
-            "/usr/bin/tar",
             "b3sum",
             "shellcheck",
             "envsubst",
             "g++",
             "x264",
+            "gzip",
+            "curl",
         ] {
             assert!(!runs_anything(p), "{p}");
         }
         let c = Capabilities {
-            exec: vec!["git".into(), "sh".into()],
+            exec: vec!["b3sum".into(), "sh".into()],
             ..Capabilities::default()
         };
         assert_eq!(c.open_ended_exec(), ["sh"]);

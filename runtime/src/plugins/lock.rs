@@ -228,6 +228,21 @@ impl Lock {
                 Some(g) => {
                     let span = g.span();
                     let g = g.into_inner();
+                    // One value per line in the section's text: a value holding a line break
+                    // would read as more grants than the file shows.
+                    if let Some(bad) = [&g.exec, &g.network, &g.env, &g.write]
+                        .into_iter()
+                        .flatten()
+                        .find(|v| v.chars().any(char::is_control))
+                    {
+                        return Err(invalid(
+                            span,
+                            format!(
+                                "the granted value `{}` holds a control character",
+                                bad.escape_debug()
+                            ),
+                        ));
+                    }
                     // Round-tripped through the section's parser: the same checks, sorted lists.
                     Capabilities::parse(&g.to_text()).map_err(|m| invalid(span, m))?
                 }

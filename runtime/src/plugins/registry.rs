@@ -95,6 +95,38 @@ pub fn check_tag(tag: &str) -> Result<(), String> {
     ))
 }
 
+/// `host[:port]/repository` as the registry client reaches it, so that one registry has one
+/// spelling (what `[plugin-keys]` prefixes are matched against): the host lower-cased, `:443`
+/// dropped, Docker Hub's hosts made `docker.io`, and a first part that is not a host (no `.` or
+/// `:`, not `localhost`, lower-case) read as a Docker Hub namespace, as Docker and oci-client read
+/// it. A `[plugin-keys]` prefix without a `/` is a host when it looks like one.
+pub fn canonical_image(image: &str) -> String {
+    let (first, rest) = match image.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (image, None),
+    };
+    let is_host = first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase());
+    if !is_host {
+        return format!("docker.io/{image}");
+    }
+    let mut host = first.to_ascii_lowercase();
+    if let Some(bare) = host.strip_suffix(":443") {
+        host = bare.to_string();
+    }
+    if matches!(
+        host.as_str(),
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com"
+    ) {
+        host = "docker.io".to_string();
+    }
+    match rest {
+        Some(rest) => format!("{host}/{rest}"),
+        None => host,
+    }
+}
+
 impl PluginRef {
     /// Parses a reference; a tag must be semver.
     pub fn parse(text: &str) -> Result<Self, RegistryError> {
@@ -110,6 +142,10 @@ impl PluginRef {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let (path, version) = if let Some((path, digest)) = rest.rsplit_once('@') {
             artifact::check_digest(digest).map_err(|e| RegistryError::Usage(e.0))?;
+            let last = &path[path.rfind('/').map_or(0, |i| i + 1)..];
+            if last.contains(':') {
+                return Err(bad("a tag and a digest: give one"));
+            }
             (path, Version::Digest(digest.to_string()))
         } else {
             let last = rest.rfind('/').map_or(0, |i| i + 1);
@@ -132,7 +168,7 @@ impl PluginRef {
                 if !path.contains('/') {
                     return Err(bad("no repository after the host"));
                 }
-                Location::Oci(path.to_string())
+                Location::Oci(canonical_image(path))
             }
             "file" => {
                 if !path.starts_with('/') {

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use oci_client::RegistryOperation;
 
 use super::artifact::{self, Descriptor};
-use super::registry::{Location, PluginRef, RegistryError, oci_blob};
+use super::registry::{Location, PluginRef, RegistryError, canonical_image, oci_blob};
 use crate::store::{self, Access, StoreError};
 
 /// cosign's simple-signing layer.
@@ -83,12 +83,14 @@ pub fn key_for<'a, K>(reference: &PluginRef, keys: &'a [(String, K)]) -> Option<
     let Location::Oci(image) = &reference.location else {
         return None;
     };
+    // Both sides as the registry client reaches them: `GHCR.IO/acme`, `ghcr.io:443/acme` and
+    // `ghcr.io/acme` are one registry (the reference's image is canonical already).
     keys.iter()
+        .map(|(prefix, k)| (canonical_image(prefix.trim_end_matches('/')), k))
         .filter(|(prefix, _)| {
-            let prefix = prefix.trim_end_matches('/');
             image == prefix
                 || image
-                    .strip_prefix(prefix)
+                    .strip_prefix(prefix.as_str())
                     .is_some_and(|rest| rest.starts_with('/'))
         })
         .max_by_key(|(prefix, _)| prefix.len())
@@ -224,5 +226,35 @@ mod tests {
         assert_eq!(key_for(&r("oci://ghcr.io/acmeco/x:1.0.0"), &keys), Some(&1));
         assert_eq!(key_for(&r("oci://quay.io/acme/x:1.0.0"), &keys), None);
         assert_eq!(key_for(&r("file:///ghcr.io/acme/x:1.0.0"), &keys), None);
+        // Other spellings of the same registry are the same registry: none skips the key.
+        for same in [
+            "oci://GHCR.IO/acme/x:1.0.0".to_string(),
+            "oci://ghcr.io:443/acme/x:1.0.0".to_string(),
+            format!("oci://Ghcr.Io:443/acme/x@sha256:{}", "a".repeat(64)),
+        ] {
+            assert_eq!(key_for(&r(&same), &keys), Some(&2), "{same}");
+        }
+        let hub = vec![("docker.io/acme".to_string(), 3)];
+        for same in [
+            "oci://acme/x:1.0.0",
+            "oci://index.docker.io/acme/x:1.0.0",
+            "oci://docker.io/acme/x:1.0.0",
+        ] {
+            assert_eq!(key_for(&r(same), &hub), Some(&3), "{same}");
+        }
+        let upper = vec![("GHCR.IO:443/acme/".to_string(), 4)];
+        assert_eq!(key_for(&r("oci://ghcr.io/acme/x:1.0.0"), &upper), Some(&4));
+        // A tag and a digest together are refused: which one would be fetched is not clear.
+        let both = format!("oci://ghcr.io/acme/x:1.0.0@sha256:{}", "a".repeat(64));
+        assert!(PluginRef::parse(&both).is_err());
+        // A registry on a port keeps it; localhost stays a host.
+        assert_eq!(
+            r("oci://localhost:5000/a/b:1.0.0").to_string(),
+            "oci://localhost:5000/a/b:1.0.0"
+        );
+        assert_eq!(
+            r("oci://localhost/a/b:1.0.0").to_string(),
+            "oci://localhost/a/b:1.0.0"
+        );
     }
 }

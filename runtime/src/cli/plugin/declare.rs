@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use kiln::plugins::Capabilities;
 use kiln::plugins::inspect::{self, API_VERSION_SECTION, CAPABILITIES_SECTION};
-use kiln::plugins::{Capabilities, capabilities};
 use serde_json::json;
 
 use super::super::{exit, print_json};
@@ -162,6 +162,7 @@ pub fn run(args: &DeclareArgs) -> u8 {
             "declared": declared,
             "metadata": now.metadata,
             "open_ended_exec": declared.open_ended_exec(),
+            "wide_writes": declared.wide_writes(),
         }));
     } else {
         out!(
@@ -173,14 +174,8 @@ pub fn run(args: &DeclareArgs) -> u8 {
             out!("  {name}: {value}");
         }
     }
-    for program in declared
-        .exec
-        .iter()
-        .filter(|p| capabilities::runs_anything(p))
-    {
-        eprintln!(
-            "warning: `{program}` runs whatever it is given: a user granting it grants every program the build may run"
-        );
+    for line in super::registry::open_ended_warnings(&declared, &Capabilities::default()) {
+        eprintln!("warning: it asks {line}");
     }
     exit::OK
 }

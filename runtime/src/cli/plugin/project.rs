@@ -454,6 +454,12 @@ pub fn edit_plugins(text: &str, name: &str, reference: Option<&str>) -> Result<S
 /// Writes kiln.toml with the plugin set (or removed), after checking kiln reads it back as meant;
 /// atomically, so a failure leaves the file as it was.
 pub(super) fn write_toml(path: &Path, name: &str, reference: Option<&str>) -> Result<(), u8> {
+    let new = edited_toml(path, name, reference)?;
+    persist(path, &new)
+}
+
+/// kiln.toml's new text with the plugin set (or removed), checked: kiln reads it back as meant.
+pub(super) fn edited_toml(path: &Path, name: &str, reference: Option<&str>) -> Result<String, u8> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -493,9 +499,14 @@ pub(super) fn write_toml(path: &Path, name: &str, reference: Option<&str>) -> Re
             return Err(exit::BAD_INPUT);
         }
     };
+    Ok(new)
+}
+
+/// Replaces a file with `text`, whole or not at all.
+pub(super) fn persist(path: &Path, text: &str) -> Result<(), u8> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let result = tempfile::NamedTempFile::new_in(dir).and_then(|mut temp| {
-        std::io::Write::write_all(&mut temp, new.as_bytes())?;
+        std::io::Write::write_all(&mut temp, text.as_bytes())?;
         temp.persist(path).map(|_| ()).map_err(|e| e.error)
     });
     result.map_err(|e| {

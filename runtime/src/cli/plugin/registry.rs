@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::super::options::{AccessArgs, GlobalArgs};
 use super::super::{exit, print_json};
-use super::project::{load_config, project_files, read_lock, write_toml};
+use super::project::{edited_toml, load_config, persist, project_files, read_lock};
 
 /// `kiln plugin push`.
 #[derive(Args)]
@@ -325,19 +325,43 @@ fn report(name: &str, fetched: &Fetched, granted: &Capabilities, accepted: bool)
     warn_open_ended(name, declared, granted);
 }
 
-/// A warning for each shell, interpreter or launcher a plugin asks to run: granting one is granting
-/// every program the build can run.
+/// A warning for each program a plugin asks to run that can run any other (a shell, an
+/// interpreter, `git`...), and for each far-reaching directory it asks to write: granting one of
+/// those grants much more than its name says.
 fn warn_open_ended(name: &str, declared: &Capabilities, granted: &Capabilities) {
-    for program in declared.open_ended_exec() {
-        let what = if granted.exec.iter().any(|p| p == program) {
+    for line in open_ended_warnings(declared, granted) {
+        eprintln!("warning: {name} asks {line}");
+    }
+}
+
+/// What [`warn_open_ended`] says after "NAME asks ", one line each.
+pub(super) fn open_ended_warnings(declared: &Capabilities, granted: &Capabilities) -> Vec<String> {
+    let state = |given: bool| {
+        if given {
             "is granted"
         } else {
             "would be granted by --accept"
-        };
-        eprintln!(
-            "warning: {name} asks to run `{program}`, which runs whatever it is given: `{program}` {what}, and with it any program the build may run"
-        );
-    }
+        }
+    };
+    let mut out: Vec<String> = declared
+        .open_ended_exec()
+        .into_iter()
+        .map(|program| {
+            let given = granted.exec.iter().any(|p| p == program);
+            format!(
+                "to run `{program}`, which can run any program it is told to (a grant names a program, not its arguments): `{program}` {}",
+                state(given)
+            )
+        })
+        .collect();
+    out.extend(declared.wide_writes().into_iter().map(|dir| {
+        let given = granted.write.iter().any(|d| d == dir);
+        format!(
+            "to write `{dir}`, which holds what every build and user here relies on: `{dir}` {}",
+            state(given)
+        )
+    }));
+    out
 }
 
 fn locked(name: &str, reference: &str, fetched: &Fetched, granted: Capabilities) -> Locked {
@@ -364,8 +388,10 @@ fn locked_json(l: &Locked, declared: &Capabilities) -> serde_json::Value {
         "api_version": l.api_version,
         "declared": declared,
         "granted": l.granted,
-        // Shells, interpreters and launchers it asks to run: each opens every program.
+        // Programs it asks to run that can run any other, and far-reaching directories it asks
+        // to write.
         "open_ended_exec": declared.open_ended_exec(),
+        "wide_writes": declared.wide_writes(),
     })
 }
 
@@ -410,11 +436,30 @@ pub async fn add(global: &GlobalArgs, args: &AddArgs) -> u8 {
     let text = reference.to_string();
     let entry = locked(&args.name, &text, &fetched, granted.clone());
     lock.put(entry.clone());
+    // kiln.toml's new text is made and checked before either file is written; if kiln.toml then
+    // cannot be written, the lock goes back to what it was.
+    let toml_text = match edited_toml(&toml_path, &args.name, Some(&text)) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let old_lock = std::fs::read_to_string(&lock_path).ok();
     if let Err(e) = lock.write(&lock_path) {
         eprintln!("error: {e}");
         return exit::INTERNAL;
     }
-    if let Err(code) = write_toml(&toml_path, &args.name, Some(&text)) {
+    if let Err(code) = persist(&toml_path, &toml_text) {
+        let restored = match &old_lock {
+            Some(old) => persist(&lock_path, old),
+            None => std::fs::remove_file(&lock_path).map_err(|_| code),
+        };
+        if restored.is_err() {
+            eprintln!(
+                "error: {} now pins `{}`, which kiln.toml does not name: `kiln plugin remove {}` takes it out",
+                lock_path.display(),
+                args.name,
+                args.name
+            );
+        }
         return code;
     }
     if args.json {
@@ -474,6 +519,9 @@ pub async fn update(global: &GlobalArgs, args: &UpdateArgs) -> u8 {
     }
     let mut results = Vec::new();
     for (name, text) in wanted {
+        if let Err(code) = check_name(&name) {
+            return code;
+        }
         let reference = match parse_ref(&text) {
             Ok(r) => r,
             Err(code) => return code,
@@ -487,10 +535,25 @@ pub async fn update(global: &GlobalArgs, args: &UpdateArgs) -> u8 {
             Err(code) => return code,
         };
         let before = lock.get(&name).cloned();
-        let kept = before
-            .as_ref()
-            .map(|b| b.granted.intersect(&fetched.declared))
-            .unwrap_or_default();
+        // Grants stay with the place they were given to: a name pointed at another repository or
+        // registry (another publisher, perhaps) starts from nothing.
+        let same_source = before.as_ref().is_some_and(|b| {
+            PluginRef::parse(&b.reference).is_ok_and(|r| r.location == reference.location)
+        });
+        let kept = match &before {
+            Some(b) if same_source => b.granted.intersect(&fetched.declared),
+            _ => Capabilities::default(),
+        };
+        if let Some(b) = &before
+            && !same_source
+            && !b.granted.is_empty()
+            && !args.json
+        {
+            out!(
+                "{name}: {text} is another source than {} was: its grants start from nothing",
+                b.reference
+            );
+        }
         let granted = if args.accept {
             fetched.declared.clone()
         } else {
