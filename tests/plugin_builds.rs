@@ -320,7 +320,7 @@ fn a_retagged_upstream_changes_nothing_until_update_and_a_tampered_blob_is_refus
     bytes[last] ^= 0xff;
     std::fs::write(&blob, bytes).unwrap();
     let run = r.build(&spec);
-    run.code(2);
+    run.code(7);
     assert!(run.stderr.contains("kiln.lock pinned"), "{}", run.stderr);
     assert!(run.stderr.contains("not compiled"), "{}", run.stderr);
     assert!(!run.stderr.contains("args: still"), "{}", run.stderr);

@@ -98,7 +98,7 @@ fn resolve_now(b: &Build, name: &str, reference: &str) -> Result<PathBuf, Resolv
         .unwrap();
     let wanted = [(name.to_string(), reference.to_string())];
     runtime
-        .block_on(resolve(b.path(), &wanted, &cas, &Access::default()))
+        .block_on(resolve(b.path(), &wanted, &cas, &Access::default(), &[]))
         .map(|mut r| r.remove(0).path)
 }
 
@@ -521,6 +521,45 @@ fn a_listed_key_requires_a_cosign_signature_by_that_key() {
     let (code, _, err) = plugin(&b, &["add", "probe", &reference]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(lock_of(&b).get("probe").unwrap().manifest, digest);
+    // Builds check it too: a signed plugin runs.
+    std::fs::write(
+        b.path().join("buildspec.yml"),
+        crate::support::build_commands(&["probe args sig\"ned\""]),
+    )
+    .unwrap();
+    b.run().success().log_has("args: signed");
+
+    // kiln.lock edited to pin an unsigned artifact of the same repository (its reference
+    // unchanged): the build refuses it before it runs anything, as tampering (exit 7).
+    let unsigned = format!("oci://{}/acme/probe:1.0.1", registry.address);
+    let bytes = std::fs::read(probe_plugin()).unwrap();
+    let pushed = push(&b, Path::new(probe_plugin()), &unsigned);
+    let lock_path = b.path().join("kiln.lock");
+    let signed_lock = std::fs::read_to_string(&lock_path).unwrap();
+    let locked = lock_of(&b).get("probe").unwrap().clone();
+    let forged = signed_lock
+        .replace(&locked.manifest, pushed["manifest"].as_str().unwrap())
+        .replace(&locked.layer, &format!("sha256:{}", sha256_hex(&bytes)))
+        .replace(&locked.blake3, blake3::hash(&bytes).to_hex().as_str())
+        .replace(
+            &format!("size = {}", locked.size),
+            &format!("size = {}", bytes.len()),
+        )
+        .replace("api-version = \"0.1.0\"", "api-version = \"0.1.1\"");
+    assert_ne!(forged, signed_lock);
+    std::fs::write(&lock_path, &forged).unwrap();
+    let run = b.run();
+    run.code(7);
+    assert!(
+        run.stderr
+            .contains("kiln.toml's [plugin-keys] asks for a signature"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("args: signed"), "{}", run.stderr);
+    // Back to the signed lock: it runs, from what the first build checked.
+    std::fs::write(&lock_path, &signed_lock).unwrap();
+    b.run().success().log_has("args: signed");
 
     // A repository outside the listed namespace needs no signature.
     let free = format!("oci://{}/other/probe:1.0.0", registry.address);

@@ -135,6 +135,9 @@ pub struct Settings {
     /// kiln.toml's registry plugins: name and reference (`oci://…`, `file://…`, `s3://…`), which
     /// builds take only as kiln.lock pins them.
     pub plugin_refs: Vec<(String, String)>,
+    /// kiln.toml's `[plugin-keys]`: a registry or namespace and the public key file (absolute)
+    /// whose cosign signature its plugins must carry.
+    pub plugin_keys: Vec<(String, PathBuf)>,
     pub remote_cache: Option<String>,
     /// kiln.toml's `[pipeline]` tables, as read (for `kiln pipeline`'s mapping).
     pub pipeline: Option<Setting<kiln::spec::config::PipelineConfig>>,
@@ -436,6 +439,12 @@ fn merge(args: &SettingsArgs, config: &ProjectConfig) -> Result<Settings, SpecEr
         )
         .collect();
     out.report.push(("plugins", json!(table), origin));
+    out.plugin_keys = config
+        .plugin_keys
+        .iter()
+        .flat_map(|t| &t.value)
+        .map(|(prefix, path)| (prefix.clone(), config.resolve(&path.value)))
+        .collect();
 
     // Not a kiln.toml key: where a shared cache is decides whose entries a build trusts.
     out.remote_cache = args.remote_cache.clone().filter(|u| !u.is_empty());
@@ -472,15 +481,45 @@ pub async fn locked_plugins(
         eprintln!("error: the cache at {}: {e}", cas_dir.display());
         super::exit::INTERNAL
     })?;
+    let mut keys = Vec::new();
+    for (prefix, path) in &settings.plugin_keys {
+        match kiln::plugins::signature::PublicKey::read(path) {
+            Ok(key) => keys.push((prefix.clone(), key)),
+            Err(e) => {
+                eprintln!("error: kiln.toml [plugin-keys] \"{prefix}\": {e}");
+                return Err(super::exit::BAD_INPUT);
+            }
+        }
+    }
     kiln::plugins::resolve::resolve(
         project,
         &settings.plugin_refs,
         &cas,
         &kiln::store::Access::default(),
+        &keys,
     )
     .await
     .map_err(|e| {
-        eprintln!("error: {e}");
-        super::exit::BAD_INPUT
+        use kiln::plugins::registry::RegistryError;
+        use kiln::plugins::resolve::ResolveError;
+        match &e {
+            ResolveError::Lock(lock) => eprintln!("{}", lock.render(false)),
+            e => eprintln!("error: {e}"),
+        }
+        match &e {
+            ResolveError::Tampered { .. }
+            | ResolveError::Mismatch { .. }
+            | ResolveError::Unsigned { .. }
+            | ResolveError::Fetch {
+                source: RegistryError::Refused { .. },
+                ..
+            } => super::exit::INTEGRITY,
+            ResolveError::Fetch {
+                source: RegistryError::Store(s),
+                ..
+            } => super::exit::of_store(s),
+            ResolveError::Cas(_) | ResolveError::Io { .. } => super::exit::INTERNAL,
+            _ => super::exit::BAD_INPUT,
+        }
     })
 }

@@ -95,6 +95,16 @@ pub fn check_tag(tag: &str) -> Result<(), String> {
     ))
 }
 
+/// Opens a file to read without waiting: a FIFO opens at once (and is then seen not to be a
+/// regular file) instead of blocking until something writes to it.
+pub fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// `host[:port]/repository` as the registry client reaches it, so that one registry has one
 /// spelling (what `[plugin-keys]` prefixes are matched against): the host lower-cased, `:443`
 /// dropped, Docker Hub's hosts made `docker.io`, and a first part that is not a host (no `.` or
@@ -492,16 +502,29 @@ impl Layout {
         };
         match self {
             Layout::Dir(dir) => {
+                // A regular file, read through one handle and never past the limit: a layout
+                // written by someone else may hold a link to /dev/zero or a FIFO.
+                use std::io::Read as _;
                 let path = dir.join(key);
-                let meta = match std::fs::metadata(&path) {
-                    Ok(m) => m,
+                let file = match open_nonblocking(&path) {
+                    Ok(f) => f,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(store::io_err(&path)(e).into()),
                 };
+                let meta = file.metadata().map_err(store::io_err(&path))?;
+                if !meta.is_file() {
+                    return Err(RegistryError::Refused {
+                        reference: reference.to_string(),
+                        why: ArtifactError(format!("its {key} is not a regular file")),
+                    });
+                }
                 if meta.len() > limit {
                     return Err(too_big(meta.len()));
                 }
-                let bytes = std::fs::read(&path).map_err(store::io_err(&path))?;
+                let mut bytes = Vec::new();
+                file.take(limit.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(store::io_err(&path))?;
                 if bytes.len() as u64 > limit {
                     return Err(too_big(bytes.len() as u64));
                 }
@@ -787,6 +810,28 @@ mod tests {
         // By digest, the manifest itself is checked.
         let wrong = r.pinned(&format!("sha256:{}", "0".repeat(64)));
         assert!(pull(&wrong, &Access::default()).await.is_err());
+    }
+
+    /// A layout written by someone else: its blobs may be links to endless devices or FIFOs.
+    #[tokio::test]
+    async fn a_layout_blob_that_is_not_a_regular_file_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = PluginRef::parse(&format!("file://{}/probe:1.0.0", dir.path().display())).unwrap();
+        let pushed = push(PROBE_010, &r, &Access::default()).await.unwrap();
+        let root = dir.path().join("probe");
+        let blob = layout_blob(&root, &pushed.layer_digest);
+        std::fs::remove_file(&blob).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &blob).unwrap();
+        let e = pull(&r, &Access::default()).await.unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_file(&blob).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&blob)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = pull(&r, &Access::default()).await.unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use super::Capabilities;
 use super::artifact;
 use super::lock::{self, Lock, LockError, Locked};
 use super::registry::{self, PluginRef, RegistryError};
+use super::signature::{self, PublicKey};
 use crate::cas::{CasError, Digest, LocalStore};
 use crate::store::Access;
 
@@ -69,6 +70,12 @@ pub enum ResolveError {
         expected: String,
         actual: String,
     },
+    #[error("the plugin `{name}`: kiln.toml's [plugin-keys] asks for a signature: {source}")]
+    Unsigned {
+        name: String,
+        #[source]
+        source: RegistryError,
+    },
     #[error(transparent)]
     Cas(#[from] CasError),
     #[error("{}: {source}", path.display())]
@@ -85,12 +92,14 @@ pub fn lock_path(project_dir: &Path) -> PathBuf {
 
 /// Resolves the registry plugins kiln.toml names (`wanted`: name and reference) from the project's
 /// kiln.lock. A name the lock does not have, or whose reference changed, is an error that says which
-/// command to run.
+/// command to run. A plugin under one of `keys` (kiln.toml's `[plugin-keys]`) must carry a cosign
+/// signature by it of the manifest the lock pins, bound to the lock's layer.
 pub async fn resolve(
     project_dir: &Path,
     wanted: &[(String, String)],
     cas: &LocalStore,
     access: &Access,
+    keys: &[(String, PublicKey)],
 ) -> Result<Vec<Resolved>, ResolveError> {
     if wanted.is_empty() {
         return Ok(Vec::new());
@@ -109,7 +118,7 @@ pub async fn resolve(
                 locked: locked.reference.clone(),
             });
         }
-        out.push(resolve_one(locked, cas, access).await?);
+        out.push(resolve_one(locked, cas, access, keys).await?);
     }
     Ok(out)
 }
@@ -119,8 +128,43 @@ pub async fn resolve_one(
     locked: &Locked,
     cas: &LocalStore,
     access: &Access,
+    keys: &[(String, PublicKey)],
 ) -> Result<Resolved, ResolveError> {
     let name = &locked.name;
+    // A signed plugin: the signature of the pinned manifest is checked once per (manifest, layer,
+    // key), then the component is fetched by that manifest, which binds it to the lock's layer; a
+    // marker in the cache remembers both, so later builds stay offline. A lock edited to pin
+    // another manifest, or another layer, meets no marker and is checked again.
+    let reference = PluginRef::parse(&locked.reference).map_err(|source| ResolveError::Fetch {
+        name: name.clone(),
+        source,
+    })?;
+    let marker = signature::key_for(&reference, keys).map(|key| {
+        let id = blake3::hash(
+            format!(
+                "{}\n{}\n{}",
+                locked.manifest,
+                locked.layer,
+                key.fingerprint()
+            )
+            .as_bytes(),
+        );
+        (
+            key,
+            cas.root()
+                .join("plugin-signatures")
+                .join(id.to_hex().as_str()),
+        )
+    });
+    let unverified = marker.as_ref().filter(|(_, file)| !file.exists());
+    if let Some((key, _)) = unverified {
+        signature::verify(&reference, &locked.manifest, key, access)
+            .await
+            .map_err(|source| ResolveError::Unsigned {
+                name: name.clone(),
+                source,
+            })?;
+    }
     // The lock was checked when read: its blake3 is 64 hex digits.
     let key = Digest::parse(&locked.blake3).ok_or_else(|| ResolveError::Mismatch {
         name: name.clone(),
@@ -128,7 +172,7 @@ pub async fn resolve_one(
         what: format!("`{}` is not a BLAKE3 digest", locked.blake3),
     })?;
     let path = cas.blob_path(&key);
-    if !cas.has(&key) {
+    if !cas.has(&key) || unverified.is_some() {
         fetch(locked, cas, access).await?;
     }
     let bytes = std::fs::read(&path).map_err(|source| ResolveError::Io {
@@ -143,6 +187,16 @@ pub async fn resolve_one(
             expected: locked.layer.clone(),
             actual,
         });
+    }
+    if let Some((_, file)) = unverified {
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(file, &locked.manifest));
+        written.map_err(|source| ResolveError::Io {
+            path: file.clone(),
+            source,
+        })?;
     }
     Ok(Resolved {
         name: name.clone(),
@@ -245,13 +299,13 @@ mod tests {
     async fn a_locked_plugin_is_fetched_by_digest_into_the_cas_and_checked() {
         let p = project().await;
         let wanted = [("probe".to_string(), p.reference.clone())];
-        let got = resolve(&p.project, &wanted, &p.cas, &Access::default())
+        let got = resolve(&p.project, &wanted, &p.cas, &Access::default(), &[])
             .await
             .unwrap();
         assert_eq!(got[0].sha256, p.locked.layer);
         assert_eq!(std::fs::read(&got[0].path).unwrap(), PROBE_010);
         // A second resolve reads the CAS.
-        let again = resolve(&p.project, &wanted, &p.cas, &Access::default())
+        let again = resolve(&p.project, &wanted, &p.cas, &Access::default(), &[])
             .await
             .unwrap();
         assert_eq!(again, got);
@@ -265,6 +319,7 @@ mod tests {
             &[("other".into(), p.reference.clone())],
             &p.cas,
             &Access::default(),
+            &[],
         )
         .await
         .unwrap_err()
@@ -276,6 +331,7 @@ mod tests {
             &[("probe".into(), moved)],
             &p.cas,
             &Access::default(),
+            &[],
         )
         .await
         .unwrap_err()
@@ -296,6 +352,7 @@ mod tests {
             &[("probe".into(), p.reference.clone())],
             &p.cas,
             &Access::default(),
+            &[],
         )
         .await
         .unwrap_err();
@@ -320,6 +377,7 @@ mod tests {
             &[("probe".into(), p.reference.clone())],
             &p.cas,
             &Access::default(),
+            &[],
         )
         .await
         .unwrap_err();

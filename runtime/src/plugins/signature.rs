@@ -69,6 +69,11 @@ impl PublicKey {
         Self::from_pem(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// A name for the key: the BLAKE3 of its point, in hex.
+    pub fn fingerprint(&self) -> String {
+        blake3::hash(&self.point).to_hex().to_string()
+    }
+
     /// Whether `signature` (DER) signs `payload`.
     pub fn verifies(&self, payload: &[u8], signature: &[u8]) -> bool {
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)

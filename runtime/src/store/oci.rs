@@ -62,6 +62,9 @@ pub(crate) fn connect(image: &str, text: &str, access: &Access) -> Result<Regist
         protocol,
         use_monolithic_push: true,
         connect_timeout: Some(std::time::Duration::from_secs(10)),
+        // A registry that stops sending mid-answer (or sends a byte a minute) ends the request
+        // instead of holding kiln forever.
+        read_timeout: Some(std::time::Duration::from_secs(60)),
         ..Default::default()
     });
     let found = credentials::for_registry(&name, access);

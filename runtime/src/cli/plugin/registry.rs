@@ -133,22 +133,32 @@ pub async fn push(_global: &GlobalArgs, args: &PushArgs) -> u8 {
     }
 }
 
+/// A component file given on the command line: a regular file of at most a layer's size, read
+/// through one handle (a link to /dev/zero or a FIFO is refused, not read forever).
 pub(super) fn read_bounded(path: &Path) -> Result<Vec<u8>, u8> {
-    let size = std::fs::metadata(path).map(|m| m.len()).map_err(|e| {
+    use std::io::Read as _;
+    let fail = |e: std::io::Error| {
         eprintln!("error: {}: {e}", path.display());
         exit::BAD_INPUT
-    })?;
-    if size > LAYER_LIMIT {
+    };
+    let file = kiln::plugins::registry::open_nonblocking(path).map_err(fail)?;
+    let meta = file.metadata().map_err(fail)?;
+    if !meta.is_file() {
+        eprintln!("error: {} is not a regular file", path.display());
+        return Err(exit::BAD_INPUT);
+    }
+    let mut bytes = Vec::new();
+    file.take(LAYER_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > LAYER_LIMIT {
         eprintln!(
-            "error: {} is {size} bytes; a plugin is at most {LAYER_LIMIT}",
+            "error: {} is more than {LAYER_LIMIT} bytes, the most a plugin may be",
             path.display()
         );
         return Err(exit::BAD_INPUT);
     }
-    std::fs::read(path).map_err(|e| {
-        eprintln!("error: {}: {e}", path.display());
-        exit::BAD_INPUT
-    })
+    Ok(bytes)
 }
 
 /// A pulled, checked plugin, in the CAS and compiled.
