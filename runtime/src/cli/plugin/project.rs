@@ -211,16 +211,13 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> u8 {
             (name.to_string(), digest)
         })
         .collect();
-    let (toml_path, lock_path) = match project_files() {
+    let Project {
+        toml_path,
+        lock_path,
+        config,
+        lock,
+    } = match Project::open() {
         Ok(p) => p,
-        Err(code) => return code,
-    };
-    let config = match load_config(&toml_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let lock = match read_lock(&lock_path) {
-        Ok(l) => l,
         Err(code) => return code,
     };
     let cas = global.cas_dir().and_then(|d| LocalStore::open(&d).ok());
@@ -318,16 +315,13 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> u8 {
 
 /// `kiln plugin remove NAME`: out of kiln.toml's [plugins] and out of kiln.lock.
 pub fn remove(args: &RemoveArgs) -> u8 {
-    let (toml_path, lock_path) = match project_files() {
+    let Project {
+        toml_path,
+        lock_path,
+        config,
+        mut lock,
+    } = match Project::open() {
         Ok(p) => p,
-        Err(code) => return code,
-    };
-    let config = match load_config(&toml_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let mut lock = match read_lock(&lock_path) {
-        Ok(l) => l,
         Err(code) => return code,
     };
     let in_toml = config.as_ref().and_then(|c| {
@@ -379,8 +373,36 @@ pub fn remove(args: &RemoveArgs) -> u8 {
     exit::OK
 }
 
+/// The project the plugin commands work on: its kiln.toml (found as builds find it, read when
+/// there) and kiln.lock beside it (empty when absent). Errors are printed; the exit code returned.
+pub(super) struct Project {
+    pub toml_path: PathBuf,
+    pub lock_path: PathBuf,
+    pub config: Option<ProjectConfig>,
+    pub lock: Lock,
+}
+
+impl Project {
+    pub(super) fn open() -> Result<Project, u8> {
+        let (toml_path, lock_path) = project_files()?;
+        let config = load_config(&toml_path)?;
+        let lock = read_lock(&lock_path)?;
+        Ok(Project {
+            toml_path,
+            lock_path,
+            config,
+            lock,
+        })
+    }
+
+    /// Only the project's kiln.toml, when there is one.
+    pub(super) fn config() -> Result<Option<ProjectConfig>, u8> {
+        load_config(&project_files()?.0)
+    }
+}
+
 /// The project's kiln.toml (found as builds find it), and kiln.lock beside it.
-pub(super) fn project_files() -> Result<(PathBuf, PathBuf), u8> {
+fn project_files() -> Result<(PathBuf, PathBuf), u8> {
     let cwd = std::env::current_dir().map_err(|e| {
         eprintln!("error: the current folder: {e}");
         exit::INTERNAL
@@ -396,7 +418,7 @@ pub(super) fn project_files() -> Result<(PathBuf, PathBuf), u8> {
     Ok((toml, lock))
 }
 
-pub(super) fn read_lock(path: &Path) -> Result<Lock, u8> {
+fn read_lock(path: &Path) -> Result<Lock, u8> {
     match Lock::read(path) {
         Ok(lock) => Ok(lock.unwrap_or_default()),
         Err(e) => {
@@ -406,7 +428,7 @@ pub(super) fn read_lock(path: &Path) -> Result<Lock, u8> {
     }
 }
 
-pub(super) fn load_config(path: &Path) -> Result<Option<ProjectConfig>, u8> {
+fn load_config(path: &Path) -> Result<Option<ProjectConfig>, u8> {
     if !path.is_file() {
         return Ok(None);
     }

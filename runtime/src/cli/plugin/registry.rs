@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::super::options::{AccessArgs, GlobalArgs};
 use super::super::{exit, print_json};
-use super::project::{edited_toml, load_config, persist, project_files, read_lock};
+use super::project::{Project, edited_toml, persist};
 
 /// `kiln plugin push`.
 #[derive(Args)]
@@ -275,7 +275,8 @@ pub async fn pull(global: &GlobalArgs, args: &PullArgs) -> u8 {
         registry::Location::S3 { prefix, .. } => prefix.rsplit('/').next().unwrap_or("plugin"),
     }
     .to_string();
-    let config = match project_files().and_then(|(toml, _)| load_config(&toml)) {
+    // Only kiln.toml's [plugin-keys]: a pull writes nothing of the project's.
+    let config = match Project::config() {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -418,20 +419,17 @@ pub async fn add(global: &GlobalArgs, args: &AddArgs) -> u8 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let (toml_path, lock_path) = match project_files() {
+    let Project {
+        toml_path,
+        lock_path,
+        config,
+        mut lock,
+    } = match Project::open() {
         Ok(p) => p,
-        Err(code) => return code,
-    };
-    let config = match load_config(&toml_path) {
-        Ok(c) => c,
         Err(code) => return code,
     };
     let key = match key_of(config.as_ref(), &reference) {
         Ok(k) => k,
-        Err(code) => return code,
-    };
-    let mut lock = match read_lock(&lock_path) {
-        Ok(l) => l,
         Err(code) => return code,
     };
     let fetched = match fetch(global, &args.name, &reference, key.as_ref(), &access).await {
@@ -496,22 +494,19 @@ pub async fn update(global: &GlobalArgs, args: &UpdateArgs) -> u8 {
     let Some(access) = args.access.access() else {
         return exit::BAD_INPUT;
     };
-    let (toml_path, lock_path) = match project_files() {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let config = match load_config(&toml_path) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
+    let (lock_path, config, mut lock) = match Project::open() {
+        Ok(Project {
+            lock_path,
+            config: Some(config),
+            lock,
+            ..
+        }) => (lock_path, config, lock),
+        Ok(_) => {
             eprintln!(
                 "error: no kiln.toml here or above: add a plugin first (kiln plugin add NAME REF)"
             );
             return exit::BAD_INPUT;
         }
-        Err(code) => return code,
-    };
-    let mut lock = match read_lock(&lock_path) {
-        Ok(l) => l,
         Err(code) => return code,
     };
     let wanted: Vec<(String, String)> = config
