@@ -31,8 +31,8 @@ pub enum PluginCommand {
     List(project::ListArgs),
     /// Run a plugin once, as a build step would, in a directory: a test harness for plugin authors.
     Run(PluginRunArgs),
-    /// Scaffold a plugin crate (Rust, kiln-sdk) that builds on its own, with a test that runs it
-    /// through kiln.
+    /// Scaffold a plugin that builds on its own, with a test that runs it through kiln: a Rust
+    /// crate on kiln-sdk, or (--lang python) a componentize-py project.
     New(new::NewArgs),
     /// Push a plugin component to a registry (oci://), or a file:// or s3:// image layout, as a
     /// Wasm OCI artifact.
@@ -48,7 +48,7 @@ pub enum PluginCommand {
     /// Take a plugin out of kiln.toml and kiln.lock.
     Remove(project::RemoveArgs),
     /// Write kiln's sections (interface version, capabilities, metadata) into a component another
-    /// toolchain built (componentize-py, jco...); kiln-sdk writes them for Rust plugins.
+    /// toolchain built (componentize-py, componentize-js...); kiln-sdk writes them for Rust plugins.
     Declare(declare::DeclareArgs),
     /// Run a build's plugin as a command: what its shim on the build's PATH calls.
     #[command(hide = true)]

@@ -149,7 +149,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected, String> {
 /// The component with these custom sections (name, text) at its top level, where they win over
 /// any the guest's linker left in nested modules; top-level sections of those names are replaced,
 /// every other byte kept. For components made by toolchains that do not write kiln's sections
-/// (componentize-py, jco): what `kiln plugin declare` writes.
+/// (componentize-py, componentize-js): what `kiln plugin declare` writes.
 pub fn with_sections(bytes: &[u8], sections: &[(&str, &str)]) -> Result<Vec<u8>, String> {
     const HEADER: usize = 8;
     if bytes.len() < HEADER || &bytes[..4] != b"\0asm" {

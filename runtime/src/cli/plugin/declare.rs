@@ -1,5 +1,5 @@
 //! `kiln plugin declare`: writes kiln's sections into a component another toolchain built
-//! (componentize-py, jco...), which kiln-sdk's `plugin!` writes for Rust plugins: the interface
+//! (componentize-py, componentize-js...), which kiln-sdk's `plugin!` writes for Rust plugins: the interface
 //! version, the capabilities it asks for, and its metadata.
 
 use std::path::{Path, PathBuf};
