@@ -165,16 +165,8 @@ impl crate::sandbox::LogSink for BuildLog {
     }
 
     fn plugin(&self, level: crate::sandbox::Level, message: &str) {
-        use crate::sandbox::Level;
-        match level {
-            Level::Debug => {
-                if self.verbose {
-                    self.output(message)
-                }
-            }
-            Level::Info => self.output(message),
-            Level::Warn => self.output(&format!("warning: {message}")),
-            Level::Error => self.output(&format!("error: {message}")),
+        if let Some(line) = level.line(message, self.verbose) {
+            self.output(&line);
         }
     }
 }

@@ -155,13 +155,9 @@ pub async fn run_shim(spec_path: &Path, args: &[String]) -> i32 {
         }
         // As a build's log shows them: the sandbox already names the plugin in its lines.
         fn plugin(&self, level: Level, message: &str) {
-            let line = match level {
-                Level::Debug if !self.verbose => return,
-                Level::Debug | Level::Info => message.to_string(),
-                Level::Warn => format!("warning: {message}"),
-                Level::Error => format!("error: {message}"),
-            };
-            let _ = writeln!(std::io::stderr(), "{line}");
+            if let Some(line) = level.line(message, self.verbose) {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
         }
     }
 

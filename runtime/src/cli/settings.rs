@@ -411,7 +411,7 @@ fn merge(args: &SettingsArgs, config: &ProjectConfig) -> Result<Settings, SpecEr
             if args.plugin.iter().any(|(n, _)| n == name) {
                 continue;
             }
-            if s.value.contains("://") {
+            if kiln::plugins::registry::is_reference(&s.value) {
                 out.plugin_refs.push((name.clone(), s.value.clone()));
                 continue;
             }
@@ -439,12 +439,7 @@ fn merge(args: &SettingsArgs, config: &ProjectConfig) -> Result<Settings, SpecEr
         )
         .collect();
     out.report.push(("plugins", json!(table), origin));
-    out.plugin_keys = config
-        .plugin_keys
-        .iter()
-        .flat_map(|t| &t.value)
-        .map(|(prefix, path)| (prefix.clone(), config.resolve(&path.value)))
-        .collect();
+    out.plugin_keys = config.plugin_key_files();
 
     // Not a kiln.toml key: where a shared cache is decides whose entries a build trusts.
     out.remote_cache = args.remote_cache.clone().filter(|u| !u.is_empty());

@@ -26,6 +26,19 @@ pub enum Level {
     Error,
 }
 
+impl Level {
+    /// A plugin's line as a build's log shows it: debug lines only when `verbose`, warnings and
+    /// errors marked.
+    pub fn line(self, message: &str, verbose: bool) -> Option<String> {
+        match self {
+            Level::Debug if !verbose => None,
+            Level::Debug | Level::Info => Some(message.to_string()),
+            Level::Warn => Some(format!("warning: {message}")),
+            Level::Error => Some(format!("error: {message}")),
+        }
+    }
+}
+
 /// What a step's store holds.
 pub struct StepState {
     wasi: WasiCtx,

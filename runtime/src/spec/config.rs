@@ -329,6 +329,23 @@ impl ProjectConfig {
             .collect()
     }
 
+    /// The `[plugins]` value of a name, with its place.
+    pub fn plugin(&self, name: &str) -> Option<&Setting<String>> {
+        self.plugins
+            .iter()
+            .flat_map(|t| &t.value)
+            .find_map(|(n, v)| (n == name).then_some(v))
+    }
+
+    /// `[plugin-keys]`: each registry or namespace with its public key file, made absolute.
+    pub fn plugin_key_files(&self) -> Vec<(String, PathBuf)> {
+        self.plugin_keys
+            .iter()
+            .flat_map(|t| &t.value)
+            .map(|(prefix, path)| (prefix.clone(), self.resolve(&path.value)))
+            .collect()
+    }
+
     /// The `[plugins]` values that are local component files, with their place.
     pub fn local_plugins(&self) -> Vec<(String, Setting<String>)> {
         self.plugins

@@ -324,13 +324,10 @@ pub fn remove(args: &RemoveArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let in_toml = config.as_ref().and_then(|c| {
-        c.plugins
-            .iter()
-            .flat_map(|t| &t.value)
-            .find(|(n, _)| *n == args.name)
-            .map(|(_, s)| s.value.clone())
-    });
+    let in_toml = config
+        .as_ref()
+        .and_then(|c| c.plugin(&args.name))
+        .map(|s| s.value.clone());
     let in_lock = lock.remove(&args.name);
     if in_toml.is_none() && in_lock.is_none() {
         eprintln!(
@@ -492,12 +489,7 @@ pub(super) fn edited_toml(path: &Path, name: &str, reference: Option<&str>) -> R
     };
     let meant = edit_plugins(&text, name, reference).and_then(|new| {
         let config = ProjectConfig::parse(path, &new).map_err(|e| e.to_string())?;
-        let now = config
-            .plugins
-            .iter()
-            .flat_map(|t| &t.value)
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s.value.as_str());
+        let now = config.plugin(name).map(|s| s.value.as_str());
         if now == reference {
             Ok(new)
         } else {

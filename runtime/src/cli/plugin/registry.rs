@@ -243,12 +243,7 @@ fn key_of(config: Option<&ProjectConfig>, reference: &PluginRef) -> Result<Optio
     let Some(config) = config else {
         return Ok(None);
     };
-    let keys: Vec<(String, PathBuf)> = config
-        .plugin_keys
-        .iter()
-        .flat_map(|t| &t.value)
-        .map(|(prefix, path)| (prefix.clone(), config.resolve(&path.value)))
-        .collect();
+    let keys = config.plugin_key_files();
     let Some(path) = signature::key_for(reference, &keys) else {
         return Ok(None);
     };
