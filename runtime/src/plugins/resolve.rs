@@ -173,7 +173,7 @@ pub async fn resolve_one(
     })?;
     let path = cas.blob_path(&key);
     if !cas.has(&key) || unverified.is_some() {
-        fetch(locked, cas, access).await?;
+        fetch(locked, &reference, cas, access).await?;
     }
     let bytes = std::fs::read(&path).map_err(|source| ResolveError::Io {
         path: path.clone(),
@@ -208,15 +208,18 @@ pub async fn resolve_one(
 }
 
 /// Fetches a locked plugin by its manifest digest into the CAS, after checking it against the lock.
-async fn fetch(locked: &Locked, cas: &LocalStore, access: &Access) -> Result<(), ResolveError> {
+async fn fetch(
+    locked: &Locked,
+    reference: &PluginRef,
+    cas: &LocalStore,
+    access: &Access,
+) -> Result<(), ResolveError> {
     let name = &locked.name;
     let fetch_err = |source| ResolveError::Fetch {
         name: name.clone(),
         source,
     };
-    let pinned = PluginRef::parse(&locked.reference)
-        .map_err(fetch_err)?
-        .pinned(&locked.manifest);
+    let pinned = reference.pinned(&locked.manifest);
     let pulled = registry::pull(&pinned, access).await.map_err(fetch_err)?;
     let mismatch = |what: String| ResolveError::Mismatch {
         name: name.clone(),
